@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# A short tour of vserver: build the default image, create two vservers, use them, change a limit live,
+# watch a memory limit bite, and remove everything again. Run as root after `make build` (make demo does both).
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+vsctl="$here/bin/vsctl"
+export VSERVER_ROOT=${VSERVER_ROOT:-/var/lib/vserver} VSERVER_RUN=${VSERVER_RUN:-/run/vserver}
+[ -x "$vsctl" ] || { echo "tour: $vsctl missing; run make build first" >&2; exit 1; }
+[ "$(id -u)" = 0 ] || { echo "tour: run as root (vservers need namespaces and cgroups)" >&2; exit 1; }
+
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+run() { printf '$ %s\n' "$*"; "$@"; }
+
+started_agent=""
+bridge_existed=""
+cleanup() {
+  "$vsctl" destroy tour-web --force >/dev/null 2>&1 || true
+  "$vsctl" destroy tour-db --force >/dev/null 2>&1 || true
+  if [ -n "$started_agent" ] && [ -f "$VSERVER_RUN/agent.lock" ]; then
+    pid=$(cat "$VSERVER_RUN/agent.lock")
+    kill "$pid" 2>/dev/null && while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+    bridge=${VSERVER_BRIDGE:-vsbr0}
+    [ -z "$bridge_existed" ] && ip link del "$bridge" 2>/dev/null || true
+  fi
+}
+trap cleanup EXIT
+
+[ -d "/sys/class/net/${VSERVER_BRIDGE:-vsbr0}" ] && bridge_existed=1
+if ! VSCTL_NO_AUTOSTART=1 "$vsctl" info >/dev/null 2>&1; then started_agent=1; fi
+
+step "The host agent (vsctl starts vserverd when none runs)"
+run "$vsctl" info
+
+step "The default image: Debian's busybox-static as a small complete system"
+"$vsctl" image list | grep -q '^busybox ' || run "$vsctl" image build busybox
+run "$vsctl" image list
+
+step "Two vservers from the same read-only image, each with its own writable layer and address"
+run "$vsctl" create tour-web --memory 64M --cpus 0.5 --pids 100
+run "$vsctl" create tour-db --memory 128M
+run "$vsctl" start tour-web
+run "$vsctl" start tour-db
+run "$vsctl" list
+
+step "Inside a vserver: its own hostname, process list and network"
+run "$vsctl" exec tour-web -- hostname
+run "$vsctl" exec tour-web -- ps -o pid,comm
+db_ip=$("$vsctl" status tour-db -f json | sed -n 's/.*"ipv4": *"\([0-9.]*\)".*/\1/p')
+run "$vsctl" exec tour-web -- ping -c 1 -W 2 "$db_ip"
+
+step "Writes stay in the vserver that made them"
+run "$vsctl" exec tour-web -- sh -c 'echo hello > /root/note && cat /root/note'
+printf '$ %s\n' "$vsctl exec tour-db -- cat /root/note"
+"$vsctl" exec tour-db -- cat /root/note || echo "(not there: tour-db has its own layer)"
+
+step "Limits: raise memory live, then let a hog hit the limit"
+run "$vsctl" set tour-web --memory 96M
+run "$vsctl" status tour-web
+printf '$ %s\n' "$vsctl exec tour-web -- dd if=/dev/zero of=/dev/null bs=256M count=1"
+set +e; "$vsctl" exec tour-web -- dd if=/dev/zero of=/dev/null bs=256M count=1; code=$?; set -e
+echo "(exit code $code: the kernel's OOM killer ended the hog)"
+run "$vsctl" exec tour-web -- echo "tour-web is still running"
+
+step "Stop and remove everything"
+run "$vsctl" stop tour-web
+run "$vsctl" destroy tour-web
+run "$vsctl" destroy tour-db --force
+run "$vsctl" list
+step "Tour done"

@@ -1,0 +1,558 @@
+using System.Net;
+using HybridHypervisor.Model;
+using HybridHypervisor.Vservers;
+using Vserver.Isolation.Cgroups;
+using Vserver.Isolation.Guests;
+using Vserver.Isolation.Images;
+using Vserver.Isolation.Network;
+
+namespace HybridHypervisor;
+
+/// <summary>What a caller asks for when creating a guest; sizes already in bytes.</summary>
+public sealed record CreateGuest(string Name, string? Image, GuestLimits Limits, string? Ipv4, string? Restart, IReadOnlyList<string>? Command);
+
+/// <summary>
+/// The fleet: every guest on this host, one lifecycle. The agent maps HTTP onto these calls and holds no
+/// virtualization logic of its own.
+/// </summary>
+public sealed class Fleet : IDisposable
+{
+    private readonly FleetOptions _options;
+    private readonly Action<string> _log;
+    private readonly GuestStore _store;
+    private readonly Dictionary<string, GuestRuntime> _guests = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, BrokenGuest> _broken = new(StringComparer.Ordinal);
+    private readonly Lock _fleetLock = new();
+    /// <summary>Serialises create and destroy: names and addresses are allocated under it.</summary>
+    private readonly SemaphoreSlim _membership = new(1, 1);
+    private readonly int _hostCpus = Environment.ProcessorCount;
+
+    public Fleet(FleetOptions options, Action<string> log)
+    {
+        _options = options;
+        _log = log;
+        _store = new GuestStore(options);
+        Images = new ImageStore(options.ImagesRoot, options.RecipesRoot);
+        Cgroups = CgroupHierarchy.Detect();
+        Bridge = new HostBridge(options.BridgeName, options.Subnet);
+        Vservers = new VserverDriver(options, Cgroups, Bridge, Images);
+    }
+
+    public FleetOptions Options => _options;
+    public ImageStore Images { get; }
+    public ICgroupHierarchy Cgroups { get; }
+    public HostBridge Bridge { get; }
+    internal VserverDriver Vservers { get; }
+
+    /// <summary>Loads every guest, finishes or undoes work an earlier agent left half-done, adopts running vservers,
+    /// and applies restart policies to those that ended while no agent was watching.</summary>
+    public void Initialize()
+    {
+        if (!File.Exists(_options.VsinitPath))
+            throw new FileNotFoundException($"vsinit not found at {_options.VsinitPath}; build it with: make build (or set VSERVER_VSINIT)");
+        Directory.CreateDirectory(_options.GuestsRoot);
+        Directory.CreateDirectory(_options.RunGuestsRoot);
+        Images.CleanStaging();
+        foreach (var leftover in Directory.EnumerateDirectories(_options.GuestsRoot, ".*"))
+            Directory.Delete(leftover, recursive: true);
+        Bridge.Ensure();
+
+        var (configs, broken) = _store.LoadAll(_hostCpus);
+        foreach (var b in broken)
+        {
+            _broken[b.Name] = b;
+            _log($"guest {b.Name} is broken: {b.Problem}");
+        }
+        foreach (var config in configs)
+        {
+            var paths = _store.PathsFor(config.Name);
+            if (config.Phase != GuestPhase.Ready)
+            {
+                // An agent died while creating or destroying this guest: nothing of it may stay behind.
+                _log($"removing guest {config.Name}, left {config.Phase.ToString().ToLowerInvariant()} by an agent that died");
+                Vservers.Teardown(paths);
+                continue;
+            }
+            var runtime = new GuestRuntime(config);
+            _guests[config.Name] = runtime;
+            var running = Vservers.Adopt(paths);
+            if (running is not null)
+            {
+                runtime.Running = running;
+                runtime.Paused = running.Cgroup.ReadStats().Frozen;
+                runtime.StopRequested = File.Exists(paths.StoppingMarker);
+                runtime.RunEnded = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                WatchExit(runtime, running);
+                _log($"adopted running guest {config.Name} (init pid {running.InitPid})");
+            }
+            else if (File.Exists(paths.PidFile) || File.Exists(paths.ExitFile))
+            {
+                var stopRequested = File.Exists(paths.StoppingMarker);
+                var exit = Vservers.CollectExit(paths);
+                runtime.LastExit = exit;
+                _log($"guest {config.Name} {exit.Description} while no agent was running");
+                if (!stopRequested && ShouldRestart(config.Restart, exit)) ScheduleRestart(runtime, TimeSpan.Zero);
+            }
+        }
+    }
+
+    // ---- queries ----
+
+    public IReadOnlyList<GuestView> List()
+    {
+        List<GuestRuntime> guests;
+        List<BrokenGuest> broken;
+        lock (_fleetLock)
+        {
+            guests = _guests.Values.ToList();
+            broken = _broken.Values.ToList();
+        }
+        return guests.Select(View).Concat(broken.Select(BrokenView)).OrderBy(v => v.Name, StringComparer.Ordinal).ToList();
+    }
+
+    public IReadOnlyList<string> Warnings()
+    {
+        lock (_fleetLock) return _broken.Values.Select(b => $"guest '{b.Name}' is broken: {b.Problem}").ToList();
+    }
+
+    public GuestView Get(string name)
+    {
+        lock (_fleetLock)
+        {
+            if (_broken.TryGetValue(name, out var b)) return BrokenView(b);
+        }
+        return View(Find(name));
+    }
+
+    private static GuestView BrokenView(BrokenGuest b) => new(b.Name, GuestState.Broken, null, null, null, null, 0, null, b.Problem);
+
+    private static GuestView View(GuestRuntime g)
+    {
+        var running = g.Running;
+        CgroupStats? usage = null;
+        try
+        {
+            usage = running?.Cgroup.ReadStats();
+        }
+        catch (CgroupException)
+        {
+            // The guest ended between the check and the read: no usage to show.
+        }
+        return new GuestView(g.Config.Name, g.State, g.Config, running?.InitPid, running?.StartedAt, g.LastExit, g.RestartCount, usage, null);
+    }
+
+    // ---- create / destroy ----
+
+    public async Task<GuestView> CreateAsync(CreateGuest request, CancellationToken ct = default)
+    {
+        if (GuestConfigValidator.NameError(request.Name) is { } nameError) throw FleetException.Invalid(nameError);
+        if (!RestartPolicies.TryParse(request.Restart, out var restart))
+            throw FleetException.Invalid($"invalid restart policy '{request.Restart}': use no, on-failure or always");
+        if (GuestConfigValidator.LimitsError(request.Limits, _hostCpus) is { } limitsError) throw FleetException.Invalid(limitsError);
+        if (GuestConfigValidator.Ipv4Error(request.Ipv4, _options.Subnet) is { } ipError) throw FleetException.Invalid(ipError);
+        if (request.Command is { Count: 0 } || request.Command?.Any(string.IsNullOrEmpty) == true)
+            throw FleetException.Invalid("empty command: give a program to run, or leave --cmd out to run the image's /sbin/init");
+        var imageName = request.Image ?? "busybox";
+        if (Images.Find(imageName) is null)
+        {
+            var built = string.Join(", ", Images.List().Select(i => i.Name));
+            throw FleetException.Invalid($"unknown image '{imageName}'; built images: {(built.Length > 0 ? built : "none")}; build one with: vsctl image build {imageName}");
+        }
+
+        await _membership.WaitAsync(ct);
+        try
+        {
+            lock (_fleetLock)
+            {
+                if (_guests.ContainsKey(request.Name) || _broken.ContainsKey(request.Name))
+                    throw FleetException.Conflict($"a guest named '{request.Name}' already exists; pick another name or destroy it first");
+            }
+            var paths = _store.PathsFor(request.Name);
+            if (Directory.Exists(paths.Dir))
+                throw FleetException.Conflict($"{paths.Dir} already exists but is no guest this agent knows; remove it or pick another name");
+            var address = AllocateAddress(request.Ipv4);
+            var config = new GuestConfig
+            {
+                Name = request.Name,
+                Image = imageName,
+                Limits = request.Limits,
+                Network = new GuestNetworkConfig { Ipv4 = address.ToString() },
+                Restart = restart,
+                Command = request.Command,
+                Created = DateTimeOffset.UtcNow,
+                Phase = GuestPhase.Creating,
+            };
+            _store.Save(config);
+            Failpoints.Hit("create.after-config");
+            try
+            {
+                Vservers.Provision(config, paths);
+                Failpoints.Hit("create.after-network");
+                config = config with { Phase = GuestPhase.Ready };
+                _store.Save(config);
+            }
+            catch (Exception e)
+            {
+                Vservers.Teardown(paths);
+                throw e as FleetException ?? new FleetException(FleetError.Failed, $"creating {request.Name} failed: {e.Message}", e);
+            }
+            var runtime = new GuestRuntime(config);
+            lock (_fleetLock) _guests[config.Name] = runtime;
+            _log($"created guest {config.Name} ({config.Network.Ipv4})");
+            return View(runtime);
+        }
+        finally
+        {
+            _membership.Release();
+        }
+    }
+
+    private IPAddress AllocateAddress(string? requested)
+    {
+        List<IPAddress> taken;
+        lock (_fleetLock)
+        {
+            taken = _guests.Values.Select(g => g.Config.Network.Ipv4).OfType<string>().Select(IPAddress.Parse).ToList();
+        }
+        if (requested is not null)
+        {
+            var address = IPAddress.Parse(requested);
+            lock (_fleetLock)
+            {
+                var owner = _guests.Values.FirstOrDefault(g => g.Config.Network.Ipv4 == address.ToString());
+                if (owner is not null)
+                    throw FleetException.Conflict($"address {requested} is already taken by guest '{owner.Config.Name}'; pick another or leave --ip out");
+            }
+            return address;
+        }
+        return _options.Subnet.FirstFree(taken)
+            ?? throw FleetException.Conflict($"the guest subnet {_options.Subnet} is full; destroy a guest or configure a larger VSERVER_SUBNET");
+    }
+
+    public async Task DestroyAsync(string name, bool force, CancellationToken ct = default)
+    {
+        await _membership.WaitAsync(ct);
+        try
+        {
+            BrokenGuest? broken;
+            lock (_fleetLock) _broken.TryGetValue(name, out broken);
+            if (broken is not null)
+            {
+                if (!force)
+                    throw FleetException.Conflict($"guest '{name}' is broken ({broken.Problem}); remove it with: vsctl destroy --force {name}");
+                Vservers.Teardown(_store.PathsFor(name));
+                lock (_fleetLock) _broken.Remove(name);
+                _log($"destroyed broken guest {name}");
+                return;
+            }
+            var g = Find(name);
+            await g.Lock.WaitAsync(ct);
+            try
+            {
+                if (g.Running is not null)
+                {
+                    if (!force)
+                        throw FleetException.Conflict($"guest '{name}' is {g.State.ToString().ToLowerInvariant()}; stop it first or use: vsctl destroy --force {name}");
+                    await StopLockedAsync(g, TimeSpan.Zero);
+                }
+                var paths = _store.PathsFor(name);
+                _store.Save(g.Config with { Phase = GuestPhase.Destroying });
+                Failpoints.Hit("destroy.after-mark");
+                Vservers.Teardown(paths);
+                g.Removed = true;
+                lock (_fleetLock) _guests.Remove(name);
+                _log($"destroyed guest {name}");
+            }
+            finally
+            {
+                g.Lock.Release();
+            }
+        }
+        finally
+        {
+            _membership.Release();
+        }
+    }
+
+    // ---- lifecycle ----
+
+    public async Task<GuestView> StartAsync(string name, bool wait = false, CancellationToken ct = default)
+    {
+        var g = Find(name);
+        Task ended;
+        await g.Lock.WaitAsync(ct);
+        try
+        {
+            if (g.Running is not null)
+                throw FleetException.Conflict($"guest '{name}' is already {g.State.ToString().ToLowerInvariant()}; stop it first, or use: vsctl restart {name}");
+            StartLocked(g);
+            ended = g.RunEnded.Task;
+        }
+        finally
+        {
+            g.Lock.Release();
+        }
+        if (wait) await ended.WaitAsync(ct);
+        return View(g);
+    }
+
+    private void StartLocked(GuestRuntime g)
+    {
+        var paths = _store.PathsFor(g.Config.Name);
+        var running = Vservers.Start(g.Config, paths);
+        g.Running = running;
+        g.Paused = false;
+        g.StopRequested = false;
+        g.RunEnded = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        WatchExit(g, running);
+    }
+
+    private void WatchExit(GuestRuntime g, RunningVserver running) =>
+        running.Monitor.Exited.ContinueWith(_ => OnExitedAsync(g, running), TaskScheduler.Default);
+
+    private async Task OnExitedAsync(GuestRuntime g, RunningVserver running)
+    {
+        await g.Lock.WaitAsync();
+        try
+        {
+            if (!ReferenceEquals(g.Running, running) || g.Removed) return;
+            var paths = _store.PathsFor(g.Config.Name);
+            var exit = Vservers.CollectExit(paths);
+            var stopRequested = g.StopRequested || File.Exists(paths.StoppingMarker);
+            File.Delete(paths.StoppingMarker);
+            running.Dispose();
+            g.Running = null;
+            g.Paused = false;
+            g.LastExit = exit;
+            g.RunEnded.TrySetResult();
+            _log($"guest {g.Config.Name} {exit.Description}");
+            if (!stopRequested && ShouldRestart(g.Config.Restart, exit))
+            {
+                // Back off like a supervisor should: a guest that keeps crashing is retried ever more slowly.
+                var stableRun = exit.At - running.StartedAt > TimeSpan.FromSeconds(10);
+                if (stableRun) g.RestartCount = 0;
+                var delay = TimeSpan.FromMilliseconds(Math.Min(100 * Math.Pow(2, Math.Min(g.RestartCount, 10)), 10_000));
+                g.RestartCount++;
+                ScheduleRestart(g, delay);
+            }
+        }
+        catch (Exception e)
+        {
+            _log($"guest {g.Config.Name}: handling its exit failed: {e.Message}");
+        }
+        finally
+        {
+            g.Lock.Release();
+        }
+    }
+
+    private static bool ShouldRestart(RestartPolicy policy, GuestExit exit) =>
+        exit.RebootRequested || policy switch
+        {
+            RestartPolicy.Always => true,
+            RestartPolicy.OnFailure => exit.Failed,
+            _ => false,
+        };
+
+    private void ScheduleRestart(GuestRuntime g, TimeSpan delay) =>
+        _ = Task.Run(async () =>
+        {
+            await Task.Delay(delay);
+            await g.Lock.WaitAsync();
+            try
+            {
+                if (g.Removed || g.Running is not null || g.StopRequested) return;
+                StartLocked(g);
+                _log($"restarted guest {g.Config.Name} (restart policy {RestartPolicies.Format(g.Config.Restart)})");
+            }
+            catch (Exception e)
+            {
+                _log($"restarting guest {g.Config.Name} failed: {e.Message}");
+            }
+            finally
+            {
+                g.Lock.Release();
+            }
+        });
+
+    public async Task<GuestView> StopAsync(string name, TimeSpan? timeout = null, CancellationToken ct = default)
+    {
+        var g = Find(name);
+        await g.Lock.WaitAsync(ct);
+        try
+        {
+            if (g.Running is null) throw FleetException.Conflict($"guest '{name}' is not running");
+            await StopLockedAsync(g, timeout ?? _options.DefaultStopTimeout);
+        }
+        finally
+        {
+            g.Lock.Release();
+        }
+        return View(g);
+    }
+
+    /// <summary>SIGTERM to init, SIGKILL after the timeout; returns once the exit is collected.</summary>
+    private async Task StopLockedAsync(GuestRuntime g, TimeSpan timeout)
+    {
+        var running = g.Running!;
+        var paths = _store.PathsFor(g.Config.Name);
+        g.StopRequested = true;
+        File.WriteAllText(paths.StoppingMarker, "");
+        // Frozen tasks cannot act on any signal, not even SIGKILL, until thawed.
+        if (g.Paused) running.Cgroup.Thaw();
+        var ended = running.Monitor.Exited;
+        if (timeout > TimeSpan.Zero && running.Init?.Signal(15) == true)
+            await Task.WhenAny(ended, Task.Delay(timeout));
+        if (!ended.IsCompleted)
+        {
+            if (running.Init is null || !running.Init.Signal(9)) running.Cgroup.Destroy();
+            await Task.WhenAny(ended, Task.Delay(TimeSpan.FromSeconds(10)));
+        }
+        // The exit handler needs the lock we hold: collect the exit here instead.
+        var exit = Vservers.CollectExit(paths);
+        File.Delete(paths.StoppingMarker);
+        running.Dispose();
+        g.Running = null;
+        g.Paused = false;
+        g.LastExit = exit;
+        g.RunEnded.TrySetResult();
+        _log($"stopped guest {g.Config.Name}: {exit.Description}");
+    }
+
+    public async Task<GuestView> RestartAsync(string name, CancellationToken ct = default)
+    {
+        var g = Find(name);
+        await g.Lock.WaitAsync(ct);
+        try
+        {
+            if (g.Running is not null) await StopLockedAsync(g, _options.DefaultStopTimeout);
+            StartLocked(g);
+        }
+        finally
+        {
+            g.Lock.Release();
+        }
+        return View(g);
+    }
+
+    public Task<GuestView> PauseAsync(string name, CancellationToken ct = default) => FreezeAsync(name, freeze: true, ct);
+
+    public Task<GuestView> ResumeAsync(string name, CancellationToken ct = default) => FreezeAsync(name, freeze: false, ct);
+
+    private async Task<GuestView> FreezeAsync(string name, bool freeze, CancellationToken ct)
+    {
+        var g = Find(name);
+        await g.Lock.WaitAsync(ct);
+        try
+        {
+            if (g.Running is null) throw FleetException.Conflict($"guest '{name}' is not running");
+            if (g.Paused == freeze) throw FleetException.Conflict($"guest '{name}' is already {(freeze ? "paused" : "running")}");
+            if (freeze) g.Running.Cgroup.Freeze();
+            else g.Running.Cgroup.Thaw();
+            g.Paused = freeze;
+        }
+        finally
+        {
+            g.Lock.Release();
+        }
+        return View(g);
+    }
+
+    /// <summary>Waits until the guest's current run ends (returns at once for a stopped guest).</summary>
+    public async Task<GuestView> WaitAsync(string name, CancellationToken ct = default)
+    {
+        var g = Find(name);
+        await g.RunEnded.Task.WaitAsync(ct);
+        return View(g);
+    }
+
+    /// <summary>Changes limits: live on a running guest (the kernel may refuse, e.g. memory below current use), then persisted.</summary>
+    public async Task<GuestView> SetLimitsAsync(string name, GuestLimits changes, CancellationToken ct = default)
+    {
+        var g = Find(name);
+        await g.Lock.WaitAsync(ct);
+        try
+        {
+            var limits = g.Config.Limits with
+            {
+                MemoryBytes = changes.MemoryBytes ?? g.Config.Limits.MemoryBytes,
+                Cpus = changes.Cpus ?? g.Config.Limits.Cpus,
+                Pids = changes.Pids ?? g.Config.Limits.Pids,
+            };
+            if (GuestConfigValidator.LimitsError(limits, _hostCpus) is { } error) throw FleetException.Invalid(error);
+            if (g.Running is not null)
+            {
+                try
+                {
+                    Vservers.Apply(g.Running, limits);
+                }
+                catch (CgroupException e)
+                {
+                    throw new FleetException(FleetError.Conflict, $"cannot apply the new limits to running guest '{name}': {e.Message}", e);
+                }
+            }
+            g.Config = g.Config with { Limits = limits };
+            _store.Save(g.Config);
+        }
+        finally
+        {
+            g.Lock.Release();
+        }
+        return View(g);
+    }
+
+    public ExecProcess Exec(string name, IReadOnlyList<string> command, bool tty, int rows, int cols,
+        IReadOnlyDictionary<string, string>? env, string? cwd)
+    {
+        if (command.Count == 0 || string.IsNullOrEmpty(command[0])) throw FleetException.Invalid("no command given: vsctl exec NAME -- CMD ARGS...");
+        var g = Find(name);
+        var running = g.Running;
+        if (running is null) throw FleetException.Conflict($"guest '{name}' is not running; start it with: vsctl start {name}");
+        if (g.Paused) throw FleetException.Conflict($"guest '{name}' is paused; resume it with: vsctl resume {name}");
+        return Vservers.Exec(g.Config, _store.PathsFor(name), running, command, tty, rows, cols, env, cwd);
+    }
+
+    // ---- images ----
+
+    public ImageRecord BuildImage(string name)
+    {
+        try
+        {
+            return Images.Build(name);
+        }
+        catch (ImageException e)
+        {
+            throw FleetException.Invalid(e.Message);
+        }
+    }
+
+    public void RemoveImage(string name)
+    {
+        List<string> users;
+        lock (_fleetLock) users = _guests.Values.Where(g => g.Config.Image == name).Select(g => g.Config.Name).ToList();
+        if (users.Count > 0)
+            throw FleetException.Conflict($"image '{name}' is the lower layer of {string.Join(", ", users)}; destroy those guests first");
+        try
+        {
+            Images.Remove(name);
+        }
+        catch (ImageException e)
+        {
+            throw FleetException.NotFound(e.Message);
+        }
+    }
+
+    /// <summary>Running guests are left running: a new agent adopts them.</summary>
+    public void Dispose() => _membership.Dispose();
+
+    private GuestRuntime Find(string name)
+    {
+        lock (_fleetLock)
+        {
+            if (_guests.TryGetValue(name, out var g)) return g;
+            if (_broken.TryGetValue(name, out var b))
+                throw FleetException.Conflict($"guest '{name}' is broken: {b.Problem}");
+        }
+        throw FleetException.NotFound($"no guest named '{name}' (see: vsctl list)");
+    }
+}

@@ -1,0 +1,42 @@
+using HybridHypervisor.Model;
+using HybridHypervisor.Vservers;
+
+namespace HybridHypervisor;
+
+public enum GuestState { Stopped, Running, Paused, Broken }
+
+/// <summary>The agent's live view of one guest. Every change happens under <see cref="Lock"/>.</summary>
+internal sealed class GuestRuntime(GuestConfig config)
+{
+    public SemaphoreSlim Lock { get; } = new(1, 1);
+    public GuestConfig Config { get; set; } = config;
+    public RunningVserver? Running { get; set; }
+    public bool Paused { get; set; }
+    public bool StopRequested { get; set; }
+    public GuestExit? LastExit { get; set; }
+    public int RestartCount { get; set; }
+    public bool Removed { get; set; }
+    /// <summary>Completed when the current run ends; replaced at each start.</summary>
+    public TaskCompletionSource RunEnded { get; set; } = Completed();
+
+    public GuestState State => Running is null ? GuestState.Stopped : Paused ? GuestState.Paused : GuestState.Running;
+
+    public static TaskCompletionSource Completed()
+    {
+        var tcs = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        tcs.SetResult();
+        return tcs;
+    }
+}
+
+/// <summary>A snapshot of a guest for callers: config, state, and what its cgroup says right now.</summary>
+public sealed record GuestView(
+    string Name,
+    GuestState State,
+    GuestConfig? Config,
+    int? InitPid,
+    DateTimeOffset? StartedAt,
+    GuestExit? LastExit,
+    int RestartCount,
+    Vserver.Isolation.Cgroups.CgroupStats? Usage,
+    string? Problem);

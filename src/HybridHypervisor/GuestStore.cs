@@ -1,0 +1,91 @@
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using HybridHypervisor.Model;
+using Vserver.Isolation.Storage;
+
+namespace HybridHypervisor;
+
+/// <summary>Where one guest's files live: its config and writable layer under the state root, its runtime files
+/// (pid, exit, netns, specs) under the run root.</summary>
+public sealed record GuestPaths(string Dir, string RunDir, string HostVeth, string CgroupPath)
+{
+    public string Config => Path.Combine(Dir, "guest.json");
+    public string Upper => Path.Combine(Dir, "upper");
+    public string Work => Path.Combine(Dir, "work");
+    public string Rootfs => Path.Combine(Dir, "rootfs");
+    public string Console => Path.Combine(Dir, "console.log");
+    public string Netns => Path.Combine(RunDir, "netns");
+    public string Spec => Path.Combine(RunDir, "vsinit.spec");
+    public string PidFile => Path.Combine(RunDir, "pid");
+    public string ExitFile => Path.Combine(RunDir, "exit");
+    /// <summary>Present while an operator's stop is under way, so an agent restarted mid-stop does not restart the guest.</summary>
+    public string StoppingMarker => Path.Combine(RunDir, "stopping");
+}
+
+/// <summary>A guest whose config could not be read; it is listed as broken, the others load normally.</summary>
+public sealed record BrokenGuest(string Name, string Problem);
+
+/// <summary>Reads and writes guest configs: one readable JSON file per guest, replaced atomically.</summary>
+public sealed class GuestStore(FleetOptions options)
+{
+    public GuestPaths PathsFor(string name) => new(
+        Path.Combine(options.GuestsRoot, name),
+        Path.Combine(options.RunGuestsRoot, name),
+        HostVethName(name),
+        $"{options.CgroupParent}/{name}");
+
+    /// <summary>A host interface name (at most 15 chars) that is stable for this state root and guest name, so a
+    /// guest whose config is lost can still have its veth found and removed.</summary>
+    public string HostVethName(string name)
+    {
+        var hash = SHA256.HashData(Encoding.UTF8.GetBytes($"{options.StateRoot}\0{name}"));
+        return "vs" + Convert.ToHexStringLower(hash)[..11];
+    }
+
+    public void Save(GuestConfig config)
+    {
+        var paths = PathsFor(config.Name);
+        Directory.CreateDirectory(paths.Dir);
+        AtomicFile.WriteAllText(paths.Config, JsonSerializer.Serialize(config, ConfigJson.Default.GuestConfig) + "\n");
+    }
+
+    public (IReadOnlyList<GuestConfig> Guests, IReadOnlyList<BrokenGuest> Broken) LoadAll(int hostCpus)
+    {
+        var guests = new List<GuestConfig>();
+        var broken = new List<BrokenGuest>();
+        if (!Directory.Exists(options.GuestsRoot)) return (guests, broken);
+        foreach (var dir in Directory.EnumerateDirectories(options.GuestsRoot).Order(StringComparer.Ordinal))
+        {
+            var name = Path.GetFileName(dir);
+            if (name.StartsWith('.')) continue;
+            var (config, problem) = Load(name, hostCpus);
+            if (config is not null) guests.Add(config);
+            else broken.Add(new BrokenGuest(name, problem!));
+        }
+        return (guests, broken);
+    }
+
+    public (GuestConfig? Config, string? Problem) Load(string name, int hostCpus)
+    {
+        var path = PathsFor(name).Config;
+        if (!File.Exists(path)) return (null, $"{path} is missing; remove the guest with: vsctl destroy --force {name}");
+        GuestConfig? config;
+        try
+        {
+            config = JsonSerializer.Deserialize(File.ReadAllText(path), ConfigJson.Default.GuestConfig);
+        }
+        catch (JsonException e)
+        {
+            var where = e.LineNumber is { } line ? $" at line {line + 1}, position {(e.BytePositionInLine ?? 0) + 1}" : "";
+            var why = e.Message.Split(". Path:")[0].Split(" LineNumber:")[0].TrimEnd('.');
+            return (null, $"{path}: invalid JSON{where}: {why}; fix the file, or remove the guest with: vsctl destroy --force {name}");
+        }
+        if (config is null) return (null, $"{path}: empty config; fix the file, or remove the guest with: vsctl destroy --force {name}");
+        if (config.Name != name)
+            return (null, $"{path}: the config names guest '{config.Name}' but lives in directory '{name}'; fix the name in the file");
+        if (GuestConfigValidator.Validate(config, options.Subnet, Environment.ProcessorCount) is { } error)
+            return (null, $"{path}: {error}");
+        return (config, null);
+    }
+}

@@ -1,0 +1,69 @@
+using System.Text.Json.Serialization;
+
+namespace HybridHypervisor.Model;
+
+/// <summary>A guest as the operator asked for it: plain data, persisted as guests/NAME/guest.json.</summary>
+public sealed record GuestConfig
+{
+    public required string Name { get; init; }
+    public GuestKind Kind { get; init; } = GuestKind.Vserver;
+    public required string Image { get; init; }
+    public GuestLimits Limits { get; init; } = new();
+    public GuestNetworkConfig Network { get; init; } = new();
+    public RestartPolicy Restart { get; init; } = RestartPolicy.No;
+    /// <summary>The guest's init and its arguments; null means the image's /sbin/init.</summary>
+    public IReadOnlyList<string>? Command { get; init; }
+    public DateTimeOffset Created { get; init; }
+    /// <summary>Creating and Destroying mark work in flight: an agent that died mid-way finishes or undoes it.</summary>
+    public GuestPhase Phase { get; init; } = GuestPhase.Ready;
+
+    public IReadOnlyList<string> InitCommand => Command is { Count: > 0 } c ? c : ["/sbin/init"];
+}
+
+public sealed record GuestLimits
+{
+    public long? MemoryBytes { get; init; }
+    public double? Cpus { get; init; }
+    public int? Pids { get; init; }
+}
+
+public sealed record GuestNetworkConfig
+{
+    public string? Ipv4 { get; init; }
+}
+
+[JsonConverter(typeof(JsonStringEnumConverter<GuestKind>))]
+public enum GuestKind { Vserver, Domain }
+
+[JsonConverter(typeof(JsonStringEnumConverter<GuestPhase>))]
+public enum GuestPhase { Creating, Ready, Destroying }
+
+[JsonConverter(typeof(JsonStringEnumConverter<RestartPolicy>))]
+public enum RestartPolicy { No, OnFailure, Always }
+
+public static class RestartPolicies
+{
+    public static bool TryParse(string? text, out RestartPolicy policy)
+    {
+        policy = RestartPolicy.No;
+        switch (text)
+        {
+            case null or "" or "no": return true;
+            case "on-failure": policy = RestartPolicy.OnFailure; return true;
+            case "always": policy = RestartPolicy.Always; return true;
+            default: return false;
+        }
+    }
+
+    public static string Format(RestartPolicy policy) => policy switch
+    {
+        RestartPolicy.OnFailure => "on-failure",
+        RestartPolicy.Always => "always",
+        _ => "no",
+    };
+}
+
+[JsonSourceGenerationOptions(System.Text.Json.JsonSerializerDefaults.Web, WriteIndented = true,
+    DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull, UseStringEnumConverter = true)]
+[JsonSerializable(typeof(GuestConfig))]
+internal sealed partial class ConfigJson : JsonSerializerContext;

@@ -1,0 +1,51 @@
+using System.Net;
+using System.Text.RegularExpressions;
+
+namespace HybridHypervisor.Model;
+
+/// <summary>Checks a guest's config on its own (what needs the rest of the fleet, like a taken address, is checked by the fleet).
+/// Each message names what is wrong and what to do.</summary>
+public static partial class GuestConfigValidator
+{
+    public const long MinMemoryBytes = 4L << 20;
+
+    [GeneratedRegex("^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
+    private static partial Regex DnsLabel();
+
+    public static string? NameError(string? name) =>
+        name is not null && DnsLabel().IsMatch(name)
+            ? null
+            : $"invalid name '{name}': a guest name is a DNS label (1-63 lowercase letters, digits and '-', not starting or ending with '-')";
+
+    public static string? LimitsError(GuestLimits limits, int hostCpus)
+    {
+        if (limits.MemoryBytes is { } m && m < MinMemoryBytes)
+            return $"memory limit {m} bytes is below the minimum of 4M; give at least --memory 4M";
+        if (limits.Cpus is { } c && (double.IsNaN(c) || c <= 0 || c > hostCpus))
+            return $"invalid cpus {c}: give a number above 0 and at most this host's {hostCpus} CPUs, e.g. --cpus 0.5";
+        if (limits.Pids is { } p && p < 1)
+            return $"invalid pids limit {p}: give a positive number of processes, e.g. --pids 200";
+        return null;
+    }
+
+    public static string? Ipv4Error(string? ipv4, Vserver.Isolation.Network.Ipv4Subnet subnet)
+    {
+        if (ipv4 is null) return null;
+        if (!IPAddress.TryParse(ipv4, out var address) || address.AddressFamily != System.Net.Sockets.AddressFamily.InterNetwork
+            || ipv4.Count(ch => ch == '.') != 3)
+            return $"invalid IPv4 address '{ipv4}': write it as A.B.C.D";
+        if (!subnet.Contains(address))
+            return $"address {ipv4} is outside this host's guest subnet {subnet}; pick one inside it or leave --ip out";
+        if (!subnet.IsGuestAddress(address))
+            return $"address {ipv4} is the subnet's network, gateway or broadcast address; pick another";
+        return null;
+    }
+
+    /// <summary>The first problem of a whole config, or null.</summary>
+    public static string? Validate(GuestConfig config, Vserver.Isolation.Network.Ipv4Subnet subnet, int hostCpus) =>
+        NameError(config.Name)
+        ?? (string.IsNullOrEmpty(config.Image) ? "no image given" : null)
+        ?? LimitsError(config.Limits, hostCpus)
+        ?? Ipv4Error(config.Network.Ipv4, subnet)
+        ?? (config.Command is { Count: 0 } ? "empty command: leave --cmd out to run the image's /sbin/init" : null);
+}

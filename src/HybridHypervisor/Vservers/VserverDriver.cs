@@ -1,0 +1,219 @@
+using System.Globalization;
+using System.Net;
+using HybridHypervisor.Model;
+using Vserver.Isolation.Cgroups;
+using Vserver.Isolation.Guests;
+using Vserver.Isolation.Network;
+using Vserver.Isolation.Processes;
+
+namespace HybridHypervisor.Vservers;
+
+/// <summary>How a vserver's init ended, as its monitor recorded it.</summary>
+public sealed record GuestExit(int? Code, int? Signal, DateTimeOffset At)
+{
+    public bool Failed => Code is not 0;
+
+    /// <summary>reboot(2) inside a pid namespace ends its init with SIGHUP; power-off and halt with SIGINT.</summary>
+    public bool RebootRequested => Signal == 1;
+
+    public string Description => Code is { } c ? $"exited with code {c}" : Signal is { } s ? $"killed by signal {s}{SignalName(s)}" : "ended, status unknown";
+
+    private static string SignalName(int s) => s switch
+    {
+        1 => " (SIGHUP: reboot requested)", 2 => " (SIGINT: power-off requested)", 9 => " (SIGKILL)", 15 => " (SIGTERM)", _ => "",
+    };
+
+    /// <summary>Parses the monitor's exit file: `exited N` or `signaled S`.</summary>
+    public static GuestExit? Parse(string text, DateTimeOffset at)
+    {
+        var parts = text.Trim().Split(' ');
+        if (parts.Length != 2 || !int.TryParse(parts[1], CultureInfo.InvariantCulture, out var n)) return null;
+        return parts[0] switch
+        {
+            "exited" => new GuestExit(n, null, at),
+            "signaled" => new GuestExit(null, n, at),
+            _ => null,
+        };
+    }
+}
+
+/// <summary>A running vserver as the agent holds it: its monitor, its init and its cgroup.</summary>
+public sealed class RunningVserver(ProcessHandle monitor, ProcessHandle? init, int initPid, ICgroup cgroup, DateTimeOffset startedAt) : IDisposable
+{
+    public ProcessHandle Monitor { get; } = monitor;
+    public ProcessHandle? Init { get; } = init;
+    public int InitPid { get; } = initPid;
+    public ICgroup Cgroup { get; } = cgroup;
+    public DateTimeOffset StartedAt { get; } = startedAt;
+
+    public void Dispose()
+    {
+        Monitor.Dispose();
+        Init?.Dispose();
+    }
+}
+
+/// <summary>The vserver half of a guest's lifecycle: storage, network, cgroup and the vsinit-run init.
+/// Knows nothing of HTTP or of the fleet's bookkeeping.</summary>
+public sealed class VserverDriver(FleetOptions options, ICgroupHierarchy cgroups, HostBridge bridge, Vserver.Isolation.Images.ImageStore images)
+{
+    public void Provision(GuestConfig config, GuestPaths paths)
+    {
+        Directory.CreateDirectory(paths.Upper);
+        Directory.CreateDirectory(paths.Work);
+        Directory.CreateDirectory(paths.Rootfs);
+        Directory.CreateDirectory(paths.RunDir);
+        Failpoints.Hit("create.after-storage");
+        EnsureNetwork(config, paths);
+    }
+
+    /// <summary>The network lives in /run: after a host reboot it is rebuilt on the next start.</summary>
+    public void EnsureNetwork(GuestConfig config, GuestPaths paths)
+    {
+        if (GuestNetwork.Exists(paths.Netns, paths.HostVeth)) return;
+        GuestNetwork.Destroy(paths.Netns, paths.HostVeth);
+        Directory.CreateDirectory(paths.RunDir);
+        bridge.Ensure();
+        GuestNetwork.Create(options.VsinitPath, paths.Netns, paths.HostVeth, bridge, IPAddress.Parse(config.Network.Ipv4!));
+    }
+
+    public RunningVserver Start(GuestConfig config, GuestPaths paths)
+    {
+        var image = images.Find(config.Image)
+            ?? throw FleetException.Conflict($"image '{config.Image}' of guest '{config.Name}' is gone; build it again with: vsctl image build {config.Image}");
+        EnsureNetwork(config, paths);
+        File.Delete(paths.PidFile);
+        File.Delete(paths.ExitFile);
+        File.Delete(paths.StoppingMarker);
+        var cgroup = cgroups.Create(paths.CgroupPath);
+        try
+        {
+            cgroup.Apply(ToCgroupLimits(config.Limits));
+            var spec = new VsinitSpec
+            {
+                Name = config.Name,
+                Hostname = config.Name,
+                Rootfs = paths.Rootfs,
+                Lower = image.RootfsPath,
+                Upper = paths.Upper,
+                Work = paths.Work,
+                Netns = paths.Netns,
+                Cgroups = cgroup.ProcsFiles,
+                CapKeep = Capabilities.KeptFor(allowSysAdmin: false),
+                PidFile = paths.PidFile,
+                ExitFile = paths.ExitFile,
+                Console = paths.Console,
+                Args = config.InitCommand,
+            };
+            Vserver.Isolation.Storage.AtomicFile.WriteAllText(paths.Spec, spec.Render());
+            var started = Vsinit.Start(options.VsinitPath, paths.Spec);
+            return new RunningVserver(started.Monitor, ProcessHandle.TryOpen(started.InitPid), started.InitPid, cgroup, DateTimeOffset.UtcNow);
+        }
+        catch (GuestStartException e)
+        {
+            cgroup.Destroy();
+            throw new FleetException(FleetError.Failed, $"starting {config.Name} failed: {e.Message}");
+        }
+        catch
+        {
+            cgroup.Destroy();
+            throw;
+        }
+    }
+
+    /// <summary>Finds a vserver left running by an earlier agent: its monitor must still be the vsinit that wrote the pid file.</summary>
+    public RunningVserver? Adopt(GuestPaths paths)
+    {
+        if (!File.Exists(paths.PidFile) || File.Exists(paths.ExitFile)) return null;
+        var parts = File.ReadAllText(paths.PidFile).Split(' ', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        if (parts.Length != 2 || !int.TryParse(parts[0], out var initPid) || !int.TryParse(parts[1], out var monitorPid)) return null;
+        var monitor = ProcessHandle.TryOpen(monitorPid);
+        if (monitor is null) return null;
+        string cmdline;
+        try
+        {
+            cmdline = File.ReadAllText($"/proc/{monitorPid}/cmdline").Replace('\0', ' ');
+        }
+        catch (IOException)
+        {
+            monitor.Dispose();
+            return null;
+        }
+        if (!cmdline.Contains("vsinit", StringComparison.Ordinal) || !cmdline.Contains(paths.Spec, StringComparison.Ordinal))
+        {
+            monitor.Dispose();
+            return null;
+        }
+        var cgroup = cgroups.Open(paths.CgroupPath) ?? cgroups.Create(paths.CgroupPath);
+        var started = File.GetLastWriteTimeUtc(paths.PidFile);
+        return new RunningVserver(monitor, ProcessHandle.TryOpen(initPid), initPid, cgroup, new DateTimeOffset(started, TimeSpan.Zero));
+    }
+
+    /// <summary>Reads and clears what the monitor left after init ended, and frees the cgroup.</summary>
+    public GuestExit CollectExit(GuestPaths paths)
+    {
+        GuestExit? exit = null;
+        if (File.Exists(paths.ExitFile))
+            exit = GuestExit.Parse(File.ReadAllText(paths.ExitFile), new DateTimeOffset(File.GetLastWriteTimeUtc(paths.ExitFile), TimeSpan.Zero));
+        File.Delete(paths.ExitFile);
+        File.Delete(paths.PidFile);
+        cgroups.Open(paths.CgroupPath)?.Destroy();
+        return exit ?? new GuestExit(null, null, DateTimeOffset.UtcNow);
+    }
+
+    public void Apply(RunningVserver running, GuestLimits limits) => running.Cgroup.Apply(ToCgroupLimits(limits));
+
+    public ExecProcess Exec(GuestConfig config, GuestPaths paths, RunningVserver running, IReadOnlyList<string> command, bool tty,
+        int rows, int cols, IReadOnlyDictionary<string, string>? env, string? cwd)
+    {
+        var environment = VsinitSpec.DefaultEnv.Where(e => !(tty && e.StartsWith("TERM=", StringComparison.Ordinal))).ToList();
+        if (tty) environment.Add("TERM=" + (env?.GetValueOrDefault("TERM") ?? "xterm"));
+        if (env is not null)
+            foreach (var (k, v) in env)
+                if (k != "TERM") environment.Add($"{k}={v}");
+        var spec = new VsinitSpec
+        {
+            Name = config.Name,
+            TargetPid = running.InitPid,
+            Cgroups = running.Cgroup.ProcsFiles,
+            CapKeep = Capabilities.KeptFor(allowSysAdmin: false),
+            Env = environment,
+            Args = command,
+            Cwd = cwd ?? "/",
+            Tty = tty,
+        };
+        var specPath = Path.Combine(paths.RunDir, $"exec-{Guid.NewGuid():N}.spec");
+        Vserver.Isolation.Storage.AtomicFile.WriteAllText(specPath, spec.Render());
+        PtyPair? pty = null;
+        try
+        {
+            if (tty) pty = PtyPair.OpenInGuest(running.InitPid, rows, cols);
+            var exec = Vsinit.Exec(options.VsinitPath, specPath, pty);
+            exec.Process.Exited.ContinueWith(_ => File.Delete(specPath), TaskScheduler.Default);
+            return exec;
+        }
+        catch
+        {
+            pty?.Dispose();
+            File.Delete(specPath);
+            throw;
+        }
+    }
+
+    /// <summary>Removes everything a vserver owns on the host; safe on a half-created or already half-removed one.</summary>
+    public void Teardown(GuestPaths paths)
+    {
+        cgroups.Open(paths.CgroupPath)?.Destroy();
+        GuestNetwork.Destroy(paths.Netns, paths.HostVeth);
+        if (Directory.Exists(paths.RunDir)) Directory.Delete(paths.RunDir, recursive: true);
+        if (Directory.Exists(paths.Dir))
+        {
+            // Rename first: a crash mid-delete must not leave a directory that looks like a guest.
+            var doomed = Path.Combine(Path.GetDirectoryName(paths.Dir)!, $".{Path.GetFileName(paths.Dir)}.destroying-{Guid.NewGuid():N}");
+            Directory.Move(paths.Dir, doomed);
+            Directory.Delete(doomed, recursive: true);
+        }
+    }
+
+    public static CgroupLimits ToCgroupLimits(GuestLimits limits) => new(limits.MemoryBytes, limits.Cpus, limits.Pids);
+}

@@ -1,0 +1,70 @@
+using HybridHypervisor;
+using HybridHypervisor.Model;
+using Vserver.Api;
+
+namespace Vserver.Agent;
+
+/// <summary>REST routes: each parses the request, calls the fleet, and maps the answer. No logic of their own.</summary>
+internal static class Endpoints
+{
+    public static void Map(WebApplication app, Fleet fleet)
+    {
+        var v1 = app.MapGroup("/v1");
+        v1.MapGet("/host", () => new HostInfo
+        {
+            Version = typeof(Endpoints).Assembly.GetName().Version?.ToString() ?? "0",
+            CgroupVersion = fleet.Cgroups.Version.ToString(),
+            Bridge = fleet.Options.BridgeName,
+            Subnet = fleet.Options.Subnet.ToString(),
+            StateRoot = fleet.Options.StateRoot,
+            RunRoot = fleet.Options.RunRoot,
+            AgentPid = Environment.ProcessId,
+        });
+
+        v1.MapGet("/guests", () => new GuestList
+        {
+            Guests = fleet.List().Select(Mapping.ToInfo).ToList(),
+            Warnings = fleet.Warnings(),
+        });
+        v1.MapGet("/guests/{name}", (string name) => Mapping.ToInfo(fleet.Get(name)));
+        v1.MapPost("/guests", async (CreateGuestRequest request, CancellationToken ct) =>
+        {
+            var view = await fleet.CreateAsync(new CreateGuest(request.Name, request.Image,
+                new GuestLimits { MemoryBytes = request.MemoryBytes, Cpus = request.Cpus, Pids = request.Pids },
+                request.Ipv4, request.Restart, request.Command), ct);
+            return Results.Created($"/v1/guests/{view.Name}", Mapping.ToInfo(view));
+        });
+        v1.MapDelete("/guests/{name}", async (string name, bool? force, CancellationToken ct) =>
+        {
+            await fleet.DestroyAsync(name, force ?? false, ct);
+            return Results.NoContent();
+        });
+        v1.MapPost("/guests/{name}/start", async (string name, bool? wait, CancellationToken ct) =>
+            Mapping.ToInfo(await fleet.StartAsync(name, wait ?? false, ct)));
+        v1.MapPost("/guests/{name}/stop", async (string name, int? timeout, CancellationToken ct) =>
+        {
+            if (timeout is < 0) throw FleetException.Invalid("invalid stop timeout: give seconds, 0 or more");
+            return Mapping.ToInfo(await fleet.StopAsync(name, timeout is { } t ? TimeSpan.FromSeconds(t) : null, ct));
+        });
+        v1.MapPost("/guests/{name}/restart", async (string name, CancellationToken ct) => Mapping.ToInfo(await fleet.RestartAsync(name, ct)));
+        v1.MapPost("/guests/{name}/pause", async (string name, CancellationToken ct) => Mapping.ToInfo(await fleet.PauseAsync(name, ct)));
+        v1.MapPost("/guests/{name}/resume", async (string name, CancellationToken ct) => Mapping.ToInfo(await fleet.ResumeAsync(name, ct)));
+        v1.MapPost("/guests/{name}/wait", async (string name, CancellationToken ct) => Mapping.ToInfo(await fleet.WaitAsync(name, ct)));
+        v1.MapPatch("/guests/{name}/limits", async (string name, SetLimitsRequest request, CancellationToken ct) =>
+            Mapping.ToInfo(await fleet.SetLimitsAsync(name,
+                new GuestLimits { MemoryBytes = request.MemoryBytes, Cpus = request.Cpus, Pids = request.Pids }, ct)));
+        v1.Map("/guests/{name}/exec", (HttpContext context, string name) => ExecSession.RunAsync(context, fleet, name));
+
+        v1.MapGet("/images", () => (IReadOnlyList<ImageInfo>)fleet.Images.List().Select(Mapping.ToInfo).ToList());
+        v1.MapPost("/images", (BuildImageRequest request) =>
+        {
+            var image = fleet.BuildImage(request.Name);
+            return Results.Created($"/v1/images/{image.Name}", Mapping.ToInfo(image));
+        });
+        v1.MapDelete("/images/{name}", (string name) =>
+        {
+            fleet.RemoveImage(name);
+            return Results.NoContent();
+        });
+    }
+}

@@ -1,0 +1,200 @@
+using System.Buffers.Binary;
+using System.Net.WebSockets;
+using System.Text;
+using System.Text.Json;
+using HybridHypervisor;
+using Vserver.Api;
+using Vserver.Isolation.Guests;
+
+namespace Vserver.Agent;
+
+/// <summary>One `vsctl exec` over a WebSocket: the request, then stdin in and stdout/stderr out as
+/// <see cref="ExecStream"/> frames, and the exit code last.</summary>
+internal sealed class ExecSession : IDisposable
+{
+    private readonly WebSocket _socket;
+    private readonly SemaphoreSlim _send = new(1, 1);
+
+    private ExecSession(WebSocket socket) => _socket = socket;
+
+    public static async Task RunAsync(HttpContext context, Fleet fleet, string name)
+    {
+        if (!context.WebSockets.IsWebSocketRequest)
+        {
+            await ApiErrors.Write(context, StatusCodes.Status400BadRequest, "exec needs a WebSocket upgrade (use vsctl exec)");
+            return;
+        }
+        using var socket = await context.WebSockets.AcceptWebSocketAsync();
+        using var session = new ExecSession(socket);
+        try
+        {
+            await session.RunAsync(fleet, name, context.RequestAborted);
+        }
+        catch (Exception e)
+        {
+            Console.Error.WriteLine($"vserverd: exec in {name}: {e}");
+            await session.FailAsync($"exec failed in the agent: {e.Message}", CancellationToken.None);
+        }
+    }
+
+    private async Task RunAsync(Fleet fleet, string name, CancellationToken ct)
+    {
+        ExecRequest? request;
+        try
+        {
+            request = JsonSerializer.Deserialize(await ReceiveTextAsync(ct), ApiJson.Default.ExecRequest);
+        }
+        catch (JsonException e)
+        {
+            await FailAsync($"bad exec request: {e.Message}", ct);
+            return;
+        }
+        if (request is null)
+        {
+            await FailAsync("bad exec request: empty", ct);
+            return;
+        }
+        ExecProcess exec;
+        try
+        {
+            exec = fleet.Exec(name, request.Command, request.Tty, request.Rows, request.Cols, request.Env, request.Cwd);
+        }
+        catch (Exception e) when (e is FleetException or IOException)
+        {
+            await FailAsync(e.Message, ct);
+            return;
+        }
+        using (exec)
+        {
+            var stdout = PumpOutputAsync(exec.Stdout, ExecStream.Stdout);
+            var stderr = exec.Stderr is null ? Task.CompletedTask : PumpOutputAsync(exec.Stderr, ExecStream.Stderr);
+            // A pending WebSocket receive cannot be cancelled without aborting the socket: the input pump ends
+            // when the client closes its side after reading the exit frame.
+            var stdin = PumpInputAsync(exec, ct);
+            var exit = await exec.Process.Exited;
+            // Output written just before the exit is still in the pipe: drain it, but do not wait forever for a
+            // background process that inherited stdout.
+            await Task.WhenAny(Task.WhenAll(stdout, stderr), Task.Delay(TimeSpan.FromSeconds(2), CancellationToken.None));
+            var code = new byte[5];
+            code[0] = ExecStream.Exit;
+            BinaryPrimitives.WriteInt32LittleEndian(code.AsSpan(1), exit.ShellCode);
+            await SendAsync(code, ct);
+            await CloseAsync(ct);
+            await Task.WhenAny(stdin, Task.Delay(TimeSpan.FromSeconds(5), CancellationToken.None));
+        }
+    }
+
+    private async Task PumpOutputAsync(Stream source, byte stream)
+    {
+        var buffer = new byte[32 * 1024];
+        try
+        {
+            while (true)
+            {
+                var n = await source.ReadAsync(buffer.AsMemory(1, buffer.Length - 1));
+                if (n == 0) return;
+                buffer[0] = stream;
+                await SendAsync(buffer.AsMemory(0, n + 1), CancellationToken.None);
+            }
+        }
+        catch (IOException)
+        {
+            // A pty master reads EIO once the last slave fd closes: that is its end of file.
+        }
+        catch (WebSocketException)
+        {
+        }
+    }
+
+    private async Task PumpInputAsync(ExecProcess exec, CancellationToken ct)
+    {
+        var buffer = new byte[32 * 1024];
+        try
+        {
+            while (true)
+            {
+                var (message, length) = await ReceiveAsync(buffer, ct);
+                if (message is null)
+                {
+                    // The client hung up; if the command still runs, that is like a closed terminal.
+                    if (!exec.Process.HasExited) exec.Process.Signal(1);
+                    exec.Stdin.Dispose();
+                    return;
+                }
+                if (length == 0) continue;
+                switch (message[0])
+                {
+                    case ExecStream.Stdin when length == 1:
+                        exec.Stdin.Dispose();
+                        break;
+                    case ExecStream.Stdin:
+                        await exec.Stdin.WriteAsync(message.AsMemory(1, length - 1), ct);
+                        await exec.Stdin.FlushAsync(ct);
+                        break;
+                    case ExecStream.Resize when length >= 5:
+                        exec.Resize(BinaryPrimitives.ReadUInt16LittleEndian(message.AsSpan(1)), BinaryPrimitives.ReadUInt16LittleEndian(message.AsSpan(3)));
+                        break;
+                }
+            }
+        }
+        catch (Exception e) when (e is IOException or ObjectDisposedException or WebSocketException or OperationCanceledException)
+        {
+        }
+    }
+
+    /// <summary>Reads one whole message; null when the client closed.</summary>
+    private async Task<(byte[]? Message, int Length)> ReceiveAsync(byte[] buffer, CancellationToken ct)
+    {
+        var length = 0;
+        while (true)
+        {
+            if (length == buffer.Length) Array.Resize(ref buffer, buffer.Length * 2);
+            var result = await _socket.ReceiveAsync(buffer.AsMemory(length), ct);
+            if (result.MessageType == WebSocketMessageType.Close) return (null, 0);
+            length += result.Count;
+            if (result.EndOfMessage) return (buffer, length);
+        }
+    }
+
+    private async Task<string> ReceiveTextAsync(CancellationToken ct)
+    {
+        var (message, length) = await ReceiveAsync(new byte[4096], ct);
+        return message is null ? "" : Encoding.UTF8.GetString(message, 0, length);
+    }
+
+    internal async Task FailAsync(string message, CancellationToken ct)
+    {
+        var text = Encoding.UTF8.GetBytes(message);
+        var frame = new byte[text.Length + 1];
+        frame[0] = ExecStream.Error;
+        text.CopyTo(frame, 1);
+        await SendAsync(frame, ct);
+        await CloseAsync(ct);
+    }
+
+    private async Task SendAsync(ReadOnlyMemory<byte> frame, CancellationToken ct)
+    {
+        await _send.WaitAsync(ct);
+        try
+        {
+            if (_socket.State == WebSocketState.Open) await _socket.SendAsync(frame, WebSocketMessageType.Binary, true, ct);
+        }
+        finally
+        {
+            _send.Release();
+        }
+    }
+
+    private async Task CloseAsync(CancellationToken ct)
+    {
+        try
+        {
+            if (_socket.State == WebSocketState.Open) await _socket.CloseOutputAsync(WebSocketCloseStatus.NormalClosure, null, ct);
+        }
+        catch (WebSocketException)
+        {
+        }
+    }
+
+    public void Dispose() => _send.Dispose();
+}

@@ -1,0 +1,67 @@
+using System.Globalization;
+
+namespace Vserver.Api;
+
+/// <summary>Sizes as operators write them: 256M, 1.5G, 4096 (bytes). Suffixes are binary (K = 1024).</summary>
+public static class ByteSize
+{
+    public static bool TryParse(string? text, out long bytes, out string error)
+    {
+        bytes = 0;
+        error = "";
+        var s = (text ?? "").Trim();
+        if (s.Length == 0)
+        {
+            error = "invalid size '': give a number with an optional K, M, G or T suffix, e.g. 256M";
+            return false;
+        }
+        if (s.StartsWith('-'))
+        {
+            error = $"invalid size '{text}': a size cannot be negative";
+            return false;
+        }
+        var unitStart = s.Length;
+        while (unitStart > 0 && char.IsAsciiLetter(s[unitStart - 1])) unitStart--;
+        var number = s[..unitStart];
+        var unit = s[unitStart..].ToUpperInvariant();
+        long multiplier = unit switch
+        {
+            "" or "B" => 1,
+            "K" or "KB" or "KIB" => 1L << 10,
+            "M" or "MB" or "MIB" => 1L << 20,
+            "G" or "GB" or "GIB" => 1L << 30,
+            "T" or "TB" or "TIB" => 1L << 40,
+            _ => 0,
+        };
+        if (multiplier == 0 || !decimal.TryParse(number, NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out var value))
+        {
+            error = $"invalid size '{text}': give a number with an optional K, M, G or T suffix, e.g. 256M";
+            return false;
+        }
+        var total = value * multiplier;
+        if (total > long.MaxValue / 2)
+        {
+            error = $"invalid size '{text}': too large";
+            return false;
+        }
+        bytes = (long)decimal.Round(total);
+        return true;
+    }
+
+    public static long Parse(string text) =>
+        TryParse(text, out var bytes, out var error) ? bytes : throw new FormatException(error);
+
+    /// <summary>Shortest exact-enough form: 256M, 1.5G, 512K, 100 (bytes).</summary>
+    public static string Format(long bytes)
+    {
+        string[] units = ["", "K", "M", "G", "T"];
+        double value = bytes;
+        var i = 0;
+        while (value >= 1024 && i < units.Length - 1)
+        {
+            value /= 1024;
+            i++;
+        }
+        return value.ToString(value % 1 == 0 ? "0" : "0.#", CultureInfo.InvariantCulture) + units[i];
+    }
+}

@@ -1,0 +1,184 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Net.Sockets;
+using System.Net.WebSockets;
+using System.Text.Json.Serialization.Metadata;
+
+namespace Vserver.Api;
+
+/// <summary>The agent answered with an error: its message is meant for the operator as is.</summary>
+public sealed class ApiException(HttpStatusCode status, string message) : Exception(message)
+{
+    public HttpStatusCode Status { get; } = status;
+}
+
+/// <summary>Nothing answers on the agent's socket.</summary>
+public sealed class AgentUnavailableException(string socketPath, string reason)
+    : Exception($"no agent answers on {socketPath}: {reason}")
+{
+    public string SocketPath { get; } = socketPath;
+}
+
+/// <summary>Typed client for vserverd's REST API over its unix socket.</summary>
+public sealed class VserverClient : IDisposable
+{
+    private readonly HttpClient _http;
+    private readonly SocketsHttpHandler _handler;
+
+    public VserverClient(string socketPath)
+    {
+        SocketPath = socketPath;
+        _handler = new SocketsHttpHandler
+        {
+            ConnectCallback = async (_, ct) =>
+            {
+                var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+                try
+                {
+                    await socket.ConnectAsync(new UnixDomainSocketEndPoint(socketPath), ct);
+                    return new NetworkStream(socket, ownsSocket: true);
+                }
+                catch (SocketException e)
+                {
+                    socket.Dispose();
+                    throw new AgentUnavailableException(socketPath, e.SocketErrorCode switch
+                    {
+                        SocketError.AddressNotAvailable or SocketError.AddressFamilyNotSupported => "the socket does not exist",
+                        SocketError.ConnectionRefused => "connection refused (the agent is not running)",
+                        _ => e.Message,
+                    });
+                }
+            },
+        };
+        _http = new HttpClient(_handler) { BaseAddress = new Uri("http://vserverd/"), Timeout = Timeout.InfiniteTimeSpan };
+    }
+
+    public string SocketPath { get; }
+
+    public static string DefaultSocketPath =>
+        Path.Combine(Environment.GetEnvironmentVariable("VSERVER_RUN") is { Length: > 0 } run ? run : "/run/vserver", "agent.sock");
+
+    public Task<HostInfo> HostAsync(CancellationToken ct = default) => GetAsync("v1/host", ApiJson.Default.HostInfo, ct);
+
+    public Task<GuestList> ListAsync(CancellationToken ct = default) => GetAsync("v1/guests", ApiJson.Default.GuestList, ct);
+
+    public Task<GuestInfo> GetAsync(string name, CancellationToken ct = default) =>
+        GetAsync($"v1/guests/{Uri.EscapeDataString(name)}", ApiJson.Default.GuestInfo, ct);
+
+    public Task<GuestInfo> CreateAsync(CreateGuestRequest request, CancellationToken ct = default) =>
+        SendAsync(HttpMethod.Post, "v1/guests", JsonContent.Create(request, ApiJson.Default.CreateGuestRequest), ApiJson.Default.GuestInfo, ct);
+
+    public Task<GuestInfo> StartAsync(string name, bool wait = false, CancellationToken ct = default) =>
+        ActionAsync(name, wait ? "start?wait=true" : "start", ct);
+
+    public Task<GuestInfo> StopAsync(string name, int? timeoutSeconds = null, CancellationToken ct = default) =>
+        ActionAsync(name, timeoutSeconds is { } t ? $"stop?timeout={t}" : "stop", ct);
+
+    public Task<GuestInfo> RestartAsync(string name, CancellationToken ct = default) => ActionAsync(name, "restart", ct);
+
+    public Task<GuestInfo> PauseAsync(string name, CancellationToken ct = default) => ActionAsync(name, "pause", ct);
+
+    public Task<GuestInfo> ResumeAsync(string name, CancellationToken ct = default) => ActionAsync(name, "resume", ct);
+
+    public Task<GuestInfo> WaitAsync(string name, CancellationToken ct = default) => ActionAsync(name, "wait", ct);
+
+    public Task<GuestInfo> SetLimitsAsync(string name, SetLimitsRequest request, CancellationToken ct = default) =>
+        SendAsync(HttpMethod.Patch, $"v1/guests/{Uri.EscapeDataString(name)}/limits",
+            JsonContent.Create(request, ApiJson.Default.SetLimitsRequest), ApiJson.Default.GuestInfo, ct);
+
+    public async Task DestroyAsync(string name, bool force, CancellationToken ct = default)
+    {
+        using var response = await SendRawAsync(new HttpRequestMessage(HttpMethod.Delete,
+            $"v1/guests/{Uri.EscapeDataString(name)}{(force ? "?force=true" : "")}"), ct);
+    }
+
+    public Task<IReadOnlyList<ImageInfo>> ImagesAsync(CancellationToken ct = default) =>
+        GetAsync("v1/images", ApiJson.Default.IReadOnlyListImageInfo, ct);
+
+    public Task<ImageInfo> BuildImageAsync(string name, CancellationToken ct = default) =>
+        SendAsync(HttpMethod.Post, "v1/images", JsonContent.Create(new BuildImageRequest { Name = name }, ApiJson.Default.BuildImageRequest),
+            ApiJson.Default.ImageInfo, ct);
+
+    public async Task RemoveImageAsync(string name, CancellationToken ct = default)
+    {
+        using var response = await SendRawAsync(new HttpRequestMessage(HttpMethod.Delete, $"v1/images/{Uri.EscapeDataString(name)}"), ct);
+    }
+
+    /// <summary>Opens the exec WebSocket and sends the request; the caller pumps <see cref="ExecStream"/> frames.</summary>
+    public async Task<WebSocket> OpenExecAsync(string name, ExecRequest request, CancellationToken ct = default)
+    {
+        var ws = new ClientWebSocket();
+        try
+        {
+            await ws.ConnectAsync(new Uri($"ws://vserverd/v1/guests/{Uri.EscapeDataString(name)}/exec"), new HttpMessageInvoker(_handler, disposeHandler: false), ct);
+        }
+        catch (WebSocketException e) when (e.InnerException is AgentUnavailableException unavailable)
+        {
+            ws.Dispose();
+            throw unavailable;
+        }
+        catch (WebSocketException)
+        {
+            ws.Dispose();
+            // The agent refused the upgrade: ask the plain endpoint why (404 for an unknown guest, 409 for a stopped one).
+            await GetAsync(name, ct);
+            throw;
+        }
+        var json = System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(request, ApiJson.Default.ExecRequest);
+        await ws.SendAsync(json, WebSocketMessageType.Text, true, ct);
+        return ws;
+    }
+
+    private Task<GuestInfo> ActionAsync(string name, string action, CancellationToken ct) =>
+        SendAsync(HttpMethod.Post, $"v1/guests/{Uri.EscapeDataString(name)}/{action}", null, ApiJson.Default.GuestInfo, ct);
+
+    private async Task<T> GetAsync<T>(string path, JsonTypeInfo<T> type, CancellationToken ct) =>
+        await SendAsync(HttpMethod.Get, path, null, type, ct);
+
+    private async Task<T> SendAsync<T>(HttpMethod method, string path, HttpContent? content, JsonTypeInfo<T> type, CancellationToken ct)
+    {
+        using var response = await SendRawAsync(new HttpRequestMessage(method, path) { Content = content }, ct);
+        return await response.Content.ReadFromJsonAsync(type, ct)
+            ?? throw new ApiException(response.StatusCode, $"the agent sent an empty answer to {method} /{path}");
+    }
+
+    private async Task<HttpResponseMessage> SendRawAsync(HttpRequestMessage request, CancellationToken ct)
+    {
+        HttpResponseMessage response;
+        try
+        {
+            response = await _http.SendAsync(request, ct);
+        }
+        catch (HttpRequestException e) when (e.InnerException is AgentUnavailableException unavailable)
+        {
+            throw unavailable;
+        }
+        catch (HttpRequestException e) when (e.HttpRequestError is HttpRequestError.ResponseEnded or HttpRequestError.ConnectionError)
+        {
+            throw new AgentUnavailableException(SocketPath, "the agent closed the connection (did it die?)");
+        }
+        finally
+        {
+            request.Dispose();
+        }
+        if (response.IsSuccessStatusCode) return response;
+        using (response)
+        {
+            ErrorResponse? error = null;
+            try
+            {
+                error = await response.Content.ReadFromJsonAsync(ApiJson.Default.ErrorResponse, ct);
+            }
+            catch (System.Text.Json.JsonException)
+            {
+            }
+            throw new ApiException(response.StatusCode, error?.Error ?? $"the agent answered {(int)response.StatusCode} {response.ReasonPhrase}");
+        }
+    }
+
+    public void Dispose()
+    {
+        _http.Dispose();
+        _handler.Dispose();
+    }
+}

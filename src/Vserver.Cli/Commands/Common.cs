@@ -1,0 +1,35 @@
+using System.CommandLine;
+
+namespace Vserver.Cli.Commands;
+
+/// <summary>Arguments and options several verbs share.</summary>
+internal static class Common
+{
+    public static Argument<string> GuestName(string description = "The guest's name") =>
+        new("NAME") { Description = description };
+
+    public static Option<string?> Format(string textName) => new("--format", "-f")
+    {
+        Description = $"Output format: {textName} or json [default: {textName}]",
+        HelpName = $"{textName}|json",
+        CompletionSources = { textName, "json" },
+    };
+
+    public static Option<string?> Memory() => new("--memory", "-m")
+    {
+        Description = "Memory limit, e.g. 256M or 1.5G (K, M, G, T are powers of 1024)",
+        HelpName = "SIZE",
+    };
+
+    public static Option<string?> Cpus() => new("--cpus")
+    {
+        Description = "CPU limit in CPUs, e.g. 0.5",
+        HelpName = "N",
+    };
+
+    public static Option<string?> Pids() => new("--pids")
+    {
+        Description = "Limit on the number of processes",
+        HelpName = "N",
+    };
+}

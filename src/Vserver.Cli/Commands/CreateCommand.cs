@@ -1,0 +1,78 @@
+using System.CommandLine;
+using Vserver.Api;
+
+namespace Vserver.Cli.Commands;
+
+internal static class CreateCommand
+{
+    public static Command Create(CliContext cli)
+    {
+        var name = Common.GuestName("The new guest's name");
+        var image = new Option<string?>("--image") { Description = "Root file system image [default: the agent's, busybox]", HelpName = "IMAGE" };
+        var memory = Common.Memory();
+        var cpus = Common.Cpus();
+        var pids = Common.Pids();
+        var ip = new Option<string?>("--ip") { Description = "IPv4 address on the bridge [default: the next free one]", HelpName = "A.B.C.D" };
+        var restart = new Option<string?>("--restart")
+        {
+            Description = "Restart policy: no, on-failure or always",
+            HelpName = "no|on-failure|always",
+            CompletionSources = { "no", "on-failure", "always" },
+        };
+        var cmd = new Option<string?>("--cmd")
+        {
+            Description = "The guest's init command as one string, split like a shell does (quotes, backslashes) [default: /sbin/init]",
+            HelpName = "COMMAND",
+        };
+        var command = new Command("create", "Create a guest (stopped)") { name, image, memory, cpus, pids, ip, restart, cmd };
+        command.SetAction((parse, ct) =>
+        {
+            var options = new Options
+            {
+                Name = parse.GetValue(name)!,
+                Image = parse.GetValue(image),
+                Memory = parse.GetValue(memory),
+                Cpus = parse.GetValue(cpus),
+                Pids = parse.GetValue(pids),
+                Ip = parse.GetValue(ip),
+                Restart = parse.GetValue(restart),
+                Cmd = parse.GetValue(cmd),
+            };
+            return cli.RunAsync(parse, client => HandleAsync(client, options, cli.Out, cli.Err, ct));
+        });
+        return command;
+    }
+
+    public sealed record Options
+    {
+        public required string Name { get; init; }
+        public string? Image { get; init; }
+        public string? Memory { get; init; }
+        public string? Cpus { get; init; }
+        public string? Pids { get; init; }
+        public string? Ip { get; init; }
+        public string? Restart { get; init; }
+        public string? Cmd { get; init; }
+    }
+
+    /// <summary>The request the options describe; <see cref="UsageException"/> for input the agent need not see.</summary>
+    public static CreateGuestRequest ToRequest(Options o) => new()
+    {
+        Name = o.Name,
+        Image = o.Image,
+        MemoryBytes = Input.Size("--memory", o.Memory),
+        Cpus = Input.Cpus("--cpus", o.Cpus),
+        Pids = Input.PositiveInt("--pids", o.Pids, "process limit"),
+        Ipv4 = o.Ip,
+        Restart = Input.OneOf("--restart", o.Restart, "no", "on-failure", "always"),
+        Command = o.Cmd is null ? null : Input.Command("--cmd", o.Cmd),
+    };
+
+    public static async Task<int> HandleAsync(VserverClient client, Options options, TextWriter stdout, TextWriter stderr, CancellationToken ct)
+    {
+        var request = ToRequest(options);
+        var guest = await client.CreateAsync(request, ct);
+        stdout.WriteLine(guest.Ipv4 is { Length: > 0 } ip ? $"created {guest.Name} ({guest.Kind}, {ip})" : $"created {guest.Name} ({guest.Kind})");
+        return ExitCodes.Ok;
+    }
+}

@@ -1,0 +1,24 @@
+using System.CommandLine;
+using Vserver.Api;
+
+namespace Vserver.Cli.Commands;
+
+internal static class DestroyCommand
+{
+    public static Command Create(CliContext cli)
+    {
+        var name = Common.GuestName();
+        var force = new Option<bool>("--force", "-f") { Description = "Destroy a running guest too (it is killed first)" };
+        var command = new Command("destroy", "Delete a guest and its files") { name, force };
+        command.SetAction((parse, ct) =>
+            cli.RunAsync(parse, client => HandleAsync(client, parse.GetValue(name)!, parse.GetValue(force), cli.Out, cli.Err, ct)));
+        return command;
+    }
+
+    public static async Task<int> HandleAsync(VserverClient client, string name, bool force, TextWriter stdout, TextWriter stderr, CancellationToken ct)
+    {
+        await client.DestroyAsync(name, force, ct);
+        stdout.WriteLine($"destroyed {name}");
+        return ExitCodes.Ok;
+    }
+}

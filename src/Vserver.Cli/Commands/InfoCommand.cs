@@ -1,0 +1,37 @@
+using System.CommandLine;
+using System.Globalization;
+using Vserver.Api;
+
+namespace Vserver.Cli.Commands;
+
+internal static class InfoCommand
+{
+    public static Command Create(CliContext cli)
+    {
+        var format = Common.Format("text");
+        var command = new Command("info", "Show the host agent's settings") { format };
+        command.SetAction((parse, ct) => cli.RunAsync(parse, client => HandleAsync(client, parse.GetValue(format), cli.Out, cli.Err, ct)));
+        return command;
+    }
+
+    public static async Task<int> HandleAsync(VserverClient client, string? format, TextWriter stdout, TextWriter stderr, CancellationToken ct)
+    {
+        var json = Input.IsJson(format, "text");
+        var host = await client.HostAsync(ct);
+        if (json) Display.Json(stdout, host, ApiJson.Default.HostInfo);
+        else Write(host, client.SocketPath, stdout);
+        return ExitCodes.Ok;
+    }
+
+    public static void Write(HostInfo host, string socketPath, TextWriter stdout) => Display.KeyValues(stdout,
+    [
+        ("version", host.Version),
+        ("agent pid", host.AgentPid.ToString(CultureInfo.InvariantCulture)),
+        ("socket", socketPath),
+        ("cgroup version", host.CgroupVersion),
+        ("bridge", host.Bridge),
+        ("subnet", host.Subnet),
+        ("state root", host.StateRoot),
+        ("run root", host.RunRoot),
+    ]);
+}

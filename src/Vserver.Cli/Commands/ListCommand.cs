@@ -1,0 +1,42 @@
+using System.CommandLine;
+using Vserver.Api;
+
+namespace Vserver.Cli.Commands;
+
+internal static class ListCommand
+{
+    public static Command Create(CliContext cli)
+    {
+        var format = Common.Format("table");
+        var command = new Command("list", "List the guests") { format };
+        command.Aliases.Add("ls");
+        command.SetAction((parse, ct) => cli.RunAsync(parse, client => HandleAsync(client, parse.GetValue(format), cli.Out, cli.Err, ct)));
+        return command;
+    }
+
+    public static async Task<int> HandleAsync(VserverClient client, string? format, TextWriter stdout, TextWriter stderr, CancellationToken ct)
+    {
+        var json = Input.IsJson(format, "table");
+        var list = await client.ListAsync(ct);
+        Write(list, json, stdout, stderr);
+        return ExitCodes.Ok;
+    }
+
+    public static void Write(GuestList list, bool json, TextWriter stdout, TextWriter stderr)
+    {
+        foreach (var warning in list.Warnings) stderr.WriteLine($"vsctl: warning: {warning}");
+        if (json)
+        {
+            Display.Json(stdout, list.Guests, ApiJson.Default.IReadOnlyListGuestInfo);
+            return;
+        }
+        TextTable.Write(stdout, ["NAME", "TYPE", "STATE", "IPV4", "MEMORY", "CPUS", "IMAGE"],
+            list.Guests.Select(g => new[]
+            {
+                g.Name, g.Kind, g.State, g.Ipv4,
+                g.MemoryBytes is { } m ? ByteSize.Format(m) : null,
+                g.Cpus is { } c ? Display.Number(c) : null,
+                g.Image,
+            }));
+    }
+}

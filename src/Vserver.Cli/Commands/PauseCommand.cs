@@ -1,0 +1,22 @@
+using System.CommandLine;
+using Vserver.Api;
+
+namespace Vserver.Cli.Commands;
+
+internal static class PauseCommand
+{
+    public static Command Create(CliContext cli)
+    {
+        var name = Common.GuestName();
+        var command = new Command("pause", "Freeze all processes of a running guest") { name };
+        command.SetAction((parse, ct) => cli.RunAsync(parse, client => HandleAsync(client, parse.GetValue(name)!, cli.Out, cli.Err, ct)));
+        return command;
+    }
+
+    public static async Task<int> HandleAsync(VserverClient client, string name, TextWriter stdout, TextWriter stderr, CancellationToken ct)
+    {
+        var guest = await client.PauseAsync(name, ct);
+        stdout.WriteLine($"paused {guest.Name}");
+        return ExitCodes.Ok;
+    }
+}

@@ -1,0 +1,69 @@
+using System.CommandLine;
+using Vserver.Api;
+
+namespace Vserver.Cli.Commands;
+
+internal static class StatusCommand
+{
+    public static Command Create(CliContext cli)
+    {
+        var name = Common.GuestName();
+        var format = Common.Format("text");
+        var command = new Command("status", "Show a guest's configuration, state and resource usage") { name, format };
+        command.SetAction((parse, ct) =>
+            cli.RunAsync(parse, client => HandleAsync(client, parse.GetValue(name)!, parse.GetValue(format), cli.Clock, cli.Out, cli.Err, ct)));
+        return command;
+    }
+
+    public static async Task<int> HandleAsync(VserverClient client, string name, string? format, TimeProvider clock,
+        TextWriter stdout, TextWriter stderr, CancellationToken ct)
+    {
+        var json = Input.IsJson(format, "text");
+        var guest = await client.GetAsync(name, ct);
+        if (json) Display.Json(stdout, guest, ApiJson.Default.GuestInfo);
+        else Write(guest, clock, stdout);
+        return ExitCodes.Ok;
+    }
+
+    public static void Write(GuestInfo g, TimeProvider clock, TextWriter stdout)
+    {
+        var lines = new List<(string, string)>
+        {
+            ("name", g.Name),
+            ("type", g.Kind),
+            ("state", g.State),
+        };
+        if (!string.IsNullOrEmpty(g.Problem)) lines.Add(("problem", g.Problem));
+        lines.AddRange(
+        [
+            ("image", Display.Text(g.Image)),
+            ("ipv4", Display.Text(g.Ipv4)),
+            ("memory limit", Display.Bytes(g.MemoryBytes)),
+            ("cpus", Display.Number(g.Cpus)),
+            ("pids limit", Display.Number(g.Pids)),
+            ("restart", Display.Text(g.Restart)),
+            ("command", g.Command is { Count: > 0 } c ? ShellWords.Join(c) : Display.None),
+            ("init pid", Display.Number(g.InitPid)),
+            ("created", Display.Time(g.Created, clock)),
+            ("started", Display.Time(g.StartedAt, clock)),
+            ("last exit", g.LastExit is { } e ? $"{e.Description} at {Display.Time(e.At, clock)}" : Display.None),
+            ("restarts", Display.Number(g.RestartCount)),
+        ]);
+        if (g.Usage is { } u)
+        {
+            lines.AddRange(
+            [
+                ("memory", Display.Bytes(u.MemoryBytes)),
+                ("memory peak", Display.Bytes(u.MemoryPeakBytes)),
+                ("processes", Display.Number(u.Processes)),
+                ("cpu seconds", u.CpuSeconds.ToString("0.00", System.Globalization.CultureInfo.InvariantCulture)),
+                ("oom kills", Display.Number(u.OomKills)),
+            ]);
+        }
+        else
+        {
+            lines.Add(("usage", Display.None));
+        }
+        Display.KeyValues(stdout, lines);
+    }
+}

@@ -1,0 +1,206 @@
+using System.Buffers;
+using System.Buffers.Binary;
+using System.Net.WebSockets;
+using System.Text;
+using Vserver.Api;
+
+namespace Vserver.Cli;
+
+/// <summary>How an exec session ended: the exit code for vsctl, and an error line to print once the terminal is back.</summary>
+internal readonly record struct ExecResult(int ExitCode, string? Error);
+
+/// <summary>
+/// Pumps one exec WebSocket (see <see cref="ExecStream"/>): local stdin to Stdin frames (an empty frame at EOF), Stdout and
+/// Stderr frames to the local streams as raw bytes, until the Exit frame, whose code becomes vsctl's own.
+/// </summary>
+internal sealed class ExecSession(WebSocket socket, Stream stdin, Stream stdout, Stream stderr) : IDisposable
+{
+    private const int StdinChunk = 32 * 1024;
+    private readonly SemaphoreSlim _sendLock = new(1, 1);
+    private readonly CancellationTokenSource _stop = new();
+    private int _abortExitCode = -1;
+
+    public async Task<ExecResult> RunAsync(CancellationToken ct)
+    {
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(ct, _stop.Token);
+        var stdinPump = Task.Run(() => PumpStdinAsync(linked.Token), CancellationToken.None);
+        try
+        {
+            return await ReceiveAsync(linked.Token);
+        }
+        catch (OperationCanceledException) when (Volatile.Read(ref _abortExitCode) >= 0)
+        {
+            return new ExecResult(_abortExitCode, null);
+        }
+        catch (Exception e) when (e is WebSocketException or HttpRequestException or IOException && !ct.IsCancellationRequested)
+        {
+            return new ExecResult(ExitCodes.ExecFailed, $"lost the exec session with the agent: {e.Message}");
+        }
+        finally
+        {
+            await _stop.CancelAsync();
+            await CloseAsync();
+            // stdinPump may stay blocked in read(2) on a terminal; it is not awaited (the process is about to exit).
+            _ = stdinPump;
+        }
+    }
+
+    /// <summary>Ends the session from outside (a signal): <see cref="RunAsync"/> returns this exit code.</summary>
+    public void Abort(int exitCode)
+    {
+        Interlocked.CompareExchange(ref _abortExitCode, exitCode, -1);
+        _stop.Cancel();
+    }
+
+    public async Task ResizeAsync(int rows, int cols)
+    {
+        var frame = new byte[5];
+        frame[0] = ExecStream.Resize;
+        BinaryPrimitives.WriteUInt16LittleEndian(frame.AsSpan(1), (ushort)Math.Clamp(rows, 1, ushort.MaxValue));
+        BinaryPrimitives.WriteUInt16LittleEndian(frame.AsSpan(3), (ushort)Math.Clamp(cols, 1, ushort.MaxValue));
+        try
+        {
+            await SendAsync(frame, _stop.Token);
+        }
+        catch (Exception e) when (e is WebSocketException or OperationCanceledException or ObjectDisposedException or IOException)
+        {
+            // The session is ending; a lost resize does not matter.
+        }
+    }
+
+    private async Task<ExecResult> ReceiveAsync(CancellationToken ct)
+    {
+        var buffer = new byte[64 * 1024];
+        var fragments = new ArrayBufferWriter<byte>();
+        string? error = null;
+        while (true)
+        {
+            var received = await socket.ReceiveAsync(buffer.AsMemory(), ct);
+            if (received.MessageType == WebSocketMessageType.Close)
+            {
+                return new ExecResult(ExitCodes.ExecFailed, error ?? "the agent ended the exec session without an exit status");
+            }
+            if (!received.EndOfMessage)
+            {
+                fragments.Write(buffer.AsSpan(0, received.Count));
+                continue;
+            }
+            ReadOnlyMemory<byte> message;
+            if (fragments.WrittenCount > 0)
+            {
+                fragments.Write(buffer.AsSpan(0, received.Count));
+                message = fragments.WrittenMemory;
+            }
+            else
+            {
+                message = buffer.AsMemory(0, received.Count);
+            }
+            if (received.MessageType == WebSocketMessageType.Binary && message.Length > 0)
+            {
+                var payload = message[1..];
+                switch (message.Span[0])
+                {
+                    case ExecStream.Stdout:
+                        if (!await WriteLocalAsync(stdout, payload, ct)) return new ExecResult(141, null);
+                        break;
+                    case ExecStream.Stderr:
+                        if (!await WriteLocalAsync(stderr, payload, ct)) return new ExecResult(141, null);
+                        break;
+                    case ExecStream.Exit:
+                        if (payload.Length < 4) return new ExecResult(ExitCodes.ExecFailed, error ?? "the agent sent a malformed exit status");
+                        return error is null
+                            ? new ExecResult(BinaryPrimitives.ReadInt32LittleEndian(payload.Span), null)
+                            : new ExecResult(ExitCodes.ExecFailed, error);
+                    case ExecStream.Error:
+                        error = Encoding.UTF8.GetString(payload.Span).Trim();
+                        if (error.Length == 0) error = "the agent could not run the command";
+                        break;
+                }
+            }
+            fragments.ResetWrittenCount();
+        }
+    }
+
+    /// <summary>False when the local side is gone (a closed pipe: <c>vsctl exec ... | head</c>).</summary>
+    private static async Task<bool> WriteLocalAsync(Stream target, ReadOnlyMemory<byte> data, CancellationToken ct)
+    {
+        try
+        {
+            await target.WriteAsync(data, ct);
+            await target.FlushAsync(ct);
+            return true;
+        }
+        catch (IOException)
+        {
+            return false;
+        }
+    }
+
+    private async Task PumpStdinAsync(CancellationToken ct)
+    {
+        var frame = new byte[StdinChunk + 1];
+        frame[0] = ExecStream.Stdin;
+        try
+        {
+            while (!ct.IsCancellationRequested)
+            {
+                int n;
+                try
+                {
+                    n = await stdin.ReadAsync(frame.AsMemory(1), ct);
+                }
+                catch (IOException)
+                {
+                    n = 0; // an unreadable stdin is an empty one
+                }
+                await SendAsync(frame.AsMemory(0, n + 1), ct);
+                if (n == 0) return; // the empty frame closed the command's stdin
+            }
+        }
+        catch (Exception e) when (e is WebSocketException or OperationCanceledException or ObjectDisposedException or IOException)
+        {
+            // The session ended first (the command exited without reading everything); nothing to report.
+        }
+    }
+
+    private async Task SendAsync(ReadOnlyMemory<byte> frame, CancellationToken ct)
+    {
+        await _sendLock.WaitAsync(ct);
+        try
+        {
+            await socket.SendAsync(frame, WebSocketMessageType.Binary, endOfMessage: true, ct);
+        }
+        finally
+        {
+            _sendLock.Release();
+        }
+    }
+
+    private async Task CloseAsync()
+    {
+        if (socket.State is not (WebSocketState.Open or WebSocketState.CloseReceived)) return;
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(1));
+        try
+        {
+            await _sendLock.WaitAsync(timeout.Token);
+            try
+            {
+                await socket.CloseOutputAsync(WebSocketCloseStatus.NormalClosure, null, timeout.Token);
+            }
+            finally
+            {
+                _sendLock.Release();
+            }
+        }
+        catch (Exception e) when (e is WebSocketException or OperationCanceledException or IOException or ObjectDisposedException)
+        {
+            socket.Abort();
+        }
+    }
+
+    public void Dispose()
+    {
+        _stop.Dispose();
+        _sendLock.Dispose();
+    }
+}

@@ -1,0 +1,61 @@
+using System.Globalization;
+using Vserver.Api;
+
+namespace Vserver.Cli;
+
+/// <summary>Checks of operator input done before any request; failures are <see cref="UsageException"/> (exit 2).</summary>
+internal static class Input
+{
+    public static long? Size(string option, string? text)
+    {
+        if (text is null) return null;
+        return ByteSize.TryParse(text, out var bytes, out var error) ? bytes : throw new UsageException($"{option}: {error}");
+    }
+
+    public static double? Cpus(string option, string? text)
+    {
+        if (text is null) return null;
+        if (double.TryParse(text.Trim(), NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out var cpus)
+            && double.IsFinite(cpus) && cpus > 0)
+            return cpus;
+        throw new UsageException($"{option}: invalid number of CPUs '{text}': give a positive number, e.g. 0.5 or 2");
+    }
+
+    public static int? PositiveInt(string option, string? text, string what)
+    {
+        if (text is null) return null;
+        if (int.TryParse(text.Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out var value) && value > 0) return value;
+        throw new UsageException($"{option}: invalid {what} '{text}': give a positive whole number");
+    }
+
+    public static int? NonNegativeInt(string option, string? text, string what)
+    {
+        if (text is null) return null;
+        if (int.TryParse(text.Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out var value)) return value;
+        throw new UsageException($"{option}: invalid {what} '{text}': give a whole number (0 or more)");
+    }
+
+    public static string? OneOf(string option, string? text, params string[] allowed)
+    {
+        if (text is null || allowed.Contains(text, StringComparer.Ordinal)) return text;
+        throw new UsageException($"{option}: invalid value '{text}': use {string.Join(", ", allowed.SkipLast(1))} or {allowed[^1]}");
+    }
+
+    /// <summary>The output format of list/status/info: table (or text) by default, json on request.</summary>
+    public static bool IsJson(string? format, string textName) =>
+        OneOf("--format", format ?? textName, textName, "json") == "json";
+
+    public static IReadOnlyList<string> Command(string option, string text)
+    {
+        IReadOnlyList<string> words;
+        try
+        {
+            words = ShellWords.Split(text);
+        }
+        catch (FormatException e)
+        {
+            throw new UsageException($"{option}: {e.Message}");
+        }
+        return words.Count > 0 ? words : throw new UsageException($"{option}: the command is empty");
+    }
+}

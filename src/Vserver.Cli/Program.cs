@@ -1,0 +1,3 @@
+using Vserver.Cli;
+
+return await Vsctl.RunAsync(args, CliContext.ForConsole());

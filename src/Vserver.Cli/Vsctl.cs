@@ -1,0 +1,57 @@
+using System.CommandLine;
+using System.CommandLine.Invocation;
+using Vserver.Cli.Commands;
+
+namespace Vserver.Cli;
+
+/// <summary>The vsctl command tree and its invocation.</summary>
+internal static class Vsctl
+{
+    public static RootCommand BuildRoot(CliContext cli)
+    {
+        var root = new RootCommand("vsctl: control the virtual servers of this host through its agent, vserverd")
+        {
+            CreateCommand.Create(cli),
+            StartCommand.Create(cli),
+            StopCommand.Create(cli),
+            RestartCommand.Create(cli),
+            DestroyCommand.Create(cli),
+            PauseCommand.Create(cli),
+            ResumeCommand.Create(cli),
+            ExecCommand.Create(cli),
+            EnterCommand.Create(cli),
+            ListCommand.Create(cli),
+            StatusCommand.Create(cli),
+            SetCommand.Create(cli),
+            ImageCommand.Create(cli),
+            InfoCommand.Create(cli),
+        };
+        root.Options.Add(cli.SocketOption);
+        return root;
+    }
+
+    /// <summary>Parses and runs; System.CommandLine's own parse errors (with help) exit 2 like vsctl's usage errors.</summary>
+    public static async Task<int> RunAsync(string[] args, CliContext cli)
+    {
+        var parse = BuildRoot(cli).Parse(args);
+        var config = new InvocationConfiguration
+        {
+            EnableDefaultExceptionHandler = false, // no stack traces: CliContext.RunAsync turns failures into one line
+            ProcessTerminationTimeout = null,      // exec handles its signals itself; elsewhere Ctrl-C just ends vsctl
+        };
+        if (!cli.IsProcessConsole)
+        {
+            config.Output = cli.Out;
+            config.Error = cli.Err;
+        }
+        try
+        {
+            var code = await parse.InvokeAsync(config);
+            return parse.Action is ParseErrorAction ? ExitCodes.Usage : code;
+        }
+        catch (Exception e)
+        {
+            return cli.Fail(ExitCodes.Failed, e.Message);
+        }
+    }
+}

@@ -1,0 +1,32 @@
+namespace Vserver.Isolation.Guests;
+
+/// <summary>Linux capability numbers (linux/capability.h) and the bounding set a vserver keeps.</summary>
+public static class Capabilities
+{
+    public static readonly IReadOnlyDictionary<string, int> ByName = new Dictionary<string, int>(StringComparer.OrdinalIgnoreCase)
+    {
+        ["CHOWN"] = 0, ["DAC_OVERRIDE"] = 1, ["DAC_READ_SEARCH"] = 2, ["FOWNER"] = 3, ["FSETID"] = 4, ["KILL"] = 5, ["SETGID"] = 6,
+        ["SETUID"] = 7, ["SETPCAP"] = 8, ["LINUX_IMMUTABLE"] = 9, ["NET_BIND_SERVICE"] = 10, ["NET_BROADCAST"] = 11,
+        ["NET_ADMIN"] = 12, ["NET_RAW"] = 13, ["IPC_LOCK"] = 14, ["IPC_OWNER"] = 15, ["SYS_MODULE"] = 16, ["SYS_RAWIO"] = 17,
+        ["SYS_CHROOT"] = 18, ["SYS_PTRACE"] = 19, ["SYS_PACCT"] = 20, ["SYS_ADMIN"] = 21, ["SYS_BOOT"] = 22, ["SYS_NICE"] = 23,
+        ["SYS_RESOURCE"] = 24, ["SYS_TIME"] = 25, ["SYS_TTY_CONFIG"] = 26, ["MKNOD"] = 27, ["LEASE"] = 28, ["AUDIT_WRITE"] = 29,
+        ["AUDIT_CONTROL"] = 30, ["SETFCAP"] = 31, ["MAC_OVERRIDE"] = 32, ["MAC_ADMIN"] = 33, ["SYSLOG"] = 34, ["WAKE_ALARM"] = 35,
+        ["BLOCK_SUSPEND"] = 36, ["AUDIT_READ"] = 37, ["PERFMON"] = 38, ["BPF"] = 39, ["CHECKPOINT_RESTORE"] = 40,
+    };
+
+    /// <summary>
+    /// Taken from every vserver: they reach the shared kernel (modules, raw I/O, the clock, the kernel log, BPF,
+    /// security modules) or let a guest make device nodes or re-address itself on the shared bridge (NET_ADMIN).
+    /// SYS_BOOT stays: in a pid namespace reboot(2) only ends the guest's init, which is how a guest reboots itself.
+    /// </summary>
+    public static readonly IReadOnlyList<string> AlwaysDropped =
+    [
+        "SYS_MODULE", "SYS_RAWIO", "SYS_TIME", "MKNOD", "NET_ADMIN", "SYS_PACCT", "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG",
+        "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_CONTROL", "AUDIT_READ", "PERFMON", "BPF",
+    ];
+
+    /// <summary>The capability numbers a vserver keeps; SYS_ADMIN only when the guest is allowed it.</summary>
+    public static IReadOnlyList<int> KeptFor(bool allowSysAdmin) =>
+        ByName.Where(c => !AlwaysDropped.Contains(c.Key, StringComparer.OrdinalIgnoreCase) && (allowSysAdmin || c.Key != "SYS_ADMIN"))
+            .Select(c => c.Value).Order().ToList();
+}

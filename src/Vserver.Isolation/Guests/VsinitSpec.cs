@@ -1,0 +1,76 @@
+using System.Text;
+
+namespace Vserver.Isolation.Guests;
+
+/// <summary>
+/// Everything vsinit (native/vsinit.c) needs, decided here: vsinit applies a spec and makes no policy.
+/// Rendered as `key value` lines, the format vsinit parses.
+/// </summary>
+public sealed class VsinitSpec
+{
+    public string? Name { get; init; }
+    public string? Hostname { get; init; }
+    public string? Rootfs { get; init; }
+    public string? Lower { get; init; }
+    public string? Upper { get; init; }
+    public string? Work { get; init; }
+    public string? Netns { get; init; }
+    public IReadOnlyList<string> Cgroups { get; init; } = [];
+    public IReadOnlyList<int> CapKeep { get; init; } = [];
+    public IReadOnlyList<string> Masked { get; init; } = DefaultMasked;
+    public IReadOnlyList<string> ReadOnly { get; init; } = DefaultReadOnly;
+    public string? PidFile { get; init; }
+    public string? ExitFile { get; init; }
+    public string? Console { get; init; }
+    public IReadOnlyList<string> Env { get; init; } = DefaultEnv;
+    public required IReadOnlyList<string> Args { get; init; }
+    public string Cwd { get; init; } = "/";
+    public int? TargetPid { get; init; }
+    public bool Tty { get; init; }
+    public bool NoNewPrivs { get; init; }
+
+    /// <summary>Kernel interfaces that leak host state or act on the host: hidden behind /dev/null or an empty tmpfs.</summary>
+    public static readonly IReadOnlyList<string> DefaultMasked =
+    [
+        "/proc/kcore", "/proc/keys", "/proc/key-users", "/proc/sysrq-trigger", "/proc/timer_list", "/proc/sched_debug",
+        "/proc/latency_stats", "/proc/kallsyms", "/proc/kpagecount", "/proc/kpageflags", "/proc/kpagecgroup", "/proc/acpi",
+        "/proc/scsi", "/sys/firmware", "/sys/kernel/debug",
+    ];
+
+    public static readonly IReadOnlyList<string> DefaultReadOnly = ["/proc/sys", "/proc/irq", "/proc/bus", "/proc/fs"];
+
+    public static readonly IReadOnlyList<string> DefaultEnv =
+        ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "TERM=linux", "container=vserver"];
+
+    public string Render()
+    {
+        var sb = new StringBuilder();
+        void Line(string key, string? value)
+        {
+            if (value is null) return;
+            if (value.Contains('\n')) throw new ArgumentException($"{key} must not contain a newline: {value}");
+            sb.Append(key).Append(' ').Append(value).Append('\n');
+        }
+        Line("name", Name);
+        Line("hostname", Hostname);
+        Line("rootfs", Rootfs);
+        Line("lower", Lower);
+        Line("upper", Upper);
+        Line("work", Work);
+        Line("netns", Netns);
+        foreach (var c in Cgroups) Line("cgroup", c);
+        foreach (var c in CapKeep) Line("cap_keep", c.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        foreach (var m in Masked) Line("mask", m);
+        foreach (var r in ReadOnly) Line("readonly", r);
+        Line("pidfile", PidFile);
+        Line("exitfile", ExitFile);
+        Line("console", Console);
+        foreach (var e in Env) Line("env", e);
+        foreach (var a in Args) Line("arg", a);
+        Line("cwd", Cwd);
+        Line("target_pid", TargetPid?.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        if (TargetPid is not null) Line("tty", Tty ? "1" : "0");
+        if (NoNewPrivs) Line("no_new_privs", "1");
+        return sb.ToString();
+    }
+}

@@ -1,0 +1,149 @@
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using Vserver.Isolation.Processes;
+using Vserver.Isolation.Storage;
+
+namespace Vserver.Isolation.Images;
+
+public sealed record ImageRecord(string Name, long SizeBytes, DateTimeOffset Created, string Digest)
+{
+    [System.Text.Json.Serialization.JsonIgnore]
+    public string RootfsPath { get; init; } = "";
+}
+
+public sealed class ImageException(string message) : Exception(message);
+
+/// <summary>
+/// Built images under ROOT/images/NAME/{rootfs/, image.json}. An image is built once from its recipe
+/// (images/NAME/build.sh in the source tree) and never written again: it is the shared read-only lower layer of
+/// every vserver made from it.
+/// </summary>
+public sealed partial class ImageStore(string imagesRoot, string recipesRoot)
+{
+    public string ImagesRoot { get; } = imagesRoot;
+    public string RecipesRoot { get; } = recipesRoot;
+
+    [GeneratedRegex("^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
+    private static partial Regex NamePattern();
+
+    public IReadOnlyList<ImageRecord> List()
+    {
+        if (!Directory.Exists(ImagesRoot)) return [];
+        return Directory.EnumerateDirectories(ImagesRoot)
+            .Select(d => Find(Path.GetFileName(d)))
+            .OfType<ImageRecord>()
+            .OrderBy(i => i.Name, StringComparer.Ordinal)
+            .ToList();
+    }
+
+    public ImageRecord? Find(string name)
+    {
+        if (!NamePattern().IsMatch(name)) return null;
+        var dir = Path.Combine(ImagesRoot, name);
+        var meta = Path.Combine(dir, "image.json");
+        if (!File.Exists(meta)) return null;
+        try
+        {
+            var record = JsonSerializer.Deserialize(File.ReadAllText(meta), ImageJson.Default.ImageRecord);
+            return record is null ? null : record with { Name = name, RootfsPath = Path.Combine(dir, "rootfs") };
+        }
+        catch (JsonException)
+        {
+            return null;
+        }
+    }
+
+    public IReadOnlyList<string> Recipes() =>
+        Directory.Exists(RecipesRoot)
+            ? Directory.EnumerateDirectories(RecipesRoot).Where(d => File.Exists(Path.Combine(d, "build.sh")))
+                .Select(Path.GetFileName).OfType<string>().Order(StringComparer.Ordinal).ToList()
+            : [];
+
+    public ImageRecord Build(string name)
+    {
+        if (!NamePattern().IsMatch(name))
+            throw new ImageException($"invalid image name '{name}': use lowercase letters, digits and '-' (a DNS label)");
+        var recipe = Path.Combine(RecipesRoot, name, "build.sh");
+        if (!File.Exists(recipe))
+            throw new ImageException($"no recipe for image '{name}' in {RecipesRoot}; available: {string.Join(", ", Recipes())}");
+        var dir = Path.Combine(ImagesRoot, name);
+        if (Directory.Exists(dir))
+            throw new ImageException($"image '{name}' already exists; images are read-only once built (remove it first with: vsctl image rm {name})");
+        Directory.CreateDirectory(ImagesRoot);
+        var staging = Path.Combine(ImagesRoot, $".{name}.build-{Environment.ProcessId}");
+        RemoveTree(staging);
+        try
+        {
+            var rootfs = Path.Combine(staging, "rootfs");
+            Directory.CreateDirectory(rootfs);
+            HostCommand.Run("/bin/sh", [recipe, rootfs], timeout: TimeSpan.FromMinutes(30));
+            var (size, digest) = Measure(rootfs);
+            var record = new ImageRecord(name, size, DateTimeOffset.UtcNow, digest);
+            AtomicFile.WriteAllText(Path.Combine(staging, "image.json"), JsonSerializer.Serialize(record, ImageJson.Default.ImageRecord));
+            Directory.Move(staging, dir);
+            return record with { RootfsPath = Path.Combine(dir, "rootfs") };
+        }
+        catch (HostCommandException e)
+        {
+            RemoveTree(staging);
+            throw new ImageException($"building image '{name}' failed: {e.Message}");
+        }
+        catch
+        {
+            RemoveTree(staging);
+            throw;
+        }
+    }
+
+    public void Remove(string name)
+    {
+        var dir = Path.Combine(ImagesRoot, name);
+        if (Find(name) is null) throw new ImageException($"no image named '{name}' (see: vsctl image list)");
+        // Rename first so a crash mid-delete never leaves a half image that looks whole.
+        var doomed = Path.Combine(ImagesRoot, $".{name}.removing-{Environment.ProcessId}");
+        Directory.Move(dir, doomed);
+        RemoveTree(doomed);
+    }
+
+    /// <summary>Drops leftovers of builds or removals interrupted by a crash.</summary>
+    public void CleanStaging()
+    {
+        if (!Directory.Exists(ImagesRoot)) return;
+        foreach (var d in Directory.EnumerateDirectories(ImagesRoot, ".*")) RemoveTree(d);
+    }
+
+    /// <summary>Apparent size and a digest over paths, modes, link targets and contents, in a stable order.</summary>
+    private static (long Size, string Digest) Measure(string rootfs)
+    {
+        long size = 0;
+        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        var entries = new DirectoryInfo(rootfs).EnumerateFileSystemInfos("*", new EnumerationOptions
+        {
+            RecurseSubdirectories = true, AttributesToSkip = 0, IgnoreInaccessible = false, ReturnSpecialDirectories = false,
+        }).OrderBy(e => e.FullName, StringComparer.Ordinal);
+        foreach (var entry in entries)
+        {
+            var rel = Path.GetRelativePath(rootfs, entry.FullName);
+            hash.AppendData(Encoding.UTF8.GetBytes($"{rel}\0{(int)entry.UnixFileMode}\0{entry.LinkTarget}\0"));
+            // Device nodes, fifos and sockets have no size; never open them.
+            if (entry is FileInfo { LinkTarget: null, Length: > 0 } file)
+            {
+                size += file.Length;
+                using var stream = file.OpenRead();
+                hash.AppendData(SHA256.HashData(stream));
+            }
+        }
+        return (size, "sha256:" + Convert.ToHexStringLower(hash.GetHashAndReset()));
+    }
+
+    internal static void RemoveTree(string path)
+    {
+        if (Directory.Exists(path)) Directory.Delete(path, recursive: true);
+    }
+}
+
+[System.Text.Json.Serialization.JsonSourceGenerationOptions(System.Text.Json.JsonSerializerDefaults.Web, WriteIndented = true)]
+[System.Text.Json.Serialization.JsonSerializable(typeof(ImageRecord))]
+internal sealed partial class ImageJson : System.Text.Json.Serialization.JsonSerializerContext;

@@ -1,0 +1,35 @@
+using System.Runtime.InteropServices;
+
+namespace Vserver.Isolation.Interop;
+
+/// <summary>A failed system call with its errno, operation and path, the way crun reports them:
+/// <c>mount overlay on /var/lib/vserver/guests/web1/rootfs: EINVAL (Invalid argument)</c>.</summary>
+public sealed class SystemCallException(string operation, int errno, string? hint = null)
+    : IOException(Format(operation, errno, hint))
+{
+    public int Errno { get; } = errno;
+    public string Operation { get; } = operation;
+
+    public static SystemCallException FromLastError(string operation, string? hint = null) =>
+        new(operation, Marshal.GetLastPInvokeError(), hint);
+
+    public static string Format(string operation, int errno, string? hint = null) =>
+        $"{operation}: {Interop.Errno.Name(errno)} ({Marshal.GetPInvokeErrorMessage(errno)}){(hint is null ? "" : $"; {hint}")}";
+}
+
+public static class Errno
+{
+    public const int EPERM = 1, ENOENT = 2, ESRCH = 3, EINTR = 4, EIO = 5, EBADF = 9, ECHILD = 10, EAGAIN = 11, ENOMEM = 12,
+        EACCES = 13, EBUSY = 16, EEXIST = 17, ENODEV = 19, ENOTDIR = 20, EINVAL = 22, ENOSPC = 28, ENOSYS = 38;
+
+    private static readonly Dictionary<int, string> Names = new()
+    {
+        [1] = "EPERM", [2] = "ENOENT", [3] = "ESRCH", [4] = "EINTR", [5] = "EIO", [7] = "E2BIG", [9] = "EBADF", [10] = "ECHILD",
+        [11] = "EAGAIN", [12] = "ENOMEM", [13] = "EACCES", [14] = "EFAULT", [16] = "EBUSY", [17] = "EEXIST", [18] = "EXDEV",
+        [19] = "ENODEV", [20] = "ENOTDIR", [21] = "EISDIR", [22] = "EINVAL", [23] = "ENFILE", [24] = "EMFILE", [25] = "ENOTTY",
+        [26] = "ETXTBSY", [27] = "EFBIG", [28] = "ENOSPC", [30] = "EROFS", [32] = "EPIPE", [36] = "ENAMETOOLONG", [38] = "ENOSYS",
+        [39] = "ENOTEMPTY", [40] = "ELOOP", [95] = "EOPNOTSUPP", [98] = "EADDRINUSE", [111] = "ECONNREFUSED", [122] = "EDQUOT",
+    };
+
+    public static string Name(int errno) => Names.TryGetValue(errno, out var name) ? name : $"errno {errno}";
+}

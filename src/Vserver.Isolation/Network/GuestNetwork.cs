@@ -1,0 +1,48 @@
+using System.Net;
+using Vserver.Isolation.Interop;
+using Vserver.Isolation.Processes;
+
+namespace Vserver.Isolation.Network;
+
+/// <summary>
+/// A vserver's network: a persistent network namespace bound to a file (like `ip netns add`, at our own path), a veth
+/// pair with eth0 inside and the host end on the bridge, the guest's address and default route. It lives from create
+/// to destroy, so starting a vserver costs no network work and the address never changes.
+/// </summary>
+public static class GuestNetwork
+{
+    public static void Create(string vsinitPath, string netnsPath, string hostVeth, HostBridge bridge, IPAddress address)
+    {
+        try
+        {
+            HostCommand.Run(vsinitPath, ["netns", netnsPath]);
+            HostCommand.Run("ip", ["link", "add", hostVeth, "type", "veth", "peer", "name", "eth0", "netns", netnsPath]);
+            HostCommand.Run("ip", ["link", "set", hostVeth, "master", bridge.Name, "up"]);
+            HostCommand.Run("nsenter", [$"--net={netnsPath}", "ip", "-batch", "-"], stdin: string.Join('\n',
+                "link set lo up",
+                "link set eth0 up",
+                $"addr add {address}/{bridge.Subnet.PrefixLength} dev eth0",
+                $"route add default via {bridge.Subnet.Gateway}") + "\n");
+        }
+        catch
+        {
+            Destroy(netnsPath, hostVeth);
+            throw;
+        }
+    }
+
+    public static bool Exists(string netnsPath, string hostVeth) =>
+        File.Exists(netnsPath) && Directory.Exists($"/sys/class/net/{hostVeth}");
+
+    /// <summary>Removes whatever part exists; safe on a half-made network.</summary>
+    public static void Destroy(string netnsPath, string hostVeth)
+    {
+        if (Directory.Exists($"/sys/class/net/{hostVeth}")) HostCommand.TryRun("ip", ["link", "del", hostVeth]);
+        if (File.Exists(netnsPath))
+        {
+            // Several binds may be stacked if an earlier create was retried; unmount until the file is plain again.
+            for (var i = 0; i < 8 && Libc.Umount2(netnsPath, Libc.MNT_DETACH) == 0; i++) { }
+            File.Delete(netnsPath);
+        }
+    }
+}

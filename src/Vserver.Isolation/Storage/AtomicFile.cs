@@ -1,0 +1,41 @@
+using Vserver.Isolation.Interop;
+
+namespace Vserver.Isolation.Storage;
+
+/// <summary>Config and state files are replaced whole: write a temp file, fsync, rename, fsync the directory.
+/// A crash leaves either the old or the new content, never a torn file.</summary>
+public static partial class AtomicFile
+{
+    public static void WriteAllText(string path, string content)
+    {
+        var dir = Path.GetDirectoryName(Path.GetFullPath(path))!;
+        var temp = Path.Combine(dir, $".{Path.GetFileName(path)}.tmp-{Environment.ProcessId}-{Environment.CurrentManagedThreadId}");
+        try
+        {
+            using (var stream = new FileStream(temp, FileMode.Create, FileAccess.Write, FileShare.None, 4096, FileOptions.None))
+            {
+                var bytes = System.Text.Encoding.UTF8.GetBytes(content);
+                stream.Write(bytes);
+                stream.Flush(flushToDisk: true);
+            }
+            File.Move(temp, path, overwrite: true);
+        }
+        catch
+        {
+            File.Delete(temp);
+            throw;
+        }
+        FsyncDirectory(dir);
+    }
+
+    public static void FsyncDirectory(string dir)
+    {
+        var fd = Libc.Open(dir, Libc.O_RDONLY | Libc.O_CLOEXEC, 0);
+        if (fd < 0) return;
+        _ = Fsync(fd);
+        Libc.Close(fd);
+    }
+
+    [System.Runtime.InteropServices.LibraryImport("libc", EntryPoint = "fsync", SetLastError = true)]
+    private static partial int Fsync(int fd);
+}

@@ -1,0 +1,1375 @@
+/*
+ * vsinit - the single-threaded part of starting and entering a vserver guest.
+ *
+ * The agent is a multi-threaded .NET process, and clone/unshare/setns/
+ * pivot_root/capset must happen in a single-threaded process between clone
+ * and exec, so that work lives in this small program (the role nsexec.c plays
+ * for runc).  C# decides everything and hands vsinit a complete spec file;
+ * vsinit makes no policy: it applies the spec in a fixed order and reports
+ * the first failure with the operation, the path and the errno.
+ *
+ *   vsinit start SPEC   become the guest's monitor and clone its init
+ *   vsinit exec SPEC    run a command inside a running guest
+ *   vsinit netns PATH   create a persistent network namespace bound at PATH
+ *
+ * Spec format: one "key value" directive per line, value = rest of the line
+ * after the first space, no escaping; blank lines and '#' lines ignored.
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <linux/capability.h>
+
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+#ifndef PR_CAP_AMBIENT
+#define PR_CAP_AMBIENT 47
+#define PR_CAP_AMBIENT_CLEAR_ALL 4
+#endif
+
+#define MAX_SPEC_SIZE (1 << 20)
+#define CHILD_STACK_SIZE (1 << 20)
+/* Used only when the spec's env has no PATH, like execvp's built-in default. */
+#define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+/* ------------------------------------------------------------------ */
+/* Failure reporting                                                   */
+/* ------------------------------------------------------------------ */
+
+enum report_style {
+	REPORT_STDERR,  /* "vsinit: MSG" on stderr (exec parent, netns) */
+	REPORT_MONITOR, /* "error MSG" on stdout for the agent, copy on stderr */
+	REPORT_PIPE,    /* "CODE MSG" to the parent over the error pipe */
+};
+
+static enum report_style report_style = REPORT_STDERR;
+static int report_fd = -1;
+static int fail_code = 1;
+static const char *guest_name;
+/* A monitor failing after clone must not leave a half-set-up guest behind. */
+static pid_t monitor_child;
+/* netns: a file we created must not outlive a failed bind. */
+static const char *netns_created;
+static int cap_last = -1;
+
+static const char *errno_name(int e)
+{
+	static char unknown[32];
+
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 32))
+	const char *n = strerrorname_np(e);
+	if (n)
+		return n;
+#endif
+	switch (e) {
+	case EPERM: return "EPERM";
+	case ENOENT: return "ENOENT";
+	case ESRCH: return "ESRCH";
+	case EINTR: return "EINTR";
+	case EIO: return "EIO";
+	case ENXIO: return "ENXIO";
+	case E2BIG: return "E2BIG";
+	case ENOEXEC: return "ENOEXEC";
+	case EBADF: return "EBADF";
+	case EAGAIN: return "EAGAIN";
+	case ENOMEM: return "ENOMEM";
+	case EACCES: return "EACCES";
+	case EBUSY: return "EBUSY";
+	case EEXIST: return "EEXIST";
+	case ENODEV: return "ENODEV";
+	case ENOTDIR: return "ENOTDIR";
+	case EISDIR: return "EISDIR";
+	case EINVAL: return "EINVAL";
+	case EMFILE: return "EMFILE";
+	case ETXTBSY: return "ETXTBSY";
+	case EFBIG: return "EFBIG";
+	case ENOSPC: return "ENOSPC";
+	case EROFS: return "EROFS";
+	case EPIPE: return "EPIPE";
+	case ENAMETOOLONG: return "ENAMETOOLONG";
+	case ENOSYS: return "ENOSYS";
+	case ELOOP: return "ELOOP";
+	}
+	snprintf(unknown, sizeof unknown, "errno %d", e);
+	return unknown;
+}
+
+static int write_all(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static void reap(pid_t pid)
+{
+	while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+		;
+}
+
+static void __attribute__((noreturn)) report_and_exit(const char *msg, int code)
+{
+	char line[4608];
+	int n;
+
+	switch (report_style) {
+	case REPORT_PIPE:
+		n = snprintf(line, sizeof line, "%d %s", code, msg);
+		(void)write_all(report_fd, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
+		break;
+	case REPORT_MONITOR:
+		n = snprintf(line, sizeof line, "error %s\n", msg);
+		(void)write_all(1, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
+		if (guest_name)
+			n = snprintf(line, sizeof line, "vsinit: %s: %s\n", guest_name, msg);
+		else
+			n = snprintf(line, sizeof line, "vsinit: %s\n", msg);
+		(void)write_all(2, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
+		if (monitor_child > 0) {
+			/* Killing pid 1 of the guest's pid namespace takes the rest with it. */
+			kill(monitor_child, SIGKILL);
+			reap(monitor_child);
+		}
+		break;
+	case REPORT_STDERR:
+		n = snprintf(line, sizeof line, "vsinit: %s\n", msg);
+		(void)write_all(2, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
+		if (netns_created)
+			unlink(netns_created);
+		break;
+	}
+	_exit(code);
+}
+
+/* err == 0: the message needs no errno suffix. */
+static void __attribute__((noreturn, format(printf, 2, 3))) die(int err, const char *fmt, ...)
+{
+	char msg[4096];
+	va_list ap;
+	size_t n;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	n = strlen(msg);
+	if (err)
+		snprintf(msg + n, sizeof msg - n, ": %s (%s)", strerror(err), errno_name(err));
+	/* The agent parses one line per event. */
+	for (char *p = msg; *p; p++)
+		if (*p == '\n' || *p == '\r')
+			*p = ' ';
+	report_and_exit(msg, fail_code);
+}
+
+static void *xmalloc(size_t n)
+{
+	void *p = malloc(n ? n : 1);
+	if (!p)
+		die(ENOMEM, "malloc");
+	return p;
+}
+
+static char *xstrdup(const char *s)
+{
+	size_t n = strlen(s) + 1;
+	return memcpy(xmalloc(n), s, n);
+}
+
+/* a + "/" + b without doubling a trailing slash of a. */
+static char *join(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	char *p = xmalloc(la + lb + 2);
+
+	memcpy(p, a, la);
+	if (la == 0 || a[la - 1] != '/')
+		p[la++] = '/';
+	while (*b == '/')
+		b++, lb--;
+	memcpy(p + la, b, lb + 1);
+	return p;
+}
+
+static char *concat(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	char *p = xmalloc(la + lb + 1);
+
+	memcpy(p, a, la);
+	memcpy(p + la, b, lb + 1);
+	return p;
+}
+
+/* ------------------------------------------------------------------ */
+/* Spec                                                                */
+/* ------------------------------------------------------------------ */
+
+struct list {
+	char **v; /* always NULL-terminated once non-empty, usable as argv/envp */
+	size_t n;
+};
+
+struct spec {
+	const char *name, *hostname, *rootfs, *upper, *work, *netns;
+	const char *pidfile, *exitfile, *console, *cwd;
+	struct list lower, cgroup, mask, readonly, env, arg;
+	uint64_t cap_keep;
+	pid_t target_pid;
+	int tty, no_new_privs;
+	int have_tty, have_nnp;
+};
+
+struct parse_ctx {
+	const char *path;
+	int line;
+};
+
+static void list_add(struct list *l, char *s)
+{
+	char **v = realloc(l->v, (l->n + 2) * sizeof *v);
+	if (!v)
+		die(ENOMEM, "malloc");
+	v[l->n++] = s;
+	v[l->n] = NULL;
+	l->v = v;
+}
+
+static char *const *list_or_empty(const struct list *l)
+{
+	static char *empty[] = { NULL };
+	return l->n ? l->v : empty;
+}
+
+static void __attribute__((noreturn, format(printf, 2, 3))) spec_error(const struct parse_ctx *c, const char *fmt, ...)
+{
+	char msg[2048];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	die(0, "spec %s line %d: %s", c->path, c->line, msg);
+}
+
+/* Relative host paths are made absolute now, because the monitor chdirs to /
+ * so that it does not pin whatever directory the agent happened to be in. */
+static char *host_path(const struct parse_ctx *c, const char *key, const char *val)
+{
+	char cwd[PATH_MAX];
+
+	if (!*val)
+		spec_error(c, "empty value for %s", key);
+	if (val[0] == '/')
+		return xstrdup(val);
+	if (!getcwd(cwd, sizeof cwd))
+		die(errno, "getcwd");
+	return join(cwd, val);
+}
+
+static void set_once(const struct parse_ctx *c, const char **field, const char *key, const char *val)
+{
+	if (*field)
+		spec_error(c, "duplicate %s", key);
+	*field = val;
+}
+
+static int parse_uint(const char *s, unsigned long max, unsigned long *out)
+{
+	char *end;
+	unsigned long v;
+
+	if (*s < '0' || *s > '9')
+		return -1;
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno || *end || v > max)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+static int parse_bool(const struct parse_ctx *c, const char *key, const char *val, int *seen)
+{
+	if (*seen)
+		spec_error(c, "duplicate %s", key);
+	*seen = 1;
+	if (!strcmp(val, "0"))
+		return 0;
+	if (!strcmp(val, "1"))
+		return 1;
+	spec_error(c, "%s must be 0 or 1, not \"%s\"", key, val);
+}
+
+static void parse_spec(const char *path, struct spec *s)
+{
+	struct parse_ctx c = { path, 0 };
+	size_t cap = 16384, len = 0;
+	char *buf, *line, *next;
+	int fd;
+
+	memset(s, 0, sizeof *s);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		die(errno, "open spec %s", path);
+	buf = xmalloc(cap + 1);
+	for (;;) {
+		ssize_t n;
+
+		if (len == cap) {
+			if (cap >= MAX_SPEC_SIZE)
+				die(EFBIG, "read spec %s", path);
+			cap *= 2;
+			buf = realloc(buf, cap + 1);
+			if (!buf)
+				die(ENOMEM, "malloc");
+		}
+		n = read(fd, buf + len, cap - len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			die(errno, "read spec %s", path);
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
+	close(fd);
+	if (memchr(buf, '\0', len))
+		die(0, "spec %s: contains a NUL byte", path);
+	buf[len] = '\0';
+
+	for (line = buf; line; line = next) {
+		char *key = line, *val, *sp;
+		unsigned long u;
+
+		next = strchr(line, '\n');
+		if (next)
+			*next++ = '\0';
+		c.line++;
+		if (*line == '\0' || *line == '#')
+			continue;
+		sp = strchr(line, ' ');
+		if (sp) {
+			*sp = '\0';
+			val = sp + 1;
+		} else {
+			val = line + strlen(line);
+		}
+
+		if (!strcmp(key, "name")) {
+			set_once(&c, &s->name, key, val);
+		} else if (!strcmp(key, "hostname")) {
+			set_once(&c, &s->hostname, key, val);
+		} else if (!strcmp(key, "rootfs")) {
+			set_once(&c, &s->rootfs, key, host_path(&c, key, val));
+		} else if (!strcmp(key, "lower")) {
+			/* Repeatable as an extension: several lower layers, uppermost first. */
+			list_add(&s->lower, host_path(&c, key, val));
+		} else if (!strcmp(key, "upper")) {
+			set_once(&c, &s->upper, key, host_path(&c, key, val));
+		} else if (!strcmp(key, "work")) {
+			set_once(&c, &s->work, key, host_path(&c, key, val));
+		} else if (!strcmp(key, "netns")) {
+			set_once(&c, &s->netns, key, host_path(&c, key, val));
+		} else if (!strcmp(key, "cgroup")) {
+			list_add(&s->cgroup, host_path(&c, key, val));
+		} else if (!strcmp(key, "cap_keep")) {
+			if (parse_uint(val, 63, &u))
+				spec_error(&c, "cap_keep must be a capability number 0..63, not \"%s\"", val);
+			s->cap_keep |= 1ULL << u;
+		} else if (!strcmp(key, "mask")) {
+			if (!*val)
+				spec_error(&c, "empty value for %s", key);
+			list_add(&s->mask, val);
+		} else if (!strcmp(key, "readonly")) {
+			if (!*val)
+				spec_error(&c, "empty value for %s", key);
+			list_add(&s->readonly, val);
+		} else if (!strcmp(key, "pidfile")) {
+			set_once(&c, &s->pidfile, key, host_path(&c, key, val));
+		} else if (!strcmp(key, "exitfile")) {
+			set_once(&c, &s->exitfile, key, host_path(&c, key, val));
+		} else if (!strcmp(key, "console")) {
+			set_once(&c, &s->console, key, host_path(&c, key, val));
+		} else if (!strcmp(key, "env")) {
+			if (!strchr(val, '=') || val[0] == '=')
+				spec_error(&c, "env must be KEY=VALUE, not \"%s\"", val);
+			list_add(&s->env, val);
+		} else if (!strcmp(key, "arg")) {
+			list_add(&s->arg, val);
+		} else if (!strcmp(key, "cwd")) {
+			if (!*val)
+				spec_error(&c, "empty value for %s", key);
+			set_once(&c, &s->cwd, key, val);
+		} else if (!strcmp(key, "target_pid")) {
+			if (s->target_pid)
+				spec_error(&c, "duplicate %s", key);
+			if (parse_uint(val, INT_MAX, &u) || u == 0)
+				spec_error(&c, "target_pid must be a positive pid, not \"%s\"", val);
+			s->target_pid = (pid_t)u;
+		} else if (!strcmp(key, "tty")) {
+			s->tty = parse_bool(&c, key, val, &s->have_tty);
+		} else if (!strcmp(key, "no_new_privs")) {
+			s->no_new_privs = parse_bool(&c, key, val, &s->have_nnp);
+		} else {
+			spec_error(&c, "unknown key \"%s\"", key);
+		}
+	}
+	if (!s->cwd)
+		s->cwd = "/";
+}
+
+static void require(const char *path, int present, const char *key)
+{
+	if (!present)
+		die(0, "spec %s: missing %s", path, key);
+}
+
+/* ------------------------------------------------------------------ */
+/* Process helpers shared by start and exec                            */
+/* ------------------------------------------------------------------ */
+
+static void close_fds_from_3(void)
+{
+	DIR *d;
+	struct dirent *e;
+	int fds[256], n, i;
+
+	if (syscall(SYS_close_range, 3U, ~0U, 0U) == 0)
+		return;
+	/* Pre-5.9 kernel: close what /proc says is open, in batches because
+	 * closing while iterating the directory would skip entries. */
+	do {
+		n = 0;
+		d = opendir("/proc/self/fd");
+		if (!d)
+			return;
+		while ((e = readdir(d)) && n < (int)(sizeof fds / sizeof fds[0])) {
+			int fd = atoi(e->d_name);
+			if (fd >= 3 && fd != dirfd(d))
+				fds[n++] = fd;
+		}
+		closedir(d);
+		for (i = 0; i < n; i++)
+			close(fds[i]);
+	} while (n > 0);
+}
+
+/* Everything >= 3 must vanish at execve; CLOEXEC rather than close keeps the
+ * error pipe usable until the exec actually succeeds. */
+static void cloexec_fds_from_3(void)
+{
+	DIR *d;
+	struct dirent *e;
+
+	if (syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) == 0)
+		return;
+	d = opendir("/proc/self/fd");
+	if (!d)
+		die(errno, "open /proc/self/fd");
+	while ((e = readdir(d))) {
+		int fd = atoi(e->d_name);
+		if (fd >= 3 && fd != dirfd(d) && fcntl(fd, F_SETFD, FD_CLOEXEC) < 0)
+			die(errno, "set close-on-exec on fd %d", fd);
+	}
+	closedir(d);
+}
+
+/* Ignored dispositions and the blocked mask survive execve; the guest's
+ * program must not inherit the monitor's or the caller's. */
+static void reset_signals(void)
+{
+	struct sigaction sa;
+	sigset_t all;
+	int i;
+
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = SIG_DFL;
+	sigemptyset(&sa.sa_mask);
+	for (i = 1; i < NSIG; i++)
+		(void)sigaction(i, &sa, NULL);
+	sigemptyset(&all);
+	sigprocmask(SIG_SETMASK, &all, NULL);
+}
+
+static void join_cgroup_fd(int fd, const char *path)
+{
+	if (write(fd, "0", 1) != 1)
+		die(errno, "join cgroup %s", path);
+}
+
+static void join_cgroup(const char *path)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		die(errno, "open cgroup %s", path);
+	join_cgroup_fd(fd, path);
+	close(fd);
+}
+
+static int read_cap_last_cap(void)
+{
+	char buf[32];
+	unsigned long v;
+	ssize_t n;
+	int fd, c;
+
+	fd = open("/proc/sys/kernel/cap_last_cap", O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		n = read(fd, buf, sizeof buf - 1);
+		close(fd);
+		if (n > 0) {
+			buf[n] = '\0';
+			if (buf[n - 1] == '\n')
+				buf[n - 1] = '\0';
+			if (parse_uint(buf, 63, &v) == 0)
+				return (int)v;
+		}
+	}
+	/* No /proc (unusual): the kernel rejects unknown caps with EINVAL. */
+	for (c = 0; c < 64; c++)
+		if (prctl(PR_CAPBSET_READ, c, 0, 0, 0) < 0)
+			break;
+	return c - 1;
+}
+
+/* After this an exec'd uid-0 program gets exactly cap_keep: the bounding set
+ * caps what exec grants root, and permitted/effective/inheritable/ambient are
+ * cut so nothing outside it survives in this process either.  Inheritable is
+ * left empty (a subset of cap_keep): a non-empty inheritable set would let
+ * non-root programs with file-inheritable caps gain them. */
+static void drop_caps(uint64_t keep)
+{
+	struct __user_cap_header_struct hdr = { _LINUX_CAPABILITY_VERSION_3, 0 };
+	struct __user_cap_data_struct data[2];
+	uint64_t valid, permitted;
+	int c;
+
+	valid = cap_last >= 63 ? ~0ULL : (1ULL << (cap_last + 1)) - 1;
+	keep &= valid;
+	for (c = 0; c <= cap_last; c++) {
+		if (keep & (1ULL << c))
+			continue;
+		if (prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0)
+			die(errno, "drop capability %d from bounding set", c);
+	}
+	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
+		die(errno, "clear ambient capabilities");
+	if (syscall(SYS_capget, &hdr, data) < 0)
+		die(errno, "capget");
+	/* Never ask for more than we hold, or capset fails with EPERM. */
+	permitted = ((uint64_t)data[1].permitted << 32 | data[0].permitted) & keep;
+	data[0].effective = data[0].permitted = (uint32_t)permitted;
+	data[1].effective = data[1].permitted = (uint32_t)(permitted >> 32);
+	data[0].inheritable = data[1].inheritable = 0;
+	if (syscall(SYS_capset, &hdr, data) < 0)
+		die(errno, "capset");
+}
+
+static void set_no_new_privs(int on)
+{
+	if (on && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+		die(errno, "prctl PR_SET_NO_NEW_PRIVS");
+}
+
+static const char *env_path(char *const *envp)
+{
+	for (; *envp; envp++)
+		if (!strncmp(*envp, "PATH=", 5))
+			return *envp + 5;
+	return DEFAULT_PATH;
+}
+
+/* execvpe without the libc quirks (no /bin/sh fallback on ENOEXEC, PATH taken
+ * from the guest's env, not ours).  Returns only on failure, with the errno to
+ * report. */
+static int exec_program(char *const *argv, char *const *envp)
+{
+	const char *file = argv[0], *path, *p;
+	int saw_eacces = 0;
+
+	if (!*file)
+		return ENOENT;
+	if (strchr(file, '/')) {
+		execve(file, argv, envp);
+		return errno;
+	}
+	path = env_path(envp);
+	for (p = path;; p++) {
+		const char *end = strchr(p, ':');
+		size_t dl = end ? (size_t)(end - p) : strlen(p);
+		size_t fl = strlen(file);
+		char *cand = xmalloc(dl + fl + 3);
+
+		/* An empty PATH element means the current directory. */
+		if (dl == 0) {
+			cand[0] = '.';
+			dl = 1;
+		} else {
+			memcpy(cand, p, dl);
+		}
+		cand[dl] = '/';
+		memcpy(cand + dl + 1, file, fl + 1);
+		execve(cand, argv, envp);
+		free(cand);
+		switch (errno) {
+		case EACCES:
+			saw_eacces = 1;
+			break;
+		case ENOENT:
+		case ENOTDIR:
+		case ELOOP:
+		case ENAMETOOLONG:
+		case ENODEV:
+		case ESTALE:
+		case ETIMEDOUT:
+			break;
+		default:
+			return errno;
+		}
+		if (!end)
+			break;
+		p = end;
+	}
+	return saw_eacces ? EACCES : ENOENT;
+}
+
+static void __attribute__((noreturn)) exec_or_die(const struct spec *s)
+{
+	int err = exec_program(s->arg.v, list_or_empty(&s->env));
+
+	fail_code = err == EACCES ? 126 : 127;
+	die(err, "exec %s", s->arg.v[0]);
+}
+
+/* ------------------------------------------------------------------ */
+/* start: guest init side                                              */
+/* ------------------------------------------------------------------ */
+
+struct start_ctx {
+	const struct spec *s;
+	int console_fd;
+	int err_r, err_w;
+};
+
+/* lowerdir/upperdir/workdir values go through the kernel's option parser,
+ * where ',' separates options, ':' separates lower layers and '\' escapes. */
+static void append_escaped(char **buf, size_t *len, size_t *cap, const char *s)
+{
+	for (; *s; s++) {
+		if (*len + 3 > *cap) {
+			*cap = *cap * 2 + 64;
+			*buf = realloc(*buf, *cap);
+			if (!*buf)
+				die(ENOMEM, "malloc");
+		}
+		if (*s == ',' || *s == ':' || *s == '\\')
+			(*buf)[(*len)++] = '\\';
+		(*buf)[(*len)++] = *s;
+		(*buf)[*len] = '\0';
+	}
+}
+
+static void append_raw(char **buf, size_t *len, size_t *cap, const char *s)
+{
+	size_t n = strlen(s);
+
+	if (*len + n + 1 > *cap) {
+		*cap = *cap * 2 + n + 64;
+		*buf = realloc(*buf, *cap);
+		if (!*buf)
+			die(ENOMEM, "malloc");
+	}
+	memcpy(*buf + *len, s, n + 1);
+	*len += n;
+}
+
+static void check_layer(const char *what, const char *path)
+{
+	struct stat st;
+
+	/* The overlay mount only says ENOENT/EINVAL "on rootfs"; name the layer. */
+	if (stat(path, &st) < 0)
+		die(errno, "overlay %s %s", what, path);
+	if (!S_ISDIR(st.st_mode))
+		die(ENOTDIR, "overlay %s %s", what, path);
+}
+
+static void mount_overlay(const struct spec *s)
+{
+	char *opts = NULL;
+	size_t len = 0, cap = 0, i;
+
+	for (i = 0; i < s->lower.n; i++)
+		check_layer("lowerdir", s->lower.v[i]);
+	check_layer("upperdir", s->upper);
+	check_layer("workdir", s->work);
+
+	append_raw(&opts, &len, &cap, "lowerdir=");
+	for (i = 0; i < s->lower.n; i++) {
+		if (i)
+			append_raw(&opts, &len, &cap, ":");
+		append_escaped(&opts, &len, &cap, s->lower.v[i]);
+	}
+	append_raw(&opts, &len, &cap, ",upperdir=");
+	append_escaped(&opts, &len, &cap, s->upper);
+	append_raw(&opts, &len, &cap, ",workdir=");
+	append_escaped(&opts, &len, &cap, s->work);
+	/* mount(2) copies at most one page of options and silently truncates. */
+	if (len >= 4096)
+		die(E2BIG, "mount overlay on %s: options are %zu bytes", s->rootfs, len);
+	if (mount("overlay", s->rootfs, "overlay", 0, opts) < 0)
+		die(errno, "mount overlay on %s", s->rootfs);
+	free(opts);
+}
+
+/* The guest can write its upper layer, so a top-level proc/sys/dev may be a
+ * symlink it planted; mounting through it would land somewhere unintended. */
+static char *mountpoint(const char *dir, const char *name, mode_t mode)
+{
+	char *p = join(dir, name);
+	struct stat st;
+
+	if (mkdir(p, mode) < 0 && errno != EEXIST)
+		die(errno, "mkdir %s", p);
+	if (lstat(p, &st) < 0)
+		die(errno, "stat %s", p);
+	if (!S_ISDIR(st.st_mode))
+		die(ENOTDIR, "mount point %s", p);
+	return p;
+}
+
+static void do_mount(const char *src, const char *target, const char *fstype,
+		     unsigned long flags, const char *data)
+{
+	if (mount(src, target, fstype, flags, data) < 0)
+		die(errno, "mount %s on %s", fstype, target);
+}
+
+static void bind_device(const char *devdir, const char *name)
+{
+	char *src = join("/dev", name), *dst = join(devdir, name);
+	int fd;
+
+	/* Bind, not mknod: the same code has to work inside a user namespace. */
+	fd = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+	if (fd < 0)
+		die(errno, "create %s", dst);
+	close(fd);
+	if (mount(src, dst, NULL, MS_BIND, NULL) < 0)
+		die(errno, "bind mount %s on %s", src, dst);
+	free(src);
+	free(dst);
+}
+
+static void make_symlink(const char *target, const char *dir, const char *name)
+{
+	char *p = join(dir, name);
+
+	if (symlink(target, p) < 0)
+		die(errno, "symlink %s -> %s", p, target);
+	free(p);
+}
+
+static void setup_guest_mounts(const struct spec *s)
+{
+	static const char *const devices[] = { "null", "zero", "full", "random", "urandom", "tty" };
+	char *proc, *sys, *dev, *pts, *shm;
+	size_t i;
+
+	proc = mountpoint(s->rootfs, "proc", 0555);
+	do_mount("proc", proc, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+	sys = mountpoint(s->rootfs, "sys", 0555);
+	do_mount("sysfs", sys, "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+	dev = mountpoint(s->rootfs, "dev", 0755);
+	do_mount("tmpfs", dev, "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k");
+
+	/* Everything below is on the fresh tmpfs, so no guest symlinks to fear. */
+	for (i = 0; i < sizeof devices / sizeof devices[0]; i++)
+		bind_device(dev, devices[i]);
+	pts = mountpoint(dev, "pts", 0755);
+	do_mount("devpts", pts, "devpts", MS_NOSUID | MS_NOEXEC,
+		 "newinstance,ptmxmode=0666,mode=0620,gid=5");
+	make_symlink("pts/ptmx", dev, "ptmx");
+	shm = mountpoint(dev, "shm", 01777);
+	do_mount("shm", shm, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777,size=65536k");
+	make_symlink("/proc/self/fd", dev, "fd");
+	make_symlink("/proc/self/fd/0", dev, "stdin");
+	make_symlink("/proc/self/fd/1", dev, "stdout");
+	make_symlink("/proc/self/fd/2", dev, "stderr");
+	free(proc);
+	free(sys);
+	free(dev);
+	free(pts);
+	free(shm);
+}
+
+/* pivot_root(".", ".") stacks the old root on top of the new one; detaching it
+ * leaves the guest root alone without needing a put_old directory in the
+ * guest's upper layer. */
+static void enter_root(const char *rootfs)
+{
+	if (chdir(rootfs) < 0)
+		die(errno, "chdir %s", rootfs);
+	if (syscall(SYS_pivot_root, ".", ".") < 0)
+		die(errno, "pivot_root %s", rootfs);
+	if (umount2(".", MNT_DETACH) < 0)
+		die(errno, "unmount old root of %s", rootfs);
+	if (chdir("/") < 0)
+		die(errno, "chdir / in %s", rootfs);
+}
+
+/* Masks and read-only paths are applied after pivot_root, so that paths and
+ * any symlinks in them resolve inside the guest and can never reach the host. */
+static void apply_masks(const struct list *masks)
+{
+	size_t i;
+
+	for (i = 0; i < masks->n; i++) {
+		const char *p = masks->v[i];
+		struct stat st;
+
+		if (stat(p, &st) < 0) {
+			if (errno == ENOENT || errno == ENOTDIR)
+				continue;
+			die(errno, "stat mask %s", p);
+		}
+		if (S_ISDIR(st.st_mode)) {
+			if (mount("tmpfs", p, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+				  "mode=0555") < 0)
+				die(errno, "mount tmpfs mask on %s", p);
+		} else if (mount("/dev/null", p, NULL, MS_BIND, NULL) < 0) {
+			die(errno, "bind mount /dev/null mask on %s", p);
+		}
+	}
+}
+
+static void apply_readonly(const struct list *paths)
+{
+	size_t i;
+
+	for (i = 0; i < paths->n; i++) {
+		const char *p = paths->v[i];
+		unsigned long flags = MS_BIND | MS_REMOUNT | MS_RDONLY;
+		struct statvfs sv;
+
+		if (mount(p, p, NULL, MS_BIND | MS_REC, NULL) < 0) {
+			if (errno == ENOENT || errno == ENOTDIR)
+				continue;
+			die(errno, "bind mount %s on itself", p);
+		}
+		/* A bind remount replaces all per-mount flags: keep nosuid etc. */
+		if (statvfs(p, &sv) < 0)
+			die(errno, "statvfs %s", p);
+		if (sv.f_flag & ST_NOSUID)
+			flags |= MS_NOSUID;
+		if (sv.f_flag & ST_NODEV)
+			flags |= MS_NODEV;
+		if (sv.f_flag & ST_NOEXEC)
+			flags |= MS_NOEXEC;
+		if (sv.f_flag & ST_NOATIME)
+			flags |= MS_NOATIME;
+		if (sv.f_flag & ST_NODIRATIME)
+			flags |= MS_NODIRATIME;
+		if (sv.f_flag & ST_RELATIME)
+			flags |= MS_RELATIME;
+		if (mount(NULL, p, NULL, flags, NULL) < 0)
+			die(errno, "remount %s read-only", p);
+	}
+}
+
+static int start_child(void *arg)
+{
+	const struct start_ctx *ctx = arg;
+	const struct spec *s = ctx->s;
+	size_t i;
+	int nullfd;
+
+	report_style = REPORT_PIPE;
+	report_fd = ctx->err_w;
+	fail_code = 127;
+	monitor_child = 0;
+	close(ctx->err_r);
+
+	/* Own session: signals aimed at the monitor's process group (e.g. by an
+	 * agent cleaning up after itself) must not reach the guest. */
+	if (setsid() < 0)
+		die(errno, "setsid");
+	/* What the kernel gives a real init. */
+	umask(022);
+
+	/* Cgroups first: a cgroup namespace's root is fixed at unshare time,
+	 * and joining afterwards would show /../.. paths in the guest. */
+	for (i = 0; i < s->cgroup.n; i++)
+		join_cgroup(s->cgroup.v[i]);
+	if (unshare(CLONE_NEWCGROUP) < 0)
+		die(errno, "unshare cgroup namespace");
+	if (s->netns) {
+		int fd = open(s->netns, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			die(errno, "open netns %s", s->netns);
+		if (setns(fd, CLONE_NEWNET) < 0)
+			die(errno, "setns net %s", s->netns);
+		close(fd);
+	}
+	/* The mount namespace starts as a copy sharing propagation with the host;
+	 * nothing mounted from here on may show up there. */
+	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+		die(errno, "make / rprivate");
+	mount_overlay(s);
+	/* sysfs must be mounted after joining the netns to show its devices. */
+	setup_guest_mounts(s);
+	enter_root(s->rootfs);
+	apply_masks(&s->mask);
+	apply_readonly(&s->readonly);
+	if (s->hostname && sethostname(s->hostname, strlen(s->hostname)) < 0)
+		die(errno, "sethostname %s", s->hostname);
+	/* Before dropping caps: root without CAP_DAC_* could be refused. */
+	if (chdir(s->cwd) < 0)
+		die(errno, "chdir %s", s->cwd);
+	drop_caps(s->cap_keep);
+	set_no_new_privs(s->no_new_privs);
+
+	nullfd = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (nullfd < 0)
+		die(errno, "open /dev/null in guest");
+	if (dup2(nullfd, 0) < 0)
+		die(errno, "dup2 /dev/null to stdin");
+	if (dup2(ctx->console_fd >= 0 ? ctx->console_fd : nullfd, 1) < 0 ||
+	    dup2(ctx->console_fd >= 0 ? ctx->console_fd : nullfd, 2) < 0)
+		die(errno, "dup2 %s to stdout/stderr", s->console ? s->console : "/dev/null");
+	cloexec_fds_from_3();
+	reset_signals();
+	exec_or_die(s);
+}
+
+/* ------------------------------------------------------------------ */
+/* start: monitor side                                                 */
+/* ------------------------------------------------------------------ */
+
+static void write_atomic(const char *path, const char *content)
+{
+	char *tmp = concat(path, ".tmp");
+	int fd, e;
+
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+	if (fd < 0)
+		die(errno, "open %s", tmp);
+	if (write_all(fd, content, strlen(content)) < 0 || fsync(fd) < 0) {
+		e = errno;
+		close(fd);
+		unlink(tmp);
+		die(e, "write %s", tmp);
+	}
+	if (close(fd) < 0) {
+		e = errno;
+		unlink(tmp);
+		die(e, "close %s", tmp);
+	}
+	if (rename(tmp, path) < 0) {
+		e = errno;
+		unlink(tmp);
+		die(e, "rename %s to %s", tmp, path);
+	}
+	free(tmp);
+}
+
+static void redirect_stdio_to_null(void)
+{
+	int fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+
+	if (fd < 0)
+		return;
+	dup2(fd, 0);
+	dup2(fd, 1);
+	dup2(fd, 2);
+	close(fd);
+}
+
+static void ignore_signal(int sig)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = SIG_IGN;
+	sigaction(sig, &sa, NULL);
+}
+
+/* Reads the child's report until EOF; EOF alone means execve succeeded. */
+static size_t read_report(int fd, char *buf, size_t size)
+{
+	size_t len = 0;
+
+	for (;;) {
+		ssize_t n = read(fd, buf + len, size - 1 - len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+		if (len == size - 1) {
+			char drain[256];
+			while (read(fd, drain, sizeof drain) > 0)
+				;
+			break;
+		}
+	}
+	buf[len] = '\0';
+	return len;
+}
+
+/* Splits "CODE message" as written by a REPORT_PIPE child. */
+static const char *split_report(char *buf, int *code)
+{
+	char *sp = strchr(buf, ' ');
+	unsigned long v;
+
+	if (sp) {
+		*sp = '\0';
+		if (parse_uint(buf, 255, &v) == 0) {
+			*code = (int)v;
+			return sp + 1;
+		}
+		*sp = ' ';
+	}
+	return buf;
+}
+
+static int cmd_start(const char *specpath)
+{
+	static const int ignored[] = { SIGHUP, SIGINT, SIGTERM, SIGQUIT, SIGPIPE,
+				       SIGTTOU, SIGTTIN, SIGTSTP };
+	struct start_ctx ctx;
+	struct spec s;
+	char report[4096], line[64];
+	int pipefd[2], flags, status, child_code = 127;
+	size_t i;
+	void *stack;
+	pid_t pid;
+
+	report_style = REPORT_MONITOR;
+	fail_code = 1;
+	/* Nothing the agent leaked to us may end up pinned by the monitor for the
+	 * guest's lifetime, nor inherited by the guest. */
+	close_fds_from_3();
+	/* Survive the agent: its session, its terminal and its exit. setsid only
+	 * fails if we already lead a process group, which is good enough. */
+	(void)setsid();
+	for (i = 0; i < sizeof ignored / sizeof ignored[0]; i++)
+		ignore_signal(ignored[i]);
+
+	parse_spec(specpath, &s);
+	guest_name = s.name;
+	require(specpath, s.rootfs != NULL, "rootfs");
+	require(specpath, s.lower.n > 0, "lower");
+	require(specpath, s.upper != NULL, "upper");
+	require(specpath, s.work != NULL, "work");
+	require(specpath, s.arg.n > 0, "arg");
+	if (chdir("/") < 0)
+		die(errno, "chdir /");
+
+	ctx.s = &s;
+	ctx.console_fd = -1;
+	if (s.console) {
+		ctx.console_fd = open(s.console, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640);
+		if (ctx.console_fd < 0)
+			die(errno, "open console %s", s.console);
+	}
+	if (pipe2(pipefd, O_CLOEXEC) < 0)
+		die(errno, "pipe");
+	ctx.err_r = pipefd[0];
+	ctx.err_w = pipefd[1];
+
+	stack = mmap(NULL, CHILD_STACK_SIZE, PROT_READ | PROT_WRITE,
+		     MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+	if (stack == MAP_FAILED)
+		die(errno, "mmap child stack");
+	flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | SIGCHLD;
+	if (!s.netns)
+		flags |= CLONE_NEWNET;
+	pid = clone(start_child, (char *)stack + CHILD_STACK_SIZE, flags, &ctx);
+	if (pid < 0)
+		die(errno, "clone guest init for %s", s.rootfs);
+	monitor_child = pid;
+	munmap(stack, CHILD_STACK_SIZE);
+	close(pipefd[1]);
+	if (ctx.console_fd >= 0)
+		close(ctx.console_fd);
+
+	if (read_report(pipefd[0], report, sizeof report) > 0)
+		report_and_exit(split_report(report, &child_code), 1);
+	close(pipefd[0]);
+
+	if (s.pidfile) {
+		snprintf(line, sizeof line, "%d %d\n", (int)pid, (int)getpid());
+		write_atomic(s.pidfile, line);
+	}
+	snprintf(line, sizeof line, "started %d\n", (int)pid);
+	(void)write_all(1, line, strlen(line));
+	/* The agent may be gone long before the guest; don't hold its pipes. */
+	redirect_stdio_to_null();
+	/* From here on the guest is running for real; a monitor failure must not
+	 * take it down. */
+	monitor_child = 0;
+
+	while (waitpid(pid, &status, 0) < 0) {
+		if (errno != EINTR)
+			die(errno, "waitpid %d", (int)pid);
+	}
+	if (WIFSIGNALED(status))
+		snprintf(line, sizeof line, "signaled %d\n", WTERMSIG(status));
+	else
+		snprintf(line, sizeof line, "exited %d\n", WEXITSTATUS(status));
+	if (s.exitfile)
+		write_atomic(s.exitfile, line);
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* exec                                                                */
+/* ------------------------------------------------------------------ */
+
+static volatile sig_atomic_t forward_pid;
+static const int forwarded_signals[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT,
+					 SIGUSR1, SIGUSR2, SIGWINCH };
+
+static void forward_signal(int sig)
+{
+	int saved = errno;
+
+	if (forward_pid > 0)
+		kill((pid_t)forward_pid, sig);
+	errno = saved;
+}
+
+enum { NS_MNT, NS_IPC, NS_UTS, NS_NET, NS_PID, NS_CGROUP, NS_COUNT };
+static const char *const ns_names[NS_COUNT] = { "mnt", "ipc", "uts", "net", "pid", "cgroup" };
+
+static void setns_or_die(int fd, int type, pid_t target, int which)
+{
+	if (setns(fd, type) < 0)
+		die(errno, "setns /proc/%d/ns/%s", (int)target, ns_names[which]);
+}
+
+/*
+ * Only the child joins the guest's cgroups and namespaces (the parent just
+ * sets pid_for_children), so the waiting parent is not charged to, frozen
+ * with, or killed along with the guest and can always report the command's
+ * fate.  The cgroup.procs files are opened by the parent, because after
+ * setns(mnt) the host paths are gone.
+ */
+static void __attribute__((noreturn)) exec_child(const struct spec *s, const int *nsfd,
+						const int *cgfd, int err_r, int err_w)
+{
+	size_t i;
+
+	report_style = REPORT_PIPE;
+	report_fd = err_w;
+	fail_code = 125;
+	close(err_r);
+
+	for (i = 0; i < s->cgroup.n; i++)
+		join_cgroup_fd(cgfd[i], s->cgroup.v[i]);
+	setns_or_die(nsfd[NS_CGROUP], CLONE_NEWCGROUP, s->target_pid, NS_CGROUP);
+	setns_or_die(nsfd[NS_IPC], CLONE_NEWIPC, s->target_pid, NS_IPC);
+	setns_or_die(nsfd[NS_UTS], CLONE_NEWUTS, s->target_pid, NS_UTS);
+	setns_or_die(nsfd[NS_NET], CLONE_NEWNET, s->target_pid, NS_NET);
+	/* Last: it also moves root and cwd into the guest. */
+	setns_or_die(nsfd[NS_MNT], CLONE_NEWNS, s->target_pid, NS_MNT);
+
+	if (s->tty) {
+		if (setsid() < 0)
+			die(errno, "setsid");
+		if (ioctl(0, TIOCSCTTY, 0) < 0)
+			die(errno, "ioctl TIOCSCTTY on stdin");
+	}
+	if (chdir(s->cwd) < 0)
+		die(errno, "chdir %s", s->cwd);
+	drop_caps(s->cap_keep);
+	set_no_new_privs(s->no_new_privs);
+	cloexec_fds_from_3();
+	reset_signals();
+	exec_or_die(s);
+}
+
+static int cmd_exec(const char *specpath)
+{
+	struct spec s;
+	struct sigaction sa;
+	sigset_t fwd, none;
+	char path[64], report[4096];
+	int nsfd[NS_COUNT], *cgfd, pipefd[2], status, code = 125;
+	size_t i;
+	pid_t pid;
+
+	report_style = REPORT_STDERR;
+	fail_code = 125;
+	parse_spec(specpath, &s);
+	require(specpath, s.target_pid > 0, "target_pid");
+	require(specpath, s.arg.n > 0, "arg");
+
+	/* All namespace fds before any setns: /proc/PID is resolved in our own
+	 * mount and pid namespace, which setns would change. */
+	for (i = 0; i < NS_COUNT; i++) {
+		snprintf(path, sizeof path, "/proc/%d/ns/%s", (int)s.target_pid, ns_names[i]);
+		nsfd[i] = open(path, O_RDONLY | O_CLOEXEC);
+		if (nsfd[i] < 0)
+			die(errno, "open %s", path);
+	}
+	cgfd = xmalloc((s.cgroup.n + 1) * sizeof *cgfd);
+	for (i = 0; i < s.cgroup.n; i++) {
+		cgfd[i] = open(s.cgroup.v[i], O_WRONLY | O_CLOEXEC);
+		if (cgfd[i] < 0)
+			die(errno, "open cgroup %s", s.cgroup.v[i]);
+	}
+	if (pipe2(pipefd, O_CLOEXEC) < 0)
+		die(errno, "pipe");
+
+	/* Signals arriving before the child exists stay pending and are
+	 * forwarded once the handlers are in place. */
+	sigemptyset(&fwd);
+	for (i = 0; i < sizeof forwarded_signals / sizeof forwarded_signals[0]; i++)
+		sigaddset(&fwd, forwarded_signals[i]);
+	sigprocmask(SIG_BLOCK, &fwd, NULL);
+
+	setns_or_die(nsfd[NS_PID], CLONE_NEWPID, s.target_pid, NS_PID);
+	pid = fork();
+	if (pid < 0)
+		die(errno, "fork into pid namespace of %d", (int)s.target_pid);
+	if (pid == 0)
+		exec_child(&s, nsfd, cgfd, pipefd[0], pipefd[1]);
+
+	close(pipefd[1]);
+	for (i = 0; i < NS_COUNT; i++)
+		close(nsfd[i]);
+	for (i = 0; i < s.cgroup.n; i++)
+		close(cgfd[i]);
+	if (read_report(pipefd[0], report, sizeof report) > 0) {
+		const char *msg = split_report(report, &code);
+		reap(pid);
+		report_and_exit(msg, code);
+	}
+	close(pipefd[0]);
+
+	forward_pid = pid;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = forward_signal;
+	sa.sa_flags = SA_RESTART;
+	sigemptyset(&sa.sa_mask);
+	for (i = 0; i < sizeof forwarded_signals / sizeof forwarded_signals[0]; i++)
+		sigaction(forwarded_signals[i], &sa, NULL);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+
+	while (waitpid(pid, &status, 0) < 0) {
+		if (errno != EINTR)
+			die(errno, "waitpid %d", (int)pid);
+	}
+	if (WIFSIGNALED(status))
+		return 128 + WTERMSIG(status);
+	return WEXITSTATUS(status);
+}
+
+/* ------------------------------------------------------------------ */
+/* netns                                                               */
+/* ------------------------------------------------------------------ */
+
+static int cmd_netns(const char *path)
+{
+	int fd;
+
+	report_style = REPORT_STDERR;
+	fail_code = 1;
+	fd = open(path, O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444);
+	if (fd >= 0) {
+		netns_created = path;
+		close(fd);
+	} else if (errno != EEXIST) {
+		die(errno, "create %s", path);
+	}
+	/* Only this thread moves, and we have only this thread. */
+	if (unshare(CLONE_NEWNET) < 0)
+		die(errno, "unshare network namespace for %s", path);
+	if (mount("/proc/self/ns/net", path, NULL, MS_BIND, NULL) < 0)
+		die(errno, "bind mount /proc/self/ns/net on %s", path);
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+
+/* Whatever the caller left behind must not leak into guests or break us:
+ * closed 0-2 would make a later open() land on a stdio number, an ignored
+ * SIGCHLD would make waitpid fail with ECHILD, a blocked mask would be
+ * inherited by every child. */
+static void sanitize_process(void)
+{
+	struct sigaction sa;
+	sigset_t none;
+	int fd;
+
+	while ((fd = open("/dev/null", O_RDWR)) >= 0 && fd <= 2)
+		;
+	if (fd > 2)
+		close(fd);
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = SIG_DFL;
+	sigaction(SIGCHLD, &sa, NULL);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
+int main(int argc, char **argv)
+{
+	const char *cmd = argc > 1 ? argv[1] : "";
+
+	sanitize_process();
+	if (!strcmp(cmd, "start")) {
+		report_style = REPORT_MONITOR;
+		fail_code = 1;
+	} else if (!strcmp(cmd, "exec")) {
+		fail_code = 125;
+	}
+	if (argc != 3 || (strcmp(cmd, "start") && strcmp(cmd, "exec") && strcmp(cmd, "netns")))
+		die(0, "usage: vsinit start SPECFILE | vsinit exec SPECFILE | vsinit netns PATH");
+	/* Read while /proc is still the host's. */
+	cap_last = read_cap_last_cap();
+	if (!strcmp(cmd, "start"))
+		return cmd_start(argv[2]);
+	if (!strcmp(cmd, "exec"))
+		return cmd_exec(argv[2]);
+	return cmd_netns(argv[2]);
+}

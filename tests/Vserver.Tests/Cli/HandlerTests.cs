@@ -1,0 +1,225 @@
+using System.Text.Json;
+using Shouldly;
+using Vserver.Api;
+using Vserver.Cli;
+using Vserver.Cli.Commands;
+using Xunit;
+
+namespace Vserver.Tests.Cli;
+
+/// <summary>Verbs against a fake agent: the request each one sends and the line it prints.</summary>
+public class HandlerTests
+{
+    private static readonly GuestInfo Web1 = new()
+    {
+        Name = "web1",
+        Kind = "vserver",
+        State = "running",
+        Ipv4 = "10.88.0.2",
+        InitPid = 1234,
+        MemoryBytes = 512L << 20,
+        Cpus = 1,
+        Pids = 100,
+    };
+
+    private static FakeResponse Guest(GuestInfo guest) => FakeResponse.Json(guest, ApiJson.Default.GuestInfo);
+
+    [Fact]
+    public async Task Create_sends_parsed_sizes_and_the_split_command()
+    {
+        await using var agent = FakeAgent.Start();
+        agent.Handler = _ => Guest(Web1 with { State = "stopped", InitPid = null });
+        var cli = new CliHarness();
+
+        var code = await cli.RunAsync(agent.SocketPath, "create", "web1", "--image", "busybox", "--memory", "256M", "--cpus", "0.5",
+            "--pids", "200", "--ip", "10.88.0.2", "--restart", "on-failure", "--cmd", "/bin/sh -c 'httpd -f -p 80'");
+
+        code.ShouldBe(0);
+        cli.OutLines.ShouldBe(["created web1 (vserver, 10.88.0.2)"]);
+        cli.Err.ToString().ShouldBeEmpty();
+        var request = agent.Requests.ShouldHaveSingleItem();
+        request.Method.ShouldBe("POST");
+        request.Path.ShouldBe("/v1/guests");
+        var sent = JsonSerializer.Deserialize(request.Body, ApiJson.Default.CreateGuestRequest)!;
+        sent.Command.ShouldBe(["/bin/sh", "-c", "httpd -f -p 80"]);
+        (sent with { Command = null }).ShouldBe(new CreateGuestRequest
+        {
+            Name = "web1",
+            Image = "busybox",
+            MemoryBytes = 256L << 20,
+            Cpus = 0.5,
+            Pids = 200,
+            Ipv4 = "10.88.0.2",
+            Restart = "on-failure",
+        });
+    }
+
+    [Fact]
+    public async Task Create_leaves_unset_options_to_the_agent()
+    {
+        await using var agent = FakeAgent.Start();
+        agent.Handler = _ => Guest(Web1 with { Ipv4 = null });
+        var cli = new CliHarness();
+
+        (await cli.RunAsync(agent.SocketPath, "create", "web1")).ShouldBe(0);
+
+        cli.OutLines.ShouldBe(["created web1 (vserver)"]);
+        agent.Requests.ShouldHaveSingleItem().Body.ShouldBe("""{"name":"web1"}""");
+    }
+
+    [Theory]
+    [InlineData("POST /v1/guests/web1/start", "started web1 (pid 1234)", "start", "web1")]
+    [InlineData("POST /v1/guests/web1/stop", "stopped web1", "stop", "web1")]
+    [InlineData("POST /v1/guests/web1/stop?timeout=3", "stopped web1", "stop", "web1", "--timeout", "3")]
+    [InlineData("POST /v1/guests/web1/restart", "restarted web1 (pid 1234)", "restart", "web1")]
+    [InlineData("POST /v1/guests/web1/pause", "paused web1", "pause", "web1")]
+    [InlineData("POST /v1/guests/web1/resume", "resumed web1", "resume", "web1")]
+    [InlineData("DELETE /v1/guests/web1", "destroyed web1", "destroy", "web1")]
+    [InlineData("DELETE /v1/guests/web1?force=true", "destroyed web1", "destroy", "web1", "--force")]
+    [InlineData("PATCH /v1/guests/web1/limits", "updated web1: memory 512M, cpus 1, pids 100", "set", "web1", "--memory", "512M")]
+    public async Task Lifecycle_verbs_send_one_request_and_print_one_line(string route, string line, params string[] args)
+    {
+        await using var agent = FakeAgent.Start();
+        agent.Handler = _ => Guest(Web1);
+        var cli = new CliHarness();
+
+        (await cli.RunAsync(agent.SocketPath, args)).ShouldBe(0);
+
+        cli.OutLines.ShouldBe([line]);
+        var request = agent.Requests.ShouldHaveSingleItem();
+        $"{request.Method} {request.Path}".ShouldBe(route);
+    }
+
+    [Fact]
+    public async Task Set_sends_only_the_limits_given()
+    {
+        await using var agent = FakeAgent.Start();
+        agent.Handler = _ => Guest(Web1);
+        var cli = new CliHarness();
+
+        (await cli.RunAsync(agent.SocketPath, "set", "web1", "--cpus", "1.5", "--pids", "64")).ShouldBe(0);
+
+        agent.Requests.ShouldHaveSingleItem().Body.ShouldBe("""{"cpus":1.5,"pids":64}""");
+    }
+
+    [Fact]
+    public async Task The_agents_refusal_is_printed_as_is_with_exit_code_1()
+    {
+        await using var agent = FakeAgent.Start();
+        agent.Handler = _ => FakeResponse.Error(409, "web1 is already running");
+        var cli = new CliHarness();
+
+        (await cli.RunAsync(agent.SocketPath, "start", "web1")).ShouldBe(1);
+
+        cli.ErrLines.ShouldBe(["vsctl: web1 is already running"]);
+        cli.Out.ToString().ShouldBeEmpty();
+    }
+
+    [Fact]
+    public async Task A_non_json_error_still_gives_one_line()
+    {
+        await using var agent = FakeAgent.Start();
+        agent.Handler = _ => new FakeResponse(500, "<html>oops</html>");
+        var cli = new CliHarness();
+
+        (await cli.RunAsync(agent.SocketPath, "list")).ShouldBe(1);
+
+        cli.ErrLines.ShouldHaveSingleItem().ShouldStartWith("vsctl: ");
+    }
+
+    [Fact]
+    public async Task No_agent_is_one_line_and_exit_code_1_without_auto_start()
+    {
+        var cli = new CliHarness();
+        var socket = FakeAgent.NewSocketPath();
+
+        (await cli.RunAsync(socket, "list")).ShouldBe(1);
+
+        cli.ErrLines.ShouldBe([$"vsctl: no agent answers on {socket}: the socket does not exist"]);
+    }
+
+    [Fact]
+    public async Task List_prints_the_table_and_warnings()
+    {
+        await using var agent = FakeAgent.Start();
+        agent.Handler = _ => FakeResponse.Json(new GuestList { Guests = [Web1], Warnings = ["guests/x: bad config"] }, ApiJson.Default.GuestList);
+        var cli = new CliHarness();
+
+        (await cli.RunAsync(agent.SocketPath, "list")).ShouldBe(0);
+
+        cli.OutLines.ShouldBe([
+            "NAME   TYPE      STATE     IPV4        MEMORY   CPUS   IMAGE",
+            "web1   vserver   running   10.88.0.2   512M     1      -",
+        ]);
+        cli.ErrLines.ShouldBe(["vsctl: warning: guests/x: bad config"]);
+    }
+
+    [Fact]
+    public async Task Status_json_round_trips_the_guest()
+    {
+        await using var agent = FakeAgent.Start();
+        agent.Handler = r => r.Path == "/v1/guests/web1" ? Guest(Web1) : FakeResponse.Error(404, "no such guest");
+        var cli = new CliHarness();
+
+        (await cli.RunAsync(agent.SocketPath, "status", "web1", "-f", "json")).ShouldBe(0);
+
+        JsonSerializer.Deserialize(cli.Out.ToString(), ApiJson.Default.GuestInfo).ShouldBe(Web1 with { });
+        cli.Out.ToString().ShouldContain("\n  \"name\": \"web1\"");
+    }
+
+    [Fact]
+    public async Task Image_verbs_map_to_the_image_endpoints()
+    {
+        await using var agent = FakeAgent.Start();
+        var image = new ImageInfo { Name = "busybox", SizeBytes = 1 << 20, Created = CliHarness.Now, Digest = "sha256:abc" };
+        agent.Handler = r => r.Method switch
+        {
+            "POST" => FakeResponse.Json(image, ApiJson.Default.ImageInfo),
+            "GET" => FakeResponse.Json<IReadOnlyList<ImageInfo>>([image], ApiJson.Default.IReadOnlyListImageInfo),
+            _ => new FakeResponse(204, ""),
+        };
+        var cli = new CliHarness();
+
+        (await cli.RunAsync(agent.SocketPath, "image", "build", "busybox")).ShouldBe(0);
+        (await cli.RunAsync(agent.SocketPath, "image", "list")).ShouldBe(0);
+        (await cli.RunAsync(agent.SocketPath, "image", "rm", "busybox")).ShouldBe(0);
+
+        cli.OutLines.ShouldBe([
+            "built image busybox (1M, sha256:abc)",
+            "NAME      SIZE   CREATED",
+            "busybox   1M     2025-03-01 12:00:00 +00:00 (just now)",
+            "removed image busybox",
+        ]);
+        agent.Requests.Select(r => $"{r.Method} {r.Path}").ShouldBe(["POST /v1/images", "GET /v1/images", "DELETE /v1/images/busybox"]);
+        agent.Requests.First().Body.ShouldBe("""{"name":"busybox"}""");
+    }
+
+    [Fact]
+    public async Task Info_prints_the_host()
+    {
+        await using var agent = FakeAgent.Start();
+        agent.Handler = _ => FakeResponse.Json(new HostInfo
+        {
+            Version = "0.1", CgroupVersion = "2", Bridge = "vsbr0", Subnet = "10.88.0.0/16", StateRoot = "/var/lib/vserver", RunRoot = "/run/vserver", AgentPid = 9,
+        }, ApiJson.Default.HostInfo);
+        var cli = new CliHarness();
+
+        (await cli.RunAsync(agent.SocketPath, "info")).ShouldBe(0);
+
+        cli.OutLines.ShouldContain($"socket:         {agent.SocketPath}");
+        cli.OutLines.ShouldContain("agent pid:      9");
+    }
+
+    [Fact]
+    public async Task Handlers_can_be_called_directly_with_writers()
+    {
+        await using var agent = FakeAgent.Start();
+        agent.Handler = _ => Guest(Web1);
+        using var client = new VserverClient(agent.SocketPath);
+        var stdout = new StringWriter();
+
+        (await StartCommand.HandleAsync(client, "web1", stdout, TextWriter.Null, TestContext.Current.CancellationToken)).ShouldBe(0);
+
+        stdout.ToString().ShouldBe("started web1 (pid 1234)" + Environment.NewLine);
+    }
+}

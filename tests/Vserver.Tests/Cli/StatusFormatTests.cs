@@ -1,0 +1,119 @@
+using Shouldly;
+using Vserver.Api;
+using Vserver.Cli.Commands;
+using Xunit;
+
+namespace Vserver.Tests.Cli;
+
+public class StatusFormatTests
+{
+    [Fact]
+    public void A_running_guest_shows_every_key_aligned()
+    {
+        var output = new StringWriter { NewLine = "\n" };
+        StatusCommand.Write(new GuestInfo
+        {
+            Name = "web1",
+            Kind = "vserver",
+            State = "running",
+            Image = "busybox",
+            Ipv4 = "10.88.0.2",
+            MemoryBytes = 256L << 20,
+            Cpus = 0.5,
+            Pids = 200,
+            Restart = "on-failure",
+            Command = ["/bin/sh", "-c", "httpd -f; sleep 1"],
+            InitPid = 4242,
+            Created = CliHarness.Now.AddDays(-2),
+            StartedAt = CliHarness.Now.AddMinutes(-5),
+            LastExit = new ExitInfo { Code = 137, Signal = 9, At = CliHarness.Now.AddMinutes(-6), Description = "killed by SIGKILL (out of memory)" },
+            RestartCount = 1,
+            Usage = new GuestUsage { MemoryBytes = 12L << 20, MemoryPeakBytes = 20L << 20, Processes = 3, CpuSeconds = 1.234, OomKills = 1 },
+        }, new FixedClock(CliHarness.Now), output);
+
+        output.ToString().ShouldBe("""
+            name:         web1
+            type:         vserver
+            state:        running
+            image:        busybox
+            ipv4:         10.88.0.2
+            memory limit: 256M
+            cpus:         0.5
+            pids limit:   200
+            restart:      on-failure
+            command:      /bin/sh -c 'httpd -f; sleep 1'
+            init pid:     4242
+            created:      2025-02-27 12:00:00 +00:00 (2d ago)
+            started:      2025-03-01 11:55:00 +00:00 (5m ago)
+            last exit:    killed by SIGKILL (out of memory) at 2025-03-01 11:54:00 +00:00 (6m ago)
+            restarts:     1
+            memory:       12M
+            memory peak:  20M
+            processes:    3
+            cpu seconds:  1.23
+            oom kills:    1
+
+            """.ReplaceLineEndings("\n"));
+    }
+
+    [Fact]
+    public void A_broken_guest_shows_its_problem_and_dashes_for_everything_unset()
+    {
+        var output = new StringWriter { NewLine = "\n" };
+        StatusCommand.Write(new GuestInfo
+        {
+            Name = "old",
+            Kind = "vserver",
+            State = "broken",
+            Problem = "config.json line 3: unexpected '}'",
+        }, new FixedClock(CliHarness.Now), output);
+
+        output.ToString().ShouldBe("""
+            name:         old
+            type:         vserver
+            state:        broken
+            problem:      config.json line 3: unexpected '}'
+            image:        -
+            ipv4:         -
+            memory limit: -
+            cpus:         -
+            pids limit:   -
+            restart:      -
+            command:      -
+            init pid:     -
+            created:      -
+            started:      -
+            last exit:    -
+            restarts:     0
+            usage:        -
+
+            """.ReplaceLineEndings("\n"));
+    }
+
+    [Fact]
+    public void Host_info_is_key_value_lines()
+    {
+        var output = new StringWriter { NewLine = "\n" };
+        InfoCommand.Write(new HostInfo
+        {
+            Version = "0.1.0",
+            CgroupVersion = "2",
+            Bridge = "vsbr0",
+            Subnet = "10.88.0.0/16",
+            StateRoot = "/var/lib/vserver",
+            RunRoot = "/run/vserver",
+            AgentPid = 77,
+        }, "/run/vserver/agent.sock", output);
+        output.ToString().ShouldBe("""
+            version:        0.1.0
+            agent pid:      77
+            socket:         /run/vserver/agent.sock
+            cgroup version: 2
+            bridge:         vsbr0
+            subnet:         10.88.0.0/16
+            state root:     /var/lib/vserver
+            run root:       /run/vserver
+
+            """.ReplaceLineEndings("\n"));
+    }
+}

@@ -1,0 +1,63 @@
+using Shouldly;
+using Xunit;
+
+namespace Vserver.Tests.Cli;
+
+/// <summary>Input vsctl refuses itself: exit 2, one line on stderr, and not a single request to the agent.</summary>
+public class ValidationTests
+{
+    [Theory]
+    [InlineData("vsctl: --memory: invalid size '12Q': give a number with an optional K, M, G or T suffix, e.g. 256M", "create", "web1", "--memory", "12Q")]
+    [InlineData("vsctl: --memory: invalid size '-5M': a size cannot be negative", "create", "web1", "--memory=-5M")]
+    [InlineData("vsctl: --cpus: invalid number of CPUs 'lots': give a positive number, e.g. 0.5 or 2", "create", "web1", "--cpus", "lots")]
+    [InlineData("vsctl: --cpus: invalid number of CPUs '0': give a positive number, e.g. 0.5 or 2", "create", "web1", "--cpus", "0")]
+    [InlineData("vsctl: --cpus: invalid number of CPUs '-1': give a positive number, e.g. 0.5 or 2", "set", "web1", "--cpus", "-1")]
+    [InlineData("vsctl: --pids: invalid process limit '0': give a positive whole number", "create", "web1", "--pids", "0")]
+    [InlineData("vsctl: --pids: invalid process limit '2.5': give a positive whole number", "set", "web1", "--pids", "2.5")]
+    [InlineData("vsctl: --restart: invalid value 'sometimes': use no, on-failure or always", "create", "web1", "--restart", "sometimes")]
+    [InlineData("vsctl: --cmd: unterminated single quote", "create", "web1", "--cmd", "sh -c 'sleep")]
+    [InlineData("vsctl: --cmd: the command is empty", "create", "web1", "--cmd", "  ")]
+    [InlineData("vsctl: set needs at least one of --memory, --cpus, --pids", "set", "web1")]
+    [InlineData("vsctl: --memory: invalid size '1X': give a number with an optional K, M, G or T suffix, e.g. 256M", "set", "web1", "--memory", "1X")]
+    [InlineData("vsctl: --timeout: invalid timeout 'soon': give a whole number (0 or more)", "stop", "web1", "--timeout", "soon")]
+    [InlineData("vsctl: --format: invalid value 'yaml': use table or json", "list", "-f", "yaml")]
+    [InlineData("vsctl: --format: invalid value 'table': use text or json", "status", "web1", "-f", "table")]
+    [InlineData("vsctl: --env: 'NOEQUALS' is not KEY=VALUE", "exec", "-e", "NOEQUALS", "web1", "--", "true")]
+    public async Task Bad_input_is_one_line_and_exit_code_2(string message, params string[] args)
+    {
+        await using var agent = FakeAgent.Start();
+        var cli = new CliHarness();
+
+        var code = await cli.RunAsync(agent.SocketPath, args);
+
+        code.ShouldBe(2);
+        cli.ErrLines.ShouldBe([message]);
+        cli.Out.ToString().ShouldBeEmpty();
+        agent.Requests.ShouldBeEmpty();
+    }
+
+    [Theory]
+    [InlineData("create")]
+    [InlineData("start", "web1", "extra")]
+    [InlineData("list", "--bogus")]
+    [InlineData("exec", "web1")]
+    [InlineData("frobnicate")]
+    [InlineData]
+    public async Task System_CommandLine_parse_errors_exit_2(params string[] args)
+    {
+        var cli = new CliHarness();
+
+        var code = await cli.RunAsync(FakeAgent.NewSocketPath(), args);
+
+        code.ShouldBe(2);
+        cli.Err.ToString().ShouldNotBeEmpty();
+    }
+
+    [Fact]
+    public async Task Help_exits_0()
+    {
+        var cli = new CliHarness();
+        (await cli.RunAsync(FakeAgent.NewSocketPath(), "create", "--help")).ShouldBe(0);
+        cli.Out.ToString().ShouldContain("--memory");
+    }
+}
