@@ -15,10 +15,17 @@
 # Boot inside a vserver: /sbin/init (busybox init, pid 1 of the guest's pid
 # namespace) -> /etc/inittab -> /etc/init.d/rcS (lo up, syslogd, rc.local).
 # There are no ttys: no getty / askfirst shells; a vserver is entered with
-# `vsctl enter`.  Busybox init signal semantics (pid 1): SIGTERM = reboot,
-# SIGUSR1 = halt, SIGUSR2 / SIGPWR = poweroff, SIGINT = ::ctrlaltdel: action,
-# SIGQUIT = ::restart: action, SIGHUP = re-read inittab.  See images/README
-# notes in the report / agent code for what the host observes.
+# `vsctl enter`.
+#
+# Busybox 1.35 init as pid 1 of a pid namespace (measured):
+#   SIGTERM          reboot:   runs ::shutdown:, SIGTERM to all, 1 s, SIGKILL
+#                    to all, 1 s, reboot(2) -> the kernel kills init with
+#                    SIGHUP; the parent sees "killed by SIGHUP" ~2.0 s later.
+#   SIGUSR1, SIGPWR  halt:     same sequence, init killed by SIGINT, ~2.0 s.
+#   SIGUSR2          poweroff: same sequence, init killed by SIGINT, ~2.0 s.
+#   SIGINT           runs the ::ctrlaltdel: action only; init keeps running.
+#   SIGQUIT          runs ::restart: (none here); SIGHUP re-reads inittab.
+# init never exits with a status of its own on these paths.
 set -eu
 
 BUSYBOX=${BUSYBOX:-/bin/busybox}

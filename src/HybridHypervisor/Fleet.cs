@@ -300,6 +300,7 @@ public sealed class Fleet : IDisposable
     {
         var paths = _store.PathsFor(g.Config.Name);
         var running = Vservers.Start(g.Config, paths);
+        g.RestartPending = false;
         g.Running = running;
         g.Paused = false;
         g.StopRequested = false;
@@ -354,14 +355,17 @@ public sealed class Fleet : IDisposable
             _ => false,
         };
 
-    private void ScheduleRestart(GuestRuntime g, TimeSpan delay) =>
+    private void ScheduleRestart(GuestRuntime g, TimeSpan delay)
+    {
+        g.RestartPending = true;
         _ = Task.Run(async () =>
         {
             await Task.Delay(delay);
             await g.Lock.WaitAsync();
             try
             {
-                if (g.Removed || g.Running is not null || g.StopRequested) return;
+                if (g.Removed || g.Running is not null || !g.RestartPending) return;
+                g.RestartPending = false;
                 StartLocked(g);
                 _log($"restarted guest {g.Config.Name} (restart policy {RestartPolicies.Format(g.Config.Restart)})");
             }
@@ -374,6 +378,7 @@ public sealed class Fleet : IDisposable
                 g.Lock.Release();
             }
         });
+    }
 
     public async Task<GuestView> StopAsync(string name, TimeSpan? timeout = null, CancellationToken ct = default)
     {
@@ -381,8 +386,16 @@ public sealed class Fleet : IDisposable
         await g.Lock.WaitAsync(ct);
         try
         {
-            if (g.Running is null) throw FleetException.Conflict($"guest '{name}' is not running");
-            await StopLockedAsync(g, timeout ?? _options.DefaultStopTimeout);
+            if (g.Running is null)
+            {
+                // Between two runs of a crashing guest, a stop just cancels the pending restart.
+                if (!g.RestartPending) throw FleetException.Conflict($"guest '{name}' is not running");
+                g.RestartPending = false;
+            }
+            else
+            {
+                await StopLockedAsync(g, timeout ?? _options.DefaultStopTimeout);
+            }
         }
         finally
         {

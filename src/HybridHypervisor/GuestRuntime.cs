@@ -13,6 +13,8 @@ internal sealed class GuestRuntime(GuestConfig config)
     public RunningVserver? Running { get; set; }
     public bool Paused { get; set; }
     public bool StopRequested { get; set; }
+    /// <summary>The restart policy will start the guest again after a back-off delay; a stop cancels it.</summary>
+    public bool RestartPending { get; set; }
     public GuestExit? LastExit { get; set; }
     public int RestartCount { get; set; }
     public bool Removed { get; set; }

@@ -16,6 +16,8 @@ internal readonly record struct ExecResult(int ExitCode, string? Error);
 internal sealed class ExecSession(WebSocket socket, Stream stdin, Stream stdout, Stream stderr) : IDisposable
 {
     private const int StdinChunk = 32 * 1024;
+    /// <summary>128 + SIGPIPE, what a shell reports for a writer whose reader went away.</summary>
+    private const int BrokenPipe = 141;
     private readonly SemaphoreSlim _sendLock = new(1, 1);
     private readonly CancellationTokenSource _stop = new();
     private int _abortExitCode = -1;
@@ -101,10 +103,10 @@ internal sealed class ExecSession(WebSocket socket, Stream stdin, Stream stdout,
                 switch (message.Span[0])
                 {
                     case ExecStream.Stdout:
-                        if (!await WriteLocalAsync(stdout, payload, ct)) return new ExecResult(141, null);
+                        if (!WriteLocal(stdout, payload.Span)) return new ExecResult(BrokenPipe, null);
                         break;
                     case ExecStream.Stderr:
-                        if (!await WriteLocalAsync(stderr, payload, ct)) return new ExecResult(141, null);
+                        if (!WriteLocal(stderr, payload.Span)) return new ExecResult(BrokenPipe, null);
                         break;
                     case ExecStream.Exit:
                         if (payload.Length < 4) return new ExecResult(ExitCodes.ExecFailed, error ?? "the agent sent a malformed exit status");
@@ -121,13 +123,16 @@ internal sealed class ExecSession(WebSocket socket, Stream stdin, Stream stdout,
         }
     }
 
-    /// <summary>False when the local side is gone (a closed pipe: <c>vsctl exec ... | head</c>).</summary>
-    private static async Task<bool> WriteLocalAsync(Stream target, ReadOnlyMemory<byte> data, CancellationToken ct)
+    /// <summary>
+    /// False when the local side is gone (a closed pipe: <c>vsctl exec ... | head</c>). Synchronous on purpose: one
+    /// write(2) per frame, no thread-pool hop, and a slow reader slows the session down instead of piling up frames.
+    /// </summary>
+    private static bool WriteLocal(Stream target, ReadOnlySpan<byte> data)
     {
         try
         {
-            await target.WriteAsync(data, ct);
-            await target.FlushAsync(ct);
+            target.Write(data);
+            target.Flush();
             return true;
         }
         catch (IOException)

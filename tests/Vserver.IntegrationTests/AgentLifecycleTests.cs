@@ -109,7 +109,8 @@ public sealed class AgentLifecycleTests
         {
             // The agent was started by vsctl, detached: find it by its lock file and end it.
             var lockFile = Path.Combine(host.RunDir, "agent.lock");
-            if (File.Exists(lockFile) && int.TryParse(File.ReadAllText(lockFile).Trim(), out var pid))
+            // The agent holds an exclusive lock on the file; .NET's own readers would refuse it, cat does not.
+            if (File.Exists(lockFile) && int.TryParse(TestHost.Run("cat", lockFile).Stdout.Trim(), out var pid))
             {
                 TestHost.Run("kill", "-9", pid.ToString(System.Globalization.CultureInfo.InvariantCulture));
                 for (var i = 0; i < 50 && Directory.Exists($"/proc/{pid}"); i++) await Task.Delay(50, TestContext.Current.CancellationToken);
