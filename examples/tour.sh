@@ -21,6 +21,8 @@ cleanup() {
     kill "$pid" 2>/dev/null && while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
     bridge=${VSERVER_BRIDGE:-vsbr0}
     [ -z "$bridge_existed" ] && ip link del "$bridge" 2>/dev/null || true
+    parent=${VSERVER_CGROUP_PARENT:-vserver}
+    rmdir /sys/fs/cgroup/*/"$parent" /sys/fs/cgroup/"$parent" 2>/dev/null || true
   fi
 }
 trap cleanup EXIT

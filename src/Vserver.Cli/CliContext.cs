@@ -52,17 +52,7 @@ internal sealed class CliContext
     };
 
     /// <summary>An unbuffered stream on a descriptor; a closed one (<c>vsctl exec ... &lt;&amp;-</c>) reads empty and swallows output.</summary>
-    private static Stream RawStream(int fd, FileAccess access)
-    {
-        try
-        {
-            return new FileStream(new SafeFileHandle(fd, ownsHandle: false), access, bufferSize: 0);
-        }
-        catch (Exception e) when (e is IOException or ArgumentException or UnauthorizedAccessException)
-        {
-            return Stream.Null;
-        }
-    }
+    private static FdStream RawStream(int fd, FileAccess access) => new(fd, canRead: access == FileAccess.Read);
 
     /// <summary>
     /// Runs one verb's handler against the agent and turns every failure into one line on stderr and an exit code:

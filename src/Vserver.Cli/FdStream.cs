@@ -8,6 +8,8 @@ namespace Vserver.Cli;
 /// </summary>
 internal sealed partial class FdStream(int fd, bool canRead) : Stream
 {
+    private const int EINTR = 4, EBADF = 9;
+
     public override bool CanRead => canRead;
     public override bool CanWrite => !canRead;
     public override bool CanSeek => false;
@@ -23,7 +25,8 @@ internal sealed partial class FdStream(int fd, bool canRead) : Stream
                 var n = ReadFd(fd, p, count);
                 if (n >= 0) return (int)n;
                 var errno = Marshal.GetLastPInvokeError();
-                if (errno != 4) throw new IOException($"read fd {fd}: errno {errno}");
+                if (errno == EBADF) return 0;
+                if (errno != EINTR) throw new IOException($"read fd {fd}: errno {errno}");
             }
         }
     }
@@ -39,7 +42,8 @@ internal sealed partial class FdStream(int fd, bool canRead) : Stream
                 if (n < 0)
                 {
                     var errno = Marshal.GetLastPInvokeError();
-                    if (errno == 4) continue;
+                    if (errno == EINTR) continue;
+                    if (errno == EBADF) return;
                     throw new IOException($"write fd {fd}: errno {errno}");
                 }
                 p += n;
