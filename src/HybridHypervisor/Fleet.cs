@@ -318,14 +318,16 @@ public sealed class Fleet : IDisposable
         {
             if (!ReferenceEquals(g.Running, running) || g.Removed) return;
             var paths = _store.PathsFor(g.Config.Name);
-            var exit = Vservers.CollectExit(paths);
+            var exit = Vservers.ReadExit(paths);
             var stopRequested = g.StopRequested || File.Exists(paths.StoppingMarker);
             File.Delete(paths.StoppingMarker);
             running.Dispose();
             g.Running = null;
             g.Paused = false;
             g.LastExit = exit;
+            // Waiters learn of the exit now; the cgroup is released before the lock lets anyone start the guest again.
             g.RunEnded.TrySetResult();
+            Vservers.ReleaseCgroup(paths);
             _log($"guest {g.Config.Name} {exit.Description}");
             if (!stopRequested && ShouldRestart(g.Config.Restart, exit))
             {

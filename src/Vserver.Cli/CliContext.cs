@@ -2,7 +2,6 @@ using System.CommandLine;
 using System.Net.Http;
 using System.Net.WebSockets;
 using System.Text.Json;
-using Microsoft.Win32.SafeHandles;
 using Vserver.Api;
 
 namespace Vserver.Cli;
@@ -52,7 +51,8 @@ internal sealed class CliContext
     };
 
     /// <summary>An unbuffered stream on a descriptor; a closed one (<c>vsctl exec ... &lt;&amp;-</c>) reads empty and swallows output.</summary>
-    private static FdStream RawStream(int fd, FileAccess access) => new(fd, canRead: access == FileAccess.Read);
+    private static Stream RawStream(int fd, FileAccess access) =>
+        StandardDescriptors.IsInherited(fd) ? new FdStream(fd, canRead: access == FileAccess.Read) : Stream.Null;
 
     /// <summary>
     /// Runs one verb's handler against the agent and turns every failure into one line on stderr and an exit code:

@@ -16,13 +16,15 @@ internal sealed partial class FdStream(int fd, bool canRead) : Stream
     public override long Length => throw new NotSupportedException();
     public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
 
-    public override unsafe int Read(byte[] buffer, int offset, int count)
+    public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
+
+    public override unsafe int Read(Span<byte> buffer)
     {
-        fixed (byte* p = &buffer[offset])
+        fixed (byte* p = buffer)
         {
             while (true)
             {
-                var n = ReadFd(fd, p, count);
+                var n = ReadFd(fd, p, buffer.Length);
                 if (n >= 0) return (int)n;
                 var errno = Marshal.GetLastPInvokeError();
                 if (errno == EBADF) return 0;
@@ -31,11 +33,14 @@ internal sealed partial class FdStream(int fd, bool canRead) : Stream
         }
     }
 
-    public override unsafe void Write(byte[] buffer, int offset, int count)
+    public override void Write(byte[] buffer, int offset, int count) => Write(buffer.AsSpan(offset, count));
+
+    public override unsafe void Write(ReadOnlySpan<byte> buffer)
     {
         fixed (byte* start = buffer)
         {
-            var p = start + offset;
+            var p = start;
+            var count = buffer.Length;
             while (count > 0)
             {
                 var n = WriteFd(fd, p, count);
@@ -64,8 +69,7 @@ internal sealed partial class FdStream(int fd, bool canRead) : Stream
 
     public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
     {
-        if (MemoryMarshal.TryGetArray(buffer, out var segment)) Write(segment.Array!, segment.Offset, segment.Count);
-        else Write(buffer.ToArray(), 0, buffer.Length);
+        Write(buffer.Span);
         return ValueTask.CompletedTask;
     }
 

@@ -95,3 +95,24 @@ internal sealed unsafe partial class PosixTerminal : ITerminal
     [LibraryImport("libc", SetLastError = true)]
     private static partial int ioctl(int fd, nuint request, WinSize* size);
 }
+
+/// <summary>Whether a standard descriptor is really the one vsctl was started with.</summary>
+internal static partial class StandardDescriptors
+{
+    private const int F_GETFD = 1;
+    private const int FD_CLOEXEC = 1;
+
+    /// <summary>
+    /// Started with a closed stdin (<c>&lt;&amp;-</c>), descriptor 0 is soon reused by the runtime for its own pipes, and
+    /// reading it would hang or steal the runtime's wake-ups. Those are opened close-on-exec; a descriptor inherited
+    /// across exec never is.
+    /// </summary>
+    public static bool IsInherited(int fd)
+    {
+        var flags = fcntl(fd, F_GETFD);
+        return flags >= 0 && (flags & FD_CLOEXEC) == 0;
+    }
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int fcntl(int fd, int cmd);
+}

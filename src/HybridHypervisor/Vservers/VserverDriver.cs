@@ -105,7 +105,8 @@ public sealed class VserverDriver(FleetOptions options, ICgroupHierarchy cgroups
                 Console = paths.Console,
                 Args = config.InitCommand,
             };
-            Vserver.Isolation.Storage.AtomicFile.WriteAllText(paths.Spec, spec.Render());
+            // Runtime state under the run root, rewritten at every start: no fsync needed.
+            File.WriteAllText(paths.Spec, spec.Render());
             var started = Vsinit.Start(options.VsinitPath, paths.Spec);
             return new RunningVserver(started.Monitor, ProcessHandle.TryOpen(started.InitPid), started.InitPid, cgroup, DateTimeOffset.UtcNow);
         }
@@ -152,12 +153,22 @@ public sealed class VserverDriver(FleetOptions options, ICgroupHierarchy cgroups
     /// <summary>Reads and clears what the monitor left after init ended, and frees the cgroup.</summary>
     public GuestExit CollectExit(GuestPaths paths)
     {
+        var exit = ReadExit(paths);
+        ReleaseCgroup(paths);
+        return exit;
+    }
+
+    /// <summary>Frees the cgroup of a guest whose init has ended (the kernel already killed the rest of its pid namespace).</summary>
+    public void ReleaseCgroup(GuestPaths paths) => cgroups.Open(paths.CgroupPath)?.Destroy();
+
+    /// <summary>Reads and clears what the monitor left after init ended.</summary>
+    public GuestExit ReadExit(GuestPaths paths)
+    {
         GuestExit? exit = null;
         if (File.Exists(paths.ExitFile))
             exit = GuestExit.Parse(File.ReadAllText(paths.ExitFile), new DateTimeOffset(File.GetLastWriteTimeUtc(paths.ExitFile), TimeSpan.Zero));
         File.Delete(paths.ExitFile);
         File.Delete(paths.PidFile);
-        cgroups.Open(paths.CgroupPath)?.Destroy();
         return exit ?? new GuestExit(null, null, DateTimeOffset.UtcNow);
     }
 
