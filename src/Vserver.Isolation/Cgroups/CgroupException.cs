@@ -1,3 +1,4 @@
+using Errno = Vserver.Isolation.Interop.Errno;
 namespace Vserver.Isolation.Cgroups;
 
 /// <summary>
@@ -38,9 +39,9 @@ public sealed class CgroupException : Exception
     public int Errno { get; }
 
     /// <summary>The symbolic errno name (EBUSY, ENOENT, ...), null when <see cref="Errno"/> is 0.</summary>
-    public string? ErrnoName => Errno == 0 ? null : Cgroups.Errno.Name(Errno);
+    public string? ErrnoName => Errno == 0 ? null : Interop.Errno.Name(Errno);
 
     /// <summary>Builds <c>op 'path': ENAME (detail)</c>; detail defaults to the strerror text.</summary>
     internal static CgroupException FromErrno(string operation, string path, int errno, string? detail = null) =>
-        new($"{operation} '{path}': {Cgroups.Errno.Name(errno)} ({detail ?? Cgroups.Errno.Describe(errno)})", operation, path, errno);
+        new($"{operation} '{path}': {Interop.Errno.Name(errno)} ({detail ?? Interop.Errno.Describe(errno)})", operation, path, errno);
 }

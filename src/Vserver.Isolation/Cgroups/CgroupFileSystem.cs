@@ -1,3 +1,4 @@
+using Errno = Vserver.Isolation.Interop.Errno;
 using System.Text;
 
 namespace Vserver.Isolation.Cgroups;

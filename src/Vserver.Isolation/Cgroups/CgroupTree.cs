@@ -1,3 +1,4 @@
+using Errno = Vserver.Isolation.Interop.Errno;
 namespace Vserver.Isolation.Cgroups;
 
 /// <summary>Operations over a cgroup directory and its descendants, shared by both backends.</summary>

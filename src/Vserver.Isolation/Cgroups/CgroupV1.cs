@@ -1,3 +1,4 @@
+using Errno = Vserver.Isolation.Interop.Errno;
 namespace Vserver.Isolation.Cgroups;
 
 /// <summary>A guest cgroup spread over the v1 controller hierarchies.</summary>

@@ -1,3 +1,4 @@
+using Errno = Vserver.Isolation.Interop.Errno;
 namespace Vserver.Isolation.Cgroups;
 
 /// <summary>

@@ -20,7 +20,8 @@ public sealed class SystemCallException(string operation, int errno, string? hin
 public static class Errno
 {
     public const int EPERM = 1, ENOENT = 2, ESRCH = 3, EINTR = 4, EIO = 5, EBADF = 9, ECHILD = 10, EAGAIN = 11, ENOMEM = 12,
-        EACCES = 13, EBUSY = 16, EEXIST = 17, ENODEV = 19, ENOTDIR = 20, EINVAL = 22, ENOSPC = 28, ENOSYS = 38;
+        EACCES = 13, EBUSY = 16, EEXIST = 17, ENODEV = 19, ENOTDIR = 20, EINVAL = 22, ENOSPC = 28, EROFS = 30, ENOSYS = 38,
+        ENOTEMPTY = 39, EOPNOTSUPP = 95, ETIMEDOUT = 110;
 
     private static readonly Dictionary<int, string> Names = new()
     {
@@ -28,8 +29,11 @@ public static class Errno
         [11] = "EAGAIN", [12] = "ENOMEM", [13] = "EACCES", [14] = "EFAULT", [16] = "EBUSY", [17] = "EEXIST", [18] = "EXDEV",
         [19] = "ENODEV", [20] = "ENOTDIR", [21] = "EISDIR", [22] = "EINVAL", [23] = "ENFILE", [24] = "EMFILE", [25] = "ENOTTY",
         [26] = "ETXTBSY", [27] = "EFBIG", [28] = "ENOSPC", [30] = "EROFS", [32] = "EPIPE", [36] = "ENAMETOOLONG", [38] = "ENOSYS",
-        [39] = "ENOTEMPTY", [40] = "ELOOP", [95] = "EOPNOTSUPP", [98] = "EADDRINUSE", [111] = "ECONNREFUSED", [122] = "EDQUOT",
+        [39] = "ENOTEMPTY", [40] = "ELOOP", [95] = "EOPNOTSUPP", [110] = "ETIMEDOUT", [6] = "ENXIO", [98] = "EADDRINUSE", [111] = "ECONNREFUSED", [122] = "EDQUOT",
     };
 
     public static string Name(int errno) => Names.TryGetValue(errno, out var name) ? name : $"errno {errno}";
+
+    /// <summary>The C library's text for an errno (strerror).</summary>
+    public static string Describe(int errno) => Marshal.GetPInvokeErrorMessage(errno);
 }

@@ -1,3 +1,4 @@
+using Errno = Vserver.Isolation.Interop.Errno;
 using Shouldly;
 using Vserver.Isolation.Cgroups;
 using Xunit;

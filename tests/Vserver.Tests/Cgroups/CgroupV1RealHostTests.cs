@@ -1,3 +1,4 @@
+using Errno = Vserver.Isolation.Interop.Errno;
 using System.Diagnostics;
 using Shouldly;
 using Vserver.Isolation.Cgroups;

@@ -1,3 +1,4 @@
+using Errno = Vserver.Isolation.Interop.Errno;
 using Vserver.Isolation.Cgroups;
 
 namespace Vserver.Tests.Cgroups;
