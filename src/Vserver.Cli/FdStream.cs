@@ -13,8 +13,8 @@ internal sealed partial class FdStream(int fd, bool canRead) : Stream
     public override bool CanRead => canRead;
     public override bool CanWrite => !canRead;
     public override bool CanSeek => false;
-    public override long Length => throw new NotSupportedException();
-    public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+    public override long Length => throw new NotSupportedException("a stream over an inherited fd (pipe, terminal or appended file) does not seek");
+    public override long Position { get => throw new NotSupportedException("a stream over an inherited fd (pipe, terminal or appended file) does not seek"); set => throw new NotSupportedException("a stream over an inherited fd (pipe, terminal or appended file) does not seek"); }
 
     public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
 
@@ -84,8 +84,8 @@ internal sealed partial class FdStream(int fd, bool canRead) : Stream
     }
 
     public override Task FlushAsync(CancellationToken cancellationToken) => Task.CompletedTask;
-    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-    public override void SetLength(long value) => throw new NotSupportedException();
+    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException("a stream over an inherited fd (pipe, terminal or appended file) does not seek");
+    public override void SetLength(long value) => throw new NotSupportedException("a stream over an inherited fd (pipe, terminal or appended file) does not seek");
 
     [LibraryImport("libc", EntryPoint = "read", SetLastError = true)]
     private static unsafe partial nint ReadFd(int fd, byte* buffer, nint count);
