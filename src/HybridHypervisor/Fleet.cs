@@ -317,17 +317,7 @@ public sealed class Fleet : IDisposable
         try
         {
             if (!ReferenceEquals(g.Running, running) || g.Removed) return;
-            var paths = _store.PathsFor(g.Config.Name);
-            var exit = Vservers.ReadExit(paths);
-            var stopRequested = g.StopRequested || File.Exists(paths.StoppingMarker);
-            File.Delete(paths.StoppingMarker);
-            running.Dispose();
-            g.Running = null;
-            g.Paused = false;
-            g.LastExit = exit;
-            // Waiters learn of the exit now; the cgroup is released before the lock lets anyone start the guest again.
-            g.RunEnded.TrySetResult();
-            Vservers.ReleaseCgroup(paths);
+            var (exit, stopRequested) = EndRunLocked(g, running);
             _log($"guest {g.Config.Name} {exit.Description}");
             if (!stopRequested && ShouldRestart(g.Config.Restart, exit))
             {
@@ -424,14 +414,25 @@ public sealed class Fleet : IDisposable
             await Task.WhenAny(ended, Task.Delay(TimeSpan.FromSeconds(10)));
         }
         // The exit handler needs the lock we hold: collect the exit here instead.
-        var exit = Vservers.CollectExit(paths);
+        var (exit, _) = EndRunLocked(g, running);
+        _log($"stopped guest {g.Config.Name}: {exit.Description}");
+    }
+
+    /// <summary>Records the end of a run (under the guest's lock): the exit, whether an operator asked for it, waiters told.</summary>
+    private (GuestExit Exit, bool StopRequested) EndRunLocked(GuestRuntime g, RunningVserver running)
+    {
+        var paths = _store.PathsFor(g.Config.Name);
+        var exit = Vservers.ReadExit(paths);
+        var stopRequested = g.StopRequested || File.Exists(paths.StoppingMarker);
         File.Delete(paths.StoppingMarker);
         running.Dispose();
         g.Running = null;
         g.Paused = false;
         g.LastExit = exit;
+        // Waiters learn of the exit now; the cgroup is released before the lock lets anyone start the guest again.
         g.RunEnded.TrySetResult();
-        _log($"stopped guest {g.Config.Name}: {exit.Description}");
+        Vservers.ReleaseCgroup(paths);
+        return (exit, stopRequested);
     }
 
     public async Task<GuestView> RestartAsync(string name, CancellationToken ct = default)
