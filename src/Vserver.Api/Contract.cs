@@ -17,6 +17,13 @@ public sealed record CreateGuestRequest
     public string? Restart { get; init; }
     /// <summary>The program run as the guest's init; default /sbin/init.</summary>
     public IReadOnlyList<string>? Command { get; init; }
+    /// <summary>
+    /// Root inside is root on the host (reduced capabilities, no user namespace). Default false: the guest gets its own
+    /// range of host ids and root inside is an unprivileged id outside.
+    /// </summary>
+    public bool Privileged { get; init; }
+    /// <summary>Syscalls the default filter refuses that this guest may call anyway (e.g. "keyctl").</summary>
+    public IReadOnlyList<string>? AllowSyscalls { get; init; }
 }
 
 public sealed record SetLimitsRequest
@@ -47,6 +54,11 @@ public sealed record GuestInfo
     public GuestUsage? Usage { get; init; }
     /// <summary>Why a guest is broken (e.g. its config file does not parse).</summary>
     public string? Problem { get; init; }
+    public bool Privileged { get; init; }
+    /// <summary>Unprivileged guests: the host id that root (0) inside maps to, and how many ids follow it.</summary>
+    public long? HostIdBase { get; init; }
+    public long? HostIdCount { get; init; }
+    public IReadOnlyList<string>? AllowSyscalls { get; init; }
 }
 
 public sealed record ExitInfo
