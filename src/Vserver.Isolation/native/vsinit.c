@@ -29,6 +29,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
@@ -37,7 +38,10 @@
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#include <grp.h>
 #include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
@@ -243,6 +247,10 @@ struct spec {
 	const char *name, *hostname, *rootfs, *upper, *work, *netns;
 	const char *pidfile, *exitfile, *console, *cwd;
 	struct list lower, cgroup, mask, readonly, env, arg;
+	/* "INSIDE OUTSIDE COUNT" lines for /proc/PID/{uid,gid}_map; present = user namespace. */
+	struct list uid_map, gid_map;
+	struct sock_filter *filter;
+	unsigned short filter_len;
 	uint64_t cap_keep;
 	pid_t target_pid;
 	int tty, no_new_privs;
@@ -328,6 +336,42 @@ static int parse_bool(const struct parse_ctx *c, const char *key, const char *va
 	if (!strcmp(val, "1"))
 		return 1;
 	spec_error(c, "%s must be 0 or 1, not \"%s\"", key, val);
+}
+
+static void parse_id_map(const struct parse_ctx *c, const char *key, const char *val, struct list *map)
+{
+	unsigned long inside, outside, count;
+	char extra;
+
+	if (sscanf(val, "%lu %lu %lu%c", &inside, &outside, &count, &extra) != 3 || count == 0 ||
+	    inside > UINT32_MAX || outside > UINT32_MAX || count > UINT32_MAX)
+		spec_error(c, "%s must be \"INSIDE OUTSIDE COUNT\", not \"%s\"", key, val);
+	list_add(map, (char *)val);
+}
+
+/* A classic BPF program compiled by the agent: struct sock_filter records,
+ * loaded as is.  Read now, while the host path still resolves. */
+static void read_filter(const struct parse_ctx *c, const char *path, struct spec *s)
+{
+	struct stat st;
+	ssize_t n;
+	int fd;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		die(errno, "open seccomp filter %s", path);
+	if (fstat(fd, &st) < 0)
+		die(errno, "stat seccomp filter %s", path);
+	if (st.st_size == 0 || st.st_size % sizeof(struct sock_filter) ||
+	    st.st_size / sizeof(struct sock_filter) > BPF_MAXINSNS)
+		spec_error(c, "seccomp filter %s: %lld bytes is not 1..%d BPF instructions", path,
+			   (long long)st.st_size, BPF_MAXINSNS);
+	s->filter = xmalloc((size_t)st.st_size);
+	n = read(fd, s->filter, (size_t)st.st_size);
+	if (n != st.st_size)
+		die(n < 0 ? errno : EIO, "read seccomp filter %s", path);
+	close(fd);
+	s->filter_len = (unsigned short)(st.st_size / sizeof(struct sock_filter));
 }
 
 static void parse_spec(const char *path, struct spec *s)
@@ -431,6 +475,12 @@ static void parse_spec(const char *path, struct spec *s)
 			if (!*val)
 				spec_error(&c, "empty value for %s", key);
 			set_once(&c, &s->cwd, key, val);
+		} else if (!strcmp(key, "uid_map") || !strcmp(key, "gid_map")) {
+			parse_id_map(&c, key, val, !strcmp(key, "uid_map") ? &s->uid_map : &s->gid_map);
+		} else if (!strcmp(key, "seccomp")) {
+			if (s->filter)
+				spec_error(&c, "duplicate %s", key);
+			read_filter(&c, host_path(&c, key, val), s);
 		} else if (!strcmp(key, "target_pid")) {
 			if (s->target_pid)
 				spec_error(&c, "duplicate %s", key);
@@ -528,16 +578,6 @@ static void join_cgroup_fd(int fd, const char *path)
 		die(errno, "join cgroup %s", path);
 }
 
-static void join_cgroup(const char *path)
-{
-	int fd = open(path, O_WRONLY | O_CLOEXEC);
-
-	if (fd < 0)
-		die(errno, "open cgroup %s", path);
-	join_cgroup_fd(fd, path);
-	close(fd);
-}
-
 static int read_cap_last_cap(void)
 {
 	char buf[32];
@@ -601,6 +641,30 @@ static void set_no_new_privs(int on)
 {
 	if (on && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
 		die(errno, "prctl PR_SET_NO_NEW_PRIVS");
+}
+
+/* Before drop_caps: without no_new_privs the kernel wants CAP_SYS_ADMIN in
+ * the effective set to accept a filter, and a privileged guest's keep set
+ * lacks it.  Nothing vsinit calls afterwards is in the filter. */
+static void load_filter(const struct spec *s)
+{
+	struct sock_fprog prog = { s->filter_len, s->filter };
+
+	if (s->filter && prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) < 0)
+		die(errno, "install seccomp filter (%u instructions)", s->filter_len);
+}
+
+/* Inside a fresh or joined user namespace: become its root and shed the host
+ * root's supplementary groups, which would otherwise still grant access to
+ * host files owned by those groups. */
+static void become_userns_root(void)
+{
+	if (setgroups(0, NULL) < 0)
+		die(errno, "setgroups in user namespace");
+	if (setresgid(0, 0, 0) < 0)
+		die(errno, "setresgid 0 in user namespace");
+	if (setresuid(0, 0, 0) < 0)
+		die(errno, "setresuid 0 in user namespace");
 }
 
 static const char *env_path(char *const *envp)
@@ -680,78 +744,179 @@ static void __attribute__((noreturn)) exec_or_die(const struct spec *s)
 struct start_ctx {
 	const struct spec *s;
 	int console_fd;
-	int err_r, err_w;
+	int err_r, err_w;   /* the child's failure report, read by the monitor */
+	int sync_m, sync_c; /* socketpair: the monitor's end, the child's end */
 };
-
-/* lowerdir/upperdir/workdir values go through the kernel's option parser,
- * where ',' separates options, ':' separates lower layers and '\' escapes. */
-static void append_escaped(char **buf, size_t *len, size_t *cap, const char *s)
-{
-	for (; *s; s++) {
-		if (*len + 3 > *cap) {
-			*cap = *cap * 2 + 64;
-			*buf = realloc(*buf, *cap);
-			if (!*buf)
-				die(ENOMEM, "malloc");
-		}
-		if (*s == ',' || *s == ':' || *s == '\\')
-			(*buf)[(*len)++] = '\\';
-		(*buf)[(*len)++] = *s;
-		(*buf)[*len] = '\0';
-	}
-}
-
-static void append_raw(char **buf, size_t *len, size_t *cap, const char *s)
-{
-	size_t n = strlen(s);
-
-	if (*len + n + 1 > *cap) {
-		*cap = *cap * 2 + n + 64;
-		*buf = realloc(*buf, *cap);
-		if (!*buf)
-			die(ENOMEM, "malloc");
-	}
-	memcpy(*buf + *len, s, n + 1);
-	*len += n;
-}
 
 static void check_layer(const char *what, const char *path)
 {
 	struct stat st;
 
-	/* The overlay mount only says ENOENT/EINVAL "on rootfs"; name the layer. */
+	/* The overlay only says ENOENT/EINVAL; name the layer. */
 	if (stat(path, &st) < 0)
 		die(errno, "overlay %s %s", what, path);
 	if (!S_ISDIR(st.st_mode))
 		die(ENOTDIR, "overlay %s %s", what, path);
 }
 
-static void mount_overlay(const struct spec *s)
+/* A filesystem context explains a refusal only in its own log ("e overlayfs: ..."). */
+static void __attribute__((noreturn, format(printf, 3, 4))) die_fs(int fsfd, int err, const char *fmt, ...)
 {
-	char *opts = NULL;
-	size_t len = 0, cap = 0, i;
+	char what[1024], log[512];
+	ssize_t n;
+	va_list ap;
 
-	for (i = 0; i < s->lower.n; i++)
-		check_layer("lowerdir", s->lower.v[i]);
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof what, fmt, ap);
+	va_end(ap);
+	n = read(fsfd, log, sizeof log - 1);
+	if (n > 2) {
+		log[n] = '\0';
+		if (log[n - 1] == '\n')
+			log[n - 1] = '\0';
+		die(err, "%s (%s)", what, log + 2);
+	}
+	die(err, "%s", what);
+}
+
+/* The image as this guest sees it: a private read-only clone of the shared
+ * image tree, idmapped into the guest's user namespace when it has one, so
+ * one root-owned image serves every guest and each sees files owned by its
+ * own root, without a chowned copy. */
+static int open_lower(const char *path, int userns_fd)
+{
+	struct mount_attr attr;
+	int fd;
+
+	check_layer("lowerdir", path);
+	fd = open_tree(AT_FDCWD, path, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+	if (fd < 0)
+		die(errno, "open_tree %s", path);
+	memset(&attr, 0, sizeof attr);
+	attr.attr_set = MOUNT_ATTR_RDONLY;
+	if (userns_fd >= 0) {
+		attr.attr_set |= MOUNT_ATTR_IDMAP;
+		attr.userns_fd = (uint64_t)userns_fd;
+	}
+	if (mount_setattr(fd, "", AT_EMPTY_PATH, &attr, sizeof attr) < 0)
+		die(errno, "%s image layer %s", userns_fd >= 0 ? "idmap" : "make read-only", path);
+	return fd;
+}
+
+/*
+ * Monitor side, as host root: the guest's root filesystem as a detached
+ * overlay mount, layers given as file descriptors (overlayfs >= 6.13), for
+ * the child to attach.  Mounted with the host root's credentials, the overlay
+ * writes the upper layer on behalf of the guest with the guest's own ids:
+ * files a user-namespaced guest creates belong to its host id range.
+ */
+static int make_rootfs_mount(const struct spec *s, int userns_fd)
+{
+	size_t i;
+	int fsfd, mfd, *lowerfd;
+
 	check_layer("upperdir", s->upper);
 	check_layer("workdir", s->work);
-
-	append_raw(&opts, &len, &cap, "lowerdir=");
+	fsfd = fsopen("overlay", FSOPEN_CLOEXEC);
+	if (fsfd < 0)
+		die(errno, "fsopen overlay");
+	/* Kept open until the overlay exists: closing the last fd of a detached
+	 * mount dissolves it, and the overlay could no longer clone it. */
+	lowerfd = xmalloc(s->lower.n * sizeof *lowerfd);
 	for (i = 0; i < s->lower.n; i++) {
-		if (i)
-			append_raw(&opts, &len, &cap, ":");
-		append_escaped(&opts, &len, &cap, s->lower.v[i]);
+		lowerfd[i] = open_lower(s->lower.v[i], userns_fd);
+		if (fsconfig(fsfd, FSCONFIG_SET_FD, "lowerdir+", NULL, lowerfd[i]) < 0)
+			die_fs(fsfd, errno, "overlay lowerdir+ %s", s->lower.v[i]);
 	}
-	append_raw(&opts, &len, &cap, ",upperdir=");
-	append_escaped(&opts, &len, &cap, s->upper);
-	append_raw(&opts, &len, &cap, ",workdir=");
-	append_escaped(&opts, &len, &cap, s->work);
-	/* mount(2) copies at most one page of options and silently truncates. */
-	if (len >= 4096)
-		die(E2BIG, "mount overlay on %s: options are %zu bytes", s->rootfs, len);
-	if (mount("overlay", s->rootfs, "overlay", 0, opts) < 0)
-		die(errno, "mount overlay on %s", s->rootfs);
-	free(opts);
+	if (fsconfig(fsfd, FSCONFIG_SET_STRING, "upperdir", s->upper, 0) < 0)
+		die_fs(fsfd, errno, "overlay upperdir %s", s->upper);
+	if (fsconfig(fsfd, FSCONFIG_SET_STRING, "workdir", s->work, 0) < 0)
+		die_fs(fsfd, errno, "overlay workdir %s", s->work);
+	if (fsconfig(fsfd, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
+		die_fs(fsfd, errno, "create overlay for %s", s->rootfs);
+	mfd = fsmount(fsfd, FSMOUNT_CLOEXEC, 0);
+	if (mfd < 0)
+		die_fs(fsfd, errno, "fsmount overlay for %s", s->rootfs);
+	close(fsfd);
+	for (i = 0; i < s->lower.n; i++)
+		close(lowerfd[i]);
+	free(lowerfd);
+	return mfd;
+}
+
+/* Monitor side, while in the guest's network namespace: a read-only sysfs
+ * showing that namespace's devices.  The guest could not mount it itself:
+ * its network namespace belongs to the host's user namespace, so that root
+ * in a user-namespaced guest cannot re-address itself on the shared bridge. */
+static int make_sysfs_mount(void)
+{
+	int fsfd, mfd;
+
+	fsfd = fsopen("sysfs", FSOPEN_CLOEXEC);
+	if (fsfd < 0)
+		die(errno, "fsopen sysfs");
+	if (fsconfig(fsfd, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
+		die_fs(fsfd, errno, "create sysfs");
+	mfd = fsmount(fsfd, FSMOUNT_CLOEXEC,
+		      MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC);
+	if (mfd < 0)
+		die_fs(fsfd, errno, "fsmount sysfs");
+	close(fsfd);
+	return mfd;
+}
+
+static void send_fds(int sock, const int *fds, int n)
+{
+	char byte = (char)n, cbuf[CMSG_SPACE(2 * sizeof(int))];
+	struct iovec iov = { &byte, 1 };
+	struct msghdr msg;
+	struct cmsghdr *cm;
+
+	memset(&msg, 0, sizeof msg);
+	memset(cbuf, 0, sizeof cbuf);
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	msg.msg_control = cbuf;
+	msg.msg_controllen = CMSG_SPACE((size_t)n * sizeof(int));
+	cm = CMSG_FIRSTHDR(&msg);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN((size_t)n * sizeof(int));
+	memcpy(CMSG_DATA(cm), fds, (size_t)n * sizeof(int));
+	while (sendmsg(sock, &msg, MSG_NOSIGNAL) < 0)
+		if (errno != EINTR)
+			die(errno, "send mounts to guest init");
+}
+
+/* Returns how many fds arrived; 0 when the monitor hung up (it failed and
+ * reports that itself). */
+static int recv_fds(int sock, int *fds, int max)
+{
+	char byte, cbuf[CMSG_SPACE(2 * sizeof(int))];
+	struct iovec iov = { &byte, 1 };
+	struct msghdr msg;
+	struct cmsghdr *cm;
+	ssize_t r;
+	int n;
+
+	memset(&msg, 0, sizeof msg);
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	msg.msg_control = cbuf;
+	msg.msg_controllen = sizeof cbuf;
+	while ((r = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC)) < 0)
+		if (errno != EINTR)
+			die(errno, "receive mounts from monitor");
+	if (r == 0)
+		return 0;
+	cm = CMSG_FIRSTHDR(&msg);
+	if (!cm || cm->cmsg_type != SCM_RIGHTS || (msg.msg_flags & MSG_CTRUNC))
+		die(EPROTO, "receive mounts from monitor");
+	n = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+	if (n < 1 || n > max || n != byte)
+		die(EPROTO, "receive mounts from monitor: %d fds", n);
+	memcpy(fds, CMSG_DATA(cm), (size_t)n * sizeof(int));
+	return n;
 }
 
 /* The guest can write its upper layer, so a top-level proc/sys/dev may be a
@@ -802,17 +967,25 @@ static void make_symlink(const char *target, const char *dir, const char *name)
 	free(p);
 }
 
-static void setup_guest_mounts(const struct spec *s)
+/* In the new root (the cwd), before pivot_root: a user-namespaced guest may
+ * only mount a procfs while the host's fully visible one is still around. */
+static void setup_guest_mounts(int sysfd)
 {
 	static const char *const devices[] = { "null", "zero", "full", "random", "urandom", "tty" };
 	char *proc, *sys, *dev, *pts, *shm;
 	size_t i;
 
-	proc = mountpoint(s->rootfs, "proc", 0555);
+	proc = mountpoint(".", "proc", 0555);
 	do_mount("proc", proc, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
-	sys = mountpoint(s->rootfs, "sys", 0555);
-	do_mount("sysfs", sys, "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
-	dev = mountpoint(s->rootfs, "dev", 0755);
+	sys = mountpoint(".", "sys", 0555);
+	if (sysfd >= 0) {
+		if (move_mount(sysfd, "", AT_FDCWD, sys, MOVE_MOUNT_F_EMPTY_PATH) < 0)
+			die(errno, "attach sysfs on %s", sys);
+		close(sysfd);
+	} else {
+		do_mount("sysfs", sys, "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+	}
+	dev = mountpoint(".", "dev", 0755);
 	do_mount("tmpfs", dev, "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k");
 
 	/* Everything below is on the fresh tmpfs, so no guest symlinks to fear. */
@@ -835,13 +1008,11 @@ static void setup_guest_mounts(const struct spec *s)
 	free(shm);
 }
 
-/* pivot_root(".", ".") stacks the old root on top of the new one; detaching it
- * leaves the guest root alone without needing a put_old directory in the
- * guest's upper layer. */
+/* pivot_root(".", ".") with the new root as cwd stacks the old root on top
+ * of it; detaching that leaves the guest root alone without needing a put_old
+ * directory in the guest's upper layer. */
 static void enter_root(const char *rootfs)
 {
-	if (chdir(rootfs) < 0)
-		die(errno, "chdir %s", rootfs);
 	if (syscall(SYS_pivot_root, ".", ".") < 0)
 		die(errno, "pivot_root %s", rootfs);
 	if (umount2(".", MNT_DETACH) < 0)
@@ -913,14 +1084,14 @@ static int start_child(void *arg)
 {
 	const struct start_ctx *ctx = arg;
 	const struct spec *s = ctx->s;
-	size_t i;
-	int nullfd;
+	int nullfd, fds[2], n;
 
 	report_style = REPORT_PIPE;
 	report_fd = ctx->err_w;
 	fail_code = 127;
 	monitor_child = 0;
 	close(ctx->err_r);
+	close(ctx->sync_m);
 
 	/* Own session: signals aimed at the monitor's process group (e.g. by an
 	 * agent cleaning up after itself) must not reach the guest. */
@@ -929,27 +1100,31 @@ static int start_child(void *arg)
 	/* What the kernel gives a real init. */
 	umask(022);
 
-	/* Cgroups first: a cgroup namespace's root is fixed at unshare time,
-	 * and joining afterwards would show /../.. paths in the guest. */
-	for (i = 0; i < s->cgroup.n; i++)
-		join_cgroup(s->cgroup.v[i]);
+	/* The monitor joins us to the guest's cgroups, writes our id maps and
+	 * hands over the prepared root (and sysfs) mounts. */
+	n = recv_fds(ctx->sync_c, fds, 2);
+	if (n == 0)
+		_exit(fail_code);
+	close(ctx->sync_c);
+	if (s->uid_map.n)
+		become_userns_root();
+	/* Only now: a cgroup namespace's root is fixed at unshare time, and the
+	 * monitor has just moved us into the guest's cgroups. */
 	if (unshare(CLONE_NEWCGROUP) < 0)
 		die(errno, "unshare cgroup namespace");
-	if (s->netns) {
-		int fd = open(s->netns, O_RDONLY | O_CLOEXEC);
-		if (fd < 0)
-			die(errno, "open netns %s", s->netns);
-		if (setns(fd, CLONE_NEWNET) < 0)
-			die(errno, "setns net %s", s->netns);
-		close(fd);
-	}
 	/* The mount namespace starts as a copy sharing propagation with the host;
 	 * nothing mounted from here on may show up there. */
 	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
 		die(errno, "make / rprivate");
-	mount_overlay(s);
-	/* sysfs must be mounted after joining the netns to show its devices. */
-	setup_guest_mounts(s);
+	/* The monitor made the rootfs directory our cwd before cloning, so the
+	 * overlay is attached there without a path walk a user-namespaced root
+	 * may not be allowed to make through the host's state directories. */
+	if (move_mount(fds[0], "", AT_FDCWD, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
+		die(errno, "attach overlay on %s", s->rootfs);
+	if (fchdir(fds[0]) < 0)
+		die(errno, "chdir into overlay on %s", s->rootfs);
+	close(fds[0]);
+	setup_guest_mounts(n > 1 ? fds[1] : -1);
 	enter_root(s->rootfs);
 	apply_masks(&s->mask);
 	apply_readonly(&s->readonly);
@@ -958,6 +1133,7 @@ static int start_child(void *arg)
 	/* Before dropping caps: root without CAP_DAC_* could be refused. */
 	if (chdir(s->cwd) < 0)
 		die(errno, "chdir %s", s->cwd);
+	load_filter(s);
 	drop_caps(s->cap_keep);
 	set_no_new_privs(s->no_new_privs);
 
@@ -1069,6 +1245,67 @@ static const char *split_report(char *buf, int *code)
 	return buf;
 }
 
+static void write_id_map(pid_t pid, const char *file, const struct list *map)
+{
+	char path[64], buf[4096];
+	size_t len = 0, i;
+	int fd;
+
+	for (i = 0; i < map->n; i++) {
+		int n = snprintf(buf + len, sizeof buf - len, "%s\n", map->v[i]);
+		if (n < 0 || (size_t)n >= sizeof buf - len)
+			die(E2BIG, "%s for guest init %d", file, (int)pid);
+		len += (size_t)n;
+	}
+	snprintf(path, sizeof path, "/proc/%d/%s", (int)pid, file);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		die(errno, "open %s", path);
+	/* The kernel takes the whole map in one write or not at all. */
+	if (write(fd, buf, len) != (ssize_t)len)
+		die(errno, "write %s (%.*s)", path, (int)(len - 1), buf);
+	close(fd);
+}
+
+/* As host root, before the child may go on: cgroups, then the user
+ * namespace's maps, then the mounts that need both the host's privileges and
+ * the child's namespaces (the idmap and the guest netns's sysfs). */
+static void prepare_child(const struct spec *s, pid_t pid, int hostnet_fd, int sync_fd)
+{
+	char path[64], num[16];
+	int fds[2], n = 0, userns_fd = -1;
+	size_t i;
+
+	snprintf(num, sizeof num, "%d", (int)pid);
+	for (i = 0; i < s->cgroup.n; i++) {
+		int fd = open(s->cgroup.v[i], O_WRONLY | O_CLOEXEC);
+		if (fd < 0)
+			die(errno, "open cgroup %s", s->cgroup.v[i]);
+		if (write(fd, num, strlen(num)) < 0)
+			die(errno, "join cgroup %s", s->cgroup.v[i]);
+		close(fd);
+	}
+	if (s->uid_map.n) {
+		write_id_map(pid, "uid_map", &s->uid_map);
+		write_id_map(pid, "gid_map", &s->gid_map);
+		snprintf(path, sizeof path, "/proc/%d/ns/user", (int)pid);
+		userns_fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (userns_fd < 0)
+			die(errno, "open %s", path);
+	}
+	fds[n++] = make_rootfs_mount(s, userns_fd);
+	if (hostnet_fd >= 0) {
+		fds[n++] = make_sysfs_mount();
+		if (setns(hostnet_fd, CLONE_NEWNET) < 0)
+			die(errno, "setns back to the host network namespace");
+	}
+	send_fds(sync_fd, fds, n);
+	while (n > 0)
+		close(fds[--n]);
+	if (userns_fd >= 0)
+		close(userns_fd);
+}
+
 static int cmd_start(const char *specpath)
 {
 	static const int ignored[] = { SIGHUP, SIGINT, SIGTERM, SIGQUIT, SIGPIPE,
@@ -1076,7 +1313,8 @@ static int cmd_start(const char *specpath)
 	struct start_ctx ctx;
 	struct spec s;
 	char report[4096], line[64];
-	int pipefd[2], flags, status, child_code = 127;
+	int pipefd[2], syncfd[2], flags, status, child_code = 127;
+	int hostnet_fd = -1, netns_fd;
 	size_t i;
 	void *stack;
 	pid_t pid;
@@ -1099,8 +1337,8 @@ static int cmd_start(const char *specpath)
 	require(specpath, s.upper != NULL, "upper");
 	require(specpath, s.work != NULL, "work");
 	require(specpath, s.arg.n > 0, "arg");
-	if (chdir("/") < 0)
-		die(errno, "chdir /");
+	if (!s.uid_map.n != !s.gid_map.n)
+		die(0, "spec %s: uid_map and gid_map go together", specpath);
 
 	ctx.s = &s;
 	ctx.console_fd = -1;
@@ -1113,6 +1351,26 @@ static int cmd_start(const char *specpath)
 		die(errno, "pipe");
 	ctx.err_r = pipefd[0];
 	ctx.err_w = pipefd[1];
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, syncfd) < 0)
+		die(errno, "socketpair");
+	ctx.sync_m = syncfd[0];
+	ctx.sync_c = syncfd[1];
+	/* The guest's init is born in the guest's network namespace (which the
+	 * host's user namespace owns), and so is its sysfs; the monitor goes back. */
+	if (s.netns) {
+		hostnet_fd = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+		if (hostnet_fd < 0)
+			die(errno, "open /proc/self/ns/net");
+		netns_fd = open(s.netns, O_RDONLY | O_CLOEXEC);
+		if (netns_fd < 0)
+			die(errno, "open netns %s", s.netns);
+		if (setns(netns_fd, CLONE_NEWNET) < 0)
+			die(errno, "setns net %s", s.netns);
+		close(netns_fd);
+	}
+	/* The child inherits this cwd into its mount namespace: see start_child. */
+	if (chdir(s.rootfs) < 0)
+		die(errno, "chdir %s", s.rootfs);
 
 	stack = mmap(NULL, CHILD_STACK_SIZE, PROT_READ | PROT_WRITE,
 		     MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
@@ -1121,14 +1379,24 @@ static int cmd_start(const char *specpath)
 	flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | SIGCHLD;
 	if (!s.netns)
 		flags |= CLONE_NEWNET;
+	if (s.uid_map.n)
+		flags |= CLONE_NEWUSER;
 	pid = clone(start_child, (char *)stack + CHILD_STACK_SIZE, flags, &ctx);
 	if (pid < 0)
 		die(errno, "clone guest init for %s", s.rootfs);
 	monitor_child = pid;
 	munmap(stack, CHILD_STACK_SIZE);
 	close(pipefd[1]);
+	close(syncfd[1]);
 	if (ctx.console_fd >= 0)
 		close(ctx.console_fd);
+	/* Pin nothing the agent may want to remove. */
+	if (chdir("/") < 0)
+		die(errno, "chdir /");
+	prepare_child(&s, pid, hostnet_fd, syncfd[0]);
+	close(syncfd[0]);
+	if (hostnet_fd >= 0)
+		close(hostnet_fd);
 
 	if (read_report(pipefd[0], report, sizeof report) > 0)
 		report_and_exit(split_report(report, &child_code), 1);
@@ -1176,8 +1444,8 @@ static void forward_signal(int sig)
 	errno = saved;
 }
 
-enum { NS_MNT, NS_IPC, NS_UTS, NS_NET, NS_PID, NS_CGROUP, NS_COUNT };
-static const char *const ns_names[NS_COUNT] = { "mnt", "ipc", "uts", "net", "pid", "cgroup" };
+enum { NS_MNT, NS_IPC, NS_UTS, NS_NET, NS_PID, NS_CGROUP, NS_USER, NS_COUNT };
+static const char *const ns_names[NS_COUNT] = { "mnt", "ipc", "uts", "net", "pid", "cgroup", "user" };
 
 static void setns_or_die(int fd, int type, pid_t target, int which)
 {
@@ -1208,8 +1476,14 @@ static void __attribute__((noreturn)) exec_child(const struct spec *s, const int
 	setns_or_die(nsfd[NS_IPC], CLONE_NEWIPC, s->target_pid, NS_IPC);
 	setns_or_die(nsfd[NS_UTS], CLONE_NEWUTS, s->target_pid, NS_UTS);
 	setns_or_die(nsfd[NS_NET], CLONE_NEWNET, s->target_pid, NS_NET);
-	/* Last: it also moves root and cwd into the guest. */
+	/* It also moves root and cwd into the guest. */
 	setns_or_die(nsfd[NS_MNT], CLONE_NEWNS, s->target_pid, NS_MNT);
+	/* Last, since it gives up the host root's powers the joins above need
+	 * (the guest's network namespace belongs to the host's user namespace). */
+	if (nsfd[NS_USER] >= 0) {
+		setns_or_die(nsfd[NS_USER], CLONE_NEWUSER, s->target_pid, NS_USER);
+		become_userns_root();
+	}
 
 	if (s->tty) {
 		if (setsid() < 0)
@@ -1219,11 +1493,23 @@ static void __attribute__((noreturn)) exec_child(const struct spec *s, const int
 	}
 	if (chdir(s->cwd) < 0)
 		die(errno, "chdir %s", s->cwd);
+	load_filter(s);
 	drop_caps(s->cap_keep);
 	set_no_new_privs(s->no_new_privs);
 	cloexec_fds_from_3();
 	reset_signals();
 	exec_or_die(s);
+}
+
+static int same_namespace(int fd, const char *path)
+{
+	struct stat a, b;
+
+	if (fstat(fd, &a) < 0)
+		die(errno, "stat namespace fd");
+	if (stat(path, &b) < 0)
+		die(errno, "stat %s", path);
+	return a.st_dev == b.st_dev && a.st_ino == b.st_ino;
 }
 
 static int cmd_exec(const char *specpath)
@@ -1250,6 +1536,11 @@ static int cmd_exec(const char *specpath)
 		if (nsfd[i] < 0)
 			die(errno, "open %s", path);
 	}
+	/* A privileged guest shares our user namespace; setns into it fails. */
+	if (same_namespace(nsfd[NS_USER], "/proc/self/ns/user")) {
+		close(nsfd[NS_USER]);
+		nsfd[NS_USER] = -1;
+	}
 	cgfd = xmalloc((s.cgroup.n + 1) * sizeof *cgfd);
 	for (i = 0; i < s.cgroup.n; i++) {
 		cgfd[i] = open(s.cgroup.v[i], O_WRONLY | O_CLOEXEC);
@@ -1275,7 +1566,8 @@ static int cmd_exec(const char *specpath)
 
 	close(pipefd[1]);
 	for (i = 0; i < NS_COUNT; i++)
-		close(nsfd[i]);
+		if (nsfd[i] >= 0)
+			close(nsfd[i]);
 	for (i = 0; i < s.cgroup.n; i++)
 		close(cgfd[i]);
 	if (read_report(pipefd[0], report, sizeof report) > 0) {
