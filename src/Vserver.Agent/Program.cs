@@ -111,4 +111,7 @@ catch (Exception e) when (e is IOException or UnauthorizedAccessException)
 Console.Error.WriteLine($"vserverd: listening on {socketPath} ({access.Description}; pid {Environment.ProcessId}, cgroup {fleet.Cgroups.Version}, bridge {options.BridgeName} {options.Subnet})");
 await app.WaitForShutdownAsync();
 File.Delete(socketPath);
+// The lock is held by the open FileStream, which nothing else refers to after start-up: without this, a garbage
+// collection finalizes it, the flock goes, and a second agent could start on this run root and take over its socket.
+GC.KeepAlive(agentLock);
 return 0;

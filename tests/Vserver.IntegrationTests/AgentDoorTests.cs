@@ -105,6 +105,23 @@ public sealed class AgentDoorTests(DoorHost door) : IClassFixture<DoorHost>
         (await client.HostAsync(TestContext.Current.CancellationToken)).AgentPid.ShouldBe(host.AgentPid);
     }
 
+    [Fact]
+    public async Task A_second_agent_cannot_take_over_the_socket_even_after_garbage_collections()
+    {
+        await using var host = TestHost.CreateWithoutAgent();
+        // A tiny gen0 budget: the agent collects garbage many times while it serves the requests below.
+        await host.StartAgentAsync(new Dictionary<string, string> { ["DOTNET_gcServer"] = "0", ["DOTNET_GCgen0size"] = "0x20000" });
+        for (var i = 0; i < 200; i++)
+            (await RawHttp.SendAsync(host.Socket, "GET", "/v1/guests")).Status.ShouldBe(200);
+
+        // (timeout: should it start after all, it is stopped rather than left serving)
+        var second = TestHost.RunWith(host.Env, null, "timeout", "10", Binaries.Vserverd);
+        second.Code.ShouldBe(1, second.ToString());
+        second.Stderr.ShouldContain("another vserverd is already running");
+        using var client = host.Client();
+        (await client.HostAsync(TestContext.Current.CancellationToken)).AgentPid.ShouldBe(host.AgentPid, "the first agent still owns the socket");
+    }
+
     // ---- 2. request size ----
 
     /// <summary>A JSON body of exactly <paramref name="size"/> bytes: {"name":"aaa..."}.</summary>
