@@ -544,6 +544,7 @@ public sealed class Fleet : IDisposable
 
     public void RemoveImage(string name)
     {
+        if (Vserver.Isolation.Naming.DnsLabel.Error(name, "image") is { } invalid) throw FleetException.Invalid(invalid);
         List<string> users;
         lock (_fleetLock) users = _guests.Values.Where(g => g.Config.Image == name).Select(g => g.Config.Name).ToList();
         if (users.Count > 0)

@@ -1,11 +1,19 @@
+using System.Text.Json;
 using HybridHypervisor;
 using Vserver.Api;
 
 namespace Vserver.Agent;
 
-/// <summary>Turns the fleet's refusals into HTTP status codes with a one-line message for the operator.</summary>
+/// <summary>Turns the fleet's refusals into HTTP status codes with a one-line message for the operator. Every error
+/// leaves as <c>{"error": "..."}</c>, also those the framework would send with an empty body (no such route, wrong
+/// method, a body that is too large or no JSON).</summary>
 internal static class ApiErrors
 {
+    public static readonly string BodyTooLarge =
+        $"request body too large: the agent accepts at most {ApiLimits.MaxRequestBodyBytes} bytes ({ApiLimits.MaxRequestBodyBytes / 1024} KiB)";
+
+    private const int MaxMessageLength = 2000;
+
     public static async Task Middleware(HttpContext context, RequestDelegate next)
     {
         try
@@ -21,22 +29,65 @@ internal static class ApiErrors
                 FleetError.Conflict => StatusCodes.Status409Conflict,
                 _ => StatusCodes.Status500InternalServerError,
             }, e.Message);
+            return;
         }
         catch (BadHttpRequestException e)
         {
-            await Write(context, StatusCodes.Status400BadRequest, $"bad request: {e.Message}");
+            await Write(context, e.StatusCode, BadRequestMessage(e, MissingBody(context)));
+            return;
         }
         catch (Exception e) when (!context.Response.HasStarted && e is not OperationCanceledException)
         {
             Console.Error.WriteLine($"vserverd: {context.Request.Method} {context.Request.Path}: {e}");
             await Write(context, StatusCodes.Status500InternalServerError, e.Message);
+            return;
         }
+        var status = context.Response.StatusCode;
+        if (status >= 400 && !context.Response.HasStarted && context.Response.ContentType is null && context.Response.ContentLength is null)
+            await Write(context, status, EmptyErrorMessage(status, context.Request.Method, context.Request.Path.Value ?? "/"));
     }
+
+    /// <summary>What a request the framework refused (binding, body, media type) gets as its message.</summary>
+    internal static string BadRequestMessage(BadHttpRequestException e, bool missingBody) => e.StatusCode switch
+    {
+        StatusCodes.Status413PayloadTooLarge => BodyTooLarge,
+        StatusCodes.Status415UnsupportedMediaType => "the request body must be JSON, sent with Content-Type: application/json",
+        _ when e.InnerException is JsonException json => $"invalid JSON body: {json.Message}",
+        _ when missingBody => "this request needs a JSON body",
+        _ => $"bad request: {e.Message}",
+    };
+
+    /// <summary>The route takes a JSON body and the request came without one (the framework's own words for that
+    /// speak of inferred parameters and services).</summary>
+    private static bool MissingBody(HttpContext context) =>
+        context.GetEndpoint()?.Metadata.GetMetadata<Microsoft.AspNetCore.Http.Metadata.IAcceptsMetadata>() is { RequestType: not null }
+        && context.Request.ContentLength is null or 0
+        && !context.Request.Headers.TransferEncoding.Any(v => v?.Contains("chunked", StringComparison.OrdinalIgnoreCase) == true);
+
+    /// <summary>A message for an error response that left the pipeline without a body.</summary>
+    internal static string EmptyErrorMessage(int status, string method, string path) => status switch
+    {
+        StatusCodes.Status404NotFound => $"no such API endpoint: {method} {path} (see the routes under /v1)",
+        StatusCodes.Status405MethodNotAllowed => $"{path} does not take {method}",
+        StatusCodes.Status413PayloadTooLarge => BodyTooLarge,
+        StatusCodes.Status415UnsupportedMediaType => "the request body must be JSON, sent with Content-Type: application/json",
+        _ => $"{method} {path} failed with HTTP {status}",
+    };
 
     public static Task Write(HttpContext context, int status, string message)
     {
         if (context.Response.HasStarted) return Task.CompletedTask;
         context.Response.StatusCode = status;
-        return context.Response.WriteAsJsonAsync(new ErrorResponse { Error = message }, ApiJson.Default.ErrorResponse);
+        return context.Response.WriteAsJsonAsync(new ErrorResponse { Error = OneLine(message) }, ApiJson.Default.ErrorResponse);
+    }
+
+    /// <summary>One line, of a length a terminal can show: messages may quote what a client sent.</summary>
+    internal static string OneLine(string message)
+    {
+        var text = message.Length > MaxMessageLength ? message[..MaxMessageLength] + "..." : message;
+        return string.Create(text.Length, text, (span, source) =>
+        {
+            for (var i = 0; i < source.Length; i++) span[i] = char.IsControl(source[i]) ? ' ' : source[i];
+        });
     }
 }

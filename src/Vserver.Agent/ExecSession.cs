@@ -39,10 +39,18 @@ internal sealed class ExecSession : IDisposable
 
     private async Task RunAsync(Fleet fleet, string name, CancellationToken ct)
     {
+        // The request is a request body by another road: capped like one, and refused before it is all read.
+        var (first, firstLength, tooLarge) = await ReceiveAsync(new byte[4096], ApiLimits.MaxExecRequestBytes, ct);
+        if (tooLarge)
+        {
+            await FailAsync($"exec request too large: the agent takes at most {ApiLimits.MaxExecRequestBytes} bytes; " +
+                "pass large input on stdin instead", ct);
+            return;
+        }
         ExecRequest? request;
         try
         {
-            request = JsonSerializer.Deserialize(await ReceiveTextAsync(ct), ApiJson.Default.ExecRequest);
+            request = JsonSerializer.Deserialize(first.AsSpan(0, firstLength), ApiJson.Default.ExecRequest);
         }
         catch (JsonException e)
         {
@@ -113,7 +121,15 @@ internal sealed class ExecSession : IDisposable
         {
             while (true)
             {
-                var (message, length) = await ReceiveAsync(buffer, ct);
+                var (message, length, tooLarge) = await ReceiveAsync(buffer, ApiLimits.MaxExecMessageBytes, ct);
+                if (tooLarge)
+                {
+                    // Not a frame vsctl would send: end the session as if the client hung up, and say why.
+                    if (!exec.Process.HasExited) exec.Process.Signal(1);
+                    exec.Stdin.Dispose();
+                    await CloseAsync(ct, WebSocketCloseStatus.MessageTooBig, $"exec messages are at most {ApiLimits.MaxExecMessageBytes} bytes");
+                    return;
+                }
                 if (message is null)
                 {
                     // The client hung up; if the command still runs, that is like a closed terminal.
@@ -142,24 +158,20 @@ internal sealed class ExecSession : IDisposable
         }
     }
 
-    /// <summary>Reads one whole message; null when the client closed.</summary>
-    private async Task<(byte[]? Message, int Length)> ReceiveAsync(byte[] buffer, CancellationToken ct)
+    /// <summary>Reads one whole message of at most <paramref name="limit"/> bytes. Message is null when the client
+    /// closed; TooLarge when the message outgrew the limit (its rest is left unread, the buffer never grows past it).</summary>
+    private async Task<(byte[]? Message, int Length, bool TooLarge)> ReceiveAsync(byte[] buffer, int limit, CancellationToken ct)
     {
         var length = 0;
         while (true)
         {
-            if (length == buffer.Length) Array.Resize(ref buffer, buffer.Length * 2);
+            if (length == buffer.Length) Array.Resize(ref buffer, Math.Min(buffer.Length * 2, limit + 1));
             var result = await _socket.ReceiveAsync(buffer.AsMemory(length), ct);
-            if (result.MessageType == WebSocketMessageType.Close) return (null, 0);
+            if (result.MessageType == WebSocketMessageType.Close) return (null, 0, false);
             length += result.Count;
-            if (result.EndOfMessage) return (buffer, length);
+            if (length > limit) return (null, length, true);
+            if (result.EndOfMessage) return (buffer, length, false);
         }
-    }
-
-    private async Task<string> ReceiveTextAsync(CancellationToken ct)
-    {
-        var (message, length) = await ReceiveAsync(new byte[4096], ct);
-        return message is null ? "" : Encoding.UTF8.GetString(message, 0, length);
     }
 
     internal async Task FailAsync(string message, CancellationToken ct)
@@ -185,14 +197,20 @@ internal sealed class ExecSession : IDisposable
         }
     }
 
-    private async Task CloseAsync(CancellationToken ct)
+    private async Task CloseAsync(CancellationToken ct, WebSocketCloseStatus status = WebSocketCloseStatus.NormalClosure, string? reason = null)
     {
+        // Under the send lock: the output pumps may still be sending, and a WebSocket takes one send at a time.
+        await _send.WaitAsync(ct);
         try
         {
-            if (_socket.State == WebSocketState.Open) await _socket.CloseOutputAsync(WebSocketCloseStatus.NormalClosure, null, ct);
+            if (_socket.State == WebSocketState.Open) await _socket.CloseOutputAsync(status, reason, ct);
         }
         catch (WebSocketException)
         {
+        }
+        finally
+        {
+            _send.Release();
         }
     }
 

@@ -16,6 +16,16 @@ catch (FormatException e)
 }
 
 Directory.CreateDirectory(options.RunRoot);
+try
+{
+    if (AgentSocket.SecureRunDirectory(options.RunRoot) is { } oldMode)
+        Console.Error.WriteLine($"vserverd: {options.RunRoot} was writable by others (mode 0{Convert.ToString((int)oldMode, 8)}); took group and other write access away");
+}
+catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+{
+    Console.Error.WriteLine($"vserverd: cannot start: {e.Message}");
+    return 1;
+}
 var socketPath = Path.Combine(options.RunRoot, "agent.sock");
 FileStream agentLock;
 try
@@ -32,6 +42,26 @@ agentLock.SetLength(0);
 agentLock.Write(System.Text.Encoding.ASCII.GetBytes($"{Environment.ProcessId}\n"));
 agentLock.Flush();
 File.Delete(socketPath);
+string bindPath;
+try
+{
+    bindPath = AgentSocket.PrepareBindPath(options.RunRoot);
+}
+catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+{
+    Console.Error.WriteLine($"vserverd: cannot start: {e.Message}");
+    return 1;
+}
+SocketAccess access;
+try
+{
+    access = AgentSocket.Decide(AgentSocket.LookupGroup(AgentSocket.GroupName));
+}
+catch (IOException e)
+{
+    Console.Error.WriteLine($"vserverd: {e.Message}; the socket stays root-only");
+    access = AgentSocket.Decide(null);
+}
 
 using var fleet = new Fleet(options, message => Console.Error.WriteLine($"vserverd: {message}"));
 try
@@ -49,19 +79,39 @@ var builder = WebApplication.CreateSlimBuilder(args);
 builder.Logging.ClearProviders();
 builder.Logging.AddSimpleConsole(o => o.SingleLine = true);
 builder.Logging.SetMinimumLevel(LogLevel.Warning);
-builder.WebHost.ConfigureKestrel(k => k.ListenUnixSocket(socketPath));
+builder.WebHost.ConfigureKestrel(k =>
+{
+    k.ListenUnixSocket(bindPath);
+    k.Limits.MaxRequestBodySize = ApiLimits.MaxRequestBodyBytes;
+});
+// Binding failures (bad JSON, a query value of the wrong type) throw, so ApiErrors can say what was wrong instead of
+// an empty 400.
+builder.Services.Configure<RouteHandlerOptions>(o => o.ThrowOnBadRequest = true);
 builder.Services.ConfigureHttpJsonOptions(o => o.SerializerOptions.TypeInfoResolverChain.Insert(0, ApiJson.Default));
 builder.Services.AddSingleton(fleet);
 
 var app = builder.Build();
 app.UseWebSockets();
 app.Use(ApiErrors.Middleware);
+app.Use(AgentDoor.Middleware);
 Endpoints.Map(app, fleet);
 
 await app.StartAsync();
-// Only root may drive the agent: it can start anything on this host.
-File.SetUnixFileMode(socketPath, UnixFileMode.UserRead | UnixFileMode.UserWrite);
-Console.Error.WriteLine($"vserverd: listening on {socketPath} (pid {Environment.ProcessId}, cgroup {fleet.Cgroups.Version}, bridge {options.BridgeName} {options.Subnet})");
+// Whoever can connect can start anything on this host: root only, or root and group vserver (see AgentSocket).
+try
+{
+    AgentSocket.Publish(bindPath, socketPath, access);
+}
+catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+{
+    Console.Error.WriteLine($"vserverd: cannot start: {e.Message}");
+    await app.StopAsync();
+    return 1;
+}
+Console.Error.WriteLine($"vserverd: listening on {socketPath} ({access.Description}; pid {Environment.ProcessId}, cgroup {fleet.Cgroups.Version}, bridge {options.BridgeName} {options.Subnet})");
 await app.WaitForShutdownAsync();
 File.Delete(socketPath);
+// The lock is held by the open FileStream, which nothing else refers to after start-up: without this, a garbage
+// collection finalizes it, the flock goes, and a second agent could start on this run root and take over its socket.
+GC.KeepAlive(agentLock);
 return 0;

@@ -3,6 +3,9 @@ namespace Vserver.Api;
 /// <summary>
 /// `GET /v1/guests/{name}/exec` upgrades to a WebSocket (as Incus does for exec). The client's first message is an
 /// <see cref="ExecRequest"/> as JSON text; after that every message is binary: one stream byte, then payload.
+/// The request may be at most <see cref="ApiLimits.MaxExecRequestBytes"/> and every later message at most
+/// <see cref="ApiLimits.MaxExecMessageBytes"/>; the agent answers a larger one with an <see cref="Error"/> message or
+/// a close (MessageTooBig).
 /// </summary>
 public static class ExecStream
 {

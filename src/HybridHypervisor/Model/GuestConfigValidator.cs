@@ -1,5 +1,4 @@
 using System.Net;
-using System.Text.RegularExpressions;
 
 namespace HybridHypervisor.Model;
 
@@ -9,13 +8,7 @@ public static partial class GuestConfigValidator
 {
     public const long MinMemoryBytes = 4L << 20;
 
-    [GeneratedRegex("^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
-    private static partial Regex DnsLabel();
-
-    public static string? NameError(string? name) =>
-        name is not null && DnsLabel().IsMatch(name)
-            ? null
-            : $"invalid name '{name}': a guest name is a DNS label (1-63 lowercase letters, digits and '-', not starting or ending with '-')";
+    public static string? NameError(string? name) => Vserver.Isolation.Naming.DnsLabel.Error(name, "guest");
 
     public static string? LimitsError(GuestLimits limits, int hostCpus)
     {

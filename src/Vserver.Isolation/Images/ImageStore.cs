@@ -1,7 +1,7 @@
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
-using System.Text.RegularExpressions;
+using Vserver.Isolation.Naming;
 using Vserver.Isolation.Processes;
 using Vserver.Isolation.Storage;
 
@@ -18,15 +18,13 @@ public sealed class ImageException(string message) : Exception(message);
 /// <summary>
 /// Built images under ROOT/images/NAME/{rootfs/, image.json}. An image is built once from its recipe
 /// (images/NAME/build.sh in the source tree) and never written again: it is the shared read-only lower layer of
-/// every vserver made from it.
+/// every vserver made from it. Every name is checked against <see cref="DnsLabel"/> before it becomes a path, so no
+/// name can reach outside ROOT/images or RecipesRoot.
 /// </summary>
-public sealed partial class ImageStore(string imagesRoot, string recipesRoot)
+public sealed class ImageStore(string imagesRoot, string recipesRoot)
 {
     public string ImagesRoot { get; } = imagesRoot;
     public string RecipesRoot { get; } = recipesRoot;
-
-    [GeneratedRegex("^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
-    private static partial Regex NamePattern();
 
     public IReadOnlyList<ImageRecord> List()
     {
@@ -40,7 +38,7 @@ public sealed partial class ImageStore(string imagesRoot, string recipesRoot)
 
     public ImageRecord? Find(string name)
     {
-        if (!NamePattern().IsMatch(name)) return null;
+        if (!DnsLabel.IsValid(name)) return null;
         var dir = Path.Combine(ImagesRoot, name);
         var meta = Path.Combine(dir, "image.json");
         if (!File.Exists(meta)) return null;
@@ -63,8 +61,7 @@ public sealed partial class ImageStore(string imagesRoot, string recipesRoot)
 
     public ImageRecord Build(string name)
     {
-        if (!NamePattern().IsMatch(name))
-            throw new ImageException($"invalid image name '{name}': use lowercase letters, digits and '-' (a DNS label)");
+        if (DnsLabel.Error(name, "image") is { } invalid) throw new ImageException(invalid);
         var recipe = Path.Combine(RecipesRoot, name, "build.sh");
         if (!File.Exists(recipe))
             throw new ImageException($"no recipe for image '{name}' in {RecipesRoot}; available: {string.Join(", ", Recipes())}");
@@ -99,6 +96,7 @@ public sealed partial class ImageStore(string imagesRoot, string recipesRoot)
 
     public void Remove(string name)
     {
+        if (DnsLabel.Error(name, "image") is { } invalid) throw new ImageException(invalid);
         var dir = Path.Combine(ImagesRoot, name);
         if (Find(name) is null) throw new ImageException($"no image named '{name}' (see: vsctl image list)");
         // Rename first so a crash mid-delete never leaves a half image that looks whole.
