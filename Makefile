@@ -5,7 +5,7 @@ CONFIG ?= Release
 BIN := $(CURDIR)/bin
 DOTNET ?= dotnet
 # Host packages: isolation tools, images, the comparison runtimes for bench/, QEMU for domains.
-PACKAGES := gcc libc6-dev make busybox-static debootstrap e2fsprogs iproute2 nftables util-linux curl \
+PACKAGES := gcc libc6-dev make busybox-static debootstrap e2fsprogs iproute2 nftables util-linux procps curl \
             crun runc lxc hyperfine qemu-system-x86 qemu-utils
 STAMP := .deps.stamp
 

@@ -9,7 +9,8 @@ using Vserver.Isolation.Network;
 namespace HybridHypervisor;
 
 /// <summary>What a caller asks for when creating a guest; sizes already in bytes.</summary>
-public sealed record CreateGuest(string Name, string? Image, GuestLimits Limits, string? Ipv4, string? Restart, IReadOnlyList<string>? Command);
+public sealed record CreateGuest(string Name, string? Image, GuestLimits Limits, string? Ipv4, string? Restart, IReadOnlyList<string>? Command,
+    bool Privileged = false, IReadOnlyList<string>? AllowSyscalls = null);
 
 /// <summary>
 /// The fleet: every guest on this host, one lifecycle. The agent maps HTTP onto these calls and holds no
@@ -150,6 +151,8 @@ public sealed class Fleet : IDisposable
             throw FleetException.Invalid($"invalid restart policy '{request.Restart}': use no, on-failure or always");
         if (GuestConfigValidator.LimitsError(request.Limits, _hostCpus) is { } limitsError) throw FleetException.Invalid(limitsError);
         if (GuestConfigValidator.Ipv4Error(request.Ipv4, _options.Subnet) is { } ipError) throw FleetException.Invalid(ipError);
+        if (GuestConfigValidator.AllowSyscallsError(request.AllowSyscalls, request.Privileged) is { } allowError)
+            throw FleetException.Invalid(allowError);
         if (request.Command is { Count: 0 } || request.Command?.Any(string.IsNullOrEmpty) == true)
             throw FleetException.Invalid("empty command: give a program to run, or leave --cmd out to run the image's /sbin/init");
         var imageName = request.Image ?? "busybox";
@@ -171,6 +174,12 @@ public sealed class Fleet : IDisposable
             if (Directory.Exists(paths.Dir))
                 throw FleetException.Conflict($"{paths.Dir} already exists but is no guest this agent knows; remove it or pick another name");
             var address = AllocateAddress(request.Ipv4);
+            var security = new GuestSecurity
+            {
+                Privileged = request.Privileged,
+                IdMap = request.Privileged ? null : AllocateIds(),
+                AllowSyscalls = request.AllowSyscalls?.Distinct().Order(StringComparer.Ordinal).ToList() ?? [],
+            };
             var config = new GuestConfig
             {
                 Name = request.Name,
@@ -181,6 +190,7 @@ public sealed class Fleet : IDisposable
                 Command = request.Command,
                 Created = DateTimeOffset.UtcNow,
                 Phase = GuestPhase.Creating,
+                Security = security,
             };
             _store.Save(config);
             Failpoints.Hit("create.after-config");
@@ -204,6 +214,26 @@ public sealed class Fleet : IDisposable
         finally
         {
             _membership.Release();
+        }
+    }
+
+    /// <summary>A host id range no guest holds, broken ones included (their files are owned by it), so no two guests
+    /// ever share ids. Called under the membership lock.</summary>
+    private IdMap AllocateIds()
+    {
+        List<IdMap> taken;
+        lock (_fleetLock)
+        {
+            taken = _guests.Values.Select(g => g.Config.Security.IdMap).OfType<IdMap>().ToList();
+            taken.AddRange(_broken.Keys.Select(name => _store.TryReadIdMap(name)).OfType<IdMap>());
+        }
+        try
+        {
+            return _options.IdRange.Allocate(taken);
+        }
+        catch (InvalidOperationException e)
+        {
+            throw FleetException.Conflict(e.Message);
         }
     }
 

@@ -14,12 +14,14 @@ public sealed record FleetOptions
     public required string VsinitPath { get; init; }
     public required string RecipesRoot { get; init; }
     public TimeSpan DefaultStopTimeout { get; init; } = TimeSpan.FromSeconds(10);
+    /// <summary>Host ids handed out to unprivileged guests.</summary>
+    public HybridHypervisor.Model.HostIdRange IdRange { get; init; } = HybridHypervisor.Model.HostIdRange.Default;
 
     public string GuestsRoot => Path.Combine(StateRoot, "guests");
     public string ImagesRoot => Path.Combine(StateRoot, "images");
     public string RunGuestsRoot => Path.Combine(RunRoot, "guests");
 
-    /// <summary>VSERVER_ROOT, VSERVER_RUN, VSERVER_BRIDGE, VSERVER_SUBNET, VSERVER_CGROUP_PARENT, VSERVER_IMAGES;
+    /// <summary>VSERVER_ROOT, VSERVER_RUN, VSERVER_BRIDGE, VSERVER_SUBNET, VSERVER_CGROUP_PARENT, VSERVER_IMAGES, VSERVER_IDMAP;
     /// vsinit and the image recipes are found next to the agent (bin/ and ../images) unless given.</summary>
     public static FleetOptions FromEnvironment(string baseDirectory)
     {
@@ -37,6 +39,8 @@ public sealed record FleetOptions
             CgroupParent = parent,
             VsinitPath = Env("VSERVER_VSINIT", Path.Combine(baseDirectory, "vsinit")),
             RecipesRoot = Path.GetFullPath(Env("VSERVER_IMAGES", Path.Combine(baseDirectory, "..", "images"))),
+            IdRange = Environment.GetEnvironmentVariable("VSERVER_IDMAP") is { Length: > 0 } idmap
+                ? HybridHypervisor.Model.HostIdRange.Parse(idmap) : HybridHypervisor.Model.HostIdRange.Default,
         };
     }
 }

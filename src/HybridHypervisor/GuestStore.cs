@@ -19,6 +19,8 @@ public sealed record GuestPaths(string Dir, string RunDir, string HostVeth, stri
     public string Spec => Path.Combine(RunDir, "vsinit.spec");
     public string PidFile => Path.Combine(RunDir, "pid");
     public string ExitFile => Path.Combine(RunDir, "exit");
+    /// <summary>The compiled seccomp filter vsinit loads at start and at every exec.</summary>
+    public string SeccompFilter => Path.Combine(RunDir, "seccomp.bpf");
     /// <summary>Present while an operator's stop is under way, so an agent restarted mid-stop does not restart the guest.</summary>
     public string StoppingMarker => Path.Combine(RunDir, "stopping");
 }
@@ -41,6 +43,22 @@ public sealed class GuestStore(FleetOptions options)
     {
         var hash = SHA256.HashData(Encoding.UTF8.GetBytes($"{options.StateRoot}\0{name}"));
         return "vs" + Convert.ToHexStringLower(hash)[..11];
+    }
+
+    /// <summary>The id map recorded in a config that no longer loads as a whole, so its range is not handed out twice.</summary>
+    public IdMap? TryReadIdMap(string name)
+    {
+        try
+        {
+            using var doc = JsonDocument.Parse(File.ReadAllText(PathsFor(name).Config));
+            if (doc.RootElement.TryGetProperty("security", out var security) && security.TryGetProperty("idMap", out var map)
+                && map.TryGetProperty("hostBase", out var hostBase) && map.TryGetProperty("count", out var count))
+                return new IdMap(hostBase.GetInt64(), count.GetInt64());
+        }
+        catch (Exception e) when (e is IOException or JsonException or InvalidOperationException or FormatException or UnauthorizedAccessException)
+        {
+        }
+        return null;
     }
 
     public void Save(GuestConfig config)

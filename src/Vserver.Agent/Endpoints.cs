@@ -31,7 +31,7 @@ internal static class Endpoints
         {
             var view = await fleet.CreateAsync(new CreateGuest(request.Name, request.Image,
                 new GuestLimits { MemoryBytes = request.MemoryBytes, Cpus = request.Cpus, Pids = request.Pids },
-                request.Ipv4, request.Restart, request.Command), ct);
+                request.Ipv4, request.Restart, request.Command, request.Privileged, request.AllowSyscalls), ct);
             return Results.Created($"/v1/guests/{view.Name}", Mapping.ToInfo(view));
         });
         v1.MapDelete("/guests/{name}", async (string name, bool? force, CancellationToken ct) =>

@@ -32,6 +32,10 @@ internal static class Mapping
             }
             : null,
         Problem = v.Problem,
+        Privileged = v.Config?.Security.Privileged ?? false,
+        HostIdBase = v.Config?.Security.IdMap?.HostBase,
+        HostIdCount = v.Config?.Security.IdMap?.Count,
+        AllowSyscalls = v.Config?.Security.AllowSyscalls is { Count: > 0 } a ? a : null,
     };
 
     public static ImageInfo ToInfo(ImageRecord i) => new() { Name = i.Name, SizeBytes = i.SizeBytes, Created = i.Created, Digest = i.Digest };

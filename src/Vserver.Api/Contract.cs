@@ -21,6 +21,7 @@ public sealed record CreateGuestRequest
     /// Root inside is root on the host (reduced capabilities, no user namespace). Default false: the guest gets its own
     /// range of host ids and root inside is an unprivileged id outside.
     /// </summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
     public bool Privileged { get; init; }
     /// <summary>Syscalls the default filter refuses that this guest may call anyway (e.g. "keyctl").</summary>
     public IReadOnlyList<string>? AllowSyscalls { get; init; }
@@ -54,6 +55,7 @@ public sealed record GuestInfo
     public GuestUsage? Usage { get; init; }
     /// <summary>Why a guest is broken (e.g. its config file does not parse).</summary>
     public string? Problem { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
     public bool Privileged { get; init; }
     /// <summary>Unprivileged guests: the host id that root (0) inside maps to, and how many ids follow it.</summary>
     public long? HostIdBase { get; init; }

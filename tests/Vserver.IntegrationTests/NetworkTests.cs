@@ -9,6 +9,17 @@ public sealed class NetworkTests(SharedHost shared) : IClassFixture<SharedHost>
     private string Address(string guest) =>
         JsonDocument.Parse(Host.Vsctl("status", guest, "-f", "json").ShouldSucceed().Stdout).RootElement.GetProperty("ipv4").GetString()!;
 
+    /// <summary>A server started in the background may need a moment to listen.</summary>
+    private static CommandResult Eventually(Func<CommandResult> attempt)
+    {
+        for (var i = 0; ; i++)
+        {
+            var result = attempt();
+            if ((result.Code == 0 && result.Stdout.Length > 0) || i == 20) return result.ShouldSucceed();
+            Thread.Sleep(100);
+        }
+    }
+
     [Fact]
     public void Two_vservers_reach_each_other_and_the_host_reaches_both()
     {
@@ -20,8 +31,12 @@ public sealed class NetworkTests(SharedHost shared) : IClassFixture<SharedHost>
         var b = Address("net-b");
         b.ShouldBe($"{Host.SubnetPrefix}.77");
 
-        Host.Vsctl("exec", "net-a", "--", "ping", "-c", "1", "-W", "5", b).ShouldSucceed();
-        Host.Vsctl("exec", "net-b", "--", "ping", "-c", "1", "-W", "5", a).ShouldSucceed();
+        // Each serves on port 80: root in a user-namespaced guest may bind low ports of its own network namespace.
+        foreach (var g in new[] { "net-a", "net-b" })
+            Host.Vsctl("exec", g, "--", "sh", "-c", $"nc -ll -p 80 -e echo hello-from-{g} </dev/null >/dev/null 2>&1 &").ShouldSucceed();
+        Eventually(() => Host.Vsctl("exec", "net-a", "--", "nc", "-w", "5", b, "80")).Stdout.Trim().ShouldBe("hello-from-net-b");
+        Eventually(() => Host.Vsctl("exec", "net-b", "--", "nc", "-w", "5", a, "80")).Stdout.Trim().ShouldBe("hello-from-net-a");
+        TestHost.Run("busybox", "nc", "-w", "5", a, "80").ShouldSucceed().Stdout.Trim().ShouldBe("hello-from-net-a");
         TestHost.Run("busybox", "ping", "-c", "1", "-W", "5", a).ShouldSucceed();
         TestHost.Run("busybox", "ping", "-c", "1", "-W", "5", b).ShouldSucceed();
         // The address is the vserver's for its life: a restart keeps it.

@@ -24,14 +24,64 @@ public sealed class VserverTests(SharedHost shared) : IClassFixture<SharedHost>
         // The guest's root is its own overlay, and /proc/self/cgroup shows it at the root of its cgroup namespace.
         Host.Vsctl("exec", "web1", "--", "cat", "/proc/self/cgroup").ShouldSucceed().Stdout
             .Split('\n', StringSplitOptions.RemoveEmptyEntries).ShouldAllBe(l => l.EndsWith(":/"));
-        // Dropped capabilities are really gone from the bounding set.
-        var capBnd = Host.Vsctl("exec", "web1", "--", "grep", "CapBnd", "/proc/self/status").ShouldSucceed().Stdout;
-        var bounding = Convert.ToUInt64(capBnd.Split(':')[1].Trim(), 16);
+        Host.Vsctl("exec", "web1", "--", "cat", "/proc/kcore").Stdout.Length.ShouldBe(0);
+    }
+
+    [Fact]
+    public void Root_inside_an_unprivileged_vserver_is_an_id_of_its_own_range_outside()
+    {
+        Host.Vsctl("create", "userns1").ShouldSucceed();
+        Host.Vsctl("start", "userns1").ShouldSucceed();
+        var info = JsonDocument.Parse(Host.Vsctl("status", "userns1", "-f", "json").ShouldSucceed().Stdout).RootElement;
+        info.TryGetProperty("privileged", out _).ShouldBeFalse();
+        var hostBase = info.GetProperty("hostIdBase").GetInt64();
+        hostBase.ShouldBeGreaterThanOrEqualTo(65536);
+
+        Host.Vsctl("exec", "userns1", "--", "id", "-u").ShouldSucceed().Stdout.Trim().ShouldBe("0");
+        Host.Vsctl("exec", "userns1", "--", "cat", "/proc/self/uid_map").ShouldSucceed().Stdout.Trim().Split(' ', StringSplitOptions.RemoveEmptyEntries)
+            .ShouldBe(["0", hostBase.ToString(System.Globalization.CultureInfo.InvariantCulture), "65536"]);
+        // The guest's init, seen from the host, runs as the range's first id, not as root.
+        var initPid = info.GetProperty("initPid").GetInt32();
+        File.ReadAllLines($"/proc/{initPid}/status").Single(l => l.StartsWith("Uid:", StringComparison.Ordinal))
+            .Split('\t', StringSplitOptions.RemoveEmptyEntries)[1].ShouldBe(hostBase.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        // The image's files look root-owned inside (idmapped lower layer), and what the guest writes is owned by its range.
+        Host.Vsctl("exec", "userns1", "--", "stat", "-c", "%u:%g", "/bin/busybox").ShouldSucceed().Stdout.Trim().ShouldBe("0:0");
+        Host.Vsctl("exec", "userns1", "--", "sh", "-c", "echo x > /root-file && echo y > /tmp/alice-file && chown 1000:1000 /tmp/alice-file").ShouldSucceed();
+        Host.Vsctl("exec", "userns1", "--", "stat", "-c", "%u", "/tmp/alice-file").ShouldSucceed().Stdout.Trim().ShouldBe("1000");
+        var upper = Path.Combine(Host.GuestDir("userns1"), "upper");
+        OwnerOf(Path.Combine(upper, "root-file")).ShouldBe(hostBase);
+        OwnerOf(Path.Combine(upper, "tmp", "alice-file")).ShouldBe(hostBase + 1000);
+        OwnerOf(Path.Combine(Host.Root, "images", "busybox", "rootfs", "bin", "busybox")).ShouldBe(0, "the shared image stays root-owned");
+        // A full capability set inside its own user namespace; no_new_privs and the filter are on.
+        var status = Host.Vsctl("exec", "userns1", "--", "cat", "/proc/self/status").ShouldSucceed().Stdout;
+        Convert.ToUInt64(Field(status, "CapEff"), 16).ShouldBe((1UL << 41) - 1);
+        Field(status, "NoNewPrivs").ShouldBe("1");
+        Field(status, "Seccomp").ShouldBe("2");
+    }
+
+    [Fact]
+    public void A_privileged_vserver_is_host_root_with_a_reduced_capability_set()
+    {
+        Host.Vsctl("create", "priv1", "--privileged").ShouldSucceed().Stdout.ShouldContain("privileged");
+        Host.Vsctl("start", "priv1").ShouldSucceed();
+        Host.Vsctl("list").ShouldSucceed().Stdout.Split('\n').Single(l => l.StartsWith("priv1 ", StringComparison.Ordinal))
+            .TrimEnd().ShouldEndWith("yes");
+        Host.Vsctl("exec", "priv1", "--", "cat", "/proc/self/uid_map").ShouldSucceed().Stdout.Trim().Split(' ', StringSplitOptions.RemoveEmptyEntries)
+            .ShouldBe(["0", "0", "4294967295"]);
+        var status = Host.Vsctl("exec", "priv1", "--", "cat", "/proc/self/status").ShouldSucceed().Stdout;
+        var bounding = Convert.ToUInt64(Field(status, "CapBnd"), 16);
         (bounding & (1UL << 16)).ShouldBe(0UL, "CAP_SYS_MODULE must be dropped");
         (bounding & (1UL << 21)).ShouldBe(0UL, "CAP_SYS_ADMIN must be dropped");
         (bounding & (1UL << 0)).ShouldNotBe(0UL, "CAP_CHOWN must stay");
-        Host.Vsctl("exec", "web1", "--", "cat", "/proc/kcore").Stdout.Length.ShouldBe(0);
+        Field(status, "NoNewPrivs").ShouldBe("0");
+        Field(status, "Seccomp").ShouldBe("2");
     }
+
+    private static string Field(string status, string key) =>
+        status.Split('\n').Single(l => l.StartsWith(key + ":", StringComparison.Ordinal)).Split(':', 2)[1].Trim();
+
+    private static long OwnerOf(string path) =>
+        long.Parse(TestHost.Run("stat", "-c", "%u", path).ShouldSucceed().Stdout.Trim(), System.Globalization.CultureInfo.InvariantCulture);
 
     [Fact]
     public void A_file_written_in_one_vserver_is_invisible_in_another_from_the_same_image()

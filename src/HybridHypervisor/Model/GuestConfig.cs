@@ -16,6 +16,7 @@ public sealed record GuestConfig
     public DateTimeOffset Created { get; init; }
     /// <summary>Creating and Destroying mark work in flight: an agent that died mid-way finishes or undoes it.</summary>
     public GuestPhase Phase { get; init; } = GuestPhase.Ready;
+    public GuestSecurity Security { get; init; } = new();
 
     public IReadOnlyList<string> InitCommand => Command is { Count: > 0 } c ? c : ["/sbin/init"];
 }
@@ -25,6 +26,23 @@ public sealed record GuestLimits
     public long? MemoryBytes { get; init; }
     public double? Cpus { get; init; }
     public int? Pids { get; init; }
+}
+
+/// <summary>How a guest is confined beyond its namespaces.</summary>
+public sealed record GuestSecurity
+{
+    /// <summary>Root inside is root on the host (with the reduced capability set); no user namespace.</summary>
+    public bool Privileged { get; init; }
+    /// <summary>Unprivileged guests: the host ids the guest's ids 0..Count-1 map to; never shared while the guest exists.</summary>
+    public IdMap? IdMap { get; init; }
+    /// <summary>Syscalls the default seccomp filter refuses that this guest may call anyway.</summary>
+    public IReadOnlyList<string> AllowSyscalls { get; init; } = [];
+}
+
+/// <summary>Ids 0..Count-1 inside a guest are HostBase..HostBase+Count-1 on the host (uids and gids alike).</summary>
+public sealed record IdMap(long HostBase, long Count)
+{
+    public long HostEnd => HostBase + Count;
 }
 
 public sealed record GuestNetworkConfig

@@ -34,11 +34,33 @@ public static partial class GuestConfigValidator
         return null;
     }
 
+    public static string? AllowSyscallsError(IReadOnlyList<string>? allow, bool privileged)
+    {
+        if (allow is null) return null;
+        var allowed = Vserver.Isolation.Security.SeccompProfile.Overridable(privileged);
+        foreach (var name in allow)
+            if (!allowed.Contains(name, StringComparer.Ordinal))
+                return $"cannot allow syscall '{name}': the filter does not refuse it{(privileged ? " for privileged guests" : "")}; allow one of: {string.Join(", ", allowed)}";
+        return null;
+    }
+
+    public static string? SecurityError(GuestSecurity security)
+    {
+        if (security.Privileged && security.IdMap is not null)
+            return "a privileged guest has no id map: remove \"idMap\" or \"privileged\"";
+        if (!security.Privileged && security.IdMap is not { } map)
+            return "an unprivileged guest needs its id map (\"idMap\": {\"hostBase\": ..., \"count\": 65536}); recreate the guest";
+        if (security.IdMap is { } m && (m.HostBase < HostIdRange.SlotSize || m.Count < HostIdRange.SlotSize || m.HostEnd - 1 > HostIdRange.LastUsableId))
+            return $"invalid id map {m.HostBase}+{m.Count}: it must start at or above {HostIdRange.SlotSize}, hold at least {HostIdRange.SlotSize} ids and end by {HostIdRange.LastUsableId}";
+        return AllowSyscallsError(security.AllowSyscalls, security.Privileged);
+    }
+
     /// <summary>The first problem of a whole config, or null.</summary>
     public static string? Validate(GuestConfig config, Vserver.Isolation.Network.Ipv4Subnet subnet, int hostCpus) =>
         NameError(config.Name)
         ?? (string.IsNullOrEmpty(config.Image) ? "no image given" : null)
         ?? LimitsError(config.Limits, hostCpus)
         ?? Ipv4Error(config.Network.Ipv4, subnet)
-        ?? (config.Command is { Count: 0 } ? "empty command: leave --cmd out to run the image's /sbin/init" : null);
+        ?? (config.Command is { Count: 0 } ? "empty command: leave --cmd out to run the image's /sbin/init" : null)
+        ?? SecurityError(config.Security);
 }

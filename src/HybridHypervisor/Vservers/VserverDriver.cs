@@ -5,6 +5,7 @@ using Vserver.Isolation.Cgroups;
 using Vserver.Isolation.Guests;
 using Vserver.Isolation.Network;
 using Vserver.Isolation.Processes;
+using Vserver.Isolation.Security;
 
 namespace HybridHypervisor.Vservers;
 
@@ -60,6 +61,9 @@ public sealed class VserverDriver(FleetOptions options, ICgroupHierarchy cgroups
     public void Provision(GuestConfig config, GuestPaths paths)
     {
         Directory.CreateDirectory(paths.Upper);
+        // The upper layer's root is the guest's "/": owned by the guest's root. Everything below it the overlay
+        // creates with the ids of whoever writes inside, i.e. within the guest's host range.
+        if (config.Security.IdMap is { } map) Vserver.Isolation.Storage.AtomicFile.Chown(paths.Upper, map.HostBase, map.HostBase);
         Directory.CreateDirectory(paths.Work);
         Directory.CreateDirectory(paths.Rootfs);
         Directory.CreateDirectory(paths.RunDir);
@@ -89,6 +93,7 @@ public sealed class VserverDriver(FleetOptions options, ICgroupHierarchy cgroups
         try
         {
             cgroup.Apply(ToCgroupLimits(config.Limits));
+            WriteSeccompFilter(config, paths);
             var spec = new VsinitSpec
             {
                 Name = config.Name,
@@ -99,7 +104,10 @@ public sealed class VserverDriver(FleetOptions options, ICgroupHierarchy cgroups
                 Work = paths.Work,
                 Netns = paths.Netns,
                 Cgroups = cgroup.ProcsFiles,
-                CapKeep = Capabilities.KeptFor(allowSysAdmin: false),
+                CapKeep = CapabilitiesFor(config),
+                NoNewPrivs = !config.Security.Privileged,
+                IdMap = config.Security.IdMap is { } map ? (map.HostBase, map.Count) : null,
+                SeccompFilter = paths.SeccompFilter,
                 PidFile = paths.PidFile,
                 ExitFile = paths.ExitFile,
                 Console = paths.Console,
@@ -187,7 +195,9 @@ public sealed class VserverDriver(FleetOptions options, ICgroupHierarchy cgroups
             Name = config.Name,
             TargetPid = running.InitPid,
             Cgroups = running.Cgroup.ProcsFiles,
-            CapKeep = Capabilities.KeptFor(allowSysAdmin: false),
+            CapKeep = CapabilitiesFor(config),
+            NoNewPrivs = !config.Security.Privileged,
+            SeccompFilter = paths.SeccompFilter,
             Env = environment,
             Args = command,
             Cwd = cwd ?? "/",
@@ -198,7 +208,9 @@ public sealed class VserverDriver(FleetOptions options, ICgroupHierarchy cgroups
         PtyPair? pty = null;
         try
         {
-            if (tty) pty = PtyPair.OpenInGuest(running.InitPid, rows, cols);
+            // The guest's root and its tty group (5), as host ids.
+            if (tty) pty = PtyPair.OpenInGuest(running.InitPid, rows, cols,
+                config.Security.IdMap is { } map ? ((uint)map.HostBase, (uint)(map.HostBase + 5)) : null);
             var exec = Vsinit.Exec(options.VsinitPath, specPath, pty);
             exec.Process.Exited.ContinueWith(_ => File.Delete(specPath), TaskScheduler.Default);
             return exec;
@@ -227,4 +239,18 @@ public sealed class VserverDriver(FleetOptions options, ICgroupHierarchy cgroups
     }
 
     public static CgroupLimits ToCgroupLimits(GuestLimits limits) => new(limits.MemoryBytes, limits.Cpus, limits.Pids);
+
+    /// <summary>Root of a user-namespaced guest keeps every capability (they reach only what its namespaces own, so a
+    /// system image's init and package manager work); a privileged guest's root is the host's, so it gets less.</summary>
+    private static IReadOnlyList<int> CapabilitiesFor(GuestConfig config) =>
+        config.Security.Privileged ? Capabilities.KeptFor(allowSysAdmin: false) : Capabilities.All;
+
+    /// <summary>Compiled at every start, so a changed profile or override list applies on the next start; exec loads
+    /// the same file, so commands run in the guest are held to the same filter as its init.</summary>
+    private static void WriteSeccompFilter(GuestConfig config, GuestPaths paths)
+    {
+        var profile = SeccompProfile.Default(config.Security.Privileged, config.Security.AllowSyscalls.ToList());
+        Vserver.Isolation.Storage.AtomicFile.WriteAllBytes(paths.SeccompFilter, profile.Compile());
+    }
+
 }

@@ -24,7 +24,17 @@ internal static class CreateCommand
             Description = "The guest's init command as one string, split like a shell does (quotes, backslashes) [default: /sbin/init]",
             HelpName = "COMMAND",
         };
-        var command = new Command("create", "Create a guest (stopped)") { name, image, memory, cpus, pids, ip, restart, cmd };
+        var privileged = new Option<bool>("--privileged")
+        {
+            Description = "Run without a user namespace: root inside is root on the host (with fewer capabilities). Only for guests that cannot work otherwise",
+        };
+        var allowSyscall = new Option<string[]>("--allow-syscall")
+        {
+            Description = "Let the guest call a syscall the default filter refuses (repeatable), e.g. keyctl",
+            HelpName = "NAME",
+            AllowMultipleArgumentsPerToken = false,
+        };
+        var command = new Command("create", "Create a guest (stopped)") { name, image, memory, cpus, pids, ip, restart, cmd, privileged, allowSyscall };
         command.SetAction((parse, ct) =>
         {
             var options = new Options
@@ -37,6 +47,8 @@ internal static class CreateCommand
                 Ip = parse.GetValue(ip),
                 Restart = parse.GetValue(restart),
                 Cmd = parse.GetValue(cmd),
+                Privileged = parse.GetValue(privileged),
+                AllowSyscalls = parse.GetValue(allowSyscall) ?? [],
             };
             return cli.RunAsync(parse, client => HandleAsync(client, options, cli.Out, cli.Err, ct));
         });
@@ -53,6 +65,8 @@ internal static class CreateCommand
         public string? Ip { get; init; }
         public string? Restart { get; init; }
         public string? Cmd { get; init; }
+        public bool Privileged { get; init; }
+        public IReadOnlyList<string> AllowSyscalls { get; init; } = [];
     }
 
     /// <summary>The request the options describe; <see cref="UsageException"/> for input the agent need not see.</summary>
@@ -66,13 +80,16 @@ internal static class CreateCommand
         Ipv4 = o.Ip,
         Restart = Input.OneOf("--restart", o.Restart, "no", "on-failure", "always"),
         Command = o.Cmd is null ? null : Input.Command("--cmd", o.Cmd),
+        Privileged = o.Privileged,
+        AllowSyscalls = o.AllowSyscalls.Count > 0 ? o.AllowSyscalls : null,
     };
 
     public static async Task<int> HandleAsync(VserverClient client, Options options, TextWriter stdout, TextWriter stderr, CancellationToken ct)
     {
         var request = ToRequest(options);
         var guest = await client.CreateAsync(request, ct);
-        stdout.WriteLine(guest.Ipv4 is { Length: > 0 } ip ? $"created {guest.Name} ({guest.Kind}, {ip})" : $"created {guest.Name} ({guest.Kind})");
+        var details = string.Join(", ", new[] { guest.Kind, guest.Ipv4, guest.Privileged ? "privileged" : null }.OfType<string>().Where(d => d.Length > 0));
+        stdout.WriteLine($"created {guest.Name} ({details})");
         return ExitCodes.Ok;
     }
 }

@@ -30,13 +30,14 @@ internal static class ListCommand
             Display.Json(stdout, list.Guests, ApiJson.Default.IReadOnlyListGuestInfo);
             return;
         }
-        TextTable.Write(stdout, ["NAME", "TYPE", "STATE", "IPV4", "MEMORY", "CPUS", "IMAGE"],
+        TextTable.Write(stdout, ["NAME", "TYPE", "STATE", "IPV4", "MEMORY", "CPUS", "IMAGE", "PRIVILEGED"],
             list.Guests.Select(g => new[]
             {
                 g.Name, g.Kind, g.State, g.Ipv4,
                 g.MemoryBytes is { } m ? ByteSize.Format(m) : null,
                 g.Cpus is { } c ? Display.Number(c) : null,
                 g.Image,
+                g.Problem is null ? (g.Privileged ? "yes" : "no") : null,
             }));
     }
 }

@@ -42,6 +42,11 @@ internal static class StatusCommand
             ("cpus", Display.Number(g.Cpus)),
             ("pids limit", Display.Number(g.Pids)),
             ("restart", Display.Text(g.Restart)),
+            ("privileged", g.Problem is not null ? Display.None : g.Privileged ? "yes: root inside is root on the host" : "no"),
+            ("host ids", g.HostIdBase is { } b && g.HostIdCount is { } n
+                ? string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{b}-{b + n - 1} (0-{n - 1} inside)") : Display.None),
+            ("syscalls", g.Problem is not null ? Display.None
+                : g.AllowSyscalls is { Count: > 0 } a ? $"default filter, also allowed: {string.Join(", ", a)}" : "default filter"),
             ("command", g.Command is { Count: > 0 } c ? ShellWords.Join(c) : Display.None),
             ("init pid", Display.Number(g.InitPid)),
             ("created", Display.Time(g.Created, clock)),

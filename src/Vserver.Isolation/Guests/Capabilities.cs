@@ -25,7 +25,11 @@ public static class Capabilities
         "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_CONTROL", "AUDIT_READ", "PERFMON", "BPF",
     ];
 
-    /// <summary>The capability numbers a vserver keeps; SYS_ADMIN only when the guest is allowed it.</summary>
+    /// <summary>Every capability the kernel knows (vsinit ignores numbers past its cap_last_cap): what root in a
+    /// user-namespaced guest keeps, since they act only on what its user namespace owns.</summary>
+    public static readonly IReadOnlyList<int> All = Enumerable.Range(0, 64).ToList();
+
+    /// <summary>The capability numbers a privileged vserver keeps; SYS_ADMIN only when the guest is allowed it.</summary>
     public static IReadOnlyList<int> KeptFor(bool allowSysAdmin) =>
         ByName.Where(c => !AlwaysDropped.Contains(c.Key, StringComparer.OrdinalIgnoreCase) && (allowSysAdmin || c.Key != "SYS_ADMIN"))
             .Select(c => c.Value).Order().ToList();

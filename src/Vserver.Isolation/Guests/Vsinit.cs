@@ -99,7 +99,9 @@ public sealed class PtyPair : IDisposable
         SlaveFd = slave;
     }
 
-    public static unsafe PtyPair OpenInGuest(int initPid, int rows, int cols)
+    /// <summary>A pty from the guest's own devpts; owner (uid, gid as host ids) is who the slave should belong to, e.g.
+    /// the guest's root and tty group seen from the host, so that it does not show up as nobody's inside.</summary>
+    public static unsafe PtyPair OpenInGuest(int initPid, int rows, int cols, (uint Uid, uint Gid)? owner = null)
     {
         var ptmx = $"/proc/{initPid}/root/dev/pts/ptmx";
         var master = Libc.Open(ptmx, Libc.O_RDWR | Libc.O_NOCTTY | Libc.O_CLOEXEC, 0);
@@ -120,6 +122,12 @@ public sealed class PtyPair : IDisposable
             throw e;
         }
         var pair = new PtyPair(master, slave);
+        if (owner is var (uid, gid) && Libc.Fchown(slave, uid, gid) != 0)
+        {
+            var e = SystemCallException.FromLastError($"fchown pty of {ptmx} to {uid}:{gid}");
+            pair.Dispose();
+            throw e;
+        }
         if (rows > 0 && cols > 0) pair.Resize(rows, cols);
         return pair;
     }

@@ -28,6 +28,11 @@ public sealed class VsinitSpec
     public int? TargetPid { get; init; }
     public bool Tty { get; init; }
     public bool NoNewPrivs { get; init; }
+    /// <summary>Start: a new user namespace mapping ids 0..count-1 to host ids hostBase.. (uids and gids alike).
+    /// Exec joins the guest's user namespace by itself.</summary>
+    public (long HostBase, long Count)? IdMap { get; init; }
+    /// <summary>A compiled classic BPF program (struct sock_filter records) loaded right before exec.</summary>
+    public string? SeccompFilter { get; init; }
 
     /// <summary>Kernel interfaces that leak host state or act on the host: hidden behind /dev/null or an empty tmpfs.</summary>
     public static readonly IReadOnlyList<string> DefaultMasked =
@@ -58,6 +63,13 @@ public sealed class VsinitSpec
         Line("upper", Upper);
         Line("work", Work);
         Line("netns", Netns);
+        if (IdMap is var (hostBase, count))
+        {
+            var map = string.Create(System.Globalization.CultureInfo.InvariantCulture, $"0 {hostBase} {count}");
+            Line("uid_map", map);
+            Line("gid_map", map);
+        }
+        Line("seccomp", SeccompFilter);
         foreach (var c in Cgroups) Line("cgroup", c);
         foreach (var c in CapKeep) Line("cap_keep", c.ToString(System.Globalization.CultureInfo.InvariantCulture));
         foreach (var m in Masked) Line("mask", m);

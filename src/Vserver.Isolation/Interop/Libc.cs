@@ -16,6 +16,12 @@ internal static partial class Libc
     [LibraryImport(LibcName, EntryPoint = "close", SetLastError = true)]
     public static partial int Close(int fd);
 
+    [LibraryImport(LibcName, EntryPoint = "lchown", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int Lchown(string path, uint owner, uint group);
+
+    [LibraryImport(LibcName, EntryPoint = "fchown", SetLastError = true)]
+    public static partial int Fchown(int fd, uint owner, uint group);
+
     [LibraryImport(LibcName, EntryPoint = "pipe2", SetLastError = true)]
     public static unsafe partial int Pipe2(int* fds, int flags);
 

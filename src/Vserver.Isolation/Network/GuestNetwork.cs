@@ -23,6 +23,10 @@ public static class GuestNetwork
                 "link set eth0 up",
                 $"addr add {address}/{bridge.Subnet.PrefixLength} dev eth0",
                 $"route add default via {bridge.Subnet.Gateway}") + "\n");
+            // The namespace belongs to the host's user namespace, so a user-namespaced guest's root holds no
+            // NET_BIND_SERVICE or NET_RAW in it: let any id bind low ports and send ICMP echo (per namespace only).
+            HostCommand.Run("nsenter", [$"--net={netnsPath}", "sysctl", "-q", "-w", "net.ipv4.ip_unprivileged_port_start=0",
+                "net.ipv4.ping_group_range=0 2147483647"]);
         }
         catch
         {

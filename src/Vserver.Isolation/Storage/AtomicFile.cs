@@ -6,7 +6,9 @@ namespace Vserver.Isolation.Storage;
 /// A crash leaves either the old or the new content, never a torn file.</summary>
 public static partial class AtomicFile
 {
-    public static void WriteAllText(string path, string content)
+    public static void WriteAllText(string path, string content) => WriteAllBytes(path, System.Text.Encoding.UTF8.GetBytes(content));
+
+    public static void WriteAllBytes(string path, ReadOnlySpan<byte> bytes)
     {
         var dir = Path.GetDirectoryName(Path.GetFullPath(path))!;
         var temp = Path.Combine(dir, $".{Path.GetFileName(path)}.tmp-{Environment.ProcessId}-{Environment.CurrentManagedThreadId}");
@@ -14,7 +16,6 @@ public static partial class AtomicFile
         {
             using (var stream = new FileStream(temp, FileMode.Create, FileAccess.Write, FileShare.None, 4096, FileOptions.None))
             {
-                var bytes = System.Text.Encoding.UTF8.GetBytes(content);
                 stream.Write(bytes);
                 stream.Flush(flushToDisk: true);
             }
@@ -34,6 +35,13 @@ public static partial class AtomicFile
         if (fd < 0) return;
         _ = Fsync(fd);
         Libc.Close(fd);
+    }
+
+    /// <summary>chown(2) without following a final symlink.</summary>
+    public static void Chown(string path, long uid, long gid)
+    {
+        if (Libc.Lchown(path, checked((uint)uid), checked((uint)gid)) != 0)
+            throw SystemCallException.FromLastError($"chown {path} to {uid}:{gid}");
     }
 
     [System.Runtime.InteropServices.LibraryImport("libc", EntryPoint = "fsync", SetLastError = true)]

@@ -148,8 +148,8 @@ public class HandlerTests
         (await cli.RunAsync(agent.SocketPath, "list")).ShouldBe(0);
 
         cli.OutLines.ShouldBe([
-            "NAME   TYPE      STATE     IPV4        MEMORY   CPUS   IMAGE",
-            "web1   vserver   running   10.88.0.2   512M     1      -",
+            "NAME   TYPE      STATE     IPV4        MEMORY   CPUS   IMAGE   PRIVILEGED",
+            "web1   vserver   running   10.88.0.2   512M     1      -       no",
         ]);
         cli.ErrLines.ShouldBe(["vsctl: warning: guests/x: bad config"]);
     }

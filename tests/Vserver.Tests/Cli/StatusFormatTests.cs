@@ -28,6 +28,9 @@ public class StatusFormatTests
             StartedAt = CliHarness.Now.AddMinutes(-5),
             LastExit = new ExitInfo { Code = 137, Signal = 9, At = CliHarness.Now.AddMinutes(-6), Description = "killed by SIGKILL (out of memory)" },
             RestartCount = 1,
+            HostIdBase = 1065536,
+            HostIdCount = 65536,
+            AllowSyscalls = ["keyctl"],
             Usage = new GuestUsage { MemoryBytes = 12L << 20, MemoryPeakBytes = 20L << 20, Processes = 3, CpuSeconds = 1.234, OomKills = 1 },
         }, new FixedClock(CliHarness.Now), output);
 
@@ -41,6 +44,9 @@ public class StatusFormatTests
             cpus:         0.5
             pids limit:   200
             restart:      on-failure
+            privileged:   no
+            host ids:     1065536-1131071 (0-65535 inside)
+            syscalls:     default filter, also allowed: keyctl
             command:      /bin/sh -c 'httpd -f; sleep 1'
             init pid:     4242
             created:      2025-02-27 12:00:00 +00:00 (2d ago)
@@ -79,6 +85,9 @@ public class StatusFormatTests
             cpus:         -
             pids limit:   -
             restart:      -
+            privileged:   -
+            host ids:     -
+            syscalls:     -
             command:      -
             init pid:     -
             created:      -

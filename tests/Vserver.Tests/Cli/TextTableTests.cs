@@ -41,17 +41,17 @@ public class TextTableTests
             Guests =
             [
                 new GuestInfo { Name = "web1", Kind = "vserver", State = "running", Ipv4 = "10.88.0.2", MemoryBytes = 256L << 20, Cpus = 0.5, Image = "busybox" },
-                new GuestInfo { Name = "db", Kind = "vserver", State = "stopped", MemoryBytes = 1536L << 20, Cpus = 2, Image = "debian" },
-                new GuestInfo { Name = "broken-one", Kind = "vserver", State = "broken" },
+                new GuestInfo { Name = "db", Kind = "vserver", State = "stopped", MemoryBytes = 1536L << 20, Cpus = 2, Image = "debian", Privileged = true },
+                new GuestInfo { Name = "broken-one", Kind = "vserver", State = "broken", Problem = "config.json: line 3" },
             ],
             Warnings = ["/var/lib/vserver/guests/x/config.json: line 3: unexpected '}'; fix or remove it"],
         }, json: false, output, error);
 
         output.ToString().ShouldBe(
-            "NAME         TYPE      STATE     IPV4        MEMORY   CPUS   IMAGE\n" +
-            "web1         vserver   running   10.88.0.2   256M     0.5    busybox\n" +
-            "db           vserver   stopped   -           1.5G     2      debian\n" +
-            "broken-one   vserver   broken    -           -        -      -\n");
+            "NAME         TYPE      STATE     IPV4        MEMORY   CPUS   IMAGE     PRIVILEGED\n" +
+            "web1         vserver   running   10.88.0.2   256M     0.5    busybox   no\n" +
+            "db           vserver   stopped   -           1.5G     2      debian    yes\n" +
+            "broken-one   vserver   broken    -           -        -      -         -\n");
         error.ToString().ShouldBe("vsctl: warning: /var/lib/vserver/guests/x/config.json: line 3: unexpected '}'; fix or remove it\n");
     }
 
