@@ -38,13 +38,13 @@ public static class ByteSize
             error = $"invalid size '{text}': give a number with an optional K, M, G or T suffix, e.g. 256M";
             return false;
         }
-        var total = value * multiplier;
-        if (total > long.MaxValue / 2)
+        // Compared before multiplying too: a decimal holds numbers whose product with the unit overflows it (29 digits and a T).
+        if (value > long.MaxValue / multiplier || value * multiplier > long.MaxValue / 2)
         {
             error = $"invalid size '{text}': too large";
             return false;
         }
-        bytes = (long)decimal.Round(total);
+        bytes = (long)decimal.Round(value * multiplier);
         return true;
     }
 

@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
 
@@ -9,8 +10,11 @@ public sealed record Ipv4Subnet(uint Network, int PrefixLength)
     public static Ipv4Subnet Parse(string cidr)
     {
         var parts = cidr.Split('/');
+        // Only A.B.C.D as written: IPAddress.TryParse also takes "10.88" (10.0.0.88), "167772160", hex and octal
+        // ("010" is 8), which would quietly give another subnet than the one the operator meant.
         if (parts.Length != 2 || !IPAddress.TryParse(parts[0], out var address) || address.AddressFamily != AddressFamily.InterNetwork
-            || !int.TryParse(parts[1], out var prefix) || prefix is < 8 or > 30)
+            || address.ToString() != parts[0]
+            || !int.TryParse(parts[1], NumberStyles.None, CultureInfo.InvariantCulture, out var prefix) || prefix is < 8 or > 30)
             throw new FormatException($"invalid subnet '{cidr}': write it as A.B.C.D/N with N between 8 and 30, e.g. 10.88.0.0/24");
         var mask = prefix == 0 ? 0u : uint.MaxValue << (32 - prefix);
         return new Ipv4Subnet(ToUInt(address) & mask, prefix);

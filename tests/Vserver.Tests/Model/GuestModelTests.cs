@@ -23,6 +23,7 @@ public sealed class GuestModelTests
     [InlineData("-5M", "negative")]
     [InlineData("", "invalid size")]
     [InlineData("M", "invalid size")]
+    [InlineData("79228162514264337593543950335T", "too large")]
     public void Bad_sizes_are_refused_with_a_reason(string text, string reason)
     {
         ByteSize.TryParse(text, out _, out var error).ShouldBeFalse();
@@ -46,6 +47,10 @@ public sealed class GuestModelTests
         subnet.IsGuestAddress(System.Net.IPAddress.Parse("10.88.0.1")).ShouldBeFalse();
         subnet.Contains(System.Net.IPAddress.Parse("10.89.0.5")).ShouldBeFalse();
         Should.Throw<FormatException>(() => Ipv4Subnet.Parse("10.88.0.0")).Message.ShouldContain("A.B.C.D/N");
+        // IPAddress.Parse would read these as 10.0.0.88, 8.88.0.0 and 10.88.0.0: not what was written.
+        Should.Throw<FormatException>(() => Ipv4Subnet.Parse("10.88/16"));
+        Should.Throw<FormatException>(() => Ipv4Subnet.Parse("010.88.0.0/16"));
+        Should.Throw<FormatException>(() => Ipv4Subnet.Parse("167772160/8"));
     }
 
     [Fact]
