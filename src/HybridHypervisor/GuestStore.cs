@@ -84,6 +84,21 @@ public sealed class GuestStore(FleetOptions options)
         return (guests, broken);
     }
 
+    /// <summary>The source-generated reader leaves sections a hand-edited file omits (or sets to null) null instead of
+    /// using the record's initializers (dotnet/runtime#84484); give them the declared defaults.</summary>
+    private static GuestConfig WithDefaults(GuestConfig c)
+    {
+#pragma warning disable CA1508 // null despite the non-nullable declaration, see above
+        var security = c.Security ?? new GuestSecurity();
+        return c with
+        {
+            Limits = c.Limits ?? new GuestLimits(),
+            Network = c.Network ?? new GuestNetworkConfig(),
+            Security = security with { AllowSyscalls = security.AllowSyscalls ?? [] },
+        };
+#pragma warning restore CA1508
+    }
+
     public (GuestConfig? Config, string? Problem) Load(string name, int hostCpus)
     {
         var path = PathsFor(name).Config;
@@ -100,9 +115,10 @@ public sealed class GuestStore(FleetOptions options)
             return (null, $"{path}: invalid JSON{where}: {why}; fix the file, or remove the guest with: vsctl destroy --force {name}");
         }
         if (config is null) return (null, $"{path}: empty config; fix the file, or remove the guest with: vsctl destroy --force {name}");
+        config = WithDefaults(config);
         if (config.Name != name)
             return (null, $"{path}: the config names guest '{config.Name}' but lives in directory '{name}'; fix the name in the file");
-        if (GuestConfigValidator.Validate(config, options.Subnet, Environment.ProcessorCount) is { } error)
+        if (GuestConfigValidator.Validate(config, options.Subnet, hostCpus) is { } error)
             return (null, $"{path}: {error}");
         return (config, null);
     }

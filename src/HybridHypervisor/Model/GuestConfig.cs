@@ -54,7 +54,8 @@ public sealed record GuestNetworkConfig
 public enum GuestKind { Vserver, Domain }
 
 [JsonConverter(typeof(JsonStringEnumConverter<GuestPhase>))]
-public enum GuestPhase { Creating, Ready, Destroying }
+// Ready first: a config without "phase" must never read as work in flight (which the agent would undo).
+public enum GuestPhase { Ready, Creating, Destroying }
 
 [JsonConverter(typeof(JsonStringEnumConverter<RestartPolicy>))]
 public enum RestartPolicy { No, OnFailure, Always }

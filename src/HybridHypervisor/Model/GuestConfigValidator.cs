@@ -25,7 +25,7 @@ public static partial class GuestConfigValidator
     {
         if (ipv4 is null) return null;
         if (!IPAddress.TryParse(ipv4, out var address) || address.AddressFamily != System.Net.Sockets.AddressFamily.InterNetwork
-            || ipv4.Count(ch => ch == '.') != 3)
+            || ipv4.Count(ch => ch == '.') != 3 || address.ToString() != ipv4)
             return $"invalid IPv4 address '{ipv4}': write it as A.B.C.D";
         if (!subnet.Contains(address))
             return $"address {ipv4} is outside this host's guest subnet {subnet}; pick one inside it or leave --ip out";

@@ -180,11 +180,6 @@ public sealed class AddressProperties
         }));
     }
 
-    // KNOWN BUG (GuestConfigValidator.cs, not fixed on this branch: that file is being changed elsewhere). This property
-    // fails, e.g. for "10.88.0.010" in 10.88.0.0/24: Ipv4Error accepts it, and IPAddress.Parse reads "010" as octal, so the
-    // guest gets 10.88.0.8, not the 10.88.0.10 that was written. ("0x0a.88.0.5" is accepted as hex too.) From a hand-edited
-    // guest.json this also defeats Fleet's taken-address check, which compares the stored text with the canonical form, so
-    // a later --ip 10.88.0.8 is not seen as taken. Requiring the canonical form (IPAddress.Parse(s).ToString() == s) fixes it.
     [Fact]
     public void An_accepted_guest_address_means_what_it_says_in_decimal()
     {

@@ -154,6 +154,7 @@ public sealed class GuestConfigProperties : IDisposable
                 Command = t.Item3,
                 Created = DateTimeOffset.UnixEpoch.AddMinutes(t.Item4.Item3),
                 Phase = GuestPhase.Ready,
+                Security = new GuestSecurity { IdMap = new IdMap(1_000_000 + (t.Item1.Item1 * 65536L), 65536) },
             });
 
     /// <summary>What a well-formed guest.json looks like when the agent writes it.</summary>
@@ -235,13 +236,6 @@ public sealed class GuestConfigProperties : IDisposable
 
     // ---- properties ----
 
-    // KNOWN BUG (GuestConfig.cs / GuestConfigValidator.cs / GuestStore.cs, not fixed on this branch: those files are being
-    // changed elsewhere). This property fails, e.g. for {"name": "web", "image": "busybox"} in guests/web/: the JSON is
-    // valid, but the source-generated ConfigJson leaves Limits and Network null when "limits" or "network" is left out
-    // (it sets every init-only property, so the record's "= new()" initializers never apply: dotnet/runtime#84484), and
-    // the same for "limits": null. Validate then dereferences config.Limits, and LoadAll throws NullReferenceException
-    // out of Fleet.Initialize instead of listing that one guest as broken. This test passes unchanged once the config
-    // gets its defaults or the validator/loader treats null as a problem.
     [Fact]
     public void Loading_never_crashes_and_a_broken_config_is_reported_with_its_path_and_position()
     {
@@ -259,10 +253,6 @@ public sealed class GuestConfigProperties : IDisposable
         }));
     }
 
-    // KNOWN BUG (GuestConfigValidator.cs, not fixed on this branch; the same one as in GuestNameProperties). This property
-    // fails, e.g. for a guest directory "web\n" holding {"name": "web\n", "image": "busybox"}: Validate accepts the name
-    // because the name regex's '$' matches before a final '\n'. Such a directory is what CreateAsync makes for that name,
-    // so it comes back at every agent start. With the name check fixed this test passes unchanged.
     [Fact]
     public void A_config_that_loads_satisfies_the_rules()
     {
@@ -287,11 +277,6 @@ public sealed class GuestConfigProperties : IDisposable
 
     private static readonly string[] OptionalFields = ["kind", "limits", "network", "restart", "command", "created", "phase"];
 
-    // KNOWN BUG (GuestConfig.cs, not fixed on this branch: that file is being changed elsewhere). This property fails:
-    // a field left out of guest.json does not get the default the record declares (dotnet/runtime#84484, see above).
-    // Without "limits" or "network" loading crashes; without "phase" the guest loads as Creating instead of Ready, and
-    // Fleet's start then treats it as left half-created by a dead agent and tears it down, deleting its directory.
-    // This test passes unchanged once omitted fields get the record's defaults.
     [Fact]
     public void Fields_left_out_load_as_the_defaults_the_record_declares()
     {

@@ -21,10 +21,6 @@ public sealed class GuestNameProperties
         (2, Generators.ValidLabel.Select(s => (string?)s)),
         (1, Gen.Constant<string?>(null)));
 
-    // KNOWN BUG (GuestConfigValidator.cs, not fixed on this branch: that file is being changed elsewhere). This property
-    // fails, e.g. for "a\n": the name regex ends in '$', which in .NET also matches before a final '\n', so NameError
-    // accepts "web1\n" and CreateAsync would make guests/web1<LF>/ and a cgroup of that name. Anchoring with '\z' (or
-    // checking the characters without a regex) fixes it; this test then passes unchanged.
     [Fact]
     public void Name_check_never_throws_and_accepts_exactly_the_dns_labels()
     {
