@@ -124,10 +124,11 @@ internal sealed class ExecSession : IDisposable
                 var (message, length, tooLarge) = await ReceiveAsync(buffer, ApiLimits.MaxExecMessageBytes, ct);
                 if (tooLarge)
                 {
-                    // Not a frame vsctl would send: end the session as if the client hung up, and say why.
-                    if (!exec.Process.HasExited) exec.Process.Signal(1);
-                    exec.Stdin.Dispose();
+                    // Not a frame vsctl would send: end the session as if the client hung up, and say why. Close
+                    // first: once the command ends, the exit path would close the socket as a normal end.
                     await CloseAsync(ct, WebSocketCloseStatus.MessageTooBig, $"exec messages are at most {ApiLimits.MaxExecMessageBytes} bytes");
+                    exec.Stdin.Dispose();
+                    if (!exec.Process.HasExited) exec.Process.Signal(1);
                     return;
                 }
                 if (message is null)
