@@ -117,11 +117,7 @@ public sealed class ImageStore(string imagesRoot, string recipesRoot)
     {
         long size = 0;
         using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-        var entries = new DirectoryInfo(rootfs).EnumerateFileSystemInfos("*", new EnumerationOptions
-        {
-            RecurseSubdirectories = true, AttributesToSkip = 0, IgnoreInaccessible = false, ReturnSpecialDirectories = false,
-        }).OrderBy(e => e.FullName, StringComparer.Ordinal);
-        foreach (var entry in entries)
+        foreach (var entry in Walk(new DirectoryInfo(rootfs)).OrderBy(e => e.FullName, StringComparer.Ordinal))
         {
             var rel = Path.GetRelativePath(rootfs, entry.FullName);
             hash.AppendData(Encoding.UTF8.GetBytes($"{rel}\0{(int)entry.UnixFileMode}\0{entry.LinkTarget}\0"));
@@ -134,6 +130,18 @@ public sealed class ImageStore(string imagesRoot, string recipesRoot)
             }
         }
         return (size, "sha256:" + Convert.ToHexStringLower(hash.GetHashAndReset()));
+    }
+
+    /// <summary>Every entry below dir, never following a symlink: an image's /dev/fd points at the host's /proc/self/fd.</summary>
+    private static IEnumerable<FileSystemInfo> Walk(DirectoryInfo dir)
+    {
+        var options = new EnumerationOptions { AttributesToSkip = 0, IgnoreInaccessible = false, ReturnSpecialDirectories = false };
+        foreach (var entry in dir.EnumerateFileSystemInfos("*", options))
+        {
+            yield return entry;
+            if (entry is DirectoryInfo { LinkTarget: null } sub)
+                foreach (var inner in Walk(sub)) yield return inner;
+        }
     }
 
     internal static void RemoveTree(string path)
