@@ -32,10 +32,12 @@ $(BIN)/vsinit: src/Vserver.Isolation/native/vsinit.c | deps
 	@mkdir -p $(BIN)
 	gcc -O2 -Wall -Wextra -Werror -o $@ $<
 
-# Every test: unit tests of pure logic, then integration tests that run real vservers as root.
+# Every test: unit tests of pure logic, then integration tests that run real vservers as root, then the escape and
+# abuse attempts of tests/Security, made from inside real vservers.
 test: build
 	$(DOTNET) test tests/Vserver.Tests -c $(CONFIG) --no-build -nologo
 	VSERVER_BIN=$(BIN) $(DOTNET) test tests/Vserver.IntegrationTests -c $(CONFIG) --no-build -nologo
+	VSERVER_BIN=$(BIN) $(DOTNET) test tests/Security -c $(CONFIG) --no-build -nologo
 
 demo: build
 	examples/tour.sh
