@@ -17,12 +17,14 @@ public static class Capabilities
     /// <summary>
     /// Taken from every vserver: they reach the shared kernel (modules, raw I/O, the clock, the kernel log, BPF,
     /// security modules) or let a guest make device nodes or re-address itself on the shared bridge (NET_ADMIN).
+    /// SYS_PTRACE: a privileged guest's root is host root, and with it /proc/PID/root of a process that has just
+    /// entered the guest's pid namespace but not yet its mount namespace (vsinit exec) would open the host's root.
     /// SYS_BOOT stays: in a pid namespace reboot(2) only ends the guest's init, which is how a guest reboots itself.
     /// </summary>
     public static readonly IReadOnlyList<string> AlwaysDropped =
     [
         "SYS_MODULE", "SYS_RAWIO", "SYS_TIME", "MKNOD", "NET_ADMIN", "SYS_PACCT", "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG",
-        "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_CONTROL", "AUDIT_READ", "PERFMON", "BPF",
+        "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_CONTROL", "AUDIT_READ", "PERFMON", "BPF", "SYS_PTRACE",
     ];
 
     /// <summary>Every capability the kernel knows (vsinit ignores numbers past its cap_last_cap): what root in a

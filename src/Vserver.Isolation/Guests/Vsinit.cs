@@ -104,7 +104,7 @@ public sealed class PtyPair : IDisposable
     public static unsafe PtyPair OpenInGuest(int initPid, int rows, int cols, (uint Uid, uint Gid)? owner = null)
     {
         var ptmx = $"/proc/{initPid}/root/dev/pts/ptmx";
-        var master = Libc.Open(ptmx, Libc.O_RDWR | Libc.O_NOCTTY | Libc.O_CLOEXEC, 0);
+        var master = OpenInGuestRoot(initPid, "dev/pts/ptmx", Libc.O_RDWR | Libc.O_NOCTTY | Libc.O_CLOEXEC);
         if (master < 0) throw SystemCallException.FromLastError($"open {ptmx}");
         var unlock = 0;
         if (Libc.Ioctl(master, Libc.TIOCSPTLCK, &unlock) != 0)
@@ -130,6 +130,31 @@ public sealed class PtyPair : IDisposable
         }
         if (rows > 0 && cols > 0) pair.Resize(rows, cols);
         return pair;
+    }
+
+    /// <summary>
+    /// Opens a path inside a guest as the agent (host root) without letting the guest redirect it: the guest owns its
+    /// tree and may have put a symlink there, which a plain open through /proc/PID/root would resolve against the
+    /// agent's own root. Resolution stays below the guest's root and follows no links at all.
+    /// </summary>
+    private static int OpenInGuestRoot(int initPid, string relativePath, int flags)
+    {
+        var root = Libc.Open($"/proc/{initPid}/root", Libc.O_PATH | Libc.O_DIRECTORY | Libc.O_CLOEXEC, 0);
+        if (root < 0) return -1;
+        try
+        {
+            return Libc.Openat2(root, relativePath, new Libc.OpenHow
+            {
+                Flags = (ulong)flags,
+                Resolve = Libc.RESOLVE_IN_ROOT | Libc.RESOLVE_NO_SYMLINKS | Libc.RESOLVE_NO_MAGICLINKS,
+            });
+        }
+        finally
+        {
+            var errno = System.Runtime.InteropServices.Marshal.GetLastPInvokeError();
+            Libc.Close(root);
+            System.Runtime.InteropServices.Marshal.SetLastPInvokeError(errno);
+        }
     }
 
     public unsafe void Resize(int rows, int cols)

@@ -45,7 +45,24 @@ internal static partial class Libc
     [LibraryImport(LibcName, EntryPoint = "syscall", SetLastError = true)]
     public static partial nint Syscall(nint number, nint a1, nint a2, nint a3, nint a4, nint a5);
 
-    public const int SYS_pidfd_send_signal = 424, SYS_pidfd_open = 434;
+    public const int SYS_pidfd_send_signal = 424, SYS_pidfd_open = 434, SYS_openat2 = 437;
+    public const int O_PATH = 0x200000, O_DIRECTORY = 0x10000;
+    public const ulong RESOLVE_NO_MAGICLINKS = 0x02, RESOLVE_NO_SYMLINKS = 0x04, RESOLVE_IN_ROOT = 0x10;
+
+    [StructLayout(LayoutKind.Sequential)]
+    public struct OpenHow
+    {
+        public ulong Flags;
+        public ulong Mode;
+        public ulong Resolve;
+    }
+
+    public static unsafe int Openat2(int dirfd, string path, OpenHow how)
+    {
+        var bytes = System.Text.Encoding.UTF8.GetBytes(path + "\0");
+        fixed (byte* p = bytes)
+            return (int)Syscall(SYS_openat2, dirfd, (nint)p, (nint)(&how), sizeof(OpenHow), 0);
+    }
 
     public static int PidfdOpen(int pid) => (int)Syscall(SYS_pidfd_open, pid, 0, 0, 0, 0);
 

@@ -942,6 +942,17 @@ static void do_mount(const char *src, const char *target, const char *fstype,
 		die(errno, "mount %s on %s", fstype, target);
 }
 
+/* A bind of a host inode (a device node, /dev/null over a masked file) is
+ * made read-only: the node stays usable, but its mode and owner, which are
+ * the host's own, cannot be changed through it. */
+static void bind_readonly(const char *src, const char *dst)
+{
+	if (mount(src, dst, NULL, MS_BIND, NULL) < 0)
+		die(errno, "bind mount %s on %s", src, dst);
+	if (mount(NULL, dst, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NOEXEC, NULL) < 0)
+		die(errno, "remount %s read-only", dst);
+}
+
 static void bind_device(const char *devdir, const char *name)
 {
 	char *src = join("/dev", name), *dst = join(devdir, name);
@@ -952,8 +963,7 @@ static void bind_device(const char *devdir, const char *name)
 	if (fd < 0)
 		die(errno, "create %s", dst);
 	close(fd);
-	if (mount(src, dst, NULL, MS_BIND, NULL) < 0)
-		die(errno, "bind mount %s on %s", src, dst);
+	bind_readonly(src, dst);
 	free(src);
 	free(dst);
 }
@@ -1040,8 +1050,8 @@ static void apply_masks(const struct list *masks)
 			if (mount("tmpfs", p, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
 				  "mode=0555") < 0)
 				die(errno, "mount tmpfs mask on %s", p);
-		} else if (mount("/dev/null", p, NULL, MS_BIND, NULL) < 0) {
-			die(errno, "bind mount /dev/null mask on %s", p);
+		} else {
+			bind_readonly("/dev/null", p);
 		}
 	}
 }
@@ -1557,6 +1567,11 @@ static int cmd_exec(const char *specpath)
 		sigaddset(&fwd, forwarded_signals[i]);
 	sigprocmask(SIG_BLOCK, &fwd, NULL);
 
+	/* The child appears in the guest's pid namespace before it has joined the
+	 * mount namespace; non-dumpable (inherited by fork, reset by execve), its
+	 * /proc/PID/root and fds are out of the guest's reach in that window. */
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+		die(errno, "prctl PR_SET_DUMPABLE");
 	setns_or_die(nsfd[NS_PID], CLONE_NEWPID, s.target_pid, NS_PID);
 	pid = fork();
 	if (pid < 0)
