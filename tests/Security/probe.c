@@ -494,26 +494,6 @@ static void read_kcore(const char *label, const char *path)
 		note("read %s: %d bytes, no ELF header", label, n);
 }
 
-/* 2: /proc/kcore. */
-static int attempt_kcore(void)
-{
-	const char *proc;
-	char path[4200];
-
-	read_kcore("/proc/kcore", "/proc/kcore");
-	if (umount2("/proc/kcore", MNT_DETACH) == 0) {
-		note("unmount the mask on /proc/kcore: allowed");
-		read_kcore("/proc/kcore with the mask gone", "/proc/kcore");
-	} else {
-		refused(errno, errno == EPERM ? why_cap(21) : errno == EINVAL ? "not a mount" : "", "unmount the mask on /proc/kcore");
-	}
-	if ((proc = fresh_proc("proc"))) {
-		snprintf(path, sizeof path, "%s/kcore", proc);
-		read_kcore("kcore of a fresh procfs", path);
-	}
-	return finish();
-}
-
 static void read_kallsyms(const char *label, const char *path)
 {
 	char buf[256];
@@ -530,24 +510,40 @@ static void read_kallsyms(const char *label, const char *path)
 		note("read %s: addresses shown as zero (kptr_restrict: %s)", label, why_cap(34));
 }
 
+/* A masked /proc file: read it, then again with the mask unmounted, then
+ * through a fresh procfs. */
+static int try_masked_proc_file(const char *name, void (*read_file)(const char *, const char *))
+{
+	const char *proc;
+	char path[4200], label[4300];
+
+	snprintf(path, sizeof path, "/proc/%s", name);
+	read_file(path, path);
+	if (umount2(path, MNT_DETACH) == 0) {
+		note("unmount the mask on %s: allowed", path);
+		snprintf(label, sizeof label, "%s with the mask gone", path);
+		read_file(label, path);
+	} else {
+		refused(errno, errno == EPERM ? why_cap(21) : errno == EINVAL ? "not a mount" : "", "unmount the mask on %s", path);
+	}
+	if ((proc = fresh_proc("proc"))) {
+		snprintf(label, sizeof label, "%s of a fresh procfs", name);
+		snprintf(path, sizeof path, "%s/%s", proc, name);
+		read_file(label, path);
+	}
+	return finish();
+}
+
+/* 2: /proc/kcore. */
+static int attempt_kcore(void)
+{
+	return try_masked_proc_file("kcore", read_kcore);
+}
+
 /* Kernel addresses from /proc/kallsyms (what KASLR hides). */
 static int attempt_kallsyms(void)
 {
-	const char *proc;
-	char path[4200];
-
-	read_kallsyms("/proc/kallsyms", "/proc/kallsyms");
-	if (umount2("/proc/kallsyms", MNT_DETACH) == 0) {
-		note("unmount the mask on /proc/kallsyms: allowed");
-		read_kallsyms("/proc/kallsyms with the mask gone", "/proc/kallsyms");
-	} else {
-		refused(errno, errno == EPERM ? why_cap(21) : errno == EINVAL ? "not a mount" : "", "unmount the mask on /proc/kallsyms");
-	}
-	if ((proc = fresh_proc("proc"))) {
-		snprintf(path, sizeof path, "%s/kallsyms", proc);
-		read_kallsyms("kallsyms of a fresh procfs", path);
-	}
-	return finish();
+	return try_masked_proc_file("kallsyms", read_kallsyms);
 }
 
 /* What the masks hide: unmount them or mount a fresh procfs, and read. */
