@@ -819,44 +819,39 @@ static int attempt_release_agent(void)
 	return finish();
 }
 
+/* Both module syscalls check CAP_SYS_MODULE before looking at their
+ * arguments, so only a kernel without module support tells the filter apart
+ * (it says ENOSYS). */
+static void judge_module_call(const char *call, long r, int err, int have_modules)
+{
+	char why[256];
+
+	if (r == 0) {
+		got_through("%s", call);
+		return;
+	}
+	if (err == EPERM && !have_modules)
+		snprintf(why, sizeof why, "seccomp filter (this kernel has no module support and would say ENOSYS)");
+	else if (err == EPERM)
+		snprintf(why, sizeof why, "seccomp filter or %s", why_cap(16));
+	else
+		snprintf(why, sizeof why, "%s", err == ENOSYS ? "kernel without module support" : "");
+	refused(err, why, "%s", call);
+}
+
 /* 8: loading a kernel module. */
 static int attempt_module(void)
 {
 	int have_modules = access("/proc/modules", F_OK) == 0;
 	char image[64] = "\177ELF";
-	char why[256];
 	long r;
 	int fd;
 
-	/* Both syscalls check CAP_SYS_MODULE before looking at their arguments, so
-	 * only a kernel without module support tells the filter apart (it says ENOSYS). */
 	r = syscall(SYS_init_module, image, sizeof image, "");
-	if (r == 0) {
-		got_through("init_module");
-	} else {
-		int err = errno;
-		if (err == EPERM && !have_modules)
-			snprintf(why, sizeof why, "seccomp filter (this kernel has no module support and would say ENOSYS)");
-		else if (err == EPERM)
-			snprintf(why, sizeof why, "seccomp filter or %s", why_cap(16));
-		else
-			snprintf(why, sizeof why, "%s", err == ENOSYS ? "kernel without module support" : "");
-		refused(err, why, "init_module");
-	}
+	judge_module_call("init_module", r, errno, have_modules);
 	fd = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
 	r = syscall(SYS_finit_module, fd, "", 0);
-	if (r == 0) {
-		got_through("finit_module");
-	} else {
-		int err = errno;
-		if (err == EPERM && !have_modules)
-			snprintf(why, sizeof why, "seccomp filter (this kernel has no module support and would say ENOSYS)");
-		else if (err == EPERM)
-			snprintf(why, sizeof why, "seccomp filter or %s", why_cap(16));
-		else
-			snprintf(why, sizeof why, "%s", err == ENOSYS ? "kernel without module support" : "");
-		refused(err, why, "finit_module");
-	}
+	judge_module_call("finit_module", r, errno, have_modules);
 	if (fd >= 0)
 		close(fd);
 	return finish();
