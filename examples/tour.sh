@@ -48,7 +48,14 @@ step "Inside a vserver: its own hostname, process list and network"
 run "$vsctl" exec tour-web -- hostname
 run "$vsctl" exec tour-web -- ps -o pid,comm
 db_ip=$("$vsctl" status tour-db -f json | sed -n 's/.*"ipv4": *"\([0-9.]*\)".*/\1/p')
-run "$vsctl" exec tour-web -- ping -c 1 -W 2 "$db_ip"
+# Root inside is an unprivileged id on the host, yet may serve on port 80 of its own network namespace.
+run "$vsctl" exec tour-db -- id
+run "$vsctl" exec tour-db -- sh -c 'nc -ll -p 80 -e echo "hello from tour-db" </dev/null >/dev/null 2>&1 &'
+for _ in 1 2 3 4 5 6 7 8 9 10; do
+	"$vsctl" exec tour-web -- nc -w 2 "$db_ip" 80 >/dev/null 2>&1 && break
+	sleep 0.2
+done
+run "$vsctl" exec tour-web -- nc -w 2 "$db_ip" 80
 
 step "Writes stay in the vserver that made them"
 run "$vsctl" exec tour-web -- sh -c 'echo hello > /root/note && cat /root/note'
