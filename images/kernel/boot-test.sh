@@ -100,7 +100,7 @@ seen() {
         s == 1 && $0 == "vserver-initramfs: modules loaded" { s = 2; next }
         s == 2 && $0 == mk                                  { s = 3; next }
         s == 3 && $0 == v                                   { s = 4; next }
-        END { print s }' "$LOGF"
+        END { print s + 0 }' "$LOGF"
 }
 deadline=$(awk -v t="$t0" -v d="$TIMEOUT" 'BEGIN { printf "%d", t + d }')
 state=0
