@@ -102,13 +102,15 @@ seen() {
         s == 3 && $0 == v                                   { s = 4; next }
         END { print s + 0 }' "$LOGF"
 }
-deadline=$(awk -v t="$t0" -v d="$TIMEOUT" 'BEGIN { printf "%d", t + d }')
+past_deadline() {
+    awk -v t="$t0" -v d="$TIMEOUT" -v n="$(date +%s.%N)" 'BEGIN { exit !(n >= t + d) }'
+}
 state=0
 while :; do
     state=$(seen)
     [ "$state" -eq 4 ] && break
     kill -0 "$qpid" 2>/dev/null || { state=$(seen); break; }
-    [ "$(date +%s)" -lt "$deadline" ] || break
+    past_deadline && break
     sleep 0.05
 done
 t1=$(date +%s.%N)
@@ -121,7 +123,9 @@ if [ "$state" -eq 4 ]; then
     while kill -0 "$qpid" 2>/dev/null && [ $n -lt 100 ]; do sleep 0.05; n=$((n + 1)); done
     if kill -0 "$qpid" 2>/dev/null; then
         echo "$me: warning: QEMU did not exit after the guest's poweroff; killing pid $qpid"
+        kill "$qpid" 2>/dev/null || true
     fi
+    wait "$qpid" 2>/dev/null || true
     [ -z "${LOG:-}" ] || cp "$LOGF" "$LOG"
     echo "$me: OK: all markers seen in ${elapsed}s (kernel $VERSION, $KERNEL, tsc_early_khz=$KHZ)"
     exit 0
@@ -129,6 +133,7 @@ fi
 missing=$(echo $names | cut -d' ' -f$((state + 1))-)
 if kill -0 "$qpid" 2>/dev/null; then
     kill "$qpid" 2>/dev/null || true
+    wait "$qpid" 2>/dev/null || true
     why="timed out after ${elapsed}s; killed QEMU pid $qpid"
 else
     wait "$qpid" 2>/dev/null && rc=0 || rc=$?
