@@ -58,7 +58,8 @@
 # same .deb and busybox give the same initrd.img.
 #
 # Needs: apt-get, dpkg-deb, kmod (depmod, modprobe), lz4/xz/zstd/gzip (as the
-# kernel needs), readelf (binutils), busybox-static (also provides cpio).
+# kernel needs), readelf (binutils), busybox-static, cpio (GNU, for
+# --reproducible; busybox cpio is the fallback).
 set -eu
 
 BUSYBOX=${BUSYBOX:-/bin/busybox}
@@ -274,7 +275,15 @@ EOF
 chmod 0755 "$IR/init"
 
 find "$IR" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
-(cd "$IR" && find . -mindepth 1 | LC_ALL=C sort | "$BUSYBOX" cpio -o -H newc -R 0:0 2>/dev/null) |
+# GNU cpio's --reproducible renumbers inodes and zeroes device numbers; busybox
+# cpio writes the staging tree's real inode numbers (fine, not byte-identical).
+if command -v cpio >/dev/null 2>&1 && cpio --help 2>/dev/null | grep -q -- --reproducible; then
+    set -- cpio -o -H newc -R 0:0 --reproducible --quiet
+else
+    say "GNU cpio not found: using busybox cpio (initrd.img will not be byte-reproducible)"
+    set -- "$BUSYBOX" cpio -o -H newc -R 0:0
+fi
+(cd "$IR" && find . -mindepth 1 | LC_ALL=C sort | "$@" 2>/dev/null) |
     gzip -n -9 > "$TMP/initrd.img"
 
 # --- output ------------------------------------------------------------------
