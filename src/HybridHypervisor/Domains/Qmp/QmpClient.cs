@@ -77,7 +77,8 @@ public sealed class QmpClient : IAsyncDisposable
     /// <summary>False once the connection has closed.</summary>
     public bool IsConnected { get { lock (_gate) return !_closed; } }
 
-    /// <summary>Why the connection closed ("end of stream", a socket error, a protocol violation, "disposed"),
+    /// <summary>Why the connection closed ("end of stream", "connection reset", another socket error, a protocol
+    /// violation, "disposed"),
     /// or null while it is open.</summary>
     public string? CloseReason { get { lock (_gate) return _closeMessage; } }
 
@@ -328,12 +329,20 @@ public sealed class QmpClient : IAsyncDisposable
         {
             reason = "disposed";
         }
+        catch (Exception e) when (IsConnectionReset(e))
+        {
+            // QEMU 7.2 exiting after an exec: migration resets the socket instead of closing it: still just a close.
+            reason = "connection reset";
+        }
         catch (Exception e) when (e is IOException or SocketException or ObjectDisposedException)
         {
             reason = e is QmpProtocolException ? e.Message : $"read failed: {e.Message}";
         }
         Close(reason);
     }
+
+    private static bool IsConnectionReset(Exception e) =>
+        (e as SocketException ?? e.InnerException as SocketException)?.SocketErrorCode == SocketError.ConnectionReset;
 
     private void Dispatch(ReadOnlySpan<byte> line)
     {
