@@ -58,10 +58,18 @@ public sealed class QmpClientTests
     [Fact]
     public async Task Connect_gives_up_with_a_timeout_naming_the_socket()
     {
-        var path = Path.Combine(FakeQmpServer.NewTempDir(), "never.sock");
-        var e = await Should.ThrowAsync<TimeoutException>(() => QmpClient.ConnectAsync(path, TimeSpan.FromMilliseconds(200), Ct));
-        e.Message.ShouldContain(path);
-        e.Message.ShouldContain("did not accept a connection");
+        var dir = FakeQmpServer.NewTempDir();
+        try
+        {
+            var path = Path.Combine(dir, "never.sock");
+            var e = await Should.ThrowAsync<TimeoutException>(() => QmpClient.ConnectAsync(path, TimeSpan.FromMilliseconds(200), Ct));
+            e.Message.ShouldContain(path);
+            e.Message.ShouldContain("did not accept a connection");
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
     }
 
     [Fact]
