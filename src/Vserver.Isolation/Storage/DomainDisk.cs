@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.InteropServices;
 using System.Text.Json;
+using Vserver.Isolation.Interop;
 using Vserver.Isolation.Processes;
 
 namespace Vserver.Isolation.Storage;
@@ -59,48 +60,55 @@ public static partial class BaseDisk
         if (File.Exists(basePath)) return (basePath, new FileInfo(basePath).Length);
         if (!Directory.Exists(rootfsPath)) throw new DiskException($"image rootfs {rootfsPath} does not exist");
 
-        using var lockFile = new FileStream(Path.Combine(imageDir, LockName), FileMode.OpenOrCreate, FileAccess.ReadWrite,
-            FileShare.ReadWrite | FileShare.Delete);
-        var fd = (int)lockFile.SafeFileHandle.DangerousGetHandle();
-        while (Flock(fd, LOCK_EX) != 0)
-        {
-            var errno = Marshal.GetLastPInvokeError();
-            if (errno != 4 /* EINTR */) throw new DiskException($"flock {lockFile.Name}: errno {errno}");
-        }
+        // open(2) + flock(2) directly: a .NET FileStream takes a non-blocking flock of its own (LOCK_SH unless
+        // FileShare.None), which fails instead of waiting while another builder holds the lock.
+        var lockPath = Path.Combine(imageDir, LockName);
+        var fd = Libc.Open(lockPath, Libc.O_RDWR | Libc.O_CREAT | Libc.O_CLOEXEC, 0b110_000_000);
+        if (fd < 0) throw new DiskException($"open {lockPath}: errno {Marshal.GetLastPInvokeError()}");
         try
         {
-            if (File.Exists(basePath)) return (basePath, new FileInfo(basePath).Length);
-            foreach (var stale in Directory.EnumerateFiles(imageDir, $".{FileName}.tmp-*")) File.Delete(stale);
-
-            var (bytes, entries) = Measure(rootfsPath);
-            var size = SizeFor(bytes);
-            var temp = Path.Combine(imageDir, $".{FileName}.tmp-{Environment.ProcessId}");
-            try
+            while (Flock(fd, LOCK_EX) != 0)
             {
-                using (File.Create(temp)) { }
-                HostCommand.Run("mkfs.ext4",
-                [
-                    "-q", "-F", "-b", "4096", "-N", InodesFor(size, entries).ToString(CultureInfo.InvariantCulture),
-                    "-d", rootfsPath, "-L", "root", "-E", "root_owner=0:0", temp,
-                    (size / 1024).ToString(CultureInfo.InvariantCulture) + "k",
-                ], timeout: TimeSpan.FromMinutes(10));
-                using (var stream = new FileStream(temp, FileMode.Open, FileAccess.ReadWrite))
-                    stream.Flush(flushToDisk: true);
-                File.SetUnixFileMode(temp, UnixFileMode.UserRead | UnixFileMode.GroupRead | UnixFileMode.OtherRead);
-                File.Move(temp, basePath, overwrite: false);
+                var errno = Marshal.GetLastPInvokeError();
+                if (errno != 4 /* EINTR */) throw new DiskException($"flock {lockPath}: errno {errno}");
             }
-            catch
-            {
-                File.Delete(temp);
-                throw;
-            }
-            AtomicFile.FsyncDirectory(imageDir);
-            return (basePath, size);
+            return BuildLocked(imageDir, rootfsPath, basePath);
         }
         finally
         {
-            Flock(fd, LOCK_UN);
+            Libc.Close(fd); // drops the lock
         }
+    }
+
+    private static (string Path, long SizeBytes) BuildLocked(string imageDir, string rootfsPath, string basePath)
+    {
+        if (File.Exists(basePath)) return (basePath, new FileInfo(basePath).Length);
+        foreach (var stale in Directory.EnumerateFiles(imageDir, $".{FileName}.tmp-*")) File.Delete(stale);
+
+        var (bytes, entries) = Measure(rootfsPath);
+        var size = SizeFor(bytes);
+        var temp = Path.Combine(imageDir, $".{FileName}.tmp-{Environment.ProcessId}");
+        try
+        {
+            using (File.Create(temp)) { }
+            HostCommand.Run("mkfs.ext4",
+            [
+                "-q", "-F", "-b", "4096", "-N", InodesFor(size, entries).ToString(CultureInfo.InvariantCulture),
+                "-d", rootfsPath, "-L", "root", "-E", "root_owner=0:0", temp,
+                (size / 1024).ToString(CultureInfo.InvariantCulture) + "k",
+            ], timeout: TimeSpan.FromMinutes(10));
+            using (var stream = new FileStream(temp, FileMode.Open, FileAccess.ReadWrite))
+                stream.Flush(flushToDisk: true);
+            File.SetUnixFileMode(temp, UnixFileMode.UserRead | UnixFileMode.GroupRead | UnixFileMode.OtherRead);
+            File.Move(temp, basePath, overwrite: false);
+        }
+        catch
+        {
+            File.Delete(temp);
+            throw;
+        }
+        AtomicFile.FsyncDirectory(imageDir);
+        return (basePath, size);
     }
 
     /// <summary>The rootfs's size in bytes (the larger of du's apparent and allocated sizes) and its entry count.</summary>
@@ -115,7 +123,6 @@ public static partial class BaseDisk
     }
 
     private const int LOCK_EX = 2;
-    private const int LOCK_UN = 8;
 
     [LibraryImport("libc", EntryPoint = "flock", SetLastError = true)]
     private static partial int Flock(int fd, int operation);
