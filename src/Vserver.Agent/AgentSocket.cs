@@ -63,8 +63,8 @@ internal static partial class AgentSocket
     /// <summary>Gives the bound socket its group and mode, then renames it to <paramref name="socketPath"/>.</summary>
     public static void Publish(string bindPath, string socketPath, SocketAccess access)
     {
-        if (access.Gid is { } gid && Chown(bindPath, uint.MaxValue, gid) != 0)
-            throw new IOException($"cannot give {bindPath} to group {GroupName} (gid {gid}): {Marshal.GetPInvokeErrorMessage(Marshal.GetLastPInvokeError())}");
+        if (access.Gid is { } gid)
+            Vserver.Isolation.Storage.FileOwner.Chown(bindPath, null, gid, $"give {bindPath} to group {GroupName} (gid {gid})");
         File.SetUnixFileMode(bindPath, access.Mode);
         File.Move(bindPath, socketPath, overwrite: true);
         Directory.Delete(Path.GetDirectoryName(bindPath)!);
@@ -104,7 +104,4 @@ internal static partial class AgentSocket
 
     [LibraryImport("libc", EntryPoint = "mkdir", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static partial int Mkdir(string path, uint mode);
-
-    [LibraryImport("libc", EntryPoint = "chown", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
-    private static partial int Chown(string path, uint owner, uint group);
 }

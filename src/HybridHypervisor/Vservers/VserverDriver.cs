@@ -63,7 +63,7 @@ public sealed class VserverDriver(FleetOptions options, ICgroupHierarchy cgroups
         Directory.CreateDirectory(paths.Upper);
         // The upper layer's root is the guest's "/": owned by the guest's root. Everything below it the overlay
         // creates with the ids of whoever writes inside, i.e. within the guest's host range.
-        if (config.Security.IdMap is { } map) Vserver.Isolation.Storage.AtomicFile.Chown(paths.Upper, map.HostBase, map.HostBase);
+        if (config.Security.IdMap is { } map) Vserver.Isolation.Storage.FileOwner.Chown(paths.Upper, checked((uint)map.HostBase), checked((uint)map.HostBase));
         Directory.CreateDirectory(paths.Work);
         Directory.CreateDirectory(paths.Rootfs);
         Directory.CreateDirectory(paths.RunDir);

@@ -19,6 +19,12 @@ internal static partial class Libc
     [LibraryImport(LibcName, EntryPoint = "lchown", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     public static partial int Lchown(string path, uint owner, uint group);
 
+    public const int LOCK_EX = 2;
+
+    /// <summary>flock(2) on an fd of our own; .NET's FileStream takes a non-blocking one of its own.</summary>
+    [LibraryImport(LibcName, EntryPoint = "flock", SetLastError = true)]
+    public static partial int Flock(int fd, int operation);
+
     [LibraryImport(LibcName, EntryPoint = "fchown", SetLastError = true)]
     public static partial int Fchown(int fd, uint owner, uint group);
 

@@ -37,13 +37,6 @@ public static partial class AtomicFile
         Libc.Close(fd);
     }
 
-    /// <summary>chown(2) without following a final symlink.</summary>
-    public static void Chown(string path, long uid, long gid)
-    {
-        if (Libc.Lchown(path, checked((uint)uid), checked((uint)gid)) != 0)
-            throw SystemCallException.FromLastError($"chown {path} to {uid}:{gid}");
-    }
-
     [System.Runtime.InteropServices.LibraryImport("libc", EntryPoint = "fsync", SetLastError = true)]
     private static partial int Fsync(int fd);
 }

@@ -67,7 +67,7 @@ public static partial class BaseDisk
         if (fd < 0) throw new DiskException($"open {lockPath}: errno {Marshal.GetLastPInvokeError()}");
         try
         {
-            while (Flock(fd, LOCK_EX) != 0)
+            while (Libc.Flock(fd, Libc.LOCK_EX) != 0)
             {
                 var errno = Marshal.GetLastPInvokeError();
                 if (errno != 4 /* EINTR */) throw new DiskException($"flock {lockPath}: errno {errno}");
@@ -121,11 +121,6 @@ public static partial class BaseDisk
         var entries = Du("-s", "-x", "--inodes", rootfsPath);
         return (Math.Max(apparent, allocated), entries);
     }
-
-    private const int LOCK_EX = 2;
-
-    [LibraryImport("libc", EntryPoint = "flock", SetLastError = true)]
-    private static partial int Flock(int fd, int operation);
 }
 
 /// <summary>What <c>qemu-img info</c> says about a domain's overlay.</summary>

@@ -133,17 +133,8 @@ public sealed class QmpClient : IAsyncDisposable
             delay = TimeSpan.FromMilliseconds(Math.Min(delay.TotalMilliseconds * 2, 100));
         }
 
-        var client = new QmpClient(socket, new NetworkStream(socket, ownsSocket: true), socketPath);
-        try
-        {
-            await client.HandshakeAsync(timeout, timeoutCts.Token, ct).ConfigureAwait(false);
-            return client;
-        }
-        catch
-        {
-            await client.DisposeAsync().ConfigureAwait(false);
-            throw;
-        }
+        return await HandshakeOrDisposeAsync(new QmpClient(socket, new NetworkStream(socket, ownsSocket: true), socketPath),
+            timeout, timeoutCts.Token, ct).ConfigureAwait(false);
     }
 
     /// <summary>
@@ -155,10 +146,16 @@ public sealed class QmpClient : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(stream);
         using var timeoutCts = CancellationTokenSource.CreateLinkedTokenSource(ct);
         timeoutCts.CancelAfter(timeout);
-        var client = new QmpClient(null, stream, "stream");
+        return await HandshakeOrDisposeAsync(new QmpClient(null, stream, "stream"), timeout, timeoutCts.Token, ct).ConfigureAwait(false);
+    }
+
+    /// <summary>A client whose handshake fails is closed, never handed out.</summary>
+    private static async Task<QmpClient> HandshakeOrDisposeAsync(QmpClient client, TimeSpan timeout, CancellationToken timeoutToken,
+        CancellationToken callerToken)
+    {
         try
         {
-            await client.HandshakeAsync(timeout, timeoutCts.Token, ct).ConfigureAwait(false);
+            await client.HandshakeAsync(timeout, timeoutToken, callerToken).ConfigureAwait(false);
             return client;
         }
         catch
