@@ -547,7 +547,7 @@ public sealed class Fleet : IDisposable
         return View(g);
     }
 
-    public ExecProcess Exec(string name, IReadOnlyList<string> command, bool tty, int rows, int cols,
+    public IGuestProcess Exec(string name, IReadOnlyList<string> command, bool tty, int rows, int cols,
         IReadOnlyDictionary<string, string>? env, string? cwd)
     {
         if (command.Count == 0 || string.IsNullOrEmpty(command[0])) throw FleetException.Invalid("no command given: vsctl exec NAME -- CMD ARGS...");

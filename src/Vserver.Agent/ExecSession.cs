@@ -62,7 +62,7 @@ internal sealed class ExecSession : IDisposable
             await FailAsync("bad exec request: empty", ct);
             return;
         }
-        ExecProcess exec;
+        IGuestProcess exec;
         try
         {
             exec = fleet.Exec(name, request.Command, request.Tty, request.Rows, request.Cols, request.Env, request.Cwd);
@@ -79,14 +79,14 @@ internal sealed class ExecSession : IDisposable
             // A pending WebSocket receive cannot be cancelled without aborting the socket: the input pump ends
             // when the client closes its side after reading the exit frame.
             var stdin = PumpInputAsync(exec, ct);
-            var exit = await exec.Process.Exited;
+            var code = await exec.ExitCode;
             // Output written just before the exit is still in the pipe: drain it, but do not wait forever for a
             // background process that inherited stdout.
             await Task.WhenAny(Task.WhenAll(stdout, stderr), Task.Delay(TimeSpan.FromSeconds(2), CancellationToken.None));
-            var code = new byte[5];
-            code[0] = ExecStream.Exit;
-            BinaryPrimitives.WriteInt32LittleEndian(code.AsSpan(1), exit.ShellCode);
-            await SendAsync(code, ct);
+            var frame = new byte[5];
+            frame[0] = ExecStream.Exit;
+            BinaryPrimitives.WriteInt32LittleEndian(frame.AsSpan(1), code);
+            await SendAsync(frame, ct);
             await CloseAsync(ct);
             await Task.WhenAny(stdin, Task.Delay(TimeSpan.FromSeconds(5), CancellationToken.None));
         }
@@ -114,7 +114,7 @@ internal sealed class ExecSession : IDisposable
         }
     }
 
-    private async Task PumpInputAsync(ExecProcess exec, CancellationToken ct)
+    private async Task PumpInputAsync(IGuestProcess exec, CancellationToken ct)
     {
         var buffer = new byte[32 * 1024];
         try
@@ -128,13 +128,13 @@ internal sealed class ExecSession : IDisposable
                     // first: once the command ends, the exit path would close the socket as a normal end.
                     await CloseAsync(ct, WebSocketCloseStatus.MessageTooBig, $"exec messages are at most {ApiLimits.MaxExecMessageBytes} bytes");
                     exec.Stdin.Dispose();
-                    if (!exec.Process.HasExited) exec.Process.Signal(1);
+                    exec.Hangup();
                     return;
                 }
                 if (message is null)
                 {
                     // The client hung up; if the command still runs, that is like a closed terminal.
-                    if (!exec.Process.HasExited) exec.Process.Signal(1);
+                    exec.Hangup();
                     exec.Stdin.Dispose();
                     return;
                 }

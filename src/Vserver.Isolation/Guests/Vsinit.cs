@@ -66,9 +66,17 @@ public static class Vsinit
 }
 
 /// <summary>A command running inside a guest: its stdio and its exit.</summary>
-public sealed class ExecProcess(ProcessHandle process, Stream stdin, Stream stdout, Stream? stderr, PtyPair? pty) : IDisposable
+public sealed class ExecProcess(ProcessHandle process, Stream stdin, Stream stdout, Stream? stderr, PtyPair? pty) : IGuestProcess
 {
     public ProcessHandle Process { get; } = process;
+    private Task<int>? _exitCode;
+
+    public Task<int> ExitCode => LazyInitializer.EnsureInitialized(ref _exitCode, async () => (await Process.Exited).ShellCode);
+
+    public void Hangup()
+    {
+        if (!Process.HasExited) Process.Signal(1);
+    }
     public Stream Stdin { get; } = stdin;
     public Stream Stdout { get; } = stdout;
     /// <summary>Null with a terminal: stdout and stderr are both the pty.</summary>
