@@ -1,4 +1,6 @@
 using System.Net;
+using HybridHypervisor.Domains;
+using HybridHypervisor.Domains.GuestAgent;
 using HybridHypervisor.Model;
 using HybridHypervisor.Vservers;
 using Vserver.Isolation.Cgroups;
@@ -10,13 +12,14 @@ namespace HybridHypervisor;
 
 /// <summary>What a caller asks for when creating a guest; sizes already in bytes.</summary>
 public sealed record CreateGuest(string Name, string? Image, GuestLimits Limits, string? Ipv4, string? Restart, IReadOnlyList<string>? Command,
-    bool Privileged = false, IReadOnlyList<string>? AllowSyscalls = null);
+    bool Privileged = false, IReadOnlyList<string>? AllowSyscalls = null, GuestKind Kind = GuestKind.Vserver, string? Kernel = null,
+    int? Vcpus = null, long? DiskBytes = null);
 
 /// <summary>
 /// The fleet: every guest on this host, one lifecycle. The agent maps HTTP onto these calls and holds no
 /// virtualization logic of its own.
 /// </summary>
-public sealed class Fleet : IDisposable
+public sealed partial class Fleet : IDisposable
 {
     private readonly FleetOptions _options;
     private readonly Action<string> _log;
@@ -27,6 +30,8 @@ public sealed class Fleet : IDisposable
     /// <summary>Serialises create and destroy: names and addresses are allocated under it.</summary>
     private readonly SemaphoreSlim _membership = new(1, 1);
     private readonly int _hostCpus = Environment.ProcessorCount;
+    private readonly Lock _acceleratorLock = new();
+    private Task<AcceleratorChoice>? _accelerator;
 
     public Fleet(FleetOptions options, Action<string> log)
     {
@@ -37,6 +42,8 @@ public sealed class Fleet : IDisposable
         Cgroups = CgroupHierarchy.Detect();
         Bridge = new HostBridge(options.BridgeName, options.Subnet);
         Vservers = new VserverDriver(options, Cgroups, Bridge, Images);
+        Kernels = new KernelStore(options.KernelsRoot, options.RecipesRoot);
+        Domains = new DomainDriver(options, Bridge, Images, Kernels);
     }
 
     public FleetOptions Options => _options;
@@ -44,6 +51,33 @@ public sealed class Fleet : IDisposable
     public ICgroupHierarchy Cgroups { get; }
     public HostBridge Bridge { get; }
     internal VserverDriver Vservers { get; }
+    public KernelStore Kernels { get; }
+    internal DomainDriver Domains { get; }
+
+    /// <summary>What domains run on: probed once per host boot by booting the domain kernel under KVM (see
+    /// <see cref="AcceleratorProbe"/>); null while no kernel is built to probe with.</summary>
+    public Task<AcceleratorChoice>? AcceleratorAsync()
+    {
+        lock (_acceleratorLock)
+        {
+            if (_accelerator is { IsFaulted: false, IsCanceled: false }) return _accelerator;
+            var kernel = Kernels.Find(DomainSettings.DefaultKernel) ?? (Kernels.List() is [var first, ..] ? first : null);
+            if (kernel is null) return null;
+            var qemu = DomainDriver.FindProgram(DomainDriver.QemuProgram) ?? DomainDriver.QemuProgram;
+            _accelerator = Task.Run(async () =>
+            {
+                var choice = await AcceleratorProbe.ChooseAsync(qemu, kernel.Vmlinux, kernel.Initrd,
+                    Path.Combine(_options.RunRoot, "accelerator.json"), AcceleratorProbe.DefaultTimeout);
+                _log(choice.Kind == AcceleratorKind.Kvm ? "domains run under KVM" : $"WARNING: domains run emulated: {choice.Display}");
+                return choice;
+            });
+            return _accelerator;
+        }
+    }
+
+    /// <summary>The accelerator a domain starts with, or a refusal saying which kernel to build.</summary>
+    private async Task<AcceleratorChoice> RequireAcceleratorAsync(string kernel) =>
+        await (AcceleratorAsync() ?? throw FleetException.Conflict(Kernels.Missing(kernel)));
 
     /// <summary>Loads every guest, finishes or undoes work an earlier agent left half-done, adopts running vservers,
     /// and applies restart policies to those that ended while no agent was watching.</summary>
@@ -54,6 +88,7 @@ public sealed class Fleet : IDisposable
         Directory.CreateDirectory(_options.GuestsRoot);
         Directory.CreateDirectory(_options.RunGuestsRoot);
         Images.CleanStaging();
+        Kernels.CleanStaging();
         foreach (var leftover in Directory.EnumerateDirectories(_options.GuestsRoot, ".*"))
             Directory.Delete(leftover, recursive: true);
         Bridge.Ensure();
@@ -71,11 +106,16 @@ public sealed class Fleet : IDisposable
             {
                 // An agent died while creating or destroying this guest: nothing of it may stay behind.
                 _log($"removing guest {config.Name}, left {config.Phase.ToString().ToLowerInvariant()} by an agent that died");
-                Vservers.Teardown(paths);
+                Teardown(paths);
                 continue;
             }
             var runtime = new GuestRuntime(config);
             _guests[config.Name] = runtime;
+            if (config.Kind == GuestKind.Domain)
+            {
+                AdoptDomain(runtime, paths);
+                continue;
+            }
             var running = Vservers.Adopt(paths);
             if (running is not null)
             {
@@ -94,6 +134,32 @@ public sealed class Fleet : IDisposable
                 _log($"guest {config.Name} {exit.Description} while no agent was running");
                 if (!stopRequested && ShouldRestart(config.Restart, exit)) ScheduleRestart(runtime, TimeSpan.Zero);
             }
+        }
+    }
+
+    private void AdoptDomain(GuestRuntime runtime, GuestPaths paths)
+    {
+        // QEMU outliving the agent means the host has not rebooted: the accelerator answer cached for this boot holds.
+        var accelerator = AcceleratorAsync()?.GetAwaiter().GetResult()
+            ?? new AcceleratorChoice(AcceleratorKind.Tcg, "no kernel to probe with", "");
+        var running = Domains.AdoptAsync(paths, accelerator).GetAwaiter().GetResult();
+        if (running is not null)
+        {
+            runtime.Domain = running;
+            runtime.Paused = running.Paused;
+            runtime.StopRequested = File.Exists(paths.StoppingMarker);
+            runtime.RunEnded = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            WatchDomainExit(runtime, running);
+            _log($"adopted running domain {runtime.Config.Name} (QEMU pid {running.Pid})");
+        }
+        else if (File.Exists(paths.PidFile))
+        {
+            var stopRequested = File.Exists(paths.StoppingMarker);
+            File.Delete(paths.PidFile);
+            File.Delete(paths.StoppingMarker);
+            runtime.LastExit = new GuestExit(null, null, DateTimeOffset.UtcNow, "ended while no agent was running (status unknown)", Reset: false);
+            _log($"domain {runtime.Config.Name} {runtime.LastExit.Description}");
+            if (!stopRequested && ShouldRestart(runtime.Config.Restart, runtime.LastExit)) ScheduleRestart(runtime, TimeSpan.Zero);
         }
     }
 
@@ -127,8 +193,17 @@ public sealed class Fleet : IDisposable
 
     private static GuestView BrokenView(BrokenGuest b) => new(b.Name, GuestState.Broken, null, null, null, null, 0, null, b.Problem);
 
-    private static GuestView View(GuestRuntime g)
+    private GuestView View(GuestRuntime g)
     {
+        if (g.Config.Kind == GuestKind.Domain)
+        {
+            var domain = g.Domain;
+            var accel = domain?.Accelerator ?? (AcceleratorAsync() is { IsCompletedSuccessfully: true } t ? t.Result : null);
+            return new GuestView(g.Config.Name, g.State, g.Config, domain?.Pid, domain?.StartedAt, g.LastExit, g.RestartCount, null, null)
+            {
+                Accelerator = accel?.Display,
+            };
+        }
         var running = g.Running;
         CgroupStats? usage = null;
         try
@@ -149,7 +224,10 @@ public sealed class Fleet : IDisposable
         if (GuestConfigValidator.NameError(request.Name) is { } nameError) throw FleetException.Invalid(nameError);
         if (!RestartPolicies.TryParse(request.Restart, out var restart))
             throw FleetException.Invalid($"invalid restart policy '{request.Restart}': use no, on-failure or always");
-        if (GuestConfigValidator.LimitsError(request.Limits, _hostCpus) is { } limitsError) throw FleetException.Invalid(limitsError);
+        var domain = request.Kind == GuestKind.Domain ? DomainSettingsFor(request) : null;
+        if (domain is null && (request.Vcpus ?? (object?)request.DiskBytes ?? request.Kernel) is not null)
+            throw FleetException.Invalid($"{(request.Vcpus is not null ? "--vcpus" : request.DiskBytes is not null ? "--disk" : "--kernel")} is for domains; add --kind domain, or leave it out for a vserver");
+        if (domain is null && GuestConfigValidator.LimitsError(request.Limits, _hostCpus) is { } limitsError) throw FleetException.Invalid(limitsError);
         if (GuestConfigValidator.Ipv4Error(request.Ipv4, _options.Subnet) is { } ipError) throw FleetException.Invalid(ipError);
         if (GuestConfigValidator.AllowSyscallsError(request.AllowSyscalls, request.Privileged) is { } allowError)
             throw FleetException.Invalid(allowError);
@@ -161,6 +239,7 @@ public sealed class Fleet : IDisposable
             var built = string.Join(", ", Images.List().Select(i => i.Name));
             throw FleetException.Invalid($"unknown image '{imageName}'; built images: {(built.Length > 0 ? built : "none")}; build one with: vsctl image build {imageName}");
         }
+        if (domain is not null && Kernels.Find(domain.Kernel) is null) throw FleetException.Invalid(Kernels.Missing(domain.Kernel));
 
         await _membership.WaitAsync(ct);
         try
@@ -177,14 +256,16 @@ public sealed class Fleet : IDisposable
             var security = new GuestSecurity
             {
                 Privileged = request.Privileged,
-                IdMap = request.Privileged ? null : AllocateIds(),
+                IdMap = request.Privileged || domain is not null ? null : AllocateIds(),
                 AllowSyscalls = request.AllowSyscalls?.Distinct().Order(StringComparer.Ordinal).ToList() ?? [],
             };
             var config = new GuestConfig
             {
                 Name = request.Name,
+                Kind = request.Kind,
                 Image = imageName,
-                Limits = request.Limits,
+                Limits = domain is null ? request.Limits : new GuestLimits { MemoryBytes = domain.MaxMemoryBytes },
+                Domain = domain,
                 Network = new GuestNetworkConfig { Ipv4 = address.ToString() },
                 Restart = restart,
                 Command = request.Command,
@@ -196,14 +277,15 @@ public sealed class Fleet : IDisposable
             Failpoints.Hit("create.after-config");
             try
             {
-                Vservers.Provision(config, paths);
+                if (domain is null) Vservers.Provision(config, paths);
+                else Domains.Provision(config, paths);
                 Failpoints.Hit("create.after-network");
                 config = config with { Phase = GuestPhase.Ready };
                 _store.Save(config);
             }
             catch (Exception e)
             {
-                Vservers.Teardown(paths);
+                Teardown(paths);
                 throw e as FleetException ?? new FleetException(FleetError.Failed, $"creating {request.Name} failed: {e.Message}", e);
             }
             var runtime = new GuestRuntime(config);
@@ -215,6 +297,37 @@ public sealed class Fleet : IDisposable
         {
             _membership.Release();
         }
+    }
+
+    /// <summary>A domain's settings from a create request, checked; vserver-only options are refused by name.</summary>
+    private DomainSettings DomainSettingsFor(CreateGuest request)
+    {
+        string? VserverOnly() =>
+            request.Command is not null ? "--cmd" : request.Privileged ? "--privileged" : request.AllowSyscalls is { Count: > 0 } ? "--allow-syscall"
+            : request.Limits.Cpus is not null ? "--cpus" : request.Limits.Pids is not null ? "--pids" : null;
+        if (VserverOnly() is { } option)
+            throw FleetException.Invalid(option switch
+            {
+                "--cpus" => "--cpus is a vserver's CPU share; give a domain processors with --vcpus N",
+                "--cmd" => "--cmd is for vservers; a domain boots its image's /sbin/init (see vsctl console)",
+                _ => $"{option} is for vservers; a domain is isolated by its own kernel",
+            });
+        var domain = new DomainSettings
+        {
+            Kernel = request.Kernel ?? DomainSettings.DefaultKernel,
+            Vcpus = request.Vcpus ?? 1,
+            MaxMemoryBytes = request.Limits.MemoryBytes ?? DomainSettings.DefaultMemoryBytes,
+            DiskBytes = request.DiskBytes ?? DomainSettings.DefaultDiskBytes,
+        };
+        if (GuestConfigValidator.DomainError(domain, null, _hostCpus, HostMemory.TotalBytes) is { } error) throw FleetException.Invalid(error);
+        return domain;
+    }
+
+    /// <summary>Removes whatever a guest of either kind left on the host: QEMU, tap, cgroup, veth, directories.</summary>
+    private void Teardown(GuestPaths paths)
+    {
+        DomainDriver.Teardown(paths);
+        Vservers.Teardown(paths);
     }
 
     /// <summary>A host id range no guest holds, broken ones included (their files are owned by it), so no two guests
@@ -270,7 +383,7 @@ public sealed class Fleet : IDisposable
             {
                 if (!force)
                     throw FleetException.Conflict($"guest '{name}' is broken ({broken.Problem}); remove it with: vsctl destroy --force {name}");
-                Vservers.Teardown(_store.PathsFor(name));
+                Teardown(_store.PathsFor(name));
                 lock (_fleetLock) _broken.Remove(name);
                 _log($"destroyed broken guest {name}");
                 return;
@@ -279,7 +392,7 @@ public sealed class Fleet : IDisposable
             await g.Lock.WaitAsync(ct);
             try
             {
-                if (g.Running is not null)
+                if (g.IsRunning)
                 {
                     if (!force)
                         throw FleetException.Conflict($"guest '{name}' is {g.State.ToString().ToLowerInvariant()}; stop it first or use: vsctl destroy --force {name}");
@@ -288,7 +401,7 @@ public sealed class Fleet : IDisposable
                 var paths = _store.PathsFor(name);
                 _store.Save(g.Config with { Phase = GuestPhase.Destroying });
                 Failpoints.Hit("destroy.after-mark");
-                Vservers.Teardown(paths);
+                Teardown(paths);
                 g.Removed = true;
                 lock (_fleetLock) _guests.Remove(name);
                 _log($"destroyed guest {name}");
@@ -313,9 +426,9 @@ public sealed class Fleet : IDisposable
         await g.Lock.WaitAsync(ct);
         try
         {
-            if (g.Running is not null)
+            if (g.IsRunning)
                 throw FleetException.Conflict($"guest '{name}' is already {g.State.ToString().ToLowerInvariant()}; stop it first, or use: vsctl restart {name}");
-            StartLocked(g);
+            await StartLockedAsync(g, ct);
             ended = g.RunEnded.Task;
         }
         finally
@@ -326,9 +439,16 @@ public sealed class Fleet : IDisposable
         return View(g);
     }
 
-    private void StartLocked(GuestRuntime g)
+    private async Task StartLockedAsync(GuestRuntime g, CancellationToken ct = default)
     {
         var paths = _store.PathsFor(g.Config.Name);
+        if (g.Config.Kind == GuestKind.Domain)
+        {
+            var accelerator = await RequireAcceleratorAsync(g.Config.Domain!.Kernel);
+            var domain = await Domains.StartAsync(g.Config, paths, accelerator, ct: ct);
+            await BeginDomainRunAsync(g, domain);
+            return;
+        }
         var running = Vservers.Start(g.Config, paths);
         g.RestartPending = false;
         g.Running = running;
@@ -336,6 +456,69 @@ public sealed class Fleet : IDisposable
         g.StopRequested = false;
         g.RunEnded = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         WatchExit(g, running);
+    }
+
+    /// <summary>Records a started domain (under the guest's lock) and sets its balloon to the configured target.</summary>
+    private async Task BeginDomainRunAsync(GuestRuntime g, RunningDomain domain)
+    {
+        File.Delete(_store.PathsFor(g.Config.Name).StoppingMarker);
+        g.RestartPending = false;
+        g.Domain = domain;
+        g.Paused = domain.Paused;
+        g.StopRequested = false;
+        g.RunEnded = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        WatchDomainExit(g, domain);
+        if (g.Config.Limits.MemoryBytes is { } target && target < g.Config.Domain!.MaxMemoryBytes)
+        {
+            try
+            {
+                await domain.Qmp.BalloonAsync(target);
+            }
+            catch (Domains.Qmp.QmpException e)
+            {
+                _log($"domain {g.Config.Name}: setting the balloon to {target >> 20}M failed: {e.Message}");
+            }
+        }
+    }
+
+    private void WatchDomainExit(GuestRuntime g, RunningDomain domain) =>
+        domain.Ended.ContinueWith(_ => OnDomainEndedAsync(g, domain), TaskScheduler.Default);
+
+    private async Task OnDomainEndedAsync(GuestRuntime g, RunningDomain domain)
+    {
+        await g.Lock.WaitAsync();
+        try
+        {
+            if (!ReferenceEquals(g.Domain, domain) || g.Removed) return;
+            var (exit, stopRequested) = await EndDomainRunLockedAsync(g, domain);
+            _log($"domain {g.Config.Name}: {exit.Description}");
+            if (!stopRequested && ShouldRestart(g.Config.Restart, exit)) ScheduleBackedOffRestart(g, exit, domain.StartedAt);
+        }
+        catch (Exception e)
+        {
+            _log($"domain {g.Config.Name}: handling its end failed: {e.Message}");
+        }
+        finally
+        {
+            g.Lock.Release();
+        }
+    }
+
+    /// <summary>Records the end of a domain's run (under the guest's lock), like <see cref="EndRunLocked"/> for vservers.</summary>
+    private async Task<(GuestExit Exit, bool StopRequested)> EndDomainRunLockedAsync(GuestRuntime g, RunningDomain domain)
+    {
+        var paths = _store.PathsFor(g.Config.Name);
+        var exit = await domain.Ended;
+        var stopRequested = g.StopRequested || File.Exists(paths.StoppingMarker);
+        File.Delete(paths.StoppingMarker);
+        File.Delete(paths.PidFile);
+        await domain.DisposeAsync();
+        g.Domain = null;
+        g.Paused = false;
+        g.ConsoleAttached = false;
+        g.LastExit = exit;
+        g.RunEnded.TrySetResult();
+        return (exit, stopRequested);
     }
 
     private void WatchExit(GuestRuntime g, RunningVserver running) =>
@@ -349,15 +532,7 @@ public sealed class Fleet : IDisposable
             if (!ReferenceEquals(g.Running, running) || g.Removed) return;
             var (exit, stopRequested) = EndRunLocked(g, running);
             _log($"guest {g.Config.Name} {exit.Description}");
-            if (!stopRequested && ShouldRestart(g.Config.Restart, exit))
-            {
-                // Back off like a supervisor should: a guest that keeps crashing is retried ever more slowly.
-                var stableRun = exit.At - running.StartedAt > TimeSpan.FromSeconds(10);
-                if (stableRun) g.RestartCount = 0;
-                var delay = TimeSpan.FromMilliseconds(Math.Min(100 * Math.Pow(2, Math.Min(g.RestartCount, 10)), 10_000));
-                g.RestartCount++;
-                ScheduleRestart(g, delay);
-            }
+            if (!stopRequested && ShouldRestart(g.Config.Restart, exit)) ScheduleBackedOffRestart(g, exit, running.StartedAt);
         }
         catch (Exception e)
         {
@@ -367,6 +542,16 @@ public sealed class Fleet : IDisposable
         {
             g.Lock.Release();
         }
+    }
+
+    /// <summary>Back off like a supervisor should: a guest that keeps crashing is retried ever more slowly.</summary>
+    private void ScheduleBackedOffRestart(GuestRuntime g, GuestExit exit, DateTimeOffset startedAt)
+    {
+        var stableRun = exit.At - startedAt > TimeSpan.FromSeconds(10);
+        if (stableRun) g.RestartCount = 0;
+        var delay = TimeSpan.FromMilliseconds(Math.Min(100 * Math.Pow(2, Math.Min(g.RestartCount, 10)), 10_000));
+        g.RestartCount++;
+        ScheduleRestart(g, delay);
     }
 
     private static bool ShouldRestart(RestartPolicy policy, GuestExit exit) =>
@@ -386,9 +571,9 @@ public sealed class Fleet : IDisposable
             await g.Lock.WaitAsync();
             try
             {
-                if (g.Removed || g.Running is not null || !g.RestartPending) return;
+                if (g.Removed || g.IsRunning || !g.RestartPending) return;
                 g.RestartPending = false;
-                StartLocked(g);
+                await StartLockedAsync(g);
                 _log($"restarted guest {g.Config.Name} (restart policy {RestartPolicies.Format(g.Config.Restart)})");
             }
             catch (Exception e)
@@ -408,7 +593,7 @@ public sealed class Fleet : IDisposable
         await g.Lock.WaitAsync(ct);
         try
         {
-            if (g.Running is null)
+            if (!g.IsRunning)
             {
                 // Between two runs of a crashing guest, a stop just cancels the pending restart.
                 if (!g.RestartPending) throw FleetException.Conflict($"guest '{name}' is not running");
@@ -426,9 +611,18 @@ public sealed class Fleet : IDisposable
         return View(g);
     }
 
-    /// <summary>SIGTERM to init, SIGKILL after the timeout; returns once the exit is collected.</summary>
+    /// <summary>SIGTERM to init (ACPI power-down for a domain), SIGKILL after the timeout; returns once the exit is collected.</summary>
     private async Task StopLockedAsync(GuestRuntime g, TimeSpan timeout)
     {
+        if (g.Domain is { } domain)
+        {
+            g.StopRequested = true;
+            File.WriteAllText(_store.PathsFor(g.Config.Name).StoppingMarker, "");
+            await DomainDriver.StopAsync(domain, timeout);
+            var (domainExit, _) = await EndDomainRunLockedAsync(g, domain);
+            _log($"stopped domain {g.Config.Name}: {domainExit.Description}");
+            return;
+        }
         var running = g.Running!;
         var paths = _store.PathsFor(g.Config.Name);
         g.StopRequested = true;
@@ -471,8 +665,8 @@ public sealed class Fleet : IDisposable
         await g.Lock.WaitAsync(ct);
         try
         {
-            if (g.Running is not null) await StopLockedAsync(g, _options.DefaultStopTimeout);
-            StartLocked(g);
+            if (g.IsRunning) await StopLockedAsync(g, _options.DefaultStopTimeout);
+            await StartLockedAsync(g, ct);
         }
         finally
         {
@@ -491,10 +685,17 @@ public sealed class Fleet : IDisposable
         await g.Lock.WaitAsync(ct);
         try
         {
-            if (g.Running is null) throw FleetException.Conflict($"guest '{name}' is not running");
+            if (!g.IsRunning) throw FleetException.Conflict($"guest '{name}' is not running");
             if (g.Paused == freeze) throw FleetException.Conflict($"guest '{name}' is already {(freeze ? "paused" : "running")}");
-            if (freeze) g.Running.Cgroup.Freeze();
-            else g.Running.Cgroup.Thaw();
+            if (g.Domain is { } domain)
+            {
+                // xl pause/unpause: the vcpus stop; memory, devices and the console stay.
+                if (freeze) await domain.Qmp.StopAsync(ct);
+                else await domain.Qmp.ContAsync(ct);
+                domain.Paused = freeze;
+            }
+            else if (freeze) g.Running!.Cgroup.Freeze();
+            else g.Running!.Cgroup.Thaw();
             g.Paused = freeze;
         }
         finally
@@ -519,6 +720,11 @@ public sealed class Fleet : IDisposable
         await g.Lock.WaitAsync(ct);
         try
         {
+            if (g.Config.Kind == GuestKind.Domain)
+            {
+                await SetDomainMemoryLockedAsync(g, changes);
+                return View(g);
+            }
             var limits = g.Config.Limits with
             {
                 MemoryBytes = changes.MemoryBytes ?? g.Config.Limits.MemoryBytes,
@@ -547,15 +753,69 @@ public sealed class Fleet : IDisposable
         return View(g);
     }
 
-    public IGuestProcess Exec(string name, IReadOnlyList<string> command, bool tty, int rows, int cols,
-        IReadOnlyDictionary<string, string>? env, string? cwd)
+    /// <summary>A domain's memory: live, a balloon target within its maximum; stopped, the maximum (and target) of its next
+    /// boot. Persisted either way.</summary>
+    private async Task SetDomainMemoryLockedAsync(GuestRuntime g, GuestLimits changes)
+    {
+        var name = g.Config.Name;
+        if (changes.Cpus is not null || changes.Pids is not null)
+            throw FleetException.Invalid($"'{name}' is a domain: it has vcpus (set at create) and no process limit; only --memory can be set");
+        if (changes.MemoryBytes is not { } memory) return;
+        var domain = g.Config.Domain!;
+        if (g.Domain is { } running)
+        {
+            if (memory > domain.MaxMemoryBytes)
+                throw FleetException.Invalid($"memory {memory >> 20}M is above domain '{name}''s maximum of {domain.MaxMemoryBytes >> 20}M; " +
+                    $"stop it and set --memory {memory >> 20}M to raise the maximum");
+            if (GuestConfigValidator.DomainError(domain, memory, _hostCpus, HostMemory.TotalBytes) is { } error) throw FleetException.Invalid(error);
+            await running.Qmp.BalloonAsync(memory);
+            g.Config = g.Config with { Limits = g.Config.Limits with { MemoryBytes = memory } };
+        }
+        else
+        {
+            var raised = domain with { MaxMemoryBytes = memory };
+            if (GuestConfigValidator.DomainError(raised, memory, _hostCpus, HostMemory.TotalBytes) is { } error) throw FleetException.Invalid(error);
+            g.Config = g.Config with { Domain = raised, Limits = g.Config.Limits with { MemoryBytes = memory } };
+        }
+        _store.Save(g.Config);
+    }
+
+    /// <summary>How long an exec waits for a freshly started domain's guest agent (a TCG boot takes a few seconds).</summary>
+    private static readonly TimeSpan GuestAgentReadyTimeout = TimeSpan.FromSeconds(60);
+
+    public async Task<IGuestProcess> ExecAsync(string name, IReadOnlyList<string> command, bool tty, int rows, int cols,
+        IReadOnlyDictionary<string, string>? env, string? cwd, CancellationToken ct = default)
     {
         if (command.Count == 0 || string.IsNullOrEmpty(command[0])) throw FleetException.Invalid("no command given: vsctl exec NAME -- CMD ARGS...");
         var g = Find(name);
-        var running = g.Running;
-        if (running is null) throw FleetException.Conflict($"guest '{name}' is not running; start it with: vsctl start {name}");
+        if (!g.IsRunning) throw FleetException.Conflict($"guest '{name}' is not running; start it with: vsctl start {name}");
         if (g.Paused) throw FleetException.Conflict($"guest '{name}' is paused; resume it with: vsctl resume {name}");
-        return Vservers.Exec(g.Config, _store.PathsFor(name), running, command, tty, rows, cols, env, cwd);
+        if (g.Domain is { } domain)
+        {
+            GuestAgentClient agent;
+            try
+            {
+                agent = await domain.AgentAsync(GuestAgentReadyTimeout, ct);
+            }
+            catch (Exception e) when (e is not OperationCanceledException || !ct.IsCancellationRequested)
+            {
+                throw FleetException.Conflict($"the guest agent of domain '{name}' does not answer ({e.Message}); " +
+                    $"see its console with: vsctl console {name}");
+            }
+            try
+            {
+                return await agent.StartAsync(new GuestCommand(command, env, cwd, tty, rows, cols), ct);
+            }
+            catch (GuestCommandException e)
+            {
+                return new RefusedGuestProcess(e.Message, e.ExitCode);
+            }
+            catch (GuestAgentException e)
+            {
+                throw FleetException.Conflict($"exec in domain '{name}' failed: {e.Message}");
+            }
+        }
+        return Vservers.Exec(g.Config, _store.PathsFor(name), g.Running!, command, tty, rows, cols, env, cwd);
     }
 
     // ---- images ----

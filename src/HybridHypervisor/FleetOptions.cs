@@ -19,6 +19,7 @@ public sealed record FleetOptions
 
     public string GuestsRoot => Path.Combine(StateRoot, "guests");
     public string ImagesRoot => Path.Combine(StateRoot, "images");
+    public string KernelsRoot => Path.Combine(StateRoot, "kernels");
     public string RunGuestsRoot => Path.Combine(RunRoot, "guests");
 
     /// <summary>VSERVER_ROOT, VSERVER_RUN, VSERVER_BRIDGE, VSERVER_SUBNET, VSERVER_CGROUP_PARENT, VSERVER_IMAGES, VSERVER_IDMAP;

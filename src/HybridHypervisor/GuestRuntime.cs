@@ -3,7 +3,7 @@ using HybridHypervisor.Vservers;
 
 namespace HybridHypervisor;
 
-public enum GuestState { Stopped, Running, Paused, Broken }
+public enum GuestState { Stopped, Running, Paused, Broken, Crashed }
 
 /// <summary>The agent's live view of one guest. Every change happens under <see cref="Lock"/>.</summary>
 internal sealed class GuestRuntime(GuestConfig config)
@@ -11,6 +11,10 @@ internal sealed class GuestRuntime(GuestConfig config)
     public SemaphoreSlim Lock { get; } = new(1, 1);
     public GuestConfig Config { get; set; } = config;
     public RunningVserver? Running { get; set; }
+    /// <summary>A domain's run: its QEMU, QMP connection and guest agent.</summary>
+    public Domains.RunningDomain? Domain { get; set; }
+    /// <summary>One `vsctl console` at a time: QEMU's console socket takes one client.</summary>
+    public bool ConsoleAttached { get; set; }
     public bool Paused { get; set; }
     public bool StopRequested { get; set; }
     /// <summary>The restart policy will start the guest again after a back-off delay; a stop cancels it.</summary>
@@ -21,7 +25,10 @@ internal sealed class GuestRuntime(GuestConfig config)
     /// <summary>Completed when the current run ends; replaced at each start.</summary>
     public TaskCompletionSource RunEnded { get; set; } = Completed();
 
-    public GuestState State => Running is null ? GuestState.Stopped : Paused ? GuestState.Paused : GuestState.Running;
+    public bool IsRunning => Running is not null || Domain is not null;
+
+    public GuestState State => !IsRunning ? (LastExit is { Crashed: true } ? GuestState.Crashed : GuestState.Stopped)
+        : Paused ? GuestState.Paused : GuestState.Running;
 
     public static TaskCompletionSource Completed()
     {
@@ -41,4 +48,8 @@ public sealed record GuestView(
     GuestExit? LastExit,
     int RestartCount,
     Vserver.Isolation.Cgroups.CgroupStats? Usage,
-    string? Problem);
+    string? Problem)
+{
+    /// <summary>Domains: what they run (or would run) on, e.g. "kvm" or "tcg (emulated: ...)".</summary>
+    public string? Accelerator { get; init; }
+}

@@ -21,6 +21,17 @@ public sealed record GuestPaths(string Dir, string RunDir, string HostVeth, stri
     public string ExitFile => Path.Combine(RunDir, "exit");
     /// <summary>The compiled seccomp filter vsinit loads at start and at every exec.</summary>
     public string SeccompFilter => Path.Combine(RunDir, "seccomp.bpf");
+    /// <summary>Domains: the root disk, a qcow2 overlay over the image's ext4 base.</summary>
+    public string Disk => Path.Combine(Dir, "disk.qcow2");
+    public string QmpSocket => Path.Combine(RunDir, "qmp.sock");
+    /// <summary>Domains: QEMU's serial console socket (one client at a time); QEMU appends all output to <see cref="Console"/>.</summary>
+    public string ConsoleSocket => Path.Combine(RunDir, "console.sock");
+    /// <summary>Domains: the virtio-serial port of the guest agent.</summary>
+    public string AgentSocket => Path.Combine(RunDir, "agent.sock");
+    /// <summary>Domains: what QEMU printed on stdout and stderr in its current or last run.</summary>
+    public string QemuLog => Path.Combine(RunDir, "qemu.log");
+    /// <summary>Domains: the tap on the bridge, named like the vserver's veth but with "vt".</summary>
+    public string Tap => "vt" + HostVeth[2..];
     /// <summary>Present while an operator's stop is under way, so an agent restarted mid-stop does not restart the guest.</summary>
     public string StoppingMarker => Path.Combine(RunDir, "stopping");
 }

@@ -28,14 +28,19 @@ internal static class AgentDoor
         return DnsLabel.Error(value as string, KindOf(pattern));
     }
 
-    /// <summary>What a route's {name} names, from the literal segment before it: /v1/images/{name} names an image,
+    /// <summary>What a route's {name} names, from the literal segment before it: /v1/images/{name} names an image, /v1/kernels/{name} a kernel,
     /// /v1/guests/{name}/... a guest.</summary>
     internal static string KindOf(RoutePattern pattern)
     {
         for (var i = 1; i < pattern.PathSegments.Count; i++)
         {
             if (!pattern.PathSegments[i].Parts.Any(p => p is RoutePatternParameterPart { Name: "name" })) continue;
-            return pattern.PathSegments[i - 1].Parts is [RoutePatternLiteralPart { Content: "images" }] ? "image" : "guest";
+            return pattern.PathSegments[i - 1].Parts switch
+            {
+                [RoutePatternLiteralPart { Content: "images" }] => "image",
+                [RoutePatternLiteralPart { Content: "kernels" }] => "kernel",
+                _ => "guest",
+            };
         }
         return "guest";
     }

@@ -10,8 +10,13 @@ internal static class Endpoints
     public static void Map(WebApplication app, Fleet fleet)
     {
         var v1 = app.MapGroup("/v1");
-        v1.MapGet("/host", () => new HostInfo
+        v1.MapGet("/host", async () => new HostInfo
         {
+            Accelerator = fleet.AcceleratorAsync() is { } probe
+                ? (await probe).Display
+                : "unknown: no domain kernel is built to probe with (vsctl kernel build default)",
+            Cpus = Environment.ProcessorCount,
+            MemoryBytes = HostMemory.TotalBytes,
             Version = typeof(Endpoints).Assembly.GetName().Version?.ToString() ?? "0",
             CgroupVersion = fleet.Cgroups.Version.ToString(),
             Bridge = fleet.Options.BridgeName,
@@ -31,7 +36,8 @@ internal static class Endpoints
         {
             var view = await fleet.CreateAsync(new CreateGuest(request.Name, request.Image,
                 new GuestLimits { MemoryBytes = request.MemoryBytes, Cpus = request.Cpus, Pids = request.Pids },
-                request.Ipv4, request.Restart, request.Command, request.Privileged, request.AllowSyscalls), ct);
+                request.Ipv4, request.Restart, request.Command, request.Privileged, request.AllowSyscalls, Mapping.ParseKind(request.Kind),
+                request.Kernel, request.Vcpus, request.DiskBytes), ct);
             return Results.Created($"/v1/guests/{view.Name}", Mapping.ToInfo(view));
         });
         v1.MapDelete("/guests/{name}", async (string name, bool? force, CancellationToken ct) =>
@@ -54,6 +60,29 @@ internal static class Endpoints
             Mapping.ToInfo(await fleet.SetLimitsAsync(name,
                 new GuestLimits { MemoryBytes = request.MemoryBytes, Cpus = request.Cpus, Pids = request.Pids }, ct)));
         v1.Map("/guests/{name}/exec", (HttpContext context, string name) => ExecSession.RunAsync(context, fleet, name));
+        v1.Map("/guests/{name}/console", (HttpContext context, string name) => ConsoleSession.RunAsync(context, fleet, name));
+        v1.MapPost("/guests/{name}/save", async (string name, SaveFileRequest request, CancellationToken ct) =>
+        {
+            var layout = await fleet.SaveAsync(name, request.File, ct);
+            return new SaveResult { File = request.File, SizeBytes = layout.DiskOffset + layout.DiskLength };
+        });
+        v1.MapPost("/restore", async (SaveFileRequest request, CancellationToken ct) =>
+        {
+            var view = await fleet.RestoreAsync(request.File, ct);
+            return Results.Created($"/v1/guests/{view.Name}", Mapping.ToInfo(view));
+        });
+
+        v1.MapGet("/kernels", () => (IReadOnlyList<KernelInfo>)fleet.Kernels.List().Select(Mapping.ToInfo).ToList());
+        v1.MapPost("/kernels", (BuildKernelRequest request) =>
+        {
+            var kernel = fleet.BuildKernel(request.Name);
+            return Results.Created($"/v1/kernels/{kernel.Name}", Mapping.ToInfo(kernel));
+        });
+        v1.MapDelete("/kernels/{name}", (string name) =>
+        {
+            fleet.RemoveKernel(name);
+            return Results.NoContent();
+        });
 
         v1.MapGet("/images", () => (IReadOnlyList<ImageInfo>)fleet.Images.List().Select(Mapping.ToInfo).ToList());
         v1.MapPost("/images", (BuildImageRequest request) =>

@@ -65,7 +65,7 @@ internal sealed class ExecSession : IDisposable
         IGuestProcess exec;
         try
         {
-            exec = fleet.Exec(name, request.Command, request.Tty, request.Rows, request.Cols, request.Env, request.Cwd);
+            exec = await fleet.ExecAsync(name, request.Command, request.Tty, request.Rows, request.Cols, request.Env, request.Cwd, ct);
         }
         catch (Exception e) when (e is FleetException or IOException)
         {

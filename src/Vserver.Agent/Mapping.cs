@@ -36,6 +36,21 @@ internal static class Mapping
         HostIdBase = v.Config?.Security.IdMap?.HostBase,
         HostIdCount = v.Config?.Security.IdMap?.Count,
         AllowSyscalls = v.Config?.Security.AllowSyscalls is { Count: > 0 } a ? a : null,
+        Accelerator = v.Accelerator,
+        Kernel = v.Config?.Domain?.Kernel,
+        Vcpus = v.Config?.Domain?.Vcpus,
+        MaxMemoryBytes = v.Config?.Domain?.MaxMemoryBytes,
+        DiskBytes = v.Config?.Domain?.DiskBytes,
+    };
+
+    public static KernelInfo ToInfo(HybridHypervisor.Domains.KernelRecord k) =>
+        new() { Name = k.Name, Version = k.Version, Package = k.Package, SizeBytes = k.SizeBytes, Built = k.Built };
+
+    public static GuestKind ParseKind(string? kind) => kind switch
+    {
+        null or "" or "vserver" => GuestKind.Vserver,
+        "domain" => GuestKind.Domain,
+        _ => throw FleetException.Invalid($"invalid kind '{kind}': use vserver (shares the host's kernel) or domain (a VM with its own kernel)"),
     };
 
     public static ImageInfo ToInfo(ImageRecord i) => new() { Name = i.Name, SizeBytes = i.SizeBytes, Created = i.Created, Digest = i.Digest };

@@ -25,6 +25,12 @@ public sealed record CreateGuestRequest
     public bool Privileged { get; init; }
     /// <summary>Syscalls the default filter refuses that this guest may call anyway (e.g. "keyctl").</summary>
     public IReadOnlyList<string>? AllowSyscalls { get; init; }
+    /// <summary>vserver (default) | domain</summary>
+    public string? Kind { get; init; }
+    /// <summary>Domains: the kernel to boot (default "default"), processors, and the root disk's size.</summary>
+    public string? Kernel { get; init; }
+    public int? Vcpus { get; init; }
+    public long? DiskBytes { get; init; }
 }
 
 public sealed record SetLimitsRequest
@@ -38,7 +44,7 @@ public sealed record GuestInfo
 {
     public required string Name { get; init; }
     public required string Kind { get; init; }
-    /// <summary>stopped | running | paused | broken</summary>
+    /// <summary>stopped | running | paused | crashed | broken</summary>
     public required string State { get; init; }
     public string? Image { get; init; }
     public string? Ipv4 { get; init; }
@@ -61,6 +67,13 @@ public sealed record GuestInfo
     public long? HostIdBase { get; init; }
     public long? HostIdCount { get; init; }
     public IReadOnlyList<string>? AllowSyscalls { get; init; }
+    /// <summary>Domains: "kvm" or "tcg (emulated: why)".</summary>
+    public string? Accelerator { get; init; }
+    public string? Kernel { get; init; }
+    public int? Vcpus { get; init; }
+    /// <summary>Domains: guest RAM (the most the balloon can give back); <see cref="MemoryBytes"/> is the balloon target.</summary>
+    public long? MaxMemoryBytes { get; init; }
+    public long? DiskBytes { get; init; }
 }
 
 public sealed record ExitInfo
@@ -109,6 +122,36 @@ public sealed record HostInfo
     public required string StateRoot { get; init; }
     public required string RunRoot { get; init; }
     public int AgentPid { get; init; }
+    /// <summary>What domains run on: "kvm", "tcg (emulated: why)", or why it is not known yet.</summary>
+    public string? Accelerator { get; init; }
+    public int Cpus { get; init; }
+    public long MemoryBytes { get; init; }
+}
+
+public sealed record KernelInfo
+{
+    public required string Name { get; init; }
+    public required string Version { get; init; }
+    public required string Package { get; init; }
+    public long SizeBytes { get; init; }
+    public DateTimeOffset Built { get; init; }
+}
+
+public sealed record BuildKernelRequest
+{
+    public required string Name { get; init; }
+}
+
+/// <summary>A save file on the agent's host; absolute (vsctl makes a relative path absolute).</summary>
+public sealed record SaveFileRequest
+{
+    public required string File { get; init; }
+}
+
+public sealed record SaveResult
+{
+    public required string File { get; init; }
+    public long SizeBytes { get; init; }
 }
 
 public sealed record ErrorResponse
@@ -131,6 +174,11 @@ public sealed record WaitResponse
 [JsonSerializable(typeof(ImageInfo))]
 [JsonSerializable(typeof(IReadOnlyList<ImageInfo>))]
 [JsonSerializable(typeof(HostInfo))]
+[JsonSerializable(typeof(KernelInfo))]
+[JsonSerializable(typeof(IReadOnlyList<KernelInfo>))]
+[JsonSerializable(typeof(BuildKernelRequest))]
+[JsonSerializable(typeof(SaveFileRequest))]
+[JsonSerializable(typeof(SaveResult))]
 [JsonSerializable(typeof(ErrorResponse))]
 [JsonSerializable(typeof(ExecRequest))]
 public sealed partial class ApiJson : JsonSerializerContext;

@@ -17,6 +17,8 @@ public sealed record GuestConfig
     /// <summary>Creating and Destroying mark work in flight: an agent that died mid-way finishes or undoes it.</summary>
     public GuestPhase Phase { get; init; } = GuestPhase.Ready;
     public GuestSecurity Security { get; init; } = new();
+    /// <summary>Domains only: the virtual machine's kernel, processors and disk.</summary>
+    public DomainSettings? Domain { get; init; }
 
     public IReadOnlyList<string> InitCommand => Command is { Count: > 0 } c ? c : ["/sbin/init"];
 }
@@ -26,6 +28,23 @@ public sealed record GuestLimits
     public long? MemoryBytes { get; init; }
     public double? Cpus { get; init; }
     public int? Pids { get; init; }
+}
+
+/// <summary>
+/// What a domain is beyond its limits. Its memory is <see cref="MaxMemoryBytes"/> of guest RAM (QEMU's -m); the
+/// guest's <see cref="GuestLimits.MemoryBytes"/> is the balloon target within it (equal unless `vsctl set --memory`
+/// lowered it).
+/// </summary>
+public sealed record DomainSettings
+{
+    public const string DefaultKernel = "default";
+    public const long DefaultMemoryBytes = 256L << 20;
+    public const long DefaultDiskBytes = 2L << 30;
+
+    public string Kernel { get; init; } = DefaultKernel;
+    public int Vcpus { get; init; } = 1;
+    public long MaxMemoryBytes { get; init; } = DefaultMemoryBytes;
+    public long DiskBytes { get; init; } = DefaultDiskBytes;
 }
 
 /// <summary>How a guest is confined beyond its namespaces.</summary>
@@ -86,3 +105,9 @@ public static class RestartPolicies
     DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull, UseStringEnumConverter = true)]
 [JsonSerializable(typeof(GuestConfig))]
 internal sealed partial class ConfigJson : JsonSerializerContext;
+
+/// <summary>One-line JSON (a save file's header is one line).</summary>
+[JsonSourceGenerationOptions(System.Text.Json.JsonSerializerDefaults.Web, WriteIndented = false,
+    DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull, UseStringEnumConverter = true)]
+[JsonSerializable(typeof(HybridHypervisor.Domains.SaveHeader))]
+internal sealed partial class CompactJson : JsonSerializerContext;

@@ -55,12 +55,33 @@ public static partial class GuestConfigValidator
         return AllowSyscallsError(security.AllowSyscalls, security.Privileged);
     }
 
+    /// <summary>The smallest domain that boots the kernel, its initramfs and a busybox system.</summary>
+    public const long MinDomainMemoryBytes = 64L << 20;
+
+    /// <summary>A domain's processors, memory (its maximum and the balloon target within it) and kernel name.</summary>
+    public static string? DomainError(DomainSettings domain, long? targetBytes, int hostCpus, long hostMemoryBytes)
+    {
+        if (Vserver.Isolation.Naming.DnsLabel.Error(domain.Kernel, "kernel") is { } kernelError) return kernelError;
+        if (domain.Vcpus < 1 || domain.Vcpus > hostCpus)
+            return $"invalid vcpus {domain.Vcpus}: give 1 to {hostCpus} (this host's cores); a domain with more vcpus than cores only runs slower";
+        var max = domain.MaxMemoryBytes;
+        if (max < MinDomainMemoryBytes)
+            return $"memory {Vserver.Isolation.Storage.DomainDisk.FormatSize(max)} is too small for a domain; give at least --memory 64M";
+        if (max > hostMemoryBytes)
+            return $"memory {Vserver.Isolation.Storage.DomainDisk.FormatSize(max)} is more than this host has ({hostMemoryBytes >> 20}M); give less";
+        if (max % (1L << 20) != 0) return $"memory {max} bytes is not a whole number of MiB; give e.g. --memory {max >> 20}M";
+        if (targetBytes is { } t && (t < MinDomainMemoryBytes || t > max))
+            return $"memory target {t >> 20}M is outside this domain's range of 64M to its maximum of {max >> 20}M";
+        return null;
+    }
+
     /// <summary>The first problem of a whole config, or null.</summary>
     public static string? Validate(GuestConfig config, Vserver.Isolation.Network.Ipv4Subnet subnet, int hostCpus) =>
         NameError(config.Name)
         ?? (string.IsNullOrEmpty(config.Image) ? "no image given" : null)
-        ?? LimitsError(config.Limits, hostCpus)
         ?? Ipv4Error(config.Network.Ipv4, subnet)
         ?? (config.Command is { Count: 0 } ? "empty command: leave --cmd out to run the image's /sbin/init" : null)
-        ?? SecurityError(config.Security);
+        ?? (config.Kind == GuestKind.Domain
+            ? (config.Domain is { } d ? DomainError(d, config.Limits.MemoryBytes, hostCpus, HostMemory.TotalBytes) : "a domain needs its \"domain\" section (kernel, vcpus, maxMemoryBytes, diskBytes)")
+            : LimitsError(config.Limits, hostCpus) ?? SecurityError(config.Security));
 }

@@ -9,15 +9,19 @@ using Vserver.Isolation.Security;
 
 namespace HybridHypervisor.Vservers;
 
-/// <summary>How a vserver's init ended, as its monitor recorded it.</summary>
-public sealed record GuestExit(int? Code, int? Signal, DateTimeOffset At)
+/// <summary>How a guest's run ended: a vserver's init as its monitor recorded it, or a domain's QEMU together with
+/// what the guest asked for (power-off, reset) as QMP reported it.</summary>
+/// <param name="Reason">Domains: what ended the run, in words (e.g. "the guest powered off").</param>
+/// <param name="Crashed">Domains: QEMU died without the guest or the agent asking it to (killed, or an error).</param>
+/// <param name="Reset">Domains: whether the guest rebooted; null for vservers, where a reboot is a SIGHUP to init.</param>
+public sealed record GuestExit(int? Code, int? Signal, DateTimeOffset At, string? Reason = null, bool Crashed = false, bool? Reset = null)
 {
-    public bool Failed => Code is not 0;
+    public bool Failed => Crashed || Code is not 0;
 
     /// <summary>reboot(2) inside a pid namespace ends its init with SIGHUP; power-off and halt with SIGINT.</summary>
-    public bool RebootRequested => Signal == 1;
+    public bool RebootRequested => Reset ?? Signal == 1;
 
-    public string Description => Code is { } c ? $"exited with code {c}" : Signal is { } s ? $"killed by signal {s}{SignalName(s)}" : "ended, status unknown";
+    public string Description => Reason ?? (Code is { } c ? $"exited with code {c}" : Signal is { } s ? $"killed by signal {s}{SignalName(s)}" : "ended, status unknown");
 
     private static string SignalName(int s) => s switch
     {

@@ -47,6 +47,25 @@ public static class ChildProcess
         }
     }
 
+    /// <summary>Starts a long-running program in a session of its own (so it outlives its parent's session), stdin
+    /// /dev/null and stdout and stderr into <paramref name="logPath"/> (created or truncated, 0600).</summary>
+    public static ProcessHandle SpawnLogged(string path, IReadOnlyList<string> argv, string logPath)
+    {
+        var log = Libc.Open(logPath, Libc.O_WRONLY | Libc.O_CREAT | Libc.O_TRUNC | Libc.O_CLOEXEC, 0x180);
+        if (log < 0) throw SystemCallException.FromLastError($"open {logPath}");
+        var devNull = Libc.Open("/dev/null", Libc.O_RDWR | Libc.O_CLOEXEC, 0);
+        try
+        {
+            if (devNull < 0) throw SystemCallException.FromLastError("open /dev/null");
+            return Spawn(path, argv, null, devNull, log, log, newSession: true);
+        }
+        finally
+        {
+            Libc.Close(log);
+            if (devNull >= 0) Libc.Close(devNull);
+        }
+    }
+
     private static void Check(int rc, string operation)
     {
         if (rc != 0) throw new SystemCallException(operation, rc);

@@ -1,0 +1,88 @@
+using Vserver.Isolation.Naming;
+using Vserver.Isolation.Processes;
+
+namespace HybridHypervisor.Domains;
+
+/// <summary>A built domain kernel: what QEMU boots (<see cref="Vmlinux"/> with <see cref="Initrd"/>) and what it is.</summary>
+public sealed record KernelRecord(string Name, string Dir, string Version, string Package, long SizeBytes, DateTimeOffset Built)
+{
+    public string Vmlinux => Path.Combine(Dir, "vmlinux");
+    public string Initrd => Path.Combine(Dir, "initrd.img");
+}
+
+/// <summary>
+/// Domain kernels under ROOT/kernels/NAME/, each the output of the images/kernel recipe (Debian's cloud kernel package,
+/// unpacked, never installed on the host: vmlinux, initrd.img, version, package). A kernel is built into a hidden
+/// staging directory and renamed into place, so a half-built kernel never looks like one.
+/// </summary>
+public sealed class KernelStore(string kernelsRoot, string recipesRoot)
+{
+    public string Root { get; } = kernelsRoot;
+
+    public string Recipe => Path.Combine(recipesRoot, "kernel", "build.sh");
+
+    public IReadOnlyList<KernelRecord> List() =>
+        Directory.Exists(Root)
+            ? Directory.EnumerateDirectories(Root).Select(d => Find(Path.GetFileName(d))).OfType<KernelRecord>()
+                .OrderBy(k => k.Name, StringComparer.Ordinal).ToList()
+            : [];
+
+    public KernelRecord? Find(string name)
+    {
+        if (!DnsLabel.IsValid(name)) return null;
+        var dir = Path.Combine(Root, name);
+        var vmlinux = Path.Combine(dir, "vmlinux");
+        var initrd = Path.Combine(dir, "initrd.img");
+        if (!File.Exists(vmlinux) || !File.Exists(initrd)) return null;
+        static string Line(string path) => File.Exists(path) ? File.ReadAllText(path).Trim() : "?";
+        return new KernelRecord(name, dir, Line(Path.Combine(dir, "version")), Line(Path.Combine(dir, "package")),
+            new FileInfo(vmlinux).Length + new FileInfo(initrd).Length, new DateTimeOffset(File.GetLastWriteTimeUtc(vmlinux), TimeSpan.Zero));
+    }
+
+    /// <summary>The one line for a kernel that is not there, with what to do.</summary>
+    public string Missing(string name)
+    {
+        var built = string.Join(", ", List().Select(k => k.Name));
+        return $"unknown kernel '{name}'; built kernels: {(built.Length > 0 ? built : "none")}; build it with: vsctl kernel build {name}";
+    }
+
+    public KernelRecord Build(string name)
+    {
+        if (DnsLabel.Error(name, "kernel") is { } invalid) throw FleetException.Invalid(invalid);
+        if (!File.Exists(Recipe)) throw FleetException.Invalid($"the kernel recipe {Recipe} is missing; set VSERVER_IMAGES to the source tree's images/");
+        var dir = Path.Combine(Root, name);
+        if (Directory.Exists(dir))
+            throw FleetException.Conflict($"kernel '{name}' already exists; remove it first with: vsctl kernel rm {name}");
+        Directory.CreateDirectory(Root);
+        var staging = Path.Combine(Root, $".{name}.build-{Guid.NewGuid():N}");
+        try
+        {
+            HostCommand.Run("/bin/sh", [Recipe, staging], timeout: TimeSpan.FromMinutes(20));
+            Directory.Move(staging, dir);
+        }
+        catch (HostCommandException e)
+        {
+            throw new FleetException(FleetError.Failed, $"building kernel '{name}' failed: {e.Message}", e);
+        }
+        finally
+        {
+            if (Directory.Exists(staging)) Directory.Delete(staging, recursive: true);
+        }
+        return Find(name) ?? throw new FleetException(FleetError.Failed, $"the kernel recipe left no vmlinux and initrd.img in {dir}");
+    }
+
+    public void Remove(string name)
+    {
+        if (Find(name) is null) throw FleetException.NotFound(Missing(name));
+        var doomed = Path.Combine(Root, $".{name}.removing-{Guid.NewGuid():N}");
+        Directory.Move(Path.Combine(Root, name), doomed);
+        Directory.Delete(doomed, recursive: true);
+    }
+
+    /// <summary>Drops leftovers of builds or removals interrupted by a crash.</summary>
+    public void CleanStaging()
+    {
+        if (!Directory.Exists(Root)) return;
+        foreach (var d in Directory.EnumerateDirectories(Root, ".*")) Directory.Delete(d, recursive: true);
+    }
+}

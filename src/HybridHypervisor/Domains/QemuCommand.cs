@@ -1,0 +1,87 @@
+using System.Globalization;
+
+namespace HybridHypervisor.Domains;
+
+/// <summary>Everything that decides one run of a domain's QEMU. Sockets and the pid file live in the run directory,
+/// the disk and the console log in the guest's state directory.</summary>
+public sealed record DomainLaunch
+{
+    public required string Name { get; init; }
+    public required AcceleratorKind Accelerator { get; init; }
+    public required string Vmlinux { get; init; }
+    public required string Initrd { get; init; }
+    public required int Vcpus { get; init; }
+    public required long MemoryBytes { get; init; }
+    public required string Disk { get; init; }
+    public required string Tap { get; init; }
+    public required string Mac { get; init; }
+    /// <summary>A.B.C.D/PREFIX, set up by the initramfs before the guest's init runs.</summary>
+    public required string Address { get; init; }
+    public required string Gateway { get; init; }
+    public required string QmpSocket { get; init; }
+    public required string ConsoleSocket { get; init; }
+    public required string ConsoleLog { get; init; }
+    public required string AgentSocket { get; init; }
+    public required string PidFile { get; init; }
+    /// <summary>TCG on microvm: the host's TSC rate, or about a third of boots hang calibrating it.</summary>
+    public long? TscKhz { get; init; }
+    /// <summary>Restore: where QEMU reads the saved state from (-incoming); it then waits, paused, for "cont".</summary>
+    public string? Incoming { get; init; }
+}
+
+/// <summary>
+/// The QEMU command line of a domain: a microvm (no PCI, no firmware; the kernel's PVH entry boots straight from
+/// -kernel), virtio-mmio devices for the root disk, network, guest agent port and balloon, the serial console on a
+/// socket whose output QEMU also appends to the console log, and QMP on a socket for the agent.
+/// </summary>
+public static class QemuCommand
+{
+    /// <summary>The virtio-serial port the in-guest agent opens (images/kernel/vsguest.c looks for this name).</summary>
+    public const string AgentPortName = "org.vserver.agent.0";
+
+    public static string KernelCommandLine(DomainLaunch l)
+    {
+        var parts = new List<string> { "console=ttyS0", "root=/dev/vda", "rw", "panic=-1" };
+        if (l.Accelerator == AcceleratorKind.Tcg && l.TscKhz is { } khz) parts.Add($"tsc_early_khz={khz.ToString(CultureInfo.InvariantCulture)}");
+        parts.Add($"vserver.hostname={l.Name}");
+        parts.Add($"vserver.ip={l.Address}");
+        parts.Add($"vserver.gw={l.Gateway}");
+        return string.Join(' ', parts);
+    }
+
+    public static IReadOnlyList<string> Arguments(DomainLaunch l)
+    {
+        var kvm = l.Accelerator == AcceleratorKind.Kvm;
+        var args = new List<string>
+        {
+            "-name", $"{l.Name},process=vserver-{l.Name}",
+            "-M", "microvm,acpi=on",
+            "-accel", kvm ? "kvm" : "tcg",
+            "-cpu", kvm ? "host" : "max",
+            "-m", $"{l.MemoryBytes >> 20}M",
+            "-smp", l.Vcpus.ToString(CultureInfo.InvariantCulture),
+            "-nodefaults", "-no-user-config", "-display", "none",
+            // A reboot inside ends QEMU; the agent sees the reset and starts the domain again (as xl's on_reboot).
+            "-no-reboot",
+            "-kernel", l.Vmlinux, "-initrd", l.Initrd, "-append", KernelCommandLine(l),
+            "-drive", $"id=root,file={Escape(l.Disk)},format=qcow2,if=none,discard=unmap",
+            "-device", "virtio-blk-device,drive=root",
+            "-netdev", $"tap,id=net0,ifname={l.Tap},script=no,downscript=no",
+            "-device", $"virtio-net-device,netdev=net0,mac={l.Mac}",
+            "-chardev", $"socket,id=console,path={Escape(l.ConsoleSocket)},server=on,wait=off,logfile={Escape(l.ConsoleLog)},logappend=on",
+            "-serial", "chardev:console",
+            "-chardev", $"socket,id=agent,path={Escape(l.AgentSocket)},server=on,wait=off",
+            "-device", "virtio-serial-device",
+            "-device", $"virtserialport,chardev=agent,name={AgentPortName}",
+            "-device", "virtio-balloon-device",
+            "-device", "virtio-rng-device",
+            "-qmp", $"unix:{Escape(l.QmpSocket)},server=on,wait=off",
+            "-pidfile", l.PidFile,
+        };
+        if (l.Incoming is { } incoming) args.AddRange(["-incoming", incoming]);
+        return args;
+    }
+
+    /// <summary>QEMU option values are comma-separated: a comma inside a value is written twice.</summary>
+    public static string Escape(string value) => value.Replace(",", ",,", StringComparison.Ordinal);
+}
