@@ -135,6 +135,8 @@ public sealed partial class Fleet : IDisposable
                 if (!stopRequested && ShouldRestart(config.Restart, exit)) ScheduleRestart(runtime, TimeSpan.Zero);
             }
         }
+        // Find out what domains will run on now rather than at the first start (cached per host boot).
+        _ = AcceleratorAsync();
     }
 
     private void AdoptDomain(GuestRuntime runtime, GuestPaths paths)

@@ -63,8 +63,8 @@ internal static class Endpoints
         v1.Map("/guests/{name}/console", (HttpContext context, string name) => ConsoleSession.RunAsync(context, fleet, name));
         v1.MapPost("/guests/{name}/save", async (string name, SaveFileRequest request, CancellationToken ct) =>
         {
-            var layout = await fleet.SaveAsync(name, request.File, ct);
-            return new SaveResult { File = request.File, SizeBytes = layout.DiskOffset + layout.DiskLength };
+            await fleet.SaveAsync(name, request.File, ct);
+            return new SaveResult { File = request.File, SizeBytes = new FileInfo(request.File).Length };
         });
         v1.MapPost("/restore", async (SaveFileRequest request, CancellationToken ct) =>
         {

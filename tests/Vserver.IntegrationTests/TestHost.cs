@@ -189,7 +189,30 @@ public sealed class TestHost : IAsyncDisposable
         return "vs" + Convert.ToHexStringLower(hash)[..11];
     }
 
+    /// <summary>The tap the agent derives for a domain (its veth name with "vt").</summary>
+    public string Tap(string guest) => "vt" + HostVeth(guest)[2..];
+
     public string GuestDir(string guest) => Path.Combine(Root, "guests", guest);
+
+    /// <summary>Pids of QEMU processes started for this host (their command lines name its directory).</summary>
+    public IReadOnlyList<int> QemuPids(string? guest = null)
+    {
+        var needle = guest is null ? Dir + "/" : Path.Combine(RunDir, "guests", guest) + "/";
+        var pids = new List<int>();
+        foreach (var proc in Directory.EnumerateDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(proc), out var pid)) continue;
+            try
+            {
+                var cmdline = File.ReadAllText(Path.Combine(proc, "cmdline")).Replace('\0', ' ');
+                if (cmdline.Contains("qemu-system", StringComparison.Ordinal) && cmdline.Contains(needle, StringComparison.Ordinal)) pids.Add(pid);
+            }
+            catch (IOException)
+            {
+            }
+        }
+        return pids;
+    }
 
     public bool CgroupExists(string guest) =>
         Directory.EnumerateDirectories("/sys/fs/cgroup").Any(h => Directory.Exists(Path.Combine(h, CgroupParent, guest)));
@@ -202,6 +225,8 @@ public sealed class TestHost : IAsyncDisposable
         Directory.Exists($"/sys/class/net/{HostVeth(guest)}").ShouldBeFalse($"veth of {guest} left behind");
         File.ReadAllText("/proc/self/mountinfo").ShouldNotContain($"/guests/{guest}/", customMessage: $"mount of {guest} left behind");
         CgroupExists(guest).ShouldBeFalse($"cgroup of {guest} left behind");
+        Directory.Exists($"/sys/class/net/{Tap(guest)}").ShouldBeFalse($"tap of {guest} left behind");
+        QemuPids(guest).ShouldBeEmpty($"QEMU of {guest} left running");
     }
 
     public async ValueTask DisposeAsync()
@@ -251,6 +276,7 @@ public sealed class TestHost : IAsyncDisposable
                         if (int.TryParse(line, out var pid)) Run("kill", "-9", pid.ToString(System.Globalization.CultureInfo.InvariantCulture));
             }
         }
+        foreach (var pid in QemuPids()) Run("kill", "-9", pid.ToString(System.Globalization.CultureInfo.InvariantCulture));
         Thread.Sleep(100);
         foreach (var line in File.ReadAllLines("/proc/self/mountinfo"))
         {
@@ -259,7 +285,10 @@ public sealed class TestHost : IAsyncDisposable
         }
         if (Directory.Exists(Path.Combine(Root, "guests")))
             foreach (var g in Directory.EnumerateDirectories(Path.Combine(Root, "guests")))
+            {
                 Run("ip", "link", "del", HostVeth(Path.GetFileName(g)));
+                Run("ip", "link", "del", Tap(Path.GetFileName(g)));
+            }
         Run("ip", "link", "del", Bridge);
         foreach (var hierarchy in Directory.EnumerateDirectories("/sys/fs/cgroup"))
         {

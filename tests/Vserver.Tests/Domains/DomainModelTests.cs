@@ -1,0 +1,177 @@
+using HybridHypervisor;
+using HybridHypervisor.Domains;
+using HybridHypervisor.Model;
+using Shouldly;
+using Xunit;
+
+namespace Vserver.Tests.Domains;
+
+public sealed class DomainModelTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("vsdomain-").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    private static DomainLaunch Launch(AcceleratorKind accel, long? tsc = 2445432) => new()
+    {
+        Name = "web1",
+        Accelerator = accel,
+        Vmlinux = "/k/vmlinux",
+        Initrd = "/k/initrd.img",
+        Vcpus = 2,
+        MemoryBytes = 256L << 20,
+        Disk = "/state/guests/web1/disk.qcow2",
+        Tap = "vt0123456789a",
+        Mac = "52:54:00:aa:bb:cc",
+        Address = "10.88.0.5/16",
+        Gateway = "10.88.0.1",
+        QmpSocket = "/run/g/web1/qmp.sock",
+        ConsoleSocket = "/run/g/web1/console.sock",
+        ConsoleLog = "/state/guests/web1/console.log",
+        AgentSocket = "/run/g/web1/agent.sock",
+        PidFile = "/run/g/web1/pid",
+        TscKhz = tsc,
+    };
+
+    private static string ValueAfter(IReadOnlyList<string> args, string option) => args[args.ToList().IndexOf(option) + 1];
+
+    [Fact]
+    public void Tcg_gets_the_hosts_tsc_rate_and_kvm_does_not()
+    {
+        var tcg = QemuCommand.Arguments(Launch(AcceleratorKind.Tcg));
+        ValueAfter(tcg, "-accel").ShouldBe("tcg");
+        ValueAfter(tcg, "-cpu").ShouldBe("max");
+        ValueAfter(tcg, "-append").ShouldContain("tsc_early_khz=2445432");
+        var kvm = QemuCommand.Arguments(Launch(AcceleratorKind.Kvm));
+        ValueAfter(kvm, "-accel").ShouldBe("kvm");
+        ValueAfter(kvm, "-cpu").ShouldBe("host");
+        ValueAfter(kvm, "-append").ShouldNotContain("tsc_early_khz");
+    }
+
+    [Fact]
+    public void The_command_line_carries_the_guests_identity_devices_and_sockets()
+    {
+        var args = QemuCommand.Arguments(Launch(AcceleratorKind.Tcg));
+        ValueAfter(args, "-m").ShouldBe("256M");
+        ValueAfter(args, "-smp").ShouldBe("2");
+        var append = ValueAfter(args, "-append");
+        append.ShouldContain("root=/dev/vda");
+        append.ShouldContain("vserver.ip=10.88.0.5/16");
+        append.ShouldContain("vserver.gw=10.88.0.1");
+        append.ShouldContain("vserver.hostname=web1");
+        args.ShouldContain("virtio-net-device,netdev=net0,mac=52:54:00:aa:bb:cc");
+        args.ShouldContain($"virtserialport,chardev=agent,name={QemuCommand.AgentPortName}");
+        args.ShouldContain("-no-reboot");
+        ValueAfter(args, "-qmp").ShouldBe("unix:/run/g/web1/qmp.sock,server=on,wait=off");
+        args.ShouldNotContain("-incoming");
+        var restored = QemuCommand.Arguments(Launch(AcceleratorKind.Tcg) with { Incoming = "exec:cat /x" });
+        ValueAfter(restored, "-incoming").ShouldBe("exec:cat /x");
+    }
+
+    [Fact]
+    public void Commas_in_paths_are_doubled_for_qemus_option_syntax()
+    {
+        var args = QemuCommand.Arguments(Launch(AcceleratorKind.Tcg) with { Disk = "/a,b/disk.qcow2" });
+        ValueAfter(args, "-drive").ShouldStartWith("id=root,file=/a,,b/disk.qcow2,format=qcow2");
+    }
+
+    [Fact]
+    public void The_tsc_rate_comes_from_the_kernel_log_or_cpuinfo()
+    {
+        HostTsc.FromKernelLog("[0.0] tsc: Detected 2445.432 MHz processor\n[1.2] tsc: Refined TSC clocksource calibration: 2445.410 MHz\n")
+            .ShouldBe(2445410);
+        HostTsc.FromKernelLog("[0.0] tsc: Detected 2445.432 MHz processor\n").ShouldBe(2445432);
+        HostTsc.FromKernelLog("nothing here").ShouldBeNull();
+        HostTsc.FromCpuinfo("processor\t: 0\ncpu MHz\t\t: 2445.432\n").ShouldBe(2445432);
+    }
+
+    [Theory]
+    [InlineData(0, 256, "invalid vcpus 0")]
+    [InlineData(3, 256, "invalid vcpus 3: give 1 to 2")]
+    [InlineData(1, 32, "too small for a domain")]
+    [InlineData(1, 1L << 30, "more than this host has")]
+    public void Domain_settings_outside_the_host_are_refused(int vcpus, long memoryMiB, string message)
+    {
+        var domain = new DomainSettings { Vcpus = vcpus, MaxMemoryBytes = memoryMiB << 20 };
+        GuestConfigValidator.DomainError(domain, null, hostCpus: 2, hostMemoryBytes: 24L << 30).ShouldNotBeNull().ShouldContain(message);
+    }
+
+    [Fact]
+    public void A_balloon_target_must_lie_within_the_maximum()
+    {
+        var domain = new DomainSettings { MaxMemoryBytes = 256L << 20 };
+        GuestConfigValidator.DomainError(domain, 192L << 20, 2, 24L << 30).ShouldBeNull();
+        GuestConfigValidator.DomainError(domain, 512L << 20, 2, 24L << 30).ShouldNotBeNull().ShouldContain("maximum of 256M");
+        GuestConfigValidator.DomainError(domain with { Kernel = "../etc" }, null, 2, 24L << 30).ShouldNotBeNull().ShouldContain("kernel");
+    }
+
+    private string WriteSave(byte[] migration, byte[] disk, string? name = null)
+    {
+        var path = Path.Combine(_dir, name ?? "x.state");
+        var diskFile = Path.Combine(_dir, "disk.qcow2");
+        File.WriteAllBytes(diskFile, disk);
+        var header = new SaveHeader
+        {
+            Config = new GuestConfig { Name = "web1", Kind = GuestKind.Domain, Image = "busybox", Domain = new DomainSettings() },
+            Accelerator = AcceleratorKind.Tcg,
+        };
+        var offset = SaveFile.WriteHeader(path, header);
+        File.AppendAllBytes(path, migration);
+        SaveFile.Finish(path, offset, diskFile);
+        return path;
+    }
+
+    [Fact]
+    public void A_save_file_round_trips_its_header_stream_and_disk()
+    {
+        var path = WriteSave("QEVMstate"u8.ToArray(), "QFI\xfbdisk"u8.ToArray());
+        var layout = SaveFile.Read(path);
+        layout.Header.Config.Name.ShouldBe("web1");
+        layout.Header.Accelerator.ShouldBe(AcceleratorKind.Tcg);
+        layout.MigrationLength.ShouldBe(9);
+        var bytes = File.ReadAllBytes(path);
+        bytes.AsSpan((int)layout.MigrationOffset, 9).ToArray().ShouldBe("QEVMstate"u8.ToArray());
+        var extracted = Path.Combine(_dir, "out.qcow2");
+        SaveFile.ExtractDisk(path, layout, extracted);
+        File.ReadAllBytes(extracted).ShouldBe("QFI\xfbdisk"u8.ToArray());
+        SaveFile.IncomingUri(path, layout).ShouldBe($"exec:tail -c +{layout.MigrationOffset + 1} '{path}' | head -c 9");
+    }
+
+    [Fact]
+    public void Files_that_are_not_whole_save_files_are_refused_by_name()
+    {
+        var junk = Path.Combine(_dir, "junk");
+        File.WriteAllText(junk, "hello\n");
+        Should.Throw<FleetException>(() => SaveFile.Read(junk)).Message.ShouldBe(
+            $"{junk} is not a vserver save file (it does not start with \"VSERVER-SAVE 1\"); give a file written by vsctl save");
+
+        var whole = File.ReadAllBytes(WriteSave("QEVM"u8.ToArray(), "disk"u8.ToArray()));
+        var cut = Path.Combine(_dir, "cut");
+        File.WriteAllBytes(cut, whole[..^10]);
+        Should.Throw<FleetException>(() => SaveFile.Read(cut)).Message.ShouldContain("is incomplete");
+
+        var grown = Path.Combine(_dir, "grown");
+        File.WriteAllBytes(grown, [.. whole[..^SaveFile.FooterLength], 0, .. whole[^SaveFile.FooterLength..]]);
+        Should.Throw<FleetException>(() => SaveFile.Read(grown)).Message.ShouldContain("do not add up");
+
+        Should.Throw<FleetException>(() => SaveFile.Read(Path.Combine(_dir, "none"))).Kind.ShouldBe(FleetError.NotFound);
+    }
+
+    [Fact]
+    public void A_kernel_is_found_only_when_both_boot_files_are_there()
+    {
+        var store = new KernelStore(Path.Combine(_dir, "kernels"), Path.Combine(_dir, "recipes"));
+        store.List().ShouldBeEmpty();
+        store.Missing("default").ShouldBe("unknown kernel 'default'; built kernels: none; build it with: vsctl kernel build default");
+        var dir = Directory.CreateDirectory(Path.Combine(_dir, "kernels", "default")).FullName;
+        File.WriteAllText(Path.Combine(dir, "vmlinux"), "elf");
+        store.Find("default").ShouldBeNull();
+        File.WriteAllText(Path.Combine(dir, "initrd.img"), "cpio");
+        File.WriteAllText(Path.Combine(dir, "version"), "6.1.0-56-cloud-amd64\n");
+        var kernel = store.Find("default").ShouldNotBeNull();
+        kernel.Version.ShouldBe("6.1.0-56-cloud-amd64");
+        kernel.Vmlinux.ShouldBe(Path.Combine(dir, "vmlinux"));
+        store.Find("../default").ShouldBeNull();
+        Should.Throw<FleetException>(() => store.Build("Bad_Name")).Kind.ShouldBe(FleetError.Invalid);
+    }
+}
