@@ -63,7 +63,9 @@
 set -eu
 
 BUSYBOX=${BUSYBOX:-/bin/busybox}
-MODULES=${MODULES:-"virtio_mmio virtio_pci virtio_blk virtio_net virtio_console virtio_balloon virtio_rng vmw_vsock_virtio_transport ext4 overlay fuse virtiofs"}
+# button: the ACPI power button (microvm's GED notifies it on QMP system_powerdown); evdev: its /dev/input/event*
+# node, which the guest agent watches for KEY_POWER.
+MODULES=${MODULES:-"virtio_mmio virtio_pci virtio_blk virtio_net virtio_console virtio_balloon virtio_rng vmw_vsock_virtio_transport ext4 overlay fuse virtiofs button evdev"}
 SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-0}
 export PATH="$PATH:/usr/sbin:/sbin"
 
@@ -76,6 +78,9 @@ OUT=$1
 for t in apt-cache apt-get dpkg-deb depmod modprobe readelf od gzip; do
     command -v "$t" >/dev/null 2>&1 || die "'$t' not found (make deps installs it)"
 done
+CC=${CC:-gcc}
+command -v "$CC" >/dev/null 2>&1 || die "'$CC' not found: the guest agent (vsguest.c) is compiled with it (make deps installs gcc and libc6-dev)"
+HERE=$(cd "$(dirname "$0")" && pwd)
 [ -x "$BUSYBOX" ] || die "$BUSYBOX not found: install busybox-static"
 if command -v ldd >/dev/null 2>&1 && ldd "$BUSYBOX" >/dev/null 2>&1; then
     die "$BUSYBOX is dynamically linked: install busybox-static"
@@ -191,8 +196,11 @@ done
 IR=$TMP/initramfs
 mkdir -p "$IR/bin" "$IR/dev" "$IR/proc" "$IR/sys" "$IR/newroot" "$IR/lib/modules"
 cp "$BUSYBOX" "$IR/bin/busybox"
+"$CC" -static -Os -Wall -Wextra -Werror -o "$IR/bin/vsguest" "$HERE/vsguest.c" ||
+    die "compiling the guest agent $HERE/vsguest.c failed (static glibc: install libc6-dev)"
+strip "$IR/bin/vsguest" 2>/dev/null || true
 for a in $("$BUSYBOX" --list); do
-    [ "$a" = busybox ] || ln -s busybox "$IR/bin/$a"
+    [ "$a" = busybox ] || [ -e "$IR/bin/$a" ] || ln -s busybox "$IR/bin/$a"
 done
 ln -s bin "$IR/sbin"
 : > "$TMP/names"
@@ -230,7 +238,7 @@ fail() {
     exit 1
 }
 
-root= fstype=ext4 flags= mode=ro wait=10 init=/sbin/init
+root= fstype=ext4 flags= mode=ro wait=10 init=/sbin/init ip= gw= hostname=
 set -f
 for arg in $(cat /proc/cmdline); do
     case $arg in
@@ -243,6 +251,9 @@ for arg in $(cat /proc/cmdline); do
         rw) mode=rw ;;
         init=*) init=${arg#init=} ;;
         vserver.debug) debug=1 ;;
+        vserver.ip=*) ip=${arg#vserver.ip=} ;;
+        vserver.gw=*) gw=${arg#vserver.gw=} ;;
+        vserver.hostname=*) hostname=${arg#vserver.hostname=} ;;
     esac
 done
 set +f
@@ -251,6 +262,32 @@ while read -r m; do
     insmod "/lib/modules/$m" || fail "insmod $m failed"
 done < /lib/modules/load-order
 echo "vserver-initramfs: modules loaded"
+
+# /dev/pts (for the guest agent's tty sessions and anything else) and /dev/shm ride along when /dev is moved.
+mkdir -p /dev/pts /dev/shm
+mount -t devpts -o ptmxmode=0666,mode=0620,gid=5 devpts /dev/pts || fail "cannot mount devpts on /dev/pts"
+mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /dev/shm || fail "cannot mount tmpfs on /dev/shm"
+
+if [ -n "$hostname" ]; then hostname "$hostname" || fail "vserver.hostname=$hostname: cannot set it"; fi
+ip link set lo up || fail "cannot bring up lo"
+if [ -n "$ip" ]; then
+    case $ip in
+        *.*.*.*/*) ;;
+        *) fail "vserver.ip=$ip: expected A.B.C.D/PREFIX" ;;
+    esac
+    n=0
+    while [ ! -e /sys/class/net/eth0 ]; do
+        [ "$n" -lt 50 ] || fail "vserver.ip=$ip: no eth0 (virtio-net device) within 5s"
+        sleep 0.1
+        n=$((n + 1))
+    done
+    ip addr add "$ip" dev eth0 || fail "vserver.ip=$ip: cannot add the address to eth0"
+    ip link set eth0 up || fail "cannot bring up eth0"
+    if [ -n "$gw" ]; then ip route add default via "$gw" dev eth0 || fail "vserver.gw=$gw: cannot add the default route"; fi
+    echo "vserver-initramfs: network eth0 $ip${gw:+ via $gw}"
+elif [ -n "$gw" ]; then
+    fail "vserver.gw=$gw without vserver.ip"
+fi
 
 [ -n "$root" ] || fail "no root= on the kernel command line"
 case $root in
@@ -269,6 +306,13 @@ mount -t "$fstype" -o "$opts" "$root" /newroot ||
 for d in dev proc sys; do
     if [ -d "/newroot/$d" ]; then mount --move "/$d" "/newroot/$d"; else umount -l "/$d"; fi
 done
+# The agent chroots into /newroot before it returns, so it stays in the guest's root when switch_root moves that
+# mount onto / and empties the initramfs; it is a daemon of its own (double fork, setsid), not a child of init.
+if /bin/vsguest /newroot; then
+    echo "vserver-initramfs: guest agent started"
+else
+    echo "vserver-initramfs: WARNING: the guest agent did not start"
+fi
 echo "vserver-initramfs: switching to $root ($fstype, $opts), init $init"
 exec switch_root /newroot "$init" "$@"
 EOF
