@@ -48,9 +48,16 @@
 #                     /init (words of the command line without '=') are
 #                     passed on, e.g. init=/bin/sh -c "echo hi; poweroff -f"
 #   vserver.debug     drop to a shell instead of powering off on failure
+#   vserver.hostname=NAME         the guest's hostname
+#   vserver.ip=A.B.C.D/PREFIX     address of eth0 (virtio-net); lo is always up
+#   vserver.gw=A.B.C.D            default route via eth0 (needs vserver.ip)
 # It mounts /proc, /sys and /dev (devtmpfs), insmods the modules, prints
-# "vserver-initramfs: modules loaded", mounts the root on /newroot, moves
-# /proc /sys /dev there and execs `switch_root /newroot INIT ARGS...`.
+# "vserver-initramfs: modules loaded", mounts devpts on /dev/pts and tmpfs on
+# /dev/shm, sets the hostname and network ("vserver-initramfs: network eth0
+# ..."), mounts the root on /newroot, moves /proc /sys /dev there, starts the
+# guest agent /bin/vsguest (vsguest.c, compiled static here) chrooted into
+# /newroot ("vserver-initramfs: guest agent started") and execs
+# `switch_root /newroot INIT ARGS...`.
 # On any failure it prints "vserver-initramfs: ERROR: ..." and powers off.
 #
 # Reproducibility: file times are clamped to SOURCE_DATE_EPOCH (default 0),
@@ -59,7 +66,8 @@
 #
 # Needs: apt-get, dpkg-deb, kmod (depmod, modprobe), lz4/xz/zstd/gzip (as the
 # kernel needs), readelf (binutils), busybox-static, cpio (GNU, for
-# --reproducible; busybox cpio is the fallback).
+# --reproducible; busybox cpio is the fallback), gcc + libc6-dev (static glibc)
+# for the guest agent ($CC overrides gcc).
 set -eu
 
 BUSYBOX=${BUSYBOX:-/bin/busybox}

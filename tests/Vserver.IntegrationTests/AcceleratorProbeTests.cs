@@ -2,36 +2,14 @@ using HybridHypervisor.Domains;
 
 namespace Vserver.IntegrationTests;
 
-/// <summary>The domain kernel built once (images/kernel/build.sh) into a temp dir for the probe tests.</summary>
-public sealed class BuiltKernel : IAsyncLifetime
-{
-    public string Dir { get; } = Directory.CreateTempSubdirectory("vskernel-").FullName;
-    public string Vmlinux => Path.Combine(Dir, "out", "vmlinux");
-    public string Initrd => Path.Combine(Dir, "out", "initrd.img");
-
-    public static string RepoDir => Path.GetDirectoryName(Binaries.Dir.TrimEnd('/'))!;
-
-    public ValueTask InitializeAsync()
-    {
-        TestHost.Run("sh", Path.Combine(RepoDir, "images", "kernel", "build.sh"), Path.Combine(Dir, "out")).ShouldSucceed();
-        return ValueTask.CompletedTask;
-    }
-
-    public ValueTask DisposeAsync()
-    {
-        Directory.Delete(Dir, recursive: true);
-        return ValueTask.CompletedTask;
-    }
-}
-
-public sealed class AcceleratorProbeTests(BuiltKernel kernel) : IClassFixture<BuiltKernel>
+public sealed class AcceleratorProbeTests(BuiltKernel kernel)
 {
     [Fact]
     public async Task The_probe_boots_a_guest_under_kvm_and_falls_back_to_tcg_when_it_cannot()
     {
         var ct = TestContext.Current.CancellationToken;
         // The same kernel boots under TCG, so a TCG answer below is about KVM, not a broken kernel.
-        TestHost.Run("sh", Path.Combine(BuiltKernel.RepoDir, "images", "kernel", "boot-test.sh"), Path.Combine(kernel.Dir, "out")).ShouldSucceed();
+        TestHost.Run("sh", Path.Combine(BuiltKernel.RepoDir, "images", "kernel", "boot-test.sh"), kernel.OutDir).ShouldSucceed();
         var cache = Path.Combine(kernel.Dir, "run", "accelerator.json");
 
         var started = System.Diagnostics.Stopwatch.StartNew();
