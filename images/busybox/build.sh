@@ -165,6 +165,9 @@ cat > etc/init.d/rcS <<'EOF'
 # mounted /proc, /sys and /dev (incl. /dev/pts, /dev/shm); mount nothing here.
 PATH=/usr/sbin:/usr/bin:/sbin:/bin
 export PATH
+# One line on the console (a domain's serial console, a vserver's console.log):
+# the guest's own init has taken over.
+echo "busybox init: /etc/init.d/rcS starting on $(hostname)"
 ip link set lo up 2>/dev/null || true
 # A running daemon; logs to /var/log/messages (in the guest's upper layer).
 syslogd 2>/dev/null || true

@@ -71,7 +71,7 @@ public sealed class DomainTests(DomainHost shared) : IClassFixture<DomainHost>
         var log = ConsoleLog("dom-boot");
         log.ShouldContain($"Linux version {version}");
         log.ShouldContain("vserver-initramfs: modules loaded");
-        log.ShouldContain("init started: BusyBox");
+        log.ShouldContain("busybox init: /etc/init.d/rcS starting on dom-boot");
 
         var status = Status("dom-boot");
         status.GetProperty("kind").GetString().ShouldBe("domain");
