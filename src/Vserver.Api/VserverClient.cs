@@ -104,13 +104,50 @@ public sealed class VserverClient : IDisposable
         using var response = await SendRawAsync(new HttpRequestMessage(HttpMethod.Delete, $"v1/images/{Uri.EscapeDataString(name)}"), ct);
     }
 
+    public Task<IReadOnlyList<KernelInfo>> ListKernelsAsync(CancellationToken ct = default) =>
+        GetAsync("v1/kernels", ApiJson.Default.IReadOnlyListKernelInfo, ct);
+
+    public Task<KernelInfo> BuildKernelAsync(string name, CancellationToken ct = default) =>
+        SendAsync(HttpMethod.Post, "v1/kernels", JsonContent.Create(new BuildKernelRequest { Name = name }, ApiJson.Default.BuildKernelRequest),
+            ApiJson.Default.KernelInfo, ct);
+
+    public async Task RemoveKernelAsync(string name, CancellationToken ct = default)
+    {
+        using var response = await SendRawAsync(new HttpRequestMessage(HttpMethod.Delete, $"v1/kernels/{Uri.EscapeDataString(name)}"), ct);
+    }
+
+    /// <summary>Saves a running domain to <paramref name="file"/>, a path on the agent's host; the agent wants it absolute.</summary>
+    public Task<SaveResult> SaveAsync(string name, string file, CancellationToken ct = default) =>
+        SendAsync(HttpMethod.Post, $"v1/guests/{Uri.EscapeDataString(name)}/save",
+            JsonContent.Create(new SaveFileRequest { File = file }, ApiJson.Default.SaveFileRequest), ApiJson.Default.SaveResult, ct);
+
+    /// <summary>Recreates and resumes the domain saved in <paramref name="file"/> (absolute, on the agent's host).</summary>
+    public Task<GuestInfo> RestoreAsync(string file, CancellationToken ct = default) =>
+        SendAsync(HttpMethod.Post, "v1/restore", JsonContent.Create(new SaveFileRequest { File = file }, ApiJson.Default.SaveFileRequest),
+            ApiJson.Default.GuestInfo, ct);
+
     /// <summary>Opens the exec WebSocket and sends the request; the caller pumps <see cref="ExecStream"/> frames.</summary>
     public async Task<WebSocket> OpenExecAsync(string name, ExecRequest request, CancellationToken ct = default)
+    {
+        var ws = await OpenWebSocketAsync(name, "exec", ct);
+        var json = System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(request, ApiJson.Default.ExecRequest);
+        await ws.SendAsync(json, WebSocketMessageType.Text, true, ct);
+        return ws;
+    }
+
+    /// <summary>
+    /// Opens a domain's serial console: <see cref="ExecStream.Stdout"/> frames come, <see cref="ExecStream.Stdin"/>
+    /// frames go, or one <see cref="ExecStream.Error"/> frame says why there is no console. Closing it detaches.
+    /// </summary>
+    public Task<WebSocket> OpenConsoleAsync(string name, CancellationToken ct = default) => OpenWebSocketAsync(name, "console", ct);
+
+    private async Task<WebSocket> OpenWebSocketAsync(string name, string endpoint, CancellationToken ct)
     {
         var ws = new ClientWebSocket();
         try
         {
-            await ws.ConnectAsync(new Uri($"ws://vserverd/v1/guests/{Uri.EscapeDataString(name)}/exec"), new HttpMessageInvoker(_handler, disposeHandler: false), ct);
+            await ws.ConnectAsync(new Uri($"ws://vserverd/v1/guests/{Uri.EscapeDataString(name)}/{endpoint}"),
+                new HttpMessageInvoker(_handler, disposeHandler: false), ct);
         }
         catch (WebSocketException e) when (e.InnerException is AgentUnavailableException unavailable)
         {
@@ -124,8 +161,6 @@ public sealed class VserverClient : IDisposable
             await GetAsync(name, ct);
             throw;
         }
-        var json = System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(request, ApiJson.Default.ExecRequest);
-        await ws.SendAsync(json, WebSocketMessageType.Text, true, ct);
         return ws;
     }
 

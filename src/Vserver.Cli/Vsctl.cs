@@ -9,7 +9,7 @@ internal static class Vsctl
 {
     public static RootCommand BuildRoot(CliContext cli)
     {
-        var root = new RootCommand("vsctl: control the virtual servers of this host through its agent, vserverd")
+        var root = new RootCommand("vsctl: control the guests of this host (vservers and domains) through its agent, vserverd")
         {
             CreateCommand.Create(cli),
             StartCommand.Create(cli),
@@ -23,8 +23,12 @@ internal static class Vsctl
             ListCommand.Create(cli),
             StatusCommand.Create(cli),
             SetCommand.Create(cli),
+            ConsoleCommand.Create(cli),
+            SaveCommand.Create(cli),
+            RestoreCommand.Create(cli),
             ImageCommand.Create(cli),
-            InfoCommand.Create(cli),
+            KernelCommand.Create(cli),
+            HostCommand.Create(cli),
         };
         root.Options.Add(cli.SocketOption);
         return root;

@@ -15,9 +15,9 @@ internal static class Common
         CompletionSources = { textName, "json" },
     };
 
-    public static Option<string?> Memory() => new("--memory", "-m")
+    public static Option<string?> Memory(string domainNote) => new("--memory", "-m")
     {
-        Description = "Memory limit, e.g. 256M or 1.5G (K, M, G, T are powers of 1024)",
+        Description = $"Memory limit, e.g. 256M or 1.5G (K, M, G, T are powers of 1024); {domainNote}",
         HelpName = "SIZE",
     };
 
@@ -32,4 +32,13 @@ internal static class Common
         Description = "Limit on the number of processes",
         HelpName = "N",
     };
+}
+
+/// <summary>The kinds of guest the agent reports in <see cref="Vserver.Api.GuestInfo.Kind"/>.</summary>
+internal static class GuestKinds
+{
+    public const string Vserver = "vserver";
+    public const string Domain = "domain";
+
+    public static bool IsDomain(Vserver.Api.GuestInfo guest) => guest.Kind == Domain;
 }

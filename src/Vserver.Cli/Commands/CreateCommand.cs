@@ -9,7 +9,7 @@ internal static class CreateCommand
     {
         var name = Common.GuestName("The new guest's name");
         var image = new Option<string?>("--image") { Description = "Root file system image [default: the agent's, busybox]", HelpName = "IMAGE" };
-        var memory = Common.Memory();
+        var memory = Common.Memory("for a domain, its RAM [default: 256M]");
         var cpus = Common.Cpus();
         var pids = Common.Pids();
         var ip = new Option<string?>("--ip") { Description = "IPv4 address on the bridge [default: the next free one]", HelpName = "A.B.C.D" };
@@ -34,7 +34,23 @@ internal static class CreateCommand
             HelpName = "NAME",
             AllowMultipleArgumentsPerToken = false,
         };
-        var command = new Command("create", "Create a guest (stopped)") { name, image, memory, cpus, pids, ip, restart, cmd, privileged, allowSyscall };
+        var kind = new Option<string?>("--kind")
+        {
+            Description = "vserver (shares the host's kernel) or domain (a VM under QEMU with its own kernel) [default: vserver]",
+            HelpName = "vserver|domain",
+            CompletionSources = { "vserver", "domain" },
+        };
+        var vcpus = new Option<string?>("--vcpus") { Description = "Domains: virtual processors [default: 1]", HelpName = "N" };
+        var disk = new Option<string?>("--disk") { Description = "Domains: size of the root disk, e.g. 4G [default: 2G]", HelpName = "SIZE" };
+        var kernel = new Option<string?>("--kernel")
+        {
+            Description = "Domains: the kernel to boot, built with vsctl kernel build [default: default]",
+            HelpName = "KERNEL",
+        };
+        var command = new Command("create", "Create a guest (stopped): a vserver, or with --kind domain a VM")
+        {
+            name, kind, image, memory, cpus, pids, ip, restart, cmd, privileged, allowSyscall, vcpus, disk, kernel,
+        };
         command.SetAction((parse, ct) =>
         {
             var options = new Options
@@ -49,6 +65,10 @@ internal static class CreateCommand
                 Cmd = parse.GetValue(cmd),
                 Privileged = parse.GetValue(privileged),
                 AllowSyscalls = parse.GetValue(allowSyscall) ?? [],
+                Kind = parse.GetValue(kind),
+                Vcpus = parse.GetValue(vcpus),
+                Disk = parse.GetValue(disk),
+                Kernel = parse.GetValue(kernel),
             };
             return cli.RunAsync(parse, client => HandleAsync(client, options, cli.Out, cli.Err, ct));
         });
@@ -67,6 +87,10 @@ internal static class CreateCommand
         public string? Cmd { get; init; }
         public bool Privileged { get; init; }
         public IReadOnlyList<string> AllowSyscalls { get; init; } = [];
+        public string? Kind { get; init; }
+        public string? Vcpus { get; init; }
+        public string? Disk { get; init; }
+        public string? Kernel { get; init; }
     }
 
     /// <summary>The request the options describe; <see cref="UsageException"/> for input the agent need not see.</summary>
@@ -82,6 +106,11 @@ internal static class CreateCommand
         Command = o.Cmd is null ? null : Input.Command("--cmd", o.Cmd),
         Privileged = o.Privileged,
         AllowSyscalls = o.AllowSyscalls.Count > 0 ? o.AllowSyscalls : null,
+        // Which options suit which kind is the agent's call; it names the option it refuses.
+        Kind = Input.OneOf("--kind", o.Kind, "vserver", "domain"),
+        Vcpus = Input.PositiveInt("--vcpus", o.Vcpus, "number of vcpus"),
+        DiskBytes = Input.Size("--disk", o.Disk),
+        Kernel = o.Kernel,
     };
 
     public static async Task<int> HandleAsync(VserverClient client, Options options, TextWriter stdout, TextWriter stderr, CancellationToken ct)

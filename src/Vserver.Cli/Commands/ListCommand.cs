@@ -30,14 +30,23 @@ internal static class ListCommand
             Display.Json(stdout, list.Guests, ApiJson.Default.IReadOnlyListGuestInfo);
             return;
         }
-        TextTable.Write(stdout, ["NAME", "TYPE", "STATE", "IPV4", "MEMORY", "CPUS", "IMAGE", "PRIVILEGED"],
-            list.Guests.Select(g => new[]
+        TextTable.Write(stdout, ["NAME", "TYPE", "STATE", "ACCEL", "IPV4", "MEMORY", "CPUS", "IMAGE", "PRIVILEGED"],
+            list.Guests.Select(g =>
             {
-                g.Name, g.Kind, g.State, g.Ipv4,
-                g.MemoryBytes is { } m ? ByteSize.Format(m) : null,
-                g.Cpus is { } c ? Display.Number(c) : null,
-                g.Image,
-                g.Problem is null ? (g.Privileged ? "yes" : "no") : null,
+                var domain = GuestKinds.IsDomain(g);
+                return new[]
+                {
+                    g.Name, g.Kind, g.State,
+                    domain ? Accelerators.Short(g.Accelerator) : null,
+                    g.Ipv4,
+                    // A domain's MemoryBytes is its balloon target, what it may use now.
+                    g.MemoryBytes is { } m ? ByteSize.Format(m) : null,
+                    domain ? (g.Vcpus is { } v ? Display.Number(v) : null) : g.Cpus is { } c ? Display.Number(c) : null,
+                    g.Image,
+                    domain || g.Problem is not null ? null : g.Privileged ? "yes" : "no",
+                };
             }));
+        var emulated = list.Guests.FirstOrDefault(g => GuestKinds.IsDomain(g) && Accelerators.IsEmulated(g.Accelerator));
+        if (emulated is not null) stdout.WriteLine(Accelerators.EmulationNote(emulated.Accelerator));
     }
 }

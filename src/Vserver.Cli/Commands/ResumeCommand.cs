@@ -8,7 +8,7 @@ internal static class ResumeCommand
     public static Command Create(CliContext cli)
     {
         var name = Common.GuestName();
-        var command = new Command("resume", "Thaw a paused guest") { name };
+        var command = new Command("resume", "Resume a paused guest: a vserver's processes are thawed, a domain's vCPUs run again (as xl unpause)") { name };
         command.SetAction((parse, ct) => cli.RunAsync(parse, client => HandleAsync(client, parse.GetValue(name)!, cli.Out, cli.Err, ct)));
         return command;
     }

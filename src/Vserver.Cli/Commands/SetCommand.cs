@@ -8,10 +8,14 @@ internal static class SetCommand
     public static Command Create(CliContext cli)
     {
         var name = Common.GuestName();
-        var memory = Common.Memory();
+        var memory = Common.Memory("for a running domain, a live balloon target within its maximum (stopped: the RAM of its next boot)");
         var cpus = Common.Cpus();
         var pids = Common.Pids();
-        var command = new Command("set", "Change a guest's resource limits (applied at once if it runs)") { name, memory, cpus, pids };
+        var command = new Command("set",
+            "Change a guest's resource limits (applied at once if it runs); a domain has only --memory, set live by its balloon")
+        {
+            name, memory, cpus, pids,
+        };
         command.SetAction((parse, ct) => cli.RunAsync(parse, client => HandleAsync(client, parse.GetValue(name)!,
             parse.GetValue(memory), parse.GetValue(cpus), parse.GetValue(pids), cli.Out, cli.Err, ct)));
         return command;
@@ -34,7 +38,17 @@ internal static class SetCommand
     {
         var request = ToRequest(memory, cpus, pids);
         var guest = await client.SetLimitsAsync(name, request, ct);
-        stdout.WriteLine($"updated {guest.Name}: memory {Display.Bytes(guest.MemoryBytes)}, cpus {Display.Number(guest.Cpus)}, pids {Display.Number(guest.Pids)}");
+        stdout.WriteLine(Describe(guest));
         return ExitCodes.Ok;
+    }
+
+    public static string Describe(GuestInfo guest)
+    {
+        if (guest.Kind != GuestKinds.Domain)
+            return $"updated {guest.Name}: memory {Display.Bytes(guest.MemoryBytes)}, cpus {Display.Number(guest.Cpus)}, pids {Display.Number(guest.Pids)}";
+        // The agent balloons a running domain and changes a stopped one's RAM (see Fleet.SetDomainMemoryLockedAsync).
+        return guest.State is "running" or "paused"
+            ? $"updated {guest.Name}: memory {Display.Bytes(guest.MemoryBytes)} (balloon target, live; maximum {Display.Bytes(guest.MaxMemoryBytes)})"
+            : $"updated {guest.Name}: memory {Display.Bytes(guest.MemoryBytes)} (its RAM from the next start)";
     }
 }

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Globalization;
 using Vserver.Api;
 
 namespace Vserver.Cli.Commands;
@@ -34,6 +35,13 @@ internal static class StatusCommand
             ("state", g.State),
         };
         if (!string.IsNullOrEmpty(g.Problem)) lines.Add(("problem", g.Problem));
+        if (GuestKinds.IsDomain(g)) AddDomain(g, clock, lines);
+        else AddVserver(g, clock, lines);
+        Display.KeyValues(stdout, lines);
+    }
+
+    private static void AddVserver(GuestInfo g, TimeProvider clock, List<(string, string)> lines)
+    {
         lines.AddRange(
         [
             ("image", Display.Text(g.Image)),
@@ -44,16 +52,13 @@ internal static class StatusCommand
             ("restart", Display.Text(g.Restart)),
             ("privileged", g.Problem is not null ? Display.None : g.Privileged ? "yes: root inside is root on the host" : "no"),
             ("host ids", g.HostIdBase is { } b && g.HostIdCount is { } n
-                ? string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{b}-{b + n - 1} (0-{n - 1} inside)") : Display.None),
+                ? string.Create(CultureInfo.InvariantCulture, $"{b}-{b + n - 1} (0-{n - 1} inside)") : Display.None),
             ("syscalls", g.Problem is not null ? Display.None
                 : g.AllowSyscalls is { Count: > 0 } a ? $"default filter, also allowed: {string.Join(", ", a)}" : "default filter"),
             ("command", g.Command is { Count: > 0 } c ? ShellWords.Join(c) : Display.None),
             ("init pid", Display.Number(g.InitPid)),
-            ("created", Display.Time(g.Created, clock)),
-            ("started", Display.Time(g.StartedAt, clock)),
-            ("last exit", g.LastExit is { } e ? $"{e.Description} at {Display.Time(e.At, clock)}" : Display.None),
-            ("restarts", Display.Number(g.RestartCount)),
         ]);
+        AddHistory(g, clock, lines);
         if (g.Usage is { } u)
         {
             lines.AddRange(
@@ -61,7 +66,7 @@ internal static class StatusCommand
                 ("memory", Display.Bytes(u.MemoryBytes)),
                 ("memory peak", Display.Bytes(u.MemoryPeakBytes)),
                 ("processes", Display.Number(u.Processes)),
-                ("cpu seconds", u.CpuSeconds.ToString("0.00", System.Globalization.CultureInfo.InvariantCulture)),
+                ("cpu seconds", u.CpuSeconds.ToString("0.00", CultureInfo.InvariantCulture)),
                 ("oom kills", Display.Number(u.OomKills)),
             ]);
         }
@@ -69,6 +74,40 @@ internal static class StatusCommand
         {
             lines.Add(("usage", Display.None));
         }
-        Display.KeyValues(stdout, lines);
     }
+
+    /// <summary>A domain has no privileged mode, host ids, syscall filter, process limit or init command of its own.</summary>
+    private static void AddDomain(GuestInfo g, TimeProvider clock, List<(string, string)> lines)
+    {
+        lines.AddRange(
+        [
+            ("accelerator", Display.Text(g.Accelerator)),
+            ("kernel", Display.Text(g.Kernel)),
+            ("vcpus", Display.Number(g.Vcpus)),
+            ("memory target", Display.Bytes(g.MemoryBytes)),
+            ("max memory", Display.Bytes(g.MaxMemoryBytes)),
+            ("disk", Display.Bytes(g.DiskBytes)),
+            ("image", Display.Text(g.Image)),
+            ("ipv4", Display.Text(g.Ipv4)),
+            ("restart", Display.Text(g.Restart)),
+            ("qemu pid", Display.Number(g.InitPid)),
+        ]);
+        AddHistory(g, clock, lines);
+        if (g.Usage is { } u)
+        {
+            lines.AddRange(
+            [
+                ("memory", Display.Bytes(u.MemoryBytes)),
+                ("cpu seconds", u.CpuSeconds.ToString("0.00", CultureInfo.InvariantCulture)),
+            ]);
+        }
+    }
+
+    private static void AddHistory(GuestInfo g, TimeProvider clock, List<(string, string)> lines) => lines.AddRange(
+    [
+        ("created", Display.Time(g.Created, clock)),
+        ("started", Display.Time(g.StartedAt, clock)),
+        ("last exit", g.LastExit is { } e ? $"{e.Description} at {Display.Time(e.At, clock)}" : Display.None),
+        ("restarts", Display.Number(g.RestartCount)),
+    ]);
 }

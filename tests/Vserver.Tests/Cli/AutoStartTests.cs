@@ -56,7 +56,7 @@ public class AutoStartTests
 
             launched.ShouldBe("/opt/vserver/bin/vserverd > /run/test/vserverd.log");
             cli.ErrLines.ShouldBe(["vsctl: no agent was running; started vserverd (log: /run/test/vserverd.log)"]);
-            cli.OutLines.ShouldBe(["NAME   TYPE   STATE   IPV4   MEMORY   CPUS   IMAGE   PRIVILEGED"]);
+            cli.OutLines.ShouldBe(["NAME   TYPE   STATE   ACCEL   IPV4   MEMORY   CPUS   IMAGE   PRIVILEGED"]);
             started.ShouldNotBeNull().Requests.Count(r => r.Path == "/v1/guests").ShouldBe(1);
         }
         finally

@@ -39,7 +39,7 @@ internal sealed class CliHarness
 
     public StringWriter Out { get; } = new();
     public StringWriter Err { get; } = new();
-    public MemoryStream Stdin { get; set; } = new();
+    public Stream Stdin { get; set; } = new MemoryStream();
     public MemoryStream Stdout { get; } = new();
     public MemoryStream Stderr { get; } = new();
     public FakeTerminal Terminal { get; } = new();

@@ -51,6 +51,9 @@ internal sealed class FakeAgent : IAsyncDisposable
     /// <summary>Runs an exec session after the request arrived; null refuses the upgrade with 409.</summary>
     public Func<WebSocket, ExecRequest, CancellationToken, Task>? Exec { get; set; }
 
+    /// <summary>Runs a console session (no request message comes first); null refuses the upgrade with 409.</summary>
+    public Func<WebSocket, CancellationToken, Task>? Console { get; set; }
+
     public static string NewSocketPath() => Path.Combine(Path.GetTempPath(), $"vsctl-{Guid.NewGuid():N}"[..20] + ".sock");
 
     public static FakeAgent Start(string? socketPath = null) => new(socketPath ?? NewSocketPath());
@@ -107,7 +110,8 @@ internal sealed class FakeAgent : IAsyncDisposable
 
     private async Task UpgradeAsync(NetworkStream stream, string path, string key)
     {
-        if (Exec is null)
+        var console = path.EndsWith("/console", StringComparison.Ordinal);
+        if (console ? Console is null : Exec is null)
         {
             Requests.Enqueue(new FakeRequest("UPGRADE", path, ""));
             await WriteResponseAsync(stream, FakeResponse.Error(409, "refused"));
@@ -119,12 +123,18 @@ internal sealed class FakeAgent : IAsyncDisposable
         await stream.WriteAsync(Encoding.ASCII.GetBytes(
             $"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"));
         using var ws = WebSocket.CreateFromStream(stream, new WebSocketCreationOptions { IsServer = true, KeepAliveInterval = TimeSpan.Zero });
+        if (console)
+        {
+            Requests.Enqueue(new FakeRequest("CONSOLE", path, ""));
+            await Console!(ws, _stop.Token);
+            return;
+        }
         var buffer = new byte[64 * 1024];
         var first = await ws.ReceiveAsync(buffer, _stop.Token);
         var request = JsonSerializer.Deserialize(buffer.AsSpan(0, first.Count), ApiJson.Default.ExecRequest)!;
         ExecRequests.Enqueue(request);
         Requests.Enqueue(new FakeRequest("EXEC", path, Encoding.UTF8.GetString(buffer, 0, first.Count)));
-        await Exec(ws, request, _stop.Token);
+        await Exec!(ws, request, _stop.Token);
     }
 
     private static async Task<string?> ReadHeadAsync(Stream stream)

@@ -22,6 +22,22 @@ public class HandlerTests
         Pids = 100,
     };
 
+    private static readonly GuestInfo Vm1 = new()
+    {
+        Name = "vm1",
+        Kind = "domain",
+        State = "running",
+        Image = "busybox",
+        Ipv4 = "10.88.0.3",
+        InitPid = 4321,
+        MemoryBytes = 192L << 20,
+        MaxMemoryBytes = 256L << 20,
+        Vcpus = 2,
+        Kernel = "default",
+        DiskBytes = 2L << 30,
+        Accelerator = "kvm",
+    };
+
     private static FakeResponse Guest(GuestInfo guest) => FakeResponse.Json(guest, ApiJson.Default.GuestInfo);
 
     [Fact]
@@ -148,10 +164,175 @@ public class HandlerTests
         (await cli.RunAsync(agent.SocketPath, "list")).ShouldBe(0);
 
         cli.OutLines.ShouldBe([
-            "NAME   TYPE      STATE     IPV4        MEMORY   CPUS   IMAGE   PRIVILEGED",
-            "web1   vserver   running   10.88.0.2   512M     1      -       no",
+            "NAME   TYPE      STATE     ACCEL   IPV4        MEMORY   CPUS   IMAGE   PRIVILEGED",
+            "web1   vserver   running   -       10.88.0.2   512M     1      -       no",
         ]);
         cli.ErrLines.ShouldBe(["vsctl: warning: guests/x: bad config"]);
+    }
+
+    [Fact]
+    public async Task List_shows_domains_with_their_accelerator_vcpus_and_balloon_target()
+    {
+        await using var agent = FakeAgent.Start();
+        agent.Handler = _ => FakeResponse.Json(new GuestList { Guests = [Web1, Vm1 with { State = "paused" }] }, ApiJson.Default.GuestList);
+        var cli = new CliHarness();
+
+        (await cli.RunAsync(agent.SocketPath, "list")).ShouldBe(0);
+
+        cli.OutLines.ShouldBe([
+            "NAME   TYPE      STATE     ACCEL   IPV4        MEMORY   CPUS   IMAGE     PRIVILEGED",
+            "web1   vserver   running   -       10.88.0.2   512M     1      -         no",
+            "vm1    domain    paused    kvm     10.88.0.3   192M     2      busybox   -",
+        ]);
+        cli.Err.ToString().ShouldBeEmpty();
+    }
+
+    [Fact]
+    public async Task List_explains_tcg_in_one_line_after_the_table_when_a_domain_is_emulated()
+    {
+        await using var agent = FakeAgent.Start();
+        var emulated = Vm1 with { Name = "vm2", State = "crashed", Accelerator = "tcg (emulated: /dev/kvm is missing)" };
+        agent.Handler = _ => FakeResponse.Json(new GuestList { Guests = [Vm1, emulated] }, ApiJson.Default.GuestList);
+        var cli = new CliHarness();
+
+        (await cli.RunAsync(agent.SocketPath, "list")).ShouldBe(0);
+
+        cli.OutLines.ShouldBe([
+            "NAME   TYPE     STATE     ACCEL   IPV4        MEMORY   CPUS   IMAGE     PRIVILEGED",
+            "vm1    domain   running   kvm     10.88.0.3   192M     2      busybox   -",
+            "vm2    domain   crashed   tcg     10.88.0.3   192M     2      busybox   -",
+            "tcg = emulated (no usable KVM on this host: /dev/kvm is missing): domains run several times slower",
+        ]);
+    }
+
+    [Fact]
+    public async Task Create_domain_maps_its_flags_into_the_request()
+    {
+        await using var agent = FakeAgent.Start();
+        agent.Handler = _ => Guest(Vm1 with { State = "stopped", InitPid = null });
+        var cli = new CliHarness();
+
+        var code = await cli.RunAsync(agent.SocketPath, "create", "vm1", "--kind", "domain", "--image", "busybox", "--memory", "256M",
+            "--vcpus", "2", "--disk", "4G", "--kernel", "lts", "--ip", "10.88.0.3", "--restart", "always");
+
+        code.ShouldBe(0);
+        cli.OutLines.ShouldBe(["created vm1 (domain, 10.88.0.3)"]);
+        var sent = JsonSerializer.Deserialize(agent.Requests.ShouldHaveSingleItem().Body, ApiJson.Default.CreateGuestRequest)!;
+        sent.ShouldBe(new CreateGuestRequest
+        {
+            Name = "vm1",
+            Kind = "domain",
+            Image = "busybox",
+            MemoryBytes = 256L << 20,
+            Vcpus = 2,
+            DiskBytes = 4L << 30,
+            Kernel = "lts",
+            Ipv4 = "10.88.0.3",
+            Restart = "always",
+        });
+    }
+
+    [Theory]
+    [InlineData("running", "updated vm1: memory 192M (balloon target, live; maximum 256M)")]
+    [InlineData("stopped", "updated vm1: memory 192M (its RAM from the next start)")]
+    public async Task Set_memory_on_a_domain_says_what_it_did(string state, string line)
+    {
+        await using var agent = FakeAgent.Start();
+        agent.Handler = _ => Guest(Vm1 with { State = state });
+        var cli = new CliHarness();
+
+        (await cli.RunAsync(agent.SocketPath, "set", "vm1", "--memory", "192M")).ShouldBe(0);
+
+        cli.OutLines.ShouldBe([line]);
+        agent.Requests.ShouldHaveSingleItem().Body.ShouldBe($$"""{"memoryBytes":{{192L << 20}}}""");
+    }
+
+    [Fact]
+    public async Task Save_sends_the_file_made_absolute_against_the_current_directory()
+    {
+        await using var agent = FakeAgent.Start();
+        var expected = Path.GetFullPath("saves/vm1.save");
+        agent.Handler = _ => FakeResponse.Json(new SaveResult { File = expected, SizeBytes = 300L << 20 }, ApiJson.Default.SaveResult);
+        var cli = new CliHarness();
+
+        (await cli.RunAsync(agent.SocketPath, "save", "vm1", "saves/vm1.save")).ShouldBe(0);
+
+        cli.OutLines.ShouldBe([$"saved vm1 to {expected} (300M)"]);
+        var request = agent.Requests.ShouldHaveSingleItem();
+        $"{request.Method} {request.Path}".ShouldBe("POST /v1/guests/vm1/save");
+        JsonSerializer.Deserialize(request.Body, ApiJson.Default.SaveFileRequest)!.File.ShouldBe(expected);
+    }
+
+    [Theory]
+    [InlineData("vm1.save", "/srv/saves", "/srv/saves/vm1.save")]
+    [InlineData("../vm1.save", "/srv/saves", "/srv/vm1.save")]
+    [InlineData("/var/tmp/vm1.save", "/srv/saves", "/var/tmp/vm1.save")]
+    public void Save_and_restore_paths_are_absolute(string file, string cwd, string expected) =>
+        SaveCommand.AbsolutePath(file, cwd).ShouldBe(expected);
+
+    [Fact]
+    public async Task Restore_sends_the_absolute_file_and_prints_the_domain_and_its_state()
+    {
+        await using var agent = FakeAgent.Start();
+        agent.Handler = _ => FakeResponse.Json(Vm1, ApiJson.Default.GuestInfo, 201);
+        var cli = new CliHarness();
+
+        (await cli.RunAsync(agent.SocketPath, "restore", "vm1.save")).ShouldBe(0);
+
+        cli.OutLines.ShouldBe(["restored vm1 (running)"]);
+        var request = agent.Requests.ShouldHaveSingleItem();
+        $"{request.Method} {request.Path}".ShouldBe("POST /v1/restore");
+        JsonSerializer.Deserialize(request.Body, ApiJson.Default.SaveFileRequest)!.File.ShouldBe(Path.GetFullPath("vm1.save"));
+    }
+
+    [Fact]
+    public async Task Kernel_verbs_map_to_the_kernel_endpoints()
+    {
+        await using var agent = FakeAgent.Start();
+        var kernel = new KernelInfo
+        {
+            Name = "default", Version = "6.1.0-28-cloud-amd64", Package = "linux-image-cloud-amd64", SizeBytes = 40L << 20, Built = CliHarness.Now,
+        };
+        agent.Handler = r => r.Method switch
+        {
+            "POST" => FakeResponse.Json(kernel, ApiJson.Default.KernelInfo, 201),
+            "GET" => FakeResponse.Json<IReadOnlyList<KernelInfo>>([kernel], ApiJson.Default.IReadOnlyListKernelInfo),
+            _ => new FakeResponse(204, ""),
+        };
+        var cli = new CliHarness();
+
+        (await cli.RunAsync(agent.SocketPath, "kernel", "build")).ShouldBe(0);
+        (await cli.RunAsync(agent.SocketPath, "kernel", "list")).ShouldBe(0);
+        (await cli.RunAsync(agent.SocketPath, "kernel", "rm", "default")).ShouldBe(0);
+
+        cli.ErrLines.ShouldBe(["building kernel default..."]);
+        cli.OutLines.ShouldBe([
+            "built kernel default (6.1.0-28-cloud-amd64, 40M)",
+            "NAME      VERSION                PACKAGE                   SIZE   BUILT",
+            "default   6.1.0-28-cloud-amd64   linux-image-cloud-amd64   40M    2025-03-01 12:00:00 +00:00 (just now)",
+            "removed kernel default",
+        ]);
+        agent.Requests.Select(r => $"{r.Method} {r.Path}").ShouldBe(["POST /v1/kernels", "GET /v1/kernels", "DELETE /v1/kernels/default"]);
+        agent.Requests.First().Body.ShouldBe("""{"name":"default"}""");
+    }
+
+    [Fact]
+    public async Task Kernel_build_takes_a_name_and_list_speaks_json()
+    {
+        await using var agent = FakeAgent.Start();
+        var kernel = new KernelInfo { Name = "lts", Version = "6.1", Package = "p", SizeBytes = 1, Built = CliHarness.Now };
+        agent.Handler = r => r.Method == "POST"
+            ? FakeResponse.Json(kernel, ApiJson.Default.KernelInfo, 201)
+            : FakeResponse.Json<IReadOnlyList<KernelInfo>>([kernel], ApiJson.Default.IReadOnlyListKernelInfo);
+        var cli = new CliHarness();
+
+        (await cli.RunAsync(agent.SocketPath, "kernel", "build", "lts")).ShouldBe(0);
+        (await cli.RunAsync(agent.SocketPath, "kernel", "ls", "-f", "json")).ShouldBe(0);
+
+        agent.Requests.First().Body.ShouldBe("""{"name":"lts"}""");
+        var json = cli.Out.ToString();
+        JsonSerializer.Deserialize(json[json.IndexOf('[', StringComparison.Ordinal)..], ApiJson.Default.IReadOnlyListKernelInfo)!
+            .ShouldHaveSingleItem().ShouldBe(kernel);
     }
 
     [Fact]
@@ -194,20 +375,26 @@ public class HandlerTests
         agent.Requests.First().Body.ShouldBe("""{"name":"busybox"}""");
     }
 
-    [Fact]
-    public async Task Info_prints_the_host()
+    [Theory]
+    [InlineData("host")]
+    [InlineData("info")]
+    public async Task Host_and_its_alias_info_print_the_host(string verb)
     {
         await using var agent = FakeAgent.Start();
         agent.Handler = _ => FakeResponse.Json(new HostInfo
         {
             Version = "0.1", CgroupVersion = "2", Bridge = "vsbr0", Subnet = "10.88.0.0/16", StateRoot = "/var/lib/vserver", RunRoot = "/run/vserver", AgentPid = 9,
+            Accelerator = "kvm", Cpus = 8, MemoryBytes = 16L << 30,
         }, ApiJson.Default.HostInfo);
         var cli = new CliHarness();
 
-        (await cli.RunAsync(agent.SocketPath, "info")).ShouldBe(0);
+        (await cli.RunAsync(agent.SocketPath, verb)).ShouldBe(0);
 
         cli.OutLines.ShouldContain($"socket:         {agent.SocketPath}");
         cli.OutLines.ShouldContain("agent pid:      9");
+        cli.OutLines.ShouldContain("accelerator:    kvm");
+        cli.OutLines.ShouldContain("cpus:           8");
+        cli.OutLines.ShouldContain("memory:         16G");
     }
 
     [Fact]

@@ -100,10 +100,55 @@ public class StatusFormatTests
     }
 
     [Fact]
+    public void A_domain_shows_its_machine_and_no_vserver_only_lines()
+    {
+        var output = new StringWriter { NewLine = "\n" };
+        StatusCommand.Write(new GuestInfo
+        {
+            Name = "vm1",
+            Kind = "domain",
+            State = "running",
+            Image = "busybox",
+            Ipv4 = "10.88.0.3",
+            MemoryBytes = 192L << 20,
+            MaxMemoryBytes = 256L << 20,
+            Vcpus = 2,
+            Kernel = "default",
+            DiskBytes = 2L << 30,
+            Accelerator = "kvm",
+            Restart = "no",
+            InitPid = 5151,
+            Created = CliHarness.Now.AddHours(-1),
+            StartedAt = CliHarness.Now.AddMinutes(-1),
+        }, new FixedClock(CliHarness.Now), output);
+
+        output.ToString().ShouldBe("""
+            name:          vm1
+            type:          domain
+            state:         running
+            accelerator:   kvm
+            kernel:        default
+            vcpus:         2
+            memory target: 192M
+            max memory:    256M
+            disk:          2G
+            image:         busybox
+            ipv4:          10.88.0.3
+            restart:       no
+            qemu pid:      5151
+            created:       2025-03-01 11:00:00 +00:00 (1h ago)
+            started:       2025-03-01 11:59:00 +00:00 (1m ago)
+            last exit:     -
+            restarts:      0
+
+            """.ReplaceLineEndings("\n"));
+    }
+
+    [Fact]
     public void Host_info_is_key_value_lines()
     {
         var output = new StringWriter { NewLine = "\n" };
-        InfoCommand.Write(new HostInfo
+        HostCommand.Write(new HostInfo
         {
             Version = "0.1.0",
             CgroupVersion = "2",
@@ -112,11 +157,17 @@ public class StatusFormatTests
             StateRoot = "/var/lib/vserver",
             RunRoot = "/run/vserver",
             AgentPid = 77,
+            Accelerator = "tcg (emulated: KVM could not run the test guest: QEMU exited 1)",
+            Cpus = 4,
+            MemoryBytes = 8L << 30,
         }, "/run/vserver/agent.sock", output);
         output.ToString().ShouldBe("""
             version:        0.1.0
             agent pid:      77
             socket:         /run/vserver/agent.sock
+            cpus:           4
+            memory:         8G
+            accelerator:    tcg (emulated: KVM could not run the test guest: QEMU exited 1)
             cgroup version: 2
             bridge:         vsbr0
             subnet:         10.88.0.0/16

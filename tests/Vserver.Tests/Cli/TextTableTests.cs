@@ -48,10 +48,10 @@ public class TextTableTests
         }, json: false, output, error);
 
         output.ToString().ShouldBe(
-            "NAME         TYPE      STATE     IPV4        MEMORY   CPUS   IMAGE     PRIVILEGED\n" +
-            "web1         vserver   running   10.88.0.2   256M     0.5    busybox   no\n" +
-            "db           vserver   stopped   -           1.5G     2      debian    yes\n" +
-            "broken-one   vserver   broken    -           -        -      -         -\n");
+            "NAME         TYPE      STATE     ACCEL   IPV4        MEMORY   CPUS   IMAGE     PRIVILEGED\n" +
+            "web1         vserver   running   -       10.88.0.2   256M     0.5    busybox   no\n" +
+            "db           vserver   stopped   -       -           1.5G     2      debian    yes\n" +
+            "broken-one   vserver   broken    -       -           -        -      -         -\n");
         error.ToString().ShouldBe("vsctl: warning: /var/lib/vserver/guests/x/config.json: line 3: unexpected '}'; fix or remove it\n");
     }
 

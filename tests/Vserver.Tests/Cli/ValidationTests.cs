@@ -23,6 +23,12 @@ public class ValidationTests
     [InlineData("vsctl: --format: invalid value 'yaml': use table or json", "list", "-f", "yaml")]
     [InlineData("vsctl: --format: invalid value 'table': use text or json", "status", "web1", "-f", "table")]
     [InlineData("vsctl: --env: 'NOEQUALS' is not KEY=VALUE", "exec", "-e", "NOEQUALS", "web1", "--", "true")]
+    [InlineData("vsctl: --kind: invalid value 'vm': use vserver or domain", "create", "vm1", "--kind", "vm")]
+    [InlineData("vsctl: --disk: invalid size '2X': give a number with an optional K, M, G or T suffix, e.g. 256M", "create", "vm1", "--kind", "domain", "--disk", "2X")]
+    [InlineData("vsctl: --vcpus: invalid number of vcpus '0': give a positive whole number", "create", "vm1", "--kind", "domain", "--vcpus", "0")]
+    [InlineData("vsctl: --linger: invalid time 'soon': give seconds, e.g. 1 or 0.5 (0 detaches at once)", "console", "vm1", "--linger", "soon")]
+    [InlineData("vsctl: --format: invalid value 'yaml': use table or json", "kernel", "list", "-f", "yaml")]
+    [InlineData("vsctl: FILE: give the save file's path", "save", "vm1", " ")]
     public async Task Bad_input_is_one_line_and_exit_code_2(string message, params string[] args)
     {
         await using var agent = FakeAgent.Start();
@@ -42,6 +48,10 @@ public class ValidationTests
     [InlineData("list", "--bogus")]
     [InlineData("exec", "web1")]
     [InlineData("frobnicate")]
+    [InlineData("save", "vm1")]
+    [InlineData("restore")]
+    [InlineData("kernel", "rm")]
+    [InlineData("console")]
     [InlineData]
     public async Task System_CommandLine_parse_errors_exit_2(params string[] args)
     {

@@ -1,0 +1,72 @@
+using System.CommandLine;
+using Vserver.Api;
+
+namespace Vserver.Cli.Commands;
+
+/// <summary><c>vsctl kernel build|list|rm</c>: the kernels domains boot (one must be built before the first domain).</summary>
+internal static class KernelCommand
+{
+    public const string DefaultName = "default";
+
+    public static Command Create(CliContext cli)
+    {
+        var buildName = new Argument<string>("NAME")
+        {
+            Description = "The kernel's name; domains boot the one named default unless created with --kernel",
+            Arity = ArgumentArity.ZeroOrOne,
+            DefaultValueFactory = _ => DefaultName,
+        };
+        var build = new Command("build", "Build a domain kernel (Debian's cloud kernel, unpacked for QEMU; takes a few seconds)") { buildName };
+        build.SetAction((parse, ct) =>
+        {
+            // The handler runs twice when the first request starts the agent (see AgentConnection): say it once.
+            var announced = false;
+            return cli.RunAsync(parse, client =>
+            {
+                var name = parse.GetValue(buildName) ?? DefaultName;
+                if (!announced) cli.Err.WriteLine($"building kernel {name}...");
+                announced = true;
+                return BuildAsync(client, name, cli.Out, cli.Err, ct);
+            });
+        });
+
+        var format = Common.Format("table");
+        var list = new Command("list", "List the domain kernels") { format };
+        list.Aliases.Add("ls");
+        list.SetAction((parse, ct) => cli.RunAsync(parse, client => ListAsync(client, parse.GetValue(format), cli.Clock, cli.Out, cli.Err, ct)));
+
+        var rmName = new Argument<string>("NAME") { Description = "The kernel to remove (no domain may boot it)" };
+        var rm = new Command("rm", "Remove a domain kernel") { rmName };
+        rm.Aliases.Add("remove");
+        rm.SetAction((parse, ct) => cli.RunAsync(parse, client => RemoveAsync(client, parse.GetValue(rmName)!, cli.Out, cli.Err, ct)));
+
+        return new Command("kernel", "Manage the kernels domains boot") { build, list, rm };
+    }
+
+    public static async Task<int> BuildAsync(VserverClient client, string name, TextWriter stdout, TextWriter stderr, CancellationToken ct)
+    {
+        var kernel = await client.BuildKernelAsync(name, ct);
+        stdout.WriteLine($"built kernel {kernel.Name} ({kernel.Version}, {ByteSize.Format(kernel.SizeBytes)})");
+        return ExitCodes.Ok;
+    }
+
+    public static async Task<int> ListAsync(VserverClient client, string? format, TimeProvider clock, TextWriter stdout, TextWriter stderr, CancellationToken ct)
+    {
+        var json = Input.IsJson(format, "table");
+        var kernels = await client.ListKernelsAsync(ct);
+        if (json) Display.Json(stdout, kernels, ApiJson.Default.IReadOnlyListKernelInfo);
+        else WriteTable(kernels, clock, stdout);
+        return ExitCodes.Ok;
+    }
+
+    public static void WriteTable(IReadOnlyList<KernelInfo> kernels, TimeProvider clock, TextWriter stdout) =>
+        TextTable.Write(stdout, ["NAME", "VERSION", "PACKAGE", "SIZE", "BUILT"],
+            kernels.Select(k => new[] { k.Name, k.Version, k.Package, ByteSize.Format(k.SizeBytes), Display.Time(k.Built, clock) }));
+
+    public static async Task<int> RemoveAsync(VserverClient client, string name, TextWriter stdout, TextWriter stderr, CancellationToken ct)
+    {
+        await client.RemoveKernelAsync(name, ct);
+        stdout.WriteLine($"removed kernel {name}");
+        return ExitCodes.Ok;
+    }
+}
