@@ -105,6 +105,15 @@ public sealed class DomainModelTests : IDisposable
         GuestConfigValidator.DomainError(domain with { Kernel = "../etc" }, null, 2, 24L << 30).ShouldNotBeNull().ShouldContain("kernel");
     }
 
+    [Fact]
+    public void A_domain_config_without_its_domain_section_does_not_load()
+    {
+        var subnet = Vserver.Isolation.Network.Ipv4Subnet.Parse("10.88.0.0/16");
+        var config = new GuestConfig { Name = "web1", Kind = GuestKind.Domain, Image = "busybox", Network = new GuestNetworkConfig { Ipv4 = "10.88.0.5" } };
+        GuestConfigValidator.Validate(config, subnet, 2).ShouldNotBeNull().ShouldContain("needs its \"domain\" section");
+        GuestConfigValidator.Validate(config with { Domain = new DomainSettings() }, subnet, 2).ShouldBeNull();
+    }
+
     private string WriteSave(byte[] migration, byte[] disk, string? name = null)
     {
         var path = Path.Combine(_dir, name ?? "x.state");
