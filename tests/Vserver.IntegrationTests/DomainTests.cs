@@ -51,7 +51,7 @@ public sealed class DomainTests(DomainHost shared) : IClassFixture<DomainHost>
 
     private void CreateAndStart(string name, params string[] extra)
     {
-        Host.Vsctl(["create", name, "--kind", "domain", "--memory", "128M", .. extra]).ShouldSucceed();
+        Host.Vsctl(["create", name, "--kind", "domain", .. extra.Contains("--memory") ? extra : [.. extra, "--memory", "128M"]]).ShouldSucceed();
         Host.Vsctl("start", name).ShouldSucceed();
     }
 

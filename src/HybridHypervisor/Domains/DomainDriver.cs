@@ -47,13 +47,12 @@ public sealed class DomainDriver(FleetOptions options, HostBridge bridge, ImageS
         DomainTap.Create(paths.Tap, bridge);
     }
 
-    /// <summary>Removes everything a domain owns on the host; safe on a half-created or already half-removed one.
-    /// QEMU must have ended (the fleet stops it first).</summary>
+    /// <summary>Removes what only a domain owns on the host (a QEMU left running, its tap); safe on a half-created or
+    /// already half-removed one. The directories go with the rest of the guest's teardown.</summary>
     public static void Teardown(GuestPaths paths)
     {
         if (ReadPid(paths) is { } pid && IsOurQemu(pid, paths)) KillAndWait(pid);
         DomainTap.Destroy(paths.Tap);
-        if (Directory.Exists(paths.RunDir)) Directory.Delete(paths.RunDir, recursive: true);
     }
 
     // ---- run ----
