@@ -40,7 +40,7 @@ internal sealed class ConsoleSession(WebSocket socket, Stream stdin, Stream stdo
     /// <summary>128 + SIGPIPE, as exec reports a reader that went away.</summary>
     private const int BrokenPipe = 141;
     private const int StdinChunk = 32 * 1024;
-    private readonly SemaphoreSlim _sendLock = new(1, 1);
+    private readonly FramedSocket _frames = new(socket);
     private readonly CancellationTokenSource _stop = new();
     private readonly TaskCompletionSource<ConsoleResult> _ended = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
@@ -197,49 +197,14 @@ internal sealed class ConsoleSession(WebSocket socket, Stream stdin, Stream stdo
         }
     }
 
-    private async Task SendAsync(ReadOnlyMemory<byte> frame, CancellationToken ct)
-    {
-        await _sendLock.WaitAsync(ct);
-        try
-        {
-            await socket.SendAsync(frame, WebSocketMessageType.Binary, endOfMessage: true, ct);
-        }
-        finally
-        {
-            _sendLock.Release();
-        }
-    }
+    private Task SendAsync(ReadOnlyMemory<byte> frame, CancellationToken ct) => _frames.SendAsync(frame, ct);
 
-    /// <summary>Closing is detaching: the agent lets go of the console, the domain runs on.</summary>
-    private async Task CloseAsync()
-    {
-        if (socket.State is not (WebSocketState.Open or WebSocketState.CloseReceived))
-        {
-            socket.Abort();
-            return;
-        }
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(1));
-        try
-        {
-            await _sendLock.WaitAsync(timeout.Token);
-            try
-            {
-                await socket.CloseOutputAsync(WebSocketCloseStatus.NormalClosure, null, timeout.Token);
-            }
-            finally
-            {
-                _sendLock.Release();
-            }
-        }
-        catch (Exception e) when (e is WebSocketException or OperationCanceledException or IOException or ObjectDisposedException)
-        {
-            socket.Abort();
-        }
-    }
+    /// <summary>Closing is the end of the session for the agent too.</summary>
+    private Task CloseAsync() => _frames.CloseAsync(abortIfNotOpen: true);
 
     public void Dispose()
     {
         _stop.Dispose();
-        _sendLock.Dispose();
+        _frames.Dispose();
     }
 }

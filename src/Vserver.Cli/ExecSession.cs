@@ -18,7 +18,7 @@ internal sealed class ExecSession(WebSocket socket, Stream stdin, Stream stdout,
     private const int StdinChunk = 32 * 1024;
     /// <summary>128 + SIGPIPE, what a shell reports for a writer whose reader went away.</summary>
     private const int BrokenPipe = 141;
-    private readonly SemaphoreSlim _sendLock = new(1, 1);
+    private readonly FramedSocket _frames = new(socket);
     private readonly CancellationTokenSource _stop = new();
     private int _abortExitCode = -1;
 
@@ -168,44 +168,14 @@ internal sealed class ExecSession(WebSocket socket, Stream stdin, Stream stdout,
         }
     }
 
-    private async Task SendAsync(ReadOnlyMemory<byte> frame, CancellationToken ct)
-    {
-        await _sendLock.WaitAsync(ct);
-        try
-        {
-            await socket.SendAsync(frame, WebSocketMessageType.Binary, endOfMessage: true, ct);
-        }
-        finally
-        {
-            _sendLock.Release();
-        }
-    }
+    private Task SendAsync(ReadOnlyMemory<byte> frame, CancellationToken ct) => _frames.SendAsync(frame, ct);
 
-    private async Task CloseAsync()
-    {
-        if (socket.State is not (WebSocketState.Open or WebSocketState.CloseReceived)) return;
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(1));
-        try
-        {
-            await _sendLock.WaitAsync(timeout.Token);
-            try
-            {
-                await socket.CloseOutputAsync(WebSocketCloseStatus.NormalClosure, null, timeout.Token);
-            }
-            finally
-            {
-                _sendLock.Release();
-            }
-        }
-        catch (Exception e) when (e is WebSocketException or OperationCanceledException or IOException or ObjectDisposedException)
-        {
-            socket.Abort();
-        }
-    }
+    /// <summary>Closing is the end of the session for the agent too.</summary>
+    private Task CloseAsync() => _frames.CloseAsync(abortIfNotOpen: false);
 
     public void Dispose()
     {
         _stop.Dispose();
-        _sendLock.Dispose();
+        _frames.Dispose();
     }
 }
