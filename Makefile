@@ -45,6 +45,7 @@ demo: build
 
 bench: build
 	bench/start-latency
+	bench/domain-boot
 
 clean:
 	rm -rf $(BIN) $(STAMP) src/*/bin src/*/obj tests/*/bin tests/*/obj
