@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A short tour of vserver: build the default image, create two vservers, use them, change a limit live,
-# watch a memory limit bite, and remove everything again. Run as root after `make build` (make demo does both).
+# watch a memory limit bite, boot a domain (a VM with its own kernel) beside them, and remove everything again. Run as root after `make build` (make demo does both).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 vsctl="$here/bin/vsctl"
@@ -16,6 +16,7 @@ bridge_existed=""
 cleanup() {
   "$vsctl" destroy tour-web --force >/dev/null 2>&1 || true
   "$vsctl" destroy tour-db --force >/dev/null 2>&1 || true
+  "$vsctl" destroy tour-vm --force >/dev/null 2>&1 || true
   if [ -n "$started_agent" ] && [ -f "$VSERVER_RUN/agent.lock" ]; then
     pid=$(cat "$VSERVER_RUN/agent.lock")
     kill "$pid" 2>/dev/null && while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
@@ -69,6 +70,18 @@ printf '$ %s\n' "$vsctl exec tour-web -- dd if=/dev/zero of=/dev/null bs=256M co
 set +e; "$vsctl" exec tour-web -- dd if=/dev/zero of=/dev/null bs=256M count=1; code=$?; set -e
 echo "(exit code $code: the kernel's OOM killer ended the hog)"
 run "$vsctl" exec tour-web -- echo "tour-web is still running"
+
+step "A domain beside them: a VM with its own kernel, on the same bridge"
+"$vsctl" kernel list | grep -q '^default ' || run "$vsctl" kernel build
+run "$vsctl" host
+run "$vsctl" create tour-vm --kind domain --memory 128M
+run "$vsctl" start tour-vm
+run "$vsctl" exec tour-vm -- uname -r
+printf '$ uname -r    # the host'"'"'s kernel, for comparison\n'; uname -r
+run "$vsctl" exec tour-vm -- nc -w 2 "$db_ip" 80
+run "$vsctl" list
+run "$vsctl" stop tour-vm
+run "$vsctl" destroy tour-vm
 
 step "Stop and remove everything"
 run "$vsctl" stop tour-web
