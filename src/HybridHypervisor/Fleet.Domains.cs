@@ -89,7 +89,7 @@ public sealed partial class Fleet
     /// the guest paused first so memory and disk agree), with its disk overlay and config; then the domain is gone
     /// from this host until `restore`. On any failure before QEMU ends, the domain runs on and no file is left.
     /// </summary>
-    public async Task<SaveLayout> SaveAsync(string name, string file, CancellationToken ct = default)
+    public async Task SaveAsync(string name, string file, CancellationToken ct = default)
     {
         if (!Path.IsPathFullyQualified(file)) throw FleetException.Invalid($"save file '{file}' is not an absolute path");
         await _membership.WaitAsync(ct);
@@ -156,7 +156,6 @@ public sealed partial class Fleet
                 g.Removed = true;
                 lock (_fleetLock) _guests.Remove(name);
                 _log($"saved domain {name} to {file}");
-                return SaveFile.Read(file);
             }
             finally
             {
@@ -226,7 +225,6 @@ public sealed partial class Fleet
                 // The overlay names its base by absolute path: point it at this host's copy of the image's base.
                 var (basePath, _) = BaseDisk.EnsureBase(Path.GetDirectoryName(image.RootfsPath)!, image.RootfsPath);
                 HostCommand.Run("qemu-img", ["rebase", "-u", "-f", "qcow2", "-F", "raw", "-b", basePath, paths.Disk]);
-                Domains.EnsureTap(paths);
                 domain = await Domains.StartAsync(saved, paths, accelerator, SaveFile.IncomingUri(file, layout), ct);
                 await WaitForIncomingAsync(domain, paths, ct);
                 var config = saved with { Phase = GuestPhase.Ready };

@@ -200,7 +200,10 @@ public sealed partial class Fleet : IDisposable
         if (g.Config.Kind == GuestKind.Domain)
         {
             var domain = g.Domain;
-            var accel = domain?.Accelerator ?? (AcceleratorAsync() is { IsCompletedSuccessfully: true } t ? t.Result : null);
+            // A view only reads what the probe found; starting (or restarting) the probe is start-up's and start's job.
+            Task<AcceleratorChoice>? probe;
+            lock (_acceleratorLock) probe = _accelerator;
+            var accel = domain?.Accelerator ?? (probe is { IsCompletedSuccessfully: true } ? probe.Result : null);
             return new GuestView(g.Config.Name, g.State, g.Config, domain?.Pid, domain?.StartedAt, g.LastExit, g.RestartCount, null, null)
             {
                 Accelerator = accel?.Display,

@@ -36,9 +36,6 @@ public sealed record DomainLaunch
 /// </summary>
 public static class QemuCommand
 {
-    /// <summary>The virtio-serial port the in-guest agent opens (images/kernel/vsguest.c looks for this name).</summary>
-    public const string AgentPortName = "org.vserver.agent.0";
-
     public static string KernelCommandLine(DomainLaunch l)
     {
         var parts = new List<string> { "console=ttyS0", "root=/dev/vda", "rw", "panic=-1" };
@@ -72,7 +69,7 @@ public static class QemuCommand
             "-serial", "chardev:console",
             "-chardev", $"socket,id=agent,path={Escape(l.AgentSocket)},server=on,wait=off",
             "-device", "virtio-serial-device",
-            "-device", $"virtserialport,chardev=agent,name={AgentPortName}",
+            "-device", $"virtserialport,chardev=agent,name={GuestAgent.GuestAgentProtocol.PortName}",
             "-device", "virtio-balloon-device",
             "-device", "virtio-rng-device",
             "-qmp", $"unix:{Escape(l.QmpSocket)},server=on,wait=off",

@@ -16,7 +16,7 @@ public static class Vsinit
     public static StartedGuest Start(string vsinitPath, string specPath)
     {
         using var answer = new NativePipe();
-        var devNull = OpenDevNull();
+        var devNull = ChildProcess.OpenDevNull();
         ProcessHandle monitor;
         try
         {
@@ -58,11 +58,6 @@ public static class Vsinit
         return new ExecProcess(process, stdin.TakeWriter(), stdout.TakeReader(), stderr.TakeReader(), null);
     }
 
-    internal static int OpenDevNull()
-    {
-        var fd = Libc.Open("/dev/null", Libc.O_RDWR | Libc.O_CLOEXEC, 0);
-        return fd >= 0 ? fd : throw SystemCallException.FromLastError("open /dev/null");
-    }
 }
 
 /// <summary>A command running inside a guest: its stdio and its exit.</summary>

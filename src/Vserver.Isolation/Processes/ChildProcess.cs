@@ -51,19 +51,25 @@ public static class ChildProcess
     /// /dev/null and stdout and stderr into <paramref name="logPath"/> (created or truncated, 0600).</summary>
     public static ProcessHandle SpawnLogged(string path, IReadOnlyList<string> argv, string logPath)
     {
+        var devNull = OpenDevNull();
         var log = Libc.Open(logPath, Libc.O_WRONLY | Libc.O_CREAT | Libc.O_TRUNC | Libc.O_CLOEXEC, 0x180);
-        if (log < 0) throw SystemCallException.FromLastError($"open {logPath}");
-        var devNull = Libc.Open("/dev/null", Libc.O_RDWR | Libc.O_CLOEXEC, 0);
         try
         {
-            if (devNull < 0) throw SystemCallException.FromLastError("open /dev/null");
+            if (log < 0) throw SystemCallException.FromLastError($"open {logPath}");
             return Spawn(path, argv, null, devNull, log, log, newSession: true);
         }
         finally
         {
-            Libc.Close(log);
-            if (devNull >= 0) Libc.Close(devNull);
+            if (log >= 0) Libc.Close(log);
+            Libc.Close(devNull);
         }
+    }
+
+    /// <summary>A close-on-exec fd of /dev/null, for a child's stdin or unused output.</summary>
+    internal static int OpenDevNull()
+    {
+        var fd = Libc.Open("/dev/null", Libc.O_RDWR | Libc.O_CLOEXEC, 0);
+        return fd >= 0 ? fd : throw SystemCallException.FromLastError("open /dev/null");
     }
 
     private static void Check(int rc, string operation)

@@ -60,7 +60,7 @@ public sealed class DomainModelTests : IDisposable
         append.ShouldContain("vserver.gw=10.88.0.1");
         append.ShouldContain("vserver.hostname=web1");
         args.ShouldContain("virtio-net-device,netdev=net0,mac=52:54:00:aa:bb:cc");
-        args.ShouldContain($"virtserialport,chardev=agent,name={QemuCommand.AgentPortName}");
+        args.ShouldContain($"virtserialport,chardev=agent,name={HybridHypervisor.Domains.GuestAgent.GuestAgentProtocol.PortName}");
         args.ShouldContain("-no-reboot");
         ValueAfter(args, "-qmp").ShouldBe("unix:/run/g/web1/qmp.sock,server=on,wait=off");
         args.ShouldNotContain("-incoming");
