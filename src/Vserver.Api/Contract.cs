@@ -9,7 +9,10 @@ public sealed record CreateGuestRequest
 {
     public required string Name { get; init; }
     public string? Image { get; init; }
+    /// <summary>The memory limit (vserver: cgroup limit; domain: guest RAM).</summary>
     public long? MemoryBytes { get; init; }
+    /// <summary>The memory guarantee (vserver: soft limit / memory.low; domain: balloon floor). Counted by admission.</summary>
+    public long? MemoryMinBytes { get; init; }
     public double? Cpus { get; init; }
     public int? Pids { get; init; }
     public string? Ipv4 { get; init; }
@@ -36,6 +39,7 @@ public sealed record CreateGuestRequest
 public sealed record SetLimitsRequest
 {
     public long? MemoryBytes { get; init; }
+    public long? MemoryMinBytes { get; init; }
     public double? Cpus { get; init; }
     public int? Pids { get; init; }
 }
@@ -49,6 +53,8 @@ public sealed record GuestInfo
     public string? Image { get; init; }
     public string? Ipv4 { get; init; }
     public long? MemoryBytes { get; init; }
+    /// <summary>The memory guarantee admission counts (vserver: soft limit; domain: balloon floor).</summary>
+    public long? MemoryMinBytes { get; init; }
     public double? Cpus { get; init; }
     public int? Pids { get; init; }
     public string? Restart { get; init; }
@@ -126,6 +132,102 @@ public sealed record HostInfo
     public string? Accelerator { get; init; }
     public int Cpus { get; init; }
     public long MemoryBytes { get; init; }
+    public PoolInfo? Pool { get; init; }
+}
+
+/// <summary>
+/// The shared memory pool: what guests may be promised. Capacity = host memory - reserve. Guarantees (memory-min) may
+/// add up to the capacity; limits may add up to capacity x overcommit.
+/// </summary>
+public sealed record PoolInfo
+{
+    public long CapacityBytes { get; init; }
+    public long ReserveBytes { get; init; }
+    public double Overcommit { get; init; }
+    /// <summary>Sum of all guests' guarantees (memory-min).</summary>
+    public long CommittedBytes { get; init; }
+    /// <summary>Sum of all guests' limits (an unlimited vserver counts as the capacity).</summary>
+    public long LimitsBytes { get; init; }
+    /// <summary>capacity x overcommit: what the limits may add up to.</summary>
+    public long LimitsCapBytes { get; init; }
+    /// <summary>Memory in use on the host (MemTotal - MemAvailable).</summary>
+    public long UsedBytes { get; init; }
+    /// <summary>What the pool has left: MemAvailable - reserve (may be negative).</summary>
+    public long FreeBytes { get; init; }
+    /// <summary>Below this much free memory in the pool the agent acts on pressure.</summary>
+    public long MinFreeBytes { get; init; }
+    public bool UnderPressure { get; init; }
+    public bool Ksm { get; init; }
+    /// <summary>Memory KSM saves right now (pages_sharing x page size).</summary>
+    public long KsmSavedBytes { get; init; }
+}
+
+/// <summary>Host pool settings; a null member is left as it is.</summary>
+public sealed record HostSettingsRequest
+{
+    public long? ReserveBytes { get; init; }
+    public double? Overcommit { get; init; }
+    public long? MinFreeBytes { get; init; }
+    public bool? Ksm { get; init; }
+}
+
+/// <summary>`vsctl stat`: who uses what of the shared pool, measured now.</summary>
+public sealed record StatReport
+{
+    public required StatHost Host { get; init; }
+    public required IReadOnlyList<GuestStat> Guests { get; init; }
+}
+
+public sealed record StatHost
+{
+    public long TotalBytes { get; init; }
+    /// <summary>MemTotal - MemFree: what /proc/meminfo says is used (page cache included).</summary>
+    public long UsedBytes { get; init; }
+    public long CapacityBytes { get; init; }
+    public long CommittedBytes { get; init; }
+    /// <summary>Sum of the guests' fair shares.</summary>
+    public long GuestsBytes { get; init; }
+    /// <summary>The host's own use, measured: its processes' PSS, page cache not charged to a guest, kernel memory.</summary>
+    public long HostOwnBytes { get; init; }
+    /// <summary>UsedBytes - GuestsBytes - HostOwnBytes: what no reading explains (drivers, timing).</summary>
+    public long UnaccountedBytes { get; init; }
+    /// <summary>The stated tolerance for |UnaccountedBytes|.</summary>
+    public long ToleranceBytes { get; init; }
+    /// <summary>Sum of guests' RSS - sum of their PSS: what sharing pages saves.</summary>
+    public long SharedSavingsBytes { get; init; }
+    public bool Ksm { get; init; }
+    public long KsmSavingsBytes { get; init; }
+    public long FreeBytes { get; init; }
+    public bool UnderPressure { get; init; }
+    /// <summary>Lines about pressure: balloons moved, vservers over their guarantee.</summary>
+    public IReadOnlyList<string> Notes { get; init; } = [];
+}
+
+public sealed record GuestStat
+{
+    public required string Name { get; init; }
+    public required string Kind { get; init; }
+    public required string State { get; init; }
+    public int Processes { get; init; }
+    /// <summary>Sum of the guest's processes' resident memory (shared pages counted in full).</summary>
+    public long RssBytes { get; init; }
+    /// <summary>The guest's fair share: its processes' PSS plus page cache charged to it that nobody maps.</summary>
+    public long FairBytes { get; init; }
+    /// <summary>Anonymous memory plus its own unmapped page cache.</summary>
+    public long PrivateBytes { get; init; }
+    /// <summary>Resident pages the guest's processes share with other processes.</summary>
+    public long SharedBytes { get; init; }
+    public long SwapBytes { get; init; }
+    /// <summary>What the cgroup charges (page cache goes to whoever touched it first); vservers only.</summary>
+    public long? ChargedBytes { get; init; }
+    public long? LimitBytes { get; init; }
+    public long? GuaranteeBytes { get; init; }
+    public double CpuPercent { get; init; }
+    /// <summary>Domains: the memory the guest has now (RAM minus balloon), and the target the agent set.</summary>
+    public long? BalloonBytes { get; init; }
+    public long? BalloonTargetBytes { get; init; }
+    /// <summary>Domains: pages KSM merged in this guest.</summary>
+    public long? KsmBytes { get; init; }
 }
 
 public sealed record KernelInfo
@@ -174,6 +276,8 @@ public sealed record WaitResponse
 [JsonSerializable(typeof(ImageInfo))]
 [JsonSerializable(typeof(IReadOnlyList<ImageInfo>))]
 [JsonSerializable(typeof(HostInfo))]
+[JsonSerializable(typeof(HostSettingsRequest))]
+[JsonSerializable(typeof(StatReport))]
 [JsonSerializable(typeof(KernelInfo))]
 [JsonSerializable(typeof(IReadOnlyList<KernelInfo>))]
 [JsonSerializable(typeof(BuildKernelRequest))]

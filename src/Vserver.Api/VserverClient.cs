@@ -60,6 +60,14 @@ public sealed class VserverClient : IDisposable
 
     public Task<HostInfo> HostAsync(CancellationToken ct = default) => GetAsync("v1/host", ApiJson.Default.HostInfo, ct);
 
+    public Task<HostInfo> SetHostAsync(HostSettingsRequest request, CancellationToken ct = default) =>
+        SendAsync(HttpMethod.Patch, "v1/host", JsonContent.Create(request, ApiJson.Default.HostSettingsRequest), ApiJson.Default.HostInfo, ct);
+
+    /// <summary>Memory use per guest and of the host, measured now; <paramref name="names"/> empty = every guest.</summary>
+    public Task<StatReport> StatAsync(IReadOnlyList<string>? names = null, CancellationToken ct = default) =>
+        GetAsync(names is { Count: > 0 } ? "v1/stat?" + string.Join('&', names.Select(n => "name=" + Uri.EscapeDataString(n))) : "v1/stat",
+            ApiJson.Default.StatReport, ct);
+
     public Task<GuestList> ListAsync(CancellationToken ct = default) => GetAsync("v1/guests", ApiJson.Default.GuestList, ct);
 
     public Task<GuestInfo> GetAsync(string name, CancellationToken ct = default) =>
