@@ -46,6 +46,7 @@ demo: build
 bench: build
 	bench/start-latency
 	bench/domain-boot
+	bench/density/run.sh
 
 clean:
 	rm -rf $(BIN) $(STAMP) src/*/bin src/*/obj tests/*/bin tests/*/obj
