@@ -19,6 +19,8 @@ public sealed record GuestPaths(string Dir, string RunDir, string HostVeth, stri
     public string Spec => Path.Combine(RunDir, "vsinit.spec");
     public string PidFile => Path.Combine(RunDir, "pid");
     public string ExitFile => Path.Combine(RunDir, "exit");
+    /// <summary>Vservers: the guest's own /proc/meminfo, bind-mounted over the real one and rewritten in place every second.</summary>
+    public string Meminfo => Path.Combine(RunDir, "meminfo");
     /// <summary>The compiled seccomp filter vsinit loads at start and at every exec.</summary>
     public string SeccompFilter => Path.Combine(RunDir, "seccomp.bpf");
     /// <summary>Domains: the root disk, a qcow2 overlay over the image's ext4 base.</summary>

@@ -242,7 +242,7 @@ public sealed class VserverDriver(FleetOptions options, ICgroupHierarchy cgroups
         }
     }
 
-    public static CgroupLimits ToCgroupLimits(GuestLimits limits) => new(limits.MemoryBytes, limits.Cpus, limits.Pids);
+    public static CgroupLimits ToCgroupLimits(GuestLimits limits) => new(limits.MemoryBytes, limits.Cpus, limits.Pids, limits.MemoryMinBytes);
 
     /// <summary>Root of a user-namespaced guest keeps every capability (they reach only what its namespaces own, so a
     /// system image's init and package manager work); a privileged guest's root is the host's, so it gets less.</summary>
