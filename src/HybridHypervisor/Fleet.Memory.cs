@@ -276,12 +276,11 @@ public sealed partial class Fleet
         {
             changed = decision.UnderPressure != _underPressure;
             _underPressure = decision.UnderPressure;
-            // What was done last stays visible in `vsctl stat` until the next action or the end of the pressure.
-            if (decision.Notes.Count > 0 || changed) _pressureNotes = decision.Notes;
+            _pressureNotes = decision.Notes;
         }
-        // Log what changes: entering or leaving pressure and every balloon moved (the per-second lines are in stat).
+        // The log gets what changes: entering or leaving pressure and every balloon moved; how things stand is in stat.
         if (changed) _log(decision.UnderPressure ? decision.Notes[0] : "the pool is no longer under pressure");
-        foreach (var note in decision.Notes.Where(n => n.StartsWith("domain ", StringComparison.Ordinal))) _log(note);
+        foreach (var action in decision.Actions) _log(action);
     }
 
     /// <summary>Moves a running domain's balloon (under its lock, so it cannot race a stop or `vsctl set`).</summary>

@@ -6,8 +6,10 @@ public sealed record BalloonedDomain(string Name, long Guarantee, long Target, l
 /// <summary>A running vserver's charge against its guarantee.</summary>
 public sealed record VserverCharge(string Name, long Usage, long Guarantee);
 
-/// <summary>What to do now: the balloon size each domain should have, and lines for the operator.</summary>
-public sealed record PressureDecision(bool UnderPressure, IReadOnlyDictionary<string, long> Balloons, IReadOnlyList<string> Notes);
+/// <summary>What to do now: the balloon size each domain should have; what changed (to log) and how things stand
+/// (for `vsctl stat`).</summary>
+public sealed record PressureDecision(bool UnderPressure, IReadOnlyDictionary<string, long> Balloons, IReadOnlyList<string> Actions,
+    IReadOnlyList<string> Notes);
 
 /// <summary>
 /// Memory pressure on the pool. When the pool's free memory falls below the threshold, domains give memory back
@@ -25,6 +27,7 @@ public static class Pressure
     {
         var balloons = domains.ToDictionary(d => d.Name, d => Math.Clamp(d.Current, d.Guarantee, d.Target), StringComparer.Ordinal);
         var notes = new List<string>();
+        var actions = new List<string>();
         var under = free < minFree;
         if (under)
         {
@@ -38,9 +41,11 @@ public static class Pressure
                 var take = Math.Min(surplus, Math.Max(missing, 1L << 20));
                 balloons[d.Name] -= take;
                 missing -= take;
-                notes.Add($"domain {d.Name} shrunk to {Size.Format(balloons[d.Name])} (guarantee {Size.Format(d.Guarantee)}, set {Size.Format(d.Target)})");
+                actions.Add($"domain {d.Name} shrunk to {Size.Format(balloons[d.Name])} (guarantee {Size.Format(d.Guarantee)}, set {Size.Format(d.Target)})");
                 if (missing <= 0) break;
             }
+            foreach (var d in domains.Where(d => balloons[d.Name] < d.Target).OrderBy(d => d.Name, StringComparer.Ordinal))
+                notes.Add($"domain {d.Name} held at {Size.Format(balloons[d.Name])} of {Size.Format(d.Target)} (guarantee {Size.Format(d.Guarantee)})");
             foreach (var v in vservers.Where(v => v.Usage > v.Guarantee).OrderByDescending(v => v.Usage - v.Guarantee))
                 notes.Add($"vserver {v.Name} is {Size.Format(v.Usage - v.Guarantee)} over its guarantee (uses {Size.Format(v.Usage)}, guaranteed {Size.Format(v.Guarantee)})");
         }
@@ -54,9 +59,11 @@ public static class Pressure
                 var give = Math.Min(owed, room);
                 balloons[d.Name] += give;
                 room -= give;
-                notes.Add($"domain {d.Name} given back {Size.Format(give)}, now {Size.Format(balloons[d.Name])} of {Size.Format(d.Target)}");
+                actions.Add($"domain {d.Name} given back {Size.Format(give)}, now {Size.Format(balloons[d.Name])} of {Size.Format(d.Target)}");
             }
+            foreach (var d in domains.Where(d => balloons[d.Name] < d.Target).OrderBy(d => d.Name, StringComparer.Ordinal))
+                notes.Add($"domain {d.Name} still at {Size.Format(balloons[d.Name])} of {Size.Format(d.Target)}: waiting for room above the threshold");
         }
-        return new PressureDecision(under, balloons, notes);
+        return new PressureDecision(under, balloons, actions, notes);
     }
 }

@@ -66,6 +66,8 @@ public sealed class PoolPolicyTests
         d.Balloons["big"].ShouldBe(2 * G - 300 * M, "only what is missing is taken");
         d.Balloons["small"].ShouldBe(256 * M);
         d.Notes.ShouldContain(n => n.Contains("vserver web is 200M over its guarantee"));
+        d.Actions.ShouldBe(["domain big shrunk to 1.7G (guarantee 512M, set 2.0G)"]);
+        d.Notes.ShouldContain("domain big held at 1.7G of 2.0G (guarantee 512M)");
         d.Notes.ShouldNotContain(n => n.Contains("vserver ok"));
 
         var deeper = Pressure.Decide(free: 0, minFree: 4 * G, domains, []);
@@ -81,6 +83,7 @@ public sealed class PoolPolicyTests
         var back = Pressure.Decide(free: 400 * M + Pressure.Margin(400 * M) + 300 * M, minFree: 400 * M, shrunk, []);
         back.UnderPressure.ShouldBeFalse();
         back.Balloons["a"].ShouldBe(500 * M);
+        back.Actions.ShouldBe(["domain a given back 300M, now 500M of 1.0G"]);
         Pressure.Decide(free: 100 * G, minFree: 400 * M, shrunk, []).Balloons["a"].ShouldBe(1 * G, "never above what the operator set");
     }
 }
