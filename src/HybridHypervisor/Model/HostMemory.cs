@@ -9,9 +9,12 @@ public static class HostMemory
 
     public static long TotalBytes => Total.Value;
 
-    public static long Read(string field)
+    public static long Read(string field) => Field(File.ReadAllText("/proc/meminfo"), field);
+
+    /// <summary>A field of a text in /proc/meminfo format (`MemTotal:  24682416 kB`), in bytes.</summary>
+    public static long Field(string meminfo, string field)
     {
-        foreach (var line in File.ReadLines("/proc/meminfo"))
+        foreach (var line in meminfo.Split('\n'))
         {
             if (!line.StartsWith(field + ":", StringComparison.Ordinal)) continue;
             var kib = line[(field.Length + 1)..].Trim().Split(' ')[0];

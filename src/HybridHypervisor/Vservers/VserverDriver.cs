@@ -93,11 +93,14 @@ public sealed class VserverDriver(FleetOptions options, ICgroupHierarchy cgroups
         File.Delete(paths.PidFile);
         File.Delete(paths.ExitFile);
         File.Delete(paths.StoppingMarker);
+        // Left behind only by a monitor that was killed.
+        File.Delete(paths.NotifySocket);
         var cgroup = cgroups.Create(paths.CgroupPath);
         try
         {
             cgroup.Apply(ToCgroupLimits(config.Limits));
             WriteSeccompFilter(config, paths);
+            WriteInitialMeminfo(config, paths);
             var spec = new VsinitSpec
             {
                 Name = config.Name,
@@ -112,6 +115,8 @@ public sealed class VserverDriver(FleetOptions options, ICgroupHierarchy cgroups
                 NoNewPrivs = !config.Security.Privileged,
                 IdMap = config.Security.IdMap is { } map ? (map.HostBase, map.Count) : null,
                 SeccompFilter = paths.SeccompFilter,
+                Meminfo = paths.Meminfo,
+                NotifySocket = paths.NotifySocket,
                 PidFile = paths.PidFile,
                 ExitFile = paths.ExitFile,
                 Console = paths.Console,
@@ -202,6 +207,7 @@ public sealed class VserverDriver(FleetOptions options, ICgroupHierarchy cgroups
             CapKeep = CapabilitiesFor(config),
             NoNewPrivs = !config.Security.Privileged,
             SeccompFilter = paths.SeccompFilter,
+            NotifySocket = paths.NotifySocket,
             Env = environment,
             Args = command,
             Cwd = cwd ?? "/",
@@ -250,11 +256,47 @@ public sealed class VserverDriver(FleetOptions options, ICgroupHierarchy cgroups
         config.Security.Privileged ? Capabilities.KeptFor(allowSysAdmin: false) : Capabilities.All;
 
     /// <summary>Compiled at every start, so a changed profile or override list applies on the next start; exec loads
-    /// the same file, so commands run in the guest are held to the same filter as its init.</summary>
+    /// the same file, so commands run in the guest are held to the same filter as its init. sysinfo(2) goes to the
+    /// monitor, which answers from <see cref="GuestPaths.Meminfo"/>.</summary>
     private static void WriteSeccompFilter(GuestConfig config, GuestPaths paths)
     {
-        var profile = SeccompProfile.Default(config.Security.Privileged, config.Security.AllowSyscalls.ToList());
+        var profile = SeccompProfile.Default(config.Security.Privileged, config.Security.AllowSyscalls.ToList(), sysinfoToMonitor: true);
         Vserver.Isolation.Storage.AtomicFile.WriteAllBytes(paths.SeccompFilter, profile.Compile());
+    }
+
+    /// <summary>vsinit binds the file as it is at start; until the agent rewrites it in place, the guest sees this.
+    /// Readable by all: inside, any user may read /proc/meminfo.</summary>
+    private static void WriteInitialMeminfo(GuestConfig config, GuestPaths paths)
+    {
+        File.WriteAllText(paths.Meminfo, InitialMeminfo(config.Limits.MemoryBytes, File.ReadAllText("/proc/meminfo")));
+        File.SetUnixFileMode(paths.Meminfo, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.OtherRead);
+    }
+
+    /// <summary>
+    /// A guest's meminfo before any usage is known: the host's lines, with MemTotal the memory limit (the host's RAM
+    /// without one, or when the limit is larger: a limit gives no RAM the host lacks), all of it free and available, and
+    /// none of it in the buffers, cache and shared memory that free(1) takes from MemTotal beside MemFree (the host's
+    /// would exceed a small guest's total).
+    /// </summary>
+    public static string InitialMeminfo(long? limitBytes, string hostMeminfo)
+    {
+        var hostKb = HostMemory.Field(hostMeminfo, "MemTotal") / 1024;
+        var totalKb = limitBytes is { } limit ? Math.Min(limit / 1024, hostKb) : hostKb;
+        var text = new System.Text.StringBuilder();
+        foreach (var line in hostMeminfo.Split('\n', StringSplitOptions.RemoveEmptyEntries))
+        {
+            var key = line.Split(':')[0];
+            long? kb = key switch
+            {
+                "MemTotal" or "MemFree" or "MemAvailable" => totalKb,
+                "Buffers" or "Cached" or "Shmem" or "SReclaimable" => 0,
+                _ => null,
+            };
+            // The kernel's layout: the key and colon in 16 columns, the figure right-aligned in 8.
+            if (kb is { } figure) text.Append(CultureInfo.InvariantCulture, $"{key + ":",-16}{figure,8} kB\n");
+            else text.Append(line).Append('\n');
+        }
+        return text.ToString();
     }
 
 }
