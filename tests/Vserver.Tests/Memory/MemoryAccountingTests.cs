@@ -104,6 +104,13 @@ public sealed class MemoryAccountingTests
     {
         var host = MemInfo.Parse(HostMeminfo);
         MemInfo.Parse(GuestMeminfo.Render(host, new CgroupMemory { Usage = 1 << 20 }, null)).TotalBytes.ShouldBe(host.TotalBytes);
+        // A limit gives no RAM the host lacks.
+        MemInfo.Parse(GuestMeminfo.Render(host, new CgroupMemory(), host.TotalBytes * 2)).TotalBytes.ShouldBe(host.TotalBytes);
+        // Before any usage is known (the file vsinit binds at start): all of it free, nothing cached.
+        var fresh = MemInfo.Parse(GuestMeminfo.Render(host, new CgroupMemory(), 64L << 20));
+        fresh.FreeBytes.ShouldBe(64L << 20);
+        fresh["Cached"].ShouldBe(0);
+        fresh["Buffers"].ShouldBe(0);
     }
 
     /// <summary>The file is rewritten in place under a bind mount: its length must never change, whatever the numbers.</summary>
