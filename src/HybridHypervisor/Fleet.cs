@@ -92,6 +92,7 @@ public sealed partial class Fleet : IDisposable
         foreach (var leftover in Directory.EnumerateDirectories(_options.GuestsRoot, ".*"))
             Directory.Delete(leftover, recursive: true);
         Bridge.Ensure();
+        LoadPoolSettings();
 
         var (configs, broken) = _store.LoadAll(_hostCpus);
         foreach (var b in broken)
@@ -137,6 +138,7 @@ public sealed partial class Fleet : IDisposable
         }
         // Find out what domains will run on now rather than at the first start (cached per host boot).
         _ = AcceleratorAsync();
+        StartSampler();
     }
 
     private void AdoptDomain(GuestRuntime runtime, GuestPaths paths)
@@ -269,7 +271,7 @@ public sealed partial class Fleet : IDisposable
                 Name = request.Name,
                 Kind = request.Kind,
                 Image = imageName,
-                Limits = domain is null ? request.Limits : new GuestLimits { MemoryBytes = domain.MaxMemoryBytes },
+                Limits = domain is null ? request.Limits : new GuestLimits { MemoryBytes = domain.MaxMemoryBytes, MemoryMinBytes = request.Limits.MemoryMinBytes },
                 Domain = domain,
                 Network = new GuestNetworkConfig { Ipv4 = address.ToString() },
                 Restart = restart,
@@ -278,6 +280,7 @@ public sealed partial class Fleet : IDisposable
                 Phase = GuestPhase.Creating,
                 Security = security,
             };
+            using var reservation = Admit(config, "create", runningOnly: false);
             _store.Save(config);
             Failpoints.Hit("create.after-config");
             try
@@ -324,7 +327,9 @@ public sealed partial class Fleet : IDisposable
             MaxMemoryBytes = request.Limits.MemoryBytes ?? DomainSettings.DefaultMemoryBytes,
             DiskBytes = request.DiskBytes ?? DomainSettings.DefaultDiskBytes,
         };
-        if (GuestConfigValidator.DomainError(domain, null, _hostCpus, HostMemory.TotalBytes) is { } error) throw FleetException.Invalid(error);
+        if ((GuestConfigValidator.DomainError(domain, null, _hostCpus, HostMemory.TotalBytes)
+             ?? GuestConfigValidator.DomainGuaranteeError(domain, request.Limits.MemoryMinBytes, null)) is { } error)
+            throw FleetException.Invalid(error);
         return domain;
     }
 
@@ -446,6 +451,7 @@ public sealed partial class Fleet : IDisposable
 
     private async Task StartLockedAsync(GuestRuntime g, CancellationToken ct = default)
     {
+        using var reservation = Admit(g.Config, "start", runningOnly: true);
         var paths = _store.PathsFor(g.Config.Name);
         if (g.Config.Kind == GuestKind.Domain)
         {
@@ -473,6 +479,7 @@ public sealed partial class Fleet : IDisposable
         g.StopRequested = false;
         g.RunEnded = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         WatchDomainExit(g, domain);
+        g.BalloonCurrent = g.Config.Limits.MemoryBytes ?? g.Config.Domain!.MaxMemoryBytes;
         if (g.Config.Limits.MemoryBytes is { } target && target < g.Config.Domain!.MaxMemoryBytes)
         {
             try
@@ -733,10 +740,12 @@ public sealed partial class Fleet : IDisposable
             var limits = g.Config.Limits with
             {
                 MemoryBytes = changes.MemoryBytes ?? g.Config.Limits.MemoryBytes,
+                MemoryMinBytes = changes.MemoryMinBytes ?? g.Config.Limits.MemoryMinBytes,
                 Cpus = changes.Cpus ?? g.Config.Limits.Cpus,
                 Pids = changes.Pids ?? g.Config.Limits.Pids,
             };
             if (GuestConfigValidator.LimitsError(limits, _hostCpus) is { } error) throw FleetException.Invalid(error);
+            using var reservation = AdmitChange(g, g.Config with { Limits = limits });
             if (g.Running is not null)
             {
                 try
@@ -758,30 +767,35 @@ public sealed partial class Fleet : IDisposable
         return View(g);
     }
 
-    /// <summary>A domain's memory: live, a balloon target within its maximum; stopped, the maximum (and target) of its next
-    /// boot. Persisted either way.</summary>
+    /// <summary>A domain's memory: live, a balloon target within its maximum and not below its guarantee; stopped, the
+    /// maximum (and target) of its next boot. The guarantee (balloon floor) can change either way. Persisted.</summary>
     private async Task SetDomainMemoryLockedAsync(GuestRuntime g, GuestLimits changes)
     {
         var name = g.Config.Name;
         if (changes.Cpus is not null || changes.Pids is not null)
-            throw FleetException.Invalid($"'{name}' is a domain: it has vcpus (set at create) and no process limit; only --memory can be set");
-        if (changes.MemoryBytes is not { } memory) return;
+            throw FleetException.Invalid($"'{name}' is a domain: it has vcpus (set at create) and no process limit; only --memory and --memory-min can be set");
+        if (changes.MemoryBytes is null && changes.MemoryMinBytes is null) return;
         var domain = g.Config.Domain!;
-        if (g.Domain is { } running)
+        var min = changes.MemoryMinBytes ?? g.Config.Limits.MemoryMinBytes;
+        var running = g.Domain;
+        if (running is not null && changes.MemoryBytes is { } asked && asked > domain.MaxMemoryBytes)
+            throw FleetException.Invalid($"memory {asked >> 20}M is above domain '{name}''s maximum of {domain.MaxMemoryBytes >> 20}M; " +
+                $"stop it and set --memory {asked >> 20}M to raise the maximum");
+        // Running: --memory moves the balloon target; stopped: it is the new maximum (and target) of the next boot.
+        var next = running is null && changes.MemoryBytes is { } max ? domain with { MaxMemoryBytes = max } : domain;
+        var target = changes.MemoryBytes ?? g.Config.Limits.MemoryBytes;
+        if (running is null && changes.MemoryBytes is null && target > next.MaxMemoryBytes) target = next.MaxMemoryBytes;
+        if ((GuestConfigValidator.DomainError(next, target, _hostCpus, HostMemory.TotalBytes)
+             ?? GuestConfigValidator.DomainGuaranteeError(next, min, target)) is { } error)
+            throw FleetException.Invalid(error);
+        var changed = g.Config with { Domain = next, Limits = g.Config.Limits with { MemoryBytes = target, MemoryMinBytes = min } };
+        using var reservation = AdmitChange(g, changed);
+        if (running is not null && target is { } size && size != g.BalloonCurrent)
         {
-            if (memory > domain.MaxMemoryBytes)
-                throw FleetException.Invalid($"memory {memory >> 20}M is above domain '{name}''s maximum of {domain.MaxMemoryBytes >> 20}M; " +
-                    $"stop it and set --memory {memory >> 20}M to raise the maximum");
-            if (GuestConfigValidator.DomainError(domain, memory, _hostCpus, HostMemory.TotalBytes) is { } error) throw FleetException.Invalid(error);
-            await running.Qmp.BalloonAsync(memory);
-            g.Config = g.Config with { Limits = g.Config.Limits with { MemoryBytes = memory } };
+            await running.Qmp.BalloonAsync(size);
+            g.BalloonCurrent = size;
         }
-        else
-        {
-            var raised = domain with { MaxMemoryBytes = memory };
-            if (GuestConfigValidator.DomainError(raised, memory, _hostCpus, HostMemory.TotalBytes) is { } error) throw FleetException.Invalid(error);
-            g.Config = g.Config with { Domain = raised, Limits = g.Config.Limits with { MemoryBytes = memory } };
-        }
+        g.Config = changed;
         _store.Save(g.Config);
     }
 
@@ -855,7 +869,12 @@ public sealed partial class Fleet : IDisposable
     }
 
     /// <summary>Running guests are left running: a new agent adopts them.</summary>
-    public void Dispose() => _membership.Dispose();
+    public void Dispose()
+    {
+        StopSamplerAsync().Wait(TimeSpan.FromSeconds(5));
+        _samplerStop.Dispose();
+        _membership.Dispose();
+    }
 
     private GuestRuntime Find(string name)
     {

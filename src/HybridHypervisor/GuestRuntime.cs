@@ -22,6 +22,25 @@ internal sealed class GuestRuntime(GuestConfig config)
     public GuestExit? LastExit { get; set; }
     public int RestartCount { get; set; }
     public bool Removed { get; set; }
+    /// <summary>A running domain's balloon target as last set (pressure may hold it below the configured one).</summary>
+    public long? BalloonCurrent { get; set; }
+    private (DateTimeOffset At, TimeSpan Cpu)? _cpuLast, _cpuBefore;
+
+    /// <summary>The sampler's look at the guest's CPU time (kept: the last two).</summary>
+    public void RecordCpu(DateTimeOffset at, TimeSpan cpu)
+    {
+        _cpuBefore = _cpuLast;
+        _cpuLast = (at, cpu);
+    }
+
+    /// <summary>CPU% (100 = one core busy) from the sampler's last look until <paramref name="now"/>, or from the look
+    /// before when the last one is too recent to say anything.</summary>
+    public double CpuPercent(DateTimeOffset now, TimeSpan cpu)
+    {
+        var sample = _cpuLast is { } last && now - last.At >= TimeSpan.FromMilliseconds(250) ? last : _cpuBefore ?? _cpuLast;
+        if (sample is not { } s || now - s.At <= TimeSpan.Zero) return 0;
+        return Math.Max(0, (cpu - s.Cpu).TotalSeconds / (now - s.At).TotalSeconds * 100);
+    }
     /// <summary>Completed when the current run ends; replaced at each start.</summary>
     public TaskCompletionSource RunEnded { get; set; } = Completed();
 

@@ -21,6 +21,11 @@ public sealed record GuestPaths(string Dir, string RunDir, string HostVeth, stri
     public string ExitFile => Path.Combine(RunDir, "exit");
     /// <summary>The compiled seccomp filter vsinit loads at start and at every exec.</summary>
     public string SeccompFilter => Path.Combine(RunDir, "seccomp.bpf");
+    /// <summary>Vservers: the guest's /proc/meminfo (bound over it by vsinit, same inode) and the source of the monitor's
+    /// sysinfo(2) answers; rewrite it in place, never replace it, or the guest keeps seeing the old file.</summary>
+    public string Meminfo => Path.Combine(RunDir, "meminfo");
+    /// <summary>Vservers: where the monitor takes the seccomp listeners of vsctl exec, to answer their sysinfo(2) too.</summary>
+    public string NotifySocket => Path.Combine(RunDir, "notify.sock");
     /// <summary>Domains: the root disk, a qcow2 overlay over the image's ext4 base.</summary>
     public string Disk => Path.Combine(Dir, "disk.qcow2");
     public string QmpSocket => Path.Combine(RunDir, "qmp.sock");

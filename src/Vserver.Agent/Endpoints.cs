@@ -10,22 +10,13 @@ internal static class Endpoints
     public static void Map(WebApplication app, Fleet fleet)
     {
         var v1 = app.MapGroup("/v1");
-        v1.MapGet("/host", async () => new HostInfo
+        v1.MapGet("/host", () => HostAsync(fleet));
+        v1.MapPatch("/host", (HostSettingsRequest request) =>
         {
-            Accelerator = fleet.AcceleratorAsync() is { } probe
-                ? (await probe).Display
-                : "unknown: no domain kernel is built to probe with (vsctl kernel build default)",
-            Cpus = Environment.ProcessorCount,
-            MemoryBytes = HostMemory.TotalBytes,
-            Version = typeof(Endpoints).Assembly.GetName().Version?.ToString() ?? "0",
-            CgroupVersion = fleet.Cgroups.Version.ToString(),
-            Bridge = fleet.Options.BridgeName,
-            Subnet = fleet.Options.Subnet.ToString(),
-            StateRoot = fleet.Options.StateRoot,
-            RunRoot = fleet.Options.RunRoot,
-            AgentPid = Environment.ProcessId,
+            fleet.SetPool(request.ReserveBytes, request.Overcommit, request.MinFreeBytes, request.Ksm);
+            return HostAsync(fleet);
         });
-
+        v1.MapGet("/stat", async (string[]? name, CancellationToken ct) => Mapping.ToStat(await fleet.StatAsync(name ?? [], ct)));
         v1.MapGet("/guests", () => new GuestList
         {
             Guests = fleet.List().Select(Mapping.ToInfo).ToList(),
@@ -35,7 +26,7 @@ internal static class Endpoints
         v1.MapPost("/guests", async (CreateGuestRequest request, CancellationToken ct) =>
         {
             var view = await fleet.CreateAsync(new CreateGuest(request.Name, request.Image,
-                new GuestLimits { MemoryBytes = request.MemoryBytes, Cpus = request.Cpus, Pids = request.Pids },
+                new GuestLimits { MemoryBytes = request.MemoryBytes, MemoryMinBytes = request.MemoryMinBytes, Cpus = request.Cpus, Pids = request.Pids },
                 request.Ipv4, request.Restart, request.Command, request.Privileged, request.AllowSyscalls, Mapping.ParseKind(request.Kind),
                 request.Kernel, request.Vcpus, request.DiskBytes), ct);
             return Results.Created($"/v1/guests/{view.Name}", Mapping.ToInfo(view));
@@ -58,7 +49,7 @@ internal static class Endpoints
         v1.MapPost("/guests/{name}/wait", async (string name, CancellationToken ct) => Mapping.ToInfo(await fleet.WaitAsync(name, ct)));
         v1.MapPatch("/guests/{name}/limits", async (string name, SetLimitsRequest request, CancellationToken ct) =>
             Mapping.ToInfo(await fleet.SetLimitsAsync(name,
-                new GuestLimits { MemoryBytes = request.MemoryBytes, Cpus = request.Cpus, Pids = request.Pids }, ct)));
+                new GuestLimits { MemoryBytes = request.MemoryBytes, MemoryMinBytes = request.MemoryMinBytes, Cpus = request.Cpus, Pids = request.Pids }, ct)));
         v1.Map("/guests/{name}/exec", (HttpContext context, string name) => ExecSession.RunAsync(context, fleet, name));
         v1.Map("/guests/{name}/console", (HttpContext context, string name) => ConsoleSession.RunAsync(context, fleet, name));
         v1.MapPost("/guests/{name}/save", async (string name, SaveFileRequest request, CancellationToken ct) =>
@@ -96,4 +87,21 @@ internal static class Endpoints
             return Results.NoContent();
         });
     }
+
+    private static async Task<HostInfo> HostAsync(Fleet fleet) => new HostInfo
+    {
+        Accelerator = fleet.AcceleratorAsync() is { } probe
+            ? (await probe).Display
+            : "unknown: no domain kernel is built to probe with (vsctl kernel build default)",
+        Cpus = Environment.ProcessorCount,
+        MemoryBytes = HostMemory.TotalBytes,
+        Version = typeof(Endpoints).Assembly.GetName().Version?.ToString() ?? "0",
+        CgroupVersion = fleet.Cgroups.Version.ToString(),
+        Bridge = fleet.Options.BridgeName,
+        Subnet = fleet.Options.Subnet.ToString(),
+        StateRoot = fleet.Options.StateRoot,
+        RunRoot = fleet.Options.RunRoot,
+        AgentPid = Environment.ProcessId,
+        Pool = Mapping.ToInfo(fleet.PoolInfo()),
+    };
 }

@@ -15,6 +15,7 @@ internal static class Mapping
         Image = v.Config?.Image,
         Ipv4 = v.Config?.Network.Ipv4,
         MemoryBytes = v.Config?.Limits.MemoryBytes,
+        MemoryMinBytes = v.Config is { } c && Fleet.CommitmentOf(c).Guarantee is > 0 and var min ? min : null,
         Cpus = v.Config?.Limits.Cpus,
         Pids = v.Config?.Limits.Pids,
         Restart = v.Config is null ? null : RestartPolicies.Format(v.Config.Restart),
@@ -41,6 +42,62 @@ internal static class Mapping
         Vcpus = v.Config?.Domain?.Vcpus,
         MaxMemoryBytes = v.Config?.Domain?.MaxMemoryBytes,
         DiskBytes = v.Config?.Domain?.DiskBytes,
+    };
+
+    public static PoolInfo ToInfo(PoolView p) => new()
+    {
+        CapacityBytes = p.Pool.Capacity,
+        ReserveBytes = p.Pool.Reserve,
+        Overcommit = p.Pool.Overcommit,
+        CommittedBytes = p.Committed,
+        LimitsBytes = p.Limits,
+        LimitsCapBytes = p.Pool.LimitsCap,
+        UsedBytes = p.Used,
+        FreeBytes = p.Free,
+        MinFreeBytes = p.Pool.MinFree,
+        UnderPressure = p.UnderPressure,
+        Ksm = p.Settings.Ksm,
+        KsmSavedBytes = p.Ksm.SavedBytes,
+    };
+
+    public static StatReport ToStat(StatView s) => new()
+    {
+        Host = new StatHost
+        {
+            TotalBytes = s.Usage.Total,
+            UsedBytes = s.Usage.Used,
+            CapacityBytes = s.Pool.Pool.Capacity,
+            CommittedBytes = s.Pool.Committed,
+            GuestsBytes = s.Usage.Guests,
+            HostOwnBytes = s.Usage.HostOwn,
+            UnaccountedBytes = s.Usage.Unaccounted,
+            ToleranceBytes = s.Usage.Tolerance,
+            SharedSavingsBytes = s.Usage.SharedSavings,
+            Ksm = s.Pool.Settings.Ksm,
+            KsmSavingsBytes = s.Pool.Ksm.SavedBytes,
+            FreeBytes = s.Pool.Free,
+            UnderPressure = s.Pool.UnderPressure,
+            Notes = s.Notes,
+        },
+        Guests = s.Guests.Select(g => new GuestStat
+        {
+            Name = g.Name,
+            Kind = g.Kind.ToString().ToLowerInvariant(),
+            State = g.State.ToString().ToLowerInvariant(),
+            Processes = g.Usage?.Processes ?? 0,
+            RssBytes = g.Usage?.Rss ?? 0,
+            FairBytes = g.Usage?.Fair ?? 0,
+            PrivateBytes = g.Usage?.Private ?? 0,
+            SharedBytes = g.Usage?.Shared ?? 0,
+            SwapBytes = g.Usage?.Swap ?? 0,
+            ChargedBytes = g.Usage?.Charged,
+            LimitBytes = g.Limit,
+            GuaranteeBytes = g.Guarantee,
+            CpuPercent = Math.Round(g.CpuPercent, 1),
+            BalloonBytes = g.Balloon,
+            BalloonTargetBytes = g.BalloonTarget,
+            KsmBytes = g.KsmBytes,
+        }).ToList(),
     };
 
     public static KernelInfo ToInfo(HybridHypervisor.Domains.KernelRecord k) =>

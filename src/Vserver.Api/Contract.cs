@@ -197,6 +197,7 @@ public sealed record StatHost
     public long SharedSavingsBytes { get; init; }
     public bool Ksm { get; init; }
     public long KsmSavingsBytes { get; init; }
+    /// <summary>As <see cref="PoolInfo.FreeBytes"/>: MemAvailable - reserve (may be negative).</summary>
     public long FreeBytes { get; init; }
     public bool UnderPressure { get; init; }
     /// <summary>Lines about pressure: balloons moved, vservers over their guarantee.</summary>
@@ -220,8 +221,11 @@ public sealed record GuestStat
     public long SwapBytes { get; init; }
     /// <summary>What the cgroup charges (page cache goes to whoever touched it first); vservers only.</summary>
     public long? ChargedBytes { get; init; }
+    /// <summary>A vserver's --memory (null: unlimited); a domain's RAM.</summary>
     public long? LimitBytes { get; init; }
+    /// <summary>What admission counts: a vserver's --memory-min (0: none); a domain's balloon floor (default its RAM).</summary>
     public long? GuaranteeBytes { get; init; }
+    /// <summary>100 = one core busy, over the last second or so (since the agent's previous one-second sample).</summary>
     public double CpuPercent { get; init; }
     /// <summary>Domains: the memory the guest has now (RAM minus balloon), and the target the agent set.</summary>
     public long? BalloonBytes { get; init; }

@@ -13,7 +13,20 @@ internal static class Display
 {
     public const string None = "-";
 
-    public static string Bytes(long? bytes) => bytes is { } b ? ByteSize.Format(b) : None;
+    /// <summary>A size like 256M; negative ones too (the pool's free memory can be).</summary>
+    public static string Bytes(long? bytes) => bytes switch
+    {
+        null => None,
+        < 0 => "-" + ByteSize.Format(-bytes.Value),
+        _ => ByteSize.Format(bytes.Value),
+    };
+
+    /// <summary>What share <paramref name="part"/> is of <paramref name="whole"/>, rounded: <c>29%</c>.</summary>
+    public static string Percent(long part, long whole) =>
+        whole > 0 ? Math.Round(100.0 * part / whole).ToString("0", CultureInfo.InvariantCulture) + "%" : None;
+
+    /// <summary><c>4G of 14G (29%)</c>.</summary>
+    public static string Share(long part, long whole) => $"{Bytes(part)} of {Bytes(whole)} ({Percent(part, whole)})";
 
     public static string Number(double? value) => value is { } v ? v.ToString("0.###", CultureInfo.InvariantCulture) : None;
 

@@ -12,14 +12,27 @@ internal static class Input
         return ByteSize.TryParse(text, out var bytes, out var error) ? bytes : throw new UsageException($"{option}: {error}");
     }
 
-    public static double? Cpus(string option, string? text)
+    public static double? Cpus(string option, string? text) => PositiveNumber(option, text, "number of CPUs", "0.5 or 2");
+
+    /// <summary>A positive decimal in the invariant culture (<c>1.5</c>, never <c>1,5</c>).</summary>
+    public static double? PositiveNumber(string option, string? text, string what, string example)
     {
         if (text is null) return null;
-        if (double.TryParse(text.Trim(), NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out var cpus)
-            && double.IsFinite(cpus) && cpus > 0)
-            return cpus;
-        throw new UsageException($"{option}: invalid number of CPUs '{text}': give a positive number, e.g. 0.5 or 2");
+        if (TryDecimal(text, out var value) && value > 0) return value;
+        throw new UsageException($"{option}: invalid {what} '{text}': give a positive number, e.g. {example}");
     }
+
+    /// <summary>Seconds, fractions allowed, up to a day; zero only where it means something (<paramref name="allowZero"/>).</summary>
+    public static TimeSpan? Seconds(string option, string? text, bool allowZero, string example)
+    {
+        if (text is null) return null;
+        if (TryDecimal(text, out var seconds) && (seconds > 0 || (allowZero && seconds == 0)) && seconds <= 24 * 3600)
+            return TimeSpan.FromSeconds(seconds);
+        throw new UsageException($"{option}: invalid time '{text}': give seconds, e.g. {example}");
+    }
+
+    private static bool TryDecimal(string text, out double value) =>
+        double.TryParse(text.Trim(), NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out value) && double.IsFinite(value);
 
     public static int? PositiveInt(string option, string? text, string what)
     {
@@ -40,6 +53,8 @@ internal static class Input
         if (text is null || allowed.Contains(text, StringComparer.Ordinal)) return text;
         throw new UsageException($"{option}: invalid value '{text}': use {string.Join(", ", allowed.SkipLast(1))} or {allowed[^1]}");
     }
+
+    public static bool? OnOff(string option, string? text) => OneOf(option, text, "on", "off") is { } v ? v == "on" : null;
 
     /// <summary>The output format of list/status/info: table (or text) by default, json on request.</summary>
     public static bool IsJson(string? format, string textName) =>

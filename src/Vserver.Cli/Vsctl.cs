@@ -22,6 +22,8 @@ internal static class Vsctl
             EnterCommand.Create(cli),
             ListCommand.Create(cli),
             StatusCommand.Create(cli),
+            StatCommand.Create(cli),
+            TopCommand.Create(cli),
             SetCommand.Create(cli),
             ConsoleCommand.Create(cli),
             SaveCommand.Create(cli),

@@ -26,6 +26,8 @@ public sealed record GuestConfig
 public sealed record GuestLimits
 {
     public long? MemoryBytes { get; init; }
+    /// <summary>The guarantee: a vserver's soft limit (memory.low on v2), a domain's balloon floor. Admission counts it.</summary>
+    public long? MemoryMinBytes { get; init; }
     public double? Cpus { get; init; }
     public int? Pids { get; init; }
 }
@@ -104,6 +106,7 @@ public static class RestartPolicies
 [JsonSourceGenerationOptions(System.Text.Json.JsonSerializerDefaults.Web, WriteIndented = true,
     DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull, UseStringEnumConverter = true)]
 [JsonSerializable(typeof(GuestConfig))]
+[JsonSerializable(typeof(SharedMemoryAccounting.PoolSettings))]
 internal sealed partial class ConfigJson : JsonSerializerContext;
 
 /// <summary>One-line JSON (a save file's header is one line).</summary>

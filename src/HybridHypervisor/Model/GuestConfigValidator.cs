@@ -18,6 +18,27 @@ public static partial class GuestConfigValidator
             return $"invalid cpus {c}: give a number above 0 and at most this host's {hostCpus} CPUs, e.g. --cpus 0.5";
         if (limits.Pids is { } p && p < 1)
             return $"invalid pids limit {p}: give a positive number of processes, e.g. --pids 200";
+        return GuaranteeError(limits.MemoryMinBytes, limits.MemoryBytes, "memory limit");
+    }
+
+    /// <summary>A guarantee must be a size no larger than what the guest may have (a vserver's limit, a domain's memory).</summary>
+    public static string? GuaranteeError(long? minBytes, long? ceilingBytes, string ceilingName)
+    {
+        if (minBytes is not { } min) return null;
+        if (min < 0) return $"invalid memory guarantee {min}: give a size, e.g. --memory-min 64M";
+        if (ceilingBytes is { } ceiling && min > ceiling)
+            return $"memory guarantee {min >> 20}M is above the {ceilingName} of {ceiling >> 20}M; a guest cannot be promised more than it may use";
+        return null;
+    }
+
+    /// <summary>A domain's balloon floor and target: floor within its memory, target not below the floor.</summary>
+    public static string? DomainGuaranteeError(DomainSettings domain, long? minBytes, long? targetBytes)
+    {
+        if (GuaranteeError(minBytes, domain.MaxMemoryBytes, "domain's memory") is { } error) return error;
+        if (minBytes is { } min && min < MinDomainMemoryBytes)
+            return $"memory guarantee {min >> 20}M is below a domain's minimum of 64M; give at least --memory-min 64M";
+        if (minBytes is { } floor && targetBytes is { } target && target < floor)
+            return $"memory {target >> 20}M is below the domain's guarantee of {floor >> 20}M; lower --memory-min first";
         return null;
     }
 
@@ -82,6 +103,7 @@ public static partial class GuestConfigValidator
         ?? Ipv4Error(config.Network.Ipv4, subnet)
         ?? (config.Command is { Count: 0 } ? "empty command: leave --cmd out to run the image's /sbin/init" : null)
         ?? (config.Kind == GuestKind.Domain
-            ? (config.Domain is { } d ? DomainError(d, config.Limits.MemoryBytes, hostCpus, HostMemory.TotalBytes) : "a domain needs its \"domain\" section (kernel, vcpus, maxMemoryBytes, diskBytes)")
+            ? (config.Domain is { } d ? DomainError(d, config.Limits.MemoryBytes, hostCpus, HostMemory.TotalBytes)
+                ?? DomainGuaranteeError(d, config.Limits.MemoryMinBytes, config.Limits.MemoryBytes) : "a domain needs its \"domain\" section (kernel, vcpus, maxMemoryBytes, diskBytes)")
             : LimitsError(config.Limits, hostCpus) ?? SecurityError(config.Security));
 }

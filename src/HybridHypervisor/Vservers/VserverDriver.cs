@@ -93,11 +93,14 @@ public sealed class VserverDriver(FleetOptions options, ICgroupHierarchy cgroups
         File.Delete(paths.PidFile);
         File.Delete(paths.ExitFile);
         File.Delete(paths.StoppingMarker);
+        // Left behind only by a monitor that was killed.
+        File.Delete(paths.NotifySocket);
         var cgroup = cgroups.Create(paths.CgroupPath);
         try
         {
             cgroup.Apply(ToCgroupLimits(config.Limits));
             WriteSeccompFilter(config, paths);
+            WriteInitialMeminfo(config, paths);
             var spec = new VsinitSpec
             {
                 Name = config.Name,
@@ -112,6 +115,8 @@ public sealed class VserverDriver(FleetOptions options, ICgroupHierarchy cgroups
                 NoNewPrivs = !config.Security.Privileged,
                 IdMap = config.Security.IdMap is { } map ? (map.HostBase, map.Count) : null,
                 SeccompFilter = paths.SeccompFilter,
+                Meminfo = paths.Meminfo,
+                NotifySocket = paths.NotifySocket,
                 PidFile = paths.PidFile,
                 ExitFile = paths.ExitFile,
                 Console = paths.Console,
@@ -202,6 +207,7 @@ public sealed class VserverDriver(FleetOptions options, ICgroupHierarchy cgroups
             CapKeep = CapabilitiesFor(config),
             NoNewPrivs = !config.Security.Privileged,
             SeccompFilter = paths.SeccompFilter,
+            NotifySocket = paths.NotifySocket,
             Env = environment,
             Args = command,
             Cwd = cwd ?? "/",
@@ -242,7 +248,7 @@ public sealed class VserverDriver(FleetOptions options, ICgroupHierarchy cgroups
         }
     }
 
-    public static CgroupLimits ToCgroupLimits(GuestLimits limits) => new(limits.MemoryBytes, limits.Cpus, limits.Pids);
+    public static CgroupLimits ToCgroupLimits(GuestLimits limits) => new(limits.MemoryBytes, limits.Cpus, limits.Pids, limits.MemoryMinBytes);
 
     /// <summary>Root of a user-namespaced guest keeps every capability (they reach only what its namespaces own, so a
     /// system image's init and package manager work); a privileged guest's root is the host's, so it gets less.</summary>
@@ -250,11 +256,21 @@ public sealed class VserverDriver(FleetOptions options, ICgroupHierarchy cgroups
         config.Security.Privileged ? Capabilities.KeptFor(allowSysAdmin: false) : Capabilities.All;
 
     /// <summary>Compiled at every start, so a changed profile or override list applies on the next start; exec loads
-    /// the same file, so commands run in the guest are held to the same filter as its init.</summary>
+    /// the same file, so commands run in the guest are held to the same filter as its init. sysinfo(2) goes to the
+    /// monitor, which answers from <see cref="GuestPaths.Meminfo"/>.</summary>
     private static void WriteSeccompFilter(GuestConfig config, GuestPaths paths)
     {
-        var profile = SeccompProfile.Default(config.Security.Privileged, config.Security.AllowSyscalls.ToList());
+        var profile = SeccompProfile.Default(config.Security.Privileged, config.Security.AllowSyscalls.ToList(), sysinfoToMonitor: true);
         Vserver.Isolation.Storage.AtomicFile.WriteAllBytes(paths.SeccompFilter, profile.Compile());
+    }
+
+    /// <summary>vsinit binds the file as it is at start; until the agent's sampler rewrites it in place (within a
+    /// second), the guest sees its limit, all of it free. Readable by all: inside, any user may read /proc/meminfo.</summary>
+    private static void WriteInitialMeminfo(GuestConfig config, GuestPaths paths)
+    {
+        var host = new SharedMemoryAccounting.ProcFs().ReadMemInfo();
+        File.WriteAllText(paths.Meminfo, SharedMemoryAccounting.GuestMeminfo.Render(host, new SharedMemoryAccounting.CgroupMemory(), config.Limits.MemoryBytes));
+        File.SetUnixFileMode(paths.Meminfo, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.OtherRead);
     }
 
 }

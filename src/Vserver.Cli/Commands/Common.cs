@@ -21,6 +21,14 @@ internal static class Common
         HelpName = "SIZE",
     };
 
+    public static Option<string?> MemoryMin() => new("--memory-min")
+    {
+        Description = "Memory guarantee, e.g. 64M: what the guest keeps when the host runs short (vserver: cgroup soft limit, "
+            + "memory.low; domain: the balloon's floor), like Linux-VServer's rss.min or OpenVZ's guarantee. "
+            + "The guarantees of all guests may add up to the host's pool capacity",
+        HelpName = "SIZE",
+    };
+
     public static Option<string?> Cpus() => new("--cpus")
     {
         Description = "CPU limit in CPUs, e.g. 0.5",

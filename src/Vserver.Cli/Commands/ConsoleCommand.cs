@@ -1,5 +1,4 @@
 using System.CommandLine;
-using System.Globalization;
 using System.Net.WebSockets;
 using System.Runtime.InteropServices;
 using Vserver.Api;
@@ -28,14 +27,8 @@ internal static class ConsoleCommand
         return command;
     }
 
-    public static TimeSpan ParseLinger(string? text)
-    {
-        if (text is null) return DefaultLinger;
-        if (double.TryParse(text.Trim(), NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out var seconds)
-            && double.IsFinite(seconds) && seconds >= 0 && seconds <= 24 * 3600)
-            return TimeSpan.FromSeconds(seconds);
-        throw new UsageException($"--linger: invalid time '{text}': give seconds, e.g. 1 or 0.5 (0 detaches at once)");
-    }
+    public static TimeSpan ParseLinger(string? text) =>
+        Input.Seconds("--linger", text, allowZero: true, "1 or 0.5 (0 detaches at once)") ?? DefaultLinger;
 
     public static async Task<int> HandleAsync(VserverClient client, string name, string? lingerText, ExecIo io, TextWriter stderr,
         CancellationToken ct, TimeSpan? confirmAfter = null)

@@ -10,6 +10,7 @@ internal static class CreateCommand
         var name = Common.GuestName("The new guest's name");
         var image = new Option<string?>("--image") { Description = "Root file system image [default: the agent's, busybox]", HelpName = "IMAGE" };
         var memory = Common.Memory("for a domain, its RAM [default: 256M]");
+        var memoryMin = Common.MemoryMin();
         var cpus = Common.Cpus();
         var pids = Common.Pids();
         var ip = new Option<string?>("--ip") { Description = "IPv4 address on the bridge [default: the next free one]", HelpName = "A.B.C.D" };
@@ -49,7 +50,7 @@ internal static class CreateCommand
         };
         var command = new Command("create", "Create a guest (stopped): a vserver, or with --kind domain a VM")
         {
-            name, kind, image, memory, cpus, pids, ip, restart, cmd, privileged, allowSyscall, vcpus, disk, kernel,
+            name, kind, image, memory, memoryMin, cpus, pids, ip, restart, cmd, privileged, allowSyscall, vcpus, disk, kernel,
         };
         command.SetAction((parse, ct) =>
         {
@@ -58,6 +59,7 @@ internal static class CreateCommand
                 Name = parse.GetValue(name)!,
                 Image = parse.GetValue(image),
                 Memory = parse.GetValue(memory),
+                MemoryMin = parse.GetValue(memoryMin),
                 Cpus = parse.GetValue(cpus),
                 Pids = parse.GetValue(pids),
                 Ip = parse.GetValue(ip),
@@ -80,6 +82,7 @@ internal static class CreateCommand
         public required string Name { get; init; }
         public string? Image { get; init; }
         public string? Memory { get; init; }
+        public string? MemoryMin { get; init; }
         public string? Cpus { get; init; }
         public string? Pids { get; init; }
         public string? Ip { get; init; }
@@ -99,6 +102,7 @@ internal static class CreateCommand
         Name = o.Name,
         Image = o.Image,
         MemoryBytes = Input.Size("--memory", o.Memory),
+        MemoryMinBytes = Input.Size("--memory-min", o.MemoryMin),
         Cpus = Input.Cpus("--cpus", o.Cpus),
         Pids = Input.PositiveInt("--pids", o.Pids, "process limit"),
         Ipv4 = o.Ip,

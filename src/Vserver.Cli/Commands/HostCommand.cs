@@ -4,25 +4,96 @@ using Vserver.Api;
 
 namespace Vserver.Cli.Commands;
 
-/// <summary><c>vsctl host</c> (also <c>vsctl info</c>): the agent's settings and what domains run on here.</summary>
+/// <summary>
+/// <c>vsctl host</c> (also <c>vsctl info</c>): the agent's settings, what domains run on here and the shared memory pool;
+/// <c>vsctl host set</c> changes the pool's settings.
+/// </summary>
 internal static class HostCommand
 {
     public static Command Create(CliContext cli)
     {
         var format = Common.Format("text");
-        var command = new Command("host", "Show the host: the agent's settings, processors, memory and what domains run on (kvm or tcg)") { format };
+        var command = new Command("host",
+            "Show the host: the agent's settings, processors, memory, what domains run on (kvm or tcg) and the memory pool guests share")
+        {
+            format,
+            CreateSet(cli),
+        };
         command.Aliases.Add("info");
         command.SetAction((parse, ct) => cli.RunAsync(parse, client => HandleAsync(client, parse.GetValue(format), cli.Out, cli.Err, ct)));
         return command;
     }
 
+    private static Command CreateSet(CliContext cli)
+    {
+        var reserve = new Option<string?>("--reserve")
+        {
+            Description = "Memory kept for the host itself, outside the pool, e.g. 1G (the pool's capacity is the memory minus this)",
+            HelpName = "SIZE",
+        };
+        var overcommit = new Option<string?>("--overcommit")
+        {
+            Description = "How far the guests' limits may add up beyond the capacity, e.g. 1.5 (their guarantees never add up beyond it)",
+            HelpName = "RATIO",
+        };
+        var minFree = new Option<string?>("--min-free")
+        {
+            Description = "Free memory in the pool below which it is under pressure and the agent acts on it (balloons, guests above their guarantee)",
+            HelpName = "SIZE",
+        };
+        var ksm = new Option<string?>("--ksm")
+        {
+            Description = "Kernel same-page merging of identical guest pages: on or off",
+            HelpName = "on|off",
+            CompletionSources = { "on", "off" },
+        };
+        var format = Common.Format("text");
+        var command = new Command("set", "Change the memory pool's settings (kept by the agent) and show the host as vsctl host does")
+        {
+            reserve, overcommit, minFree, ksm, format,
+        };
+        command.SetAction((parse, ct) => cli.RunAsync(parse, client => SetAsync(client,
+            new Settings(parse.GetValue(reserve), parse.GetValue(overcommit), parse.GetValue(minFree), parse.GetValue(ksm)),
+            parse.GetValue(format), cli.Out, cli.Err, ct)));
+        return command;
+    }
+
+    /// <summary>The options of <c>host set</c> as typed; null is not given.</summary>
+    public sealed record Settings(string? Reserve = null, string? Overcommit = null, string? MinFree = null, string? Ksm = null);
+
+    public static HostSettingsRequest ToRequest(Settings settings)
+    {
+        if (settings == new Settings())
+            throw new UsageException("host set needs at least one of --reserve, --overcommit, --min-free, --ksm");
+        return new HostSettingsRequest
+        {
+            ReserveBytes = Input.Size("--reserve", settings.Reserve),
+            Overcommit = Input.PositiveNumber("--overcommit", settings.Overcommit, "ratio", "1 or 1.5"),
+            MinFreeBytes = Input.Size("--min-free", settings.MinFree),
+            Ksm = Input.OnOff("--ksm", settings.Ksm),
+        };
+    }
+
     public static async Task<int> HandleAsync(VserverClient client, string? format, TextWriter stdout, TextWriter stderr, CancellationToken ct)
     {
         var json = Input.IsJson(format, "text");
-        var host = await client.HostAsync(ct);
-        if (json) Display.Json(stdout, host, ApiJson.Default.HostInfo);
-        else Write(host, client.SocketPath, stdout);
+        Show(await client.HostAsync(ct), json, client.SocketPath, stdout);
         return ExitCodes.Ok;
+    }
+
+    public static async Task<int> SetAsync(VserverClient client, Settings settings, string? format, TextWriter stdout, TextWriter stderr,
+        CancellationToken ct)
+    {
+        var json = Input.IsJson(format, "text");
+        var request = ToRequest(settings);
+        Show(await client.SetHostAsync(request, ct), json, client.SocketPath, stdout);
+        return ExitCodes.Ok;
+    }
+
+    private static void Show(HostInfo host, bool json, string socketPath, TextWriter stdout)
+    {
+        if (json) Display.Json(stdout, host, ApiJson.Default.HostInfo);
+        else Write(host, socketPath, stdout);
     }
 
     public static void Write(HostInfo host, string socketPath, TextWriter stdout) => Display.KeyValues(stdout,
@@ -38,5 +109,20 @@ internal static class HostCommand
         ("subnet", host.Subnet),
         ("state root", host.StateRoot),
         ("run root", host.RunRoot),
+        .. host.Pool is { } pool ? PoolLines(pool) : [("pool", "not reported by this agent")],
     ]);
+
+    private static IEnumerable<(string, string)> PoolLines(PoolInfo p) =>
+    [
+        ("pool capacity", $"{Display.Bytes(p.CapacityBytes)} (memory - reserve)"),
+        ("reserve", $"{Display.Bytes(p.ReserveBytes)} (kept for the host)"),
+        ("overcommit", Display.Number(p.Overcommit)),
+        ("committed", $"{Display.Share(p.CommittedBytes, p.CapacityBytes)}: the guarantees, of the capacity"),
+        ("limits", $"{Display.Share(p.LimitsBytes, p.LimitsCapBytes)}: the limits, of capacity x overcommit"),
+        ("used", Display.Bytes(p.UsedBytes)),
+        ("free", $"{Display.Bytes(p.FreeBytes)} (in the pool)"),
+        ("min free", $"{Display.Bytes(p.MinFreeBytes)} (less free is pressure)"),
+        ("pressure", p.UnderPressure ? "yes" : "no"),
+        ("ksm", p.Ksm ? $"on, saving {Display.Bytes(p.KsmSavedBytes)}" : "off"),
+    ];
 }

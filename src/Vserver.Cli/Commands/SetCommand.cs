@@ -9,34 +9,39 @@ internal static class SetCommand
     {
         var name = Common.GuestName();
         var memory = Common.Memory("for a running domain, a live balloon target within its maximum (stopped: the RAM of its next boot)");
+        var memoryMin = Common.MemoryMin();
         var cpus = Common.Cpus();
         var pids = Common.Pids();
         var command = new Command("set",
-            "Change a guest's resource limits (applied at once if it runs); a domain has only --memory, set live by its balloon")
+            "Change a guest's resource limits and guarantee (applied at once if it runs); a domain has only --memory (set live by its balloon) and --memory-min")
         {
-            name, memory, cpus, pids,
+            name, memory, memoryMin, cpus, pids,
         };
         command.SetAction((parse, ct) => cli.RunAsync(parse, client => HandleAsync(client, parse.GetValue(name)!,
-            parse.GetValue(memory), parse.GetValue(cpus), parse.GetValue(pids), cli.Out, cli.Err, ct)));
+            new Limits(parse.GetValue(memory), parse.GetValue(memoryMin), parse.GetValue(cpus), parse.GetValue(pids)), cli.Out, cli.Err, ct)));
         return command;
     }
 
-    public static SetLimitsRequest ToRequest(string? memory, string? cpus, string? pids)
+    /// <summary>The options as typed; null is not given.</summary>
+    public sealed record Limits(string? Memory = null, string? MemoryMin = null, string? Cpus = null, string? Pids = null);
+
+    public static SetLimitsRequest ToRequest(Limits limits)
     {
-        if (memory is null && cpus is null && pids is null)
-            throw new UsageException("set needs at least one of --memory, --cpus, --pids");
+        if (limits == new Limits())
+            throw new UsageException("set needs at least one of --memory, --memory-min, --cpus, --pids");
         return new SetLimitsRequest
         {
-            MemoryBytes = Input.Size("--memory", memory),
-            Cpus = Input.Cpus("--cpus", cpus),
-            Pids = Input.PositiveInt("--pids", pids, "process limit"),
+            MemoryBytes = Input.Size("--memory", limits.Memory),
+            MemoryMinBytes = Input.Size("--memory-min", limits.MemoryMin),
+            Cpus = Input.Cpus("--cpus", limits.Cpus),
+            Pids = Input.PositiveInt("--pids", limits.Pids, "process limit"),
         };
     }
 
-    public static async Task<int> HandleAsync(VserverClient client, string name, string? memory, string? cpus, string? pids,
+    public static async Task<int> HandleAsync(VserverClient client, string name, Limits limits,
         TextWriter stdout, TextWriter stderr, CancellationToken ct)
     {
-        var request = ToRequest(memory, cpus, pids);
+        var request = ToRequest(limits);
         var guest = await client.SetLimitsAsync(name, request, ct);
         stdout.WriteLine(Describe(guest));
         return ExitCodes.Ok;
@@ -44,11 +49,12 @@ internal static class SetCommand
 
     public static string Describe(GuestInfo guest)
     {
+        var min = guest.MemoryMinBytes is { } m ? $", memory min {ByteSize.Format(m)}" : "";
         if (guest.Kind != GuestKinds.Domain)
-            return $"updated {guest.Name}: memory {Display.Bytes(guest.MemoryBytes)}, cpus {Display.Number(guest.Cpus)}, pids {Display.Number(guest.Pids)}";
+            return $"updated {guest.Name}: memory {Display.Bytes(guest.MemoryBytes)}{min}, cpus {Display.Number(guest.Cpus)}, pids {Display.Number(guest.Pids)}";
         // The agent balloons a running domain and changes a stopped one's RAM (see Fleet.SetDomainMemoryLockedAsync).
         return guest.State is "running" or "paused"
-            ? $"updated {guest.Name}: memory {Display.Bytes(guest.MemoryBytes)} (balloon target, live; maximum {Display.Bytes(guest.MaxMemoryBytes)})"
-            : $"updated {guest.Name}: memory {Display.Bytes(guest.MemoryBytes)} (its RAM from the next start)";
+            ? $"updated {guest.Name}: memory {Display.Bytes(guest.MemoryBytes)} (balloon target, live; maximum {Display.Bytes(guest.MaxMemoryBytes)}){min}"
+            : $"updated {guest.Name}: memory {Display.Bytes(guest.MemoryBytes)} (its RAM from the next start){min}";
     }
 }

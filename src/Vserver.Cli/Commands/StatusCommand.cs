@@ -47,6 +47,7 @@ internal static class StatusCommand
             ("image", Display.Text(g.Image)),
             ("ipv4", Display.Text(g.Ipv4)),
             ("memory limit", Display.Bytes(g.MemoryBytes)),
+            ("memory min", Guarantee(g.MemoryMinBytes, "soft limit")),
             ("cpus", Display.Number(g.Cpus)),
             ("pids limit", Display.Number(g.Pids)),
             ("restart", Display.Text(g.Restart)),
@@ -86,6 +87,7 @@ internal static class StatusCommand
             ("vcpus", Display.Number(g.Vcpus)),
             ("memory target", Display.Bytes(g.MemoryBytes)),
             ("max memory", Display.Bytes(g.MaxMemoryBytes)),
+            ("memory min", Guarantee(g.MemoryMinBytes, "balloon floor")),
             ("disk", Display.Bytes(g.DiskBytes)),
             ("image", Display.Text(g.Image)),
             ("ipv4", Display.Text(g.Ipv4)),
@@ -102,6 +104,9 @@ internal static class StatusCommand
             ]);
         }
     }
+
+    /// <summary>The memory guarantee and how the kind of guest keeps it.</summary>
+    private static string Guarantee(long? bytes, string how) => bytes is { } b ? $"{ByteSize.Format(b)} (guaranteed: {how})" : Display.None;
 
     private static void AddHistory(GuestInfo g, TimeProvider clock, List<(string, string)> lines) => lines.AddRange(
     [

@@ -14,7 +14,9 @@ namespace Vserver.Isolation.Cgroups;
 /// <param name="Cpus">CPU bandwidth in cores (0.5 = half a core, 2 = two cores), enforced as
 /// quota = Cpus * <see cref="CpuPeriodMicroseconds"/> per period. null = unlimited.</param>
 /// <param name="Pids">Maximum number of tasks (processes and threads). null = unlimited.</param>
-public sealed record CgroupLimits(long? MemoryBytes = null, double? Cpus = null, int? Pids = null)
+/// <param name="MemoryLowBytes">Memory the guest keeps under host pressure: reclaim takes from groups above it first
+/// (v1 memory.soft_limit_in_bytes, v2 memory.low). null = no protection.</param>
+public sealed record CgroupLimits(long? MemoryBytes = null, double? Cpus = null, int? Pids = null, long? MemoryLowBytes = null)
 {
     /// <summary>The CFS period used for the CPU quota, in microseconds (100 ms).</summary>
     public const long CpuPeriodMicroseconds = 100_000;
@@ -35,6 +37,11 @@ public sealed record CgroupLimits(long? MemoryBytes = null, double? Cpus = null,
         if (MemoryBytes is { } mem && mem <= 0)
         {
             throw new ArgumentOutOfRangeException(nameof(MemoryBytes), mem, "memory limit must be positive (use null for unlimited)");
+        }
+
+        if (MemoryLowBytes is { } low && (low < 0 || (MemoryBytes is { } limit && low > limit)))
+        {
+            throw new ArgumentOutOfRangeException(nameof(MemoryLowBytes), low, "memory protection must be between 0 and the memory limit");
         }
 
         if (Cpus is { } cpus && (double.IsNaN(cpus) || double.IsInfinity(cpus) || cpus <= 0 || cpus > 1_000_000))

@@ -49,6 +49,7 @@ internal sealed class CgroupV1 : ICgroup
         ArgumentNullException.ThrowIfNull(limits);
         limits.Validate();
         ApplyMemory(limits.MemoryBytes);
+        fs.Write(MemoryFile("memory.soft_limit_in_bytes"), limits.MemoryLowBytes is { } low ? CgroupParsing.Format(low) : "-1", CgroupHints.Limit);
         ApplyCpu(limits.CpuQuotaMicroseconds);
         fs.Write(PidsFile("pids.max"), limits.Pids is { } pids ? CgroupParsing.Format(pids) : "max", CgroupHints.Limit);
     }
@@ -104,6 +105,23 @@ internal sealed class CgroupV1 : ICgroup
             pidsLimit is { } pl ? (int)Math.Min(pl, int.MaxValue) : null,
             cpu,
             ReadFreezerState(FreezerFile) == "FROZEN");
+    }
+
+    /// <summary>memory.stat of the whole subtree: v1's total_* counters, with the prefix dropped (cache, rss,
+    /// mapped_file, shmem, swap, active_anon, ...).</summary>
+    public IReadOnlyDictionary<string, long> ReadMemoryStat()
+    {
+        var stat = CgroupParsing.ParseFlatKeyed(fs.Read(MemoryFile("memory.stat")));
+        var totals = new Dictionary<string, long>(StringComparer.Ordinal);
+        foreach (var (key, value) in stat)
+        {
+            if (key.StartsWith("total_", StringComparison.Ordinal))
+            {
+                totals[key["total_".Length..]] = value;
+            }
+        }
+
+        return totals;
     }
 
     public void Destroy()

@@ -32,6 +32,7 @@ internal sealed class CgroupV2 : ICgroup
         limits.Validate();
 
         fs.Write(File("memory.max"), limits.MemoryBytes is { } mem ? CgroupParsing.Format(mem) : "max", CgroupHints.Limit);
+        fs.Write(File("memory.low"), limits.MemoryLowBytes is { } low ? CgroupParsing.Format(low) : "0", CgroupHints.Limit);
 
         // Mirror v1's memsw == limit: a memory-limited guest gets no swap on top (memory.swap.max
         // exists only with swap accounting).
@@ -93,6 +94,17 @@ internal sealed class CgroupV2 : ICgroup
             pidsLimit is { } pl ? (int)Math.Min(pl, int.MaxValue) : null,
             TimeSpan.FromTicks(usageMicros * TimeSpan.TicksPerMicrosecond),
             IsFrozen());
+    }
+
+    public IReadOnlyDictionary<string, long> ReadMemoryStat()
+    {
+        var stat = CgroupParsing.ParseFlatKeyed(fs.Read(File("memory.stat")));
+        if (fs.ReadIfExists(File("memory.swap.current")) is { } swap)
+        {
+            stat["swap"] = CgroupParsing.ParseLong(swap, File("memory.swap.current"));
+        }
+
+        return stat;
     }
 
     public void Destroy()

@@ -34,6 +34,13 @@ public interface ICgroup
     CgroupStats ReadStats();
 
     /// <summary>
+    /// The memory controller's breakdown for this cgroup and its descendants, in bytes, under the backend's own key
+    /// names: v1 (total_ prefix dropped) cache, rss, mapped_file, shmem, swap, active_file, ...; v2 file, anon,
+    /// file_mapped, shmem, active_file, ..., plus swap (from memory.swap.current when present).
+    /// </summary>
+    IReadOnlyDictionary<string, long> ReadMemoryStat();
+
+    /// <summary>
     /// Kills every process in the cgroup (and its descendants), waits (bounded) until it is empty and
     /// removes its directories in every hierarchy. Idempotent; safe on a half-created cgroup.
     /// </summary>

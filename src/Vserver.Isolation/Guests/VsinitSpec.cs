@@ -33,6 +33,15 @@ public sealed class VsinitSpec
     public (long HostBase, long Count)? IdMap { get; init; }
     /// <summary>A compiled classic BPF program (struct sock_filter records) loaded right before exec.</summary>
     public string? SeccompFilter { get; init; }
+    /// <summary>
+    /// Start: an existing regular host file in /proc/meminfo format, bound read-only over the guest's /proc/meminfo (the
+    /// same inode, so rewrites in place show through at once). The monitor answers the guest's sysinfo(2) from it too,
+    /// when <see cref="SeccompFilter"/> sends sysinfo to the listener (<see cref="Security.SeccompProfile.SysinfoToMonitor"/>).
+    /// </summary>
+    public string? Meminfo { get; init; }
+    /// <summary>Start (needs <see cref="Meminfo"/>): the unix socket where the monitor takes the seccomp listeners of
+    /// later execs, so their sysinfo(2) is answered too. Exec: where to hand the command's listener over.</summary>
+    public string? NotifySocket { get; init; }
 
     /// <summary>Kernel interfaces that leak host state or act on the host: hidden behind /dev/null or an empty tmpfs.</summary>
     public static readonly IReadOnlyList<string> DefaultMasked =
@@ -70,6 +79,8 @@ public sealed class VsinitSpec
             Line("gid_map", map);
         }
         Line("seccomp", SeccompFilter);
+        Line("meminfo", Meminfo);
+        Line("notify_socket", NotifySocket);
         foreach (var c in Cgroups) Line("cgroup", c);
         foreach (var c in CapKeep) Line("cap_keep", c.ToString(System.Globalization.CultureInfo.InvariantCulture));
         foreach (var m in Masked) Line("mask", m);

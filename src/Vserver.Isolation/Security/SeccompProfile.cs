@@ -10,12 +10,22 @@ public readonly record struct ArgumentHasAnyBits(int Index, uint Mask);
 
 /// <summary>
 /// Refuse <paramref name="Syscall"/> (an x86-64 name from <see cref="Syscalls"/>) with <paramref name="Errno"/>; when
-/// <paramref name="When"/> is given, only calls for which it holds.
+/// <paramref name="When"/> is given, only calls for which it holds. A rule made by <see cref="Notify"/> hands the call
+/// to the filter's listener instead.
 /// </summary>
-public sealed record SeccompRule(string Syscall, int Errno, ArgumentHasAnyBits? When = null);
+public sealed record SeccompRule(string Syscall, int Errno, ArgumentHasAnyBits? When = null)
+{
+    /// <summary>SECCOMP_RET_USER_NOTIF: the call waits until whoever holds the filter's listener fd (vsinit's monitor)
+    /// answers it; with no listener the kernel fails it with ENOSYS.</summary>
+    public bool ToListener { get; private init; }
+
+    /// <summary>Every call of <paramref name="syscall"/> goes to the filter's listener.</summary>
+    public static SeccompRule Notify(string syscall) => new(syscall, 0) { ToListener = true };
+}
 
 /// <summary>
-/// A seccomp filter as data: calls from another ABI and the listed syscalls get an errno, everything else is allowed.
+/// A seccomp filter as data: calls from another ABI and the listed syscalls get an errno (or go to the listener),
+/// everything else is allowed.
 /// <see cref="Compile"/> turns it into the classic BPF program that seccomp(SECCOMP_SET_MODE_FILTER) takes.
 /// </summary>
 public sealed record SeccompProfile
@@ -51,10 +61,11 @@ public sealed record SeccompProfile
                 throw new ArgumentException($"no x86-64 number known for syscall \"{rule.Syscall}\"", nameof(rules));
             }
 
-            // The kernel caps SECCOMP_RET_DATA at MAX_ERRNO (4095) when it sets the errno.
-            if (rule.Errno is < 1 or > 4095)
+            // The kernel caps SECCOMP_RET_DATA at MAX_ERRNO (4095) when it sets the errno; the listener gives its own.
+            if (rule.ToListener ? rule.Errno != 0 : rule.Errno is < 1 or > 4095)
             {
-                throw new ArgumentOutOfRangeException(nameof(rules), rule.Errno, $"errno for \"{rule.Syscall}\" must be 1-4095");
+                throw new ArgumentOutOfRangeException(nameof(rules), rule.Errno,
+                    rule.ToListener ? $"\"{rule.Syscall}\" goes to the listener and takes no errno" : $"errno for \"{rule.Syscall}\" must be 1-4095");
             }
 
             if (rule.When is { } when && (when.Index is < 0 or > 5 || when.Mask == 0))
@@ -66,7 +77,7 @@ public sealed record SeccompProfile
         Rules = list.AsReadOnly();
     }
 
-    /// <summary>Checked in order; a call no rule refuses is allowed.</summary>
+    /// <summary>Checked in order; a call no rule matches is allowed.</summary>
     public IReadOnlyList<SeccompRule> Rules { get; }
 
     /// <summary>The syscalls the default profile restricts in this mode, sorted: the names a guest's overrides may give.</summary>
@@ -74,12 +85,20 @@ public sealed record SeccompProfile
         [.. DefaultRules(privileged).Select(r => r.Syscall).Order(StringComparer.Ordinal)];
 
     /// <summary>
+    /// sysinfo(2) answered by vsinit's monitor from the guest's meminfo file (spec key <c>meminfo</c>) instead of by the
+    /// kernel from the host's memory, so free(1) shows the guest's limit and usage.
+    /// </summary>
+    public static readonly SeccompRule SysinfoToMonitor = SeccompRule.Notify("sysinfo");
+
+    /// <summary>
     /// The profile every guest runs under, without the rules for the syscalls in <paramref name="allow"/>. Privileged
     /// guests are real root with a reduced capability set, so they also may not make a user namespace (which would hand
-    /// them a full set); unprivileged guests are already in one and may, but lose userfaultfd.
+    /// them a full set); unprivileged guests are already in one and may, but lose userfaultfd. With
+    /// <paramref name="sysinfoToMonitor"/>, <see cref="SysinfoToMonitor"/> too: only for guests whose monitor listens,
+    /// since without a listener the kernel fails the call.
     /// </summary>
     /// <exception cref="ArgumentException">A name in <paramref name="allow"/> is not one the profile restricts.</exception>
-    public static SeccompProfile Default(bool privileged, IReadOnlyCollection<string> allow)
+    public static SeccompProfile Default(bool privileged, IReadOnlyCollection<string> allow, bool sysinfoToMonitor = false)
     {
         IReadOnlyList<string> overridable = Overridable(privileged);
         foreach (string name in allow)
@@ -91,7 +110,8 @@ public sealed record SeccompProfile
             }
         }
 
-        return new SeccompProfile(DefaultRules(privileged).Where(r => !allow.Contains(r.Syscall, StringComparer.Ordinal)));
+        IEnumerable<SeccompRule> rules = DefaultRules(privileged).Where(r => !allow.Contains(r.Syscall, StringComparer.Ordinal));
+        return new SeccompProfile(sysinfoToMonitor ? rules.Append(SysinfoToMonitor) : rules);
     }
 
     private static IEnumerable<SeccompRule> DefaultRules(bool privileged)
@@ -126,7 +146,7 @@ public sealed record SeccompProfile
     // struct seccomp_data (linux/seccomp.h): int nr; u32 arch; u64 instruction_pointer; u64 args[6].
     private const uint NrOffset = 0, ArchOffset = 4, ArgsOffset = 16;
     private const uint AuditArchX86_64 = 0xC000003E, X32SyscallBit = 0x40000000;
-    private const uint RetAllow = 0x7fff0000, RetErrno = 0x00050000;
+    private const uint RetAllow = 0x7fff0000, RetErrno = 0x00050000, RetUserNotif = 0x7fc00000;
     // Opcodes (linux/bpf_common.h): BPF_LD|BPF_W|BPF_ABS, BPF_JMP|BPF_JEQ|BPF_K, BPF_JMP|BPF_JGE|BPF_K, BPF_JMP|BPF_JSET|BPF_K, BPF_RET|BPF_K.
     private const ushort LdAbsW = 0x20, JeqK = 0x15, JgeK = 0x35, JsetK = 0x45, RetK = 0x06;
     private const int BpfMaxInstructions = 4096, InstructionSize = 8;
@@ -159,12 +179,12 @@ public sealed record SeccompProfile
         {
             // Every name was checked in the constructor.
             uint nr = Syscalls.TryGetNumber(rule.Syscall, out int number) ? (uint)number : throw new UnreachableException();
-            uint refuse = RetErrno | (uint)rule.Errno;
+            uint action = rule.ToListener ? RetUserNotif : RetErrno | (uint)rule.Errno;
             if (rule.When is not { } when)
             {
-                // nr matches: refuse; else on to the next rule.
+                // nr matches: the rule's action; else on to the next rule.
                 Emit(JeqK, nr, jf: 1);
-                Emit(RetK, refuse);
+                Emit(RetK, action);
             }
             else
             {
@@ -173,7 +193,7 @@ public sealed record SeccompProfile
                 Emit(JeqK, nr, jf: 4);
                 Emit(LdAbsW, ArgsOffset + (8 * (uint)when.Index));
                 Emit(JsetK, when.Mask, jf: 1);
-                Emit(RetK, refuse);
+                Emit(RetK, action);
                 Emit(LdAbsW, NrOffset);
             }
         }
@@ -210,10 +230,11 @@ public sealed record SeccompProfile
                 text.Append(CultureInfo.InvariantCulture, $" if arg{when.Index} & 0x{when.Mask:x}");
             }
 
-            text.Append(": ").Append(rule.Errno switch
+            text.Append(": ").Append(rule switch
             {
-                EPERM => "EPERM",
-                ENOSYS => "ENOSYS",
+                { ToListener: true } => "to the listener",
+                { Errno: EPERM } => "EPERM",
+                { Errno: ENOSYS } => "ENOSYS",
                 _ => "errno " + rule.Errno.ToString(CultureInfo.InvariantCulture),
             });
         }

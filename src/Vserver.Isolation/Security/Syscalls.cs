@@ -3,7 +3,8 @@ using System.Collections.Frozen;
 namespace Vserver.Isolation.Security;
 
 /// <summary>
-/// x86-64 system call numbers (asm/unistd_64.h) of the calls <see cref="SeccompProfile.Default"/> restricts.
+/// x86-64 system call numbers (asm/unistd_64.h) of the calls <see cref="SeccompProfile.Default"/> restricts or hands to
+/// the listener.
 /// A unit test checks them against the header of the build machine.
 /// </summary>
 public static class Syscalls
@@ -11,6 +12,7 @@ public static class Syscalls
     private static readonly FrozenDictionary<string, int> Numbers = new Dictionary<string, int>
     {
         ["clone"] = 56,
+        ["sysinfo"] = 99,
         ["uselib"] = 134,
         ["adjtimex"] = 159,
         ["acct"] = 163,

@@ -8,7 +8,8 @@
  * vsinit makes no policy: it applies the spec in a fixed order and reports
  * the first failure with the operation, the path and the errno.
  *
- *   vsinit start SPEC   become the guest's monitor and clone its init
+ *   vsinit start SPEC   become the guest's monitor and clone its init (with
+ *                       "meminfo", the monitor also answers its sysinfo(2))
  *   vsinit exec SPEC    run a command inside a running guest
  *   vsinit netns PATH   create a persistent network namespace bound at PATH
  *
@@ -36,8 +37,12 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
+#include <sys/sysinfo.h>
 #include <sys/types.h>
+#include <sys/uio.h>
+#include <sys/un.h>
 #include <sys/wait.h>
+#include <poll.h>
 #include <grp.h>
 #include <linux/capability.h>
 #include <linux/filter.h>
@@ -74,6 +79,8 @@ static const char *guest_name;
 static pid_t monitor_child;
 /* netns: a file we created must not outlive a failed bind. */
 static const char *netns_created;
+/* start: nor a notify socket a failed start bound. */
+static const char *socket_bound;
 static int cap_last = -1;
 
 static const char *errno_name(int e)
@@ -163,6 +170,8 @@ static void __attribute__((noreturn)) report_and_exit(const char *msg, int code)
 			/* Killing pid 1 of the guest's pid namespace takes the rest with it. */
 			kill(monitor_child, SIGKILL);
 			reap(monitor_child);
+			if (socket_bound)
+				unlink(socket_bound);
 		}
 		break;
 	case REPORT_STDERR:
@@ -246,6 +255,10 @@ struct list {
 struct spec {
 	const char *name, *hostname, *rootfs, *upper, *work, *netns;
 	const char *pidfile, *exitfile, *console, *cwd;
+	/* start: the host file shown as /proc/meminfo, also the source of the
+	 * monitor's sysinfo(2) answers; start and exec: where vsinit exec hands
+	 * its seccomp listener to the monitor. */
+	const char *meminfo, *notify_socket;
 	struct list lower, cgroup, mask, readonly, env, arg;
 	/* "INSIDE OUTSIDE COUNT" lines for /proc/PID/{uid,gid}_map; present = user namespace. */
 	struct list uid_map, gid_map;
@@ -465,6 +478,10 @@ static void parse_spec(const char *path, struct spec *s)
 			set_once(&c, &s->exitfile, key, host_path(&c, key, val));
 		} else if (!strcmp(key, "console")) {
 			set_once(&c, &s->console, key, host_path(&c, key, val));
+		} else if (!strcmp(key, "meminfo")) {
+			set_once(&c, &s->meminfo, key, host_path(&c, key, val));
+		} else if (!strcmp(key, "notify_socket")) {
+			set_once(&c, &s->notify_socket, key, host_path(&c, key, val));
 		} else if (!strcmp(key, "env")) {
 			if (!strchr(val, '=') || val[0] == '=')
 				spec_error(&c, "env must be KEY=VALUE, not \"%s\"", val);
@@ -645,13 +662,23 @@ static void set_no_new_privs(int on)
 
 /* Before drop_caps: without no_new_privs the kernel wants CAP_SYS_ADMIN in
  * the effective set to accept a filter, and a privileged guest's keep set
- * lacks it.  Nothing vsinit calls afterwards is in the filter. */
-static void load_filter(const struct spec *s)
+ * lacks it.  Nothing vsinit calls afterwards is in the filter.
+ * With want_listener the filter comes with a listener fd, returned for the
+ * monitor: the calls it sends to SECCOMP_RET_USER_NOTIF wait for whoever
+ * reads that fd.  A task may have only one listener in its filter chain, so a
+ * guest's own seccomp supervisor (nested containers) then gets EBUSY. */
+static int load_filter(const struct spec *s, int want_listener)
 {
 	struct sock_fprog prog = { s->filter_len, s->filter };
+	unsigned int flags = want_listener ? SECCOMP_FILTER_FLAG_NEW_LISTENER : 0;
+	long fd;
 
-	if (s->filter && prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) < 0)
+	if (!s->filter)
+		return -1;
+	fd = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags, &prog);
+	if (fd < 0)
 		die(errno, "install seccomp filter (%u instructions)", s->filter_len);
+	return want_listener ? (int)fd : -1;
 }
 
 /* Inside a fresh or joined user namespace: become its root and shed the host
@@ -865,9 +892,34 @@ static int make_sysfs_mount(void)
 	return mfd;
 }
 
-static void send_fds(int sock, const int *fds, int n)
+/* Monitor side: the host file that becomes the guest's /proc/meminfo, as a
+ * detached read-only bind for the child to attach over its fresh procfs (a
+ * user-namespaced root may not be allowed to walk to it).  Cloned from the fd
+ * the monitor reads its sysinfo answers from, so both are the same inode, and
+ * a bind shares the inode: the agent's rewrites in place show through. */
+static int make_meminfo_mount(int meminfo_fd, const char *path)
 {
-	char byte = (char)n, cbuf[CMSG_SPACE(2 * sizeof(int))];
+	struct mount_attr attr;
+	int fd;
+
+	fd = open_tree(meminfo_fd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH);
+	if (fd < 0)
+		die(errno, "open_tree meminfo %s", path);
+	memset(&attr, 0, sizeof attr);
+	attr.attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC;
+	if (mount_setattr(fd, "", AT_EMPTY_PATH, &attr, sizeof attr) < 0)
+		die(errno, "make meminfo %s read-only", path);
+	return fd;
+}
+
+/* The root, sysfs and meminfo mounts; one listener. */
+#define MAX_PASSED_FDS 3
+
+/* One byte (the count) with the fds as SCM_RIGHTS.  Returns 0, or -1 with
+ * errno set. */
+static int send_fds(int sock, const int *fds, int n)
+{
+	char byte = (char)n, cbuf[CMSG_SPACE(MAX_PASSED_FDS * sizeof(int))];
 	struct iovec iov = { &byte, 1 };
 	struct msghdr msg;
 	struct cmsghdr *cm;
@@ -885,37 +937,45 @@ static void send_fds(int sock, const int *fds, int n)
 	memcpy(CMSG_DATA(cm), fds, (size_t)n * sizeof(int));
 	while (sendmsg(sock, &msg, MSG_NOSIGNAL) < 0)
 		if (errno != EINTR)
-			die(errno, "send mounts to guest init");
+			return -1;
+	return 0;
 }
 
-/* Returns how many fds arrived; 0 when the monitor hung up (it failed and
- * reports that itself). */
-static int recv_fds(int sock, int *fds, int max)
+/* Returns how many fds (1..max) arrived, 0 when the peer hung up, -1 with
+ * errno set (EPROTO for a message send_fds would not have sent; whatever fds
+ * it carried are closed). */
+static int recv_fds(int sock, int *fds, int max, int flags)
 {
-	char byte, cbuf[CMSG_SPACE(2 * sizeof(int))];
+	char byte, cbuf[CMSG_SPACE(MAX_PASSED_FDS * sizeof(int))];
 	struct iovec iov = { &byte, 1 };
 	struct msghdr msg;
 	struct cmsghdr *cm;
 	ssize_t r;
-	int n;
+	int got[MAX_PASSED_FDS], n = 0, i;
 
 	memset(&msg, 0, sizeof msg);
 	msg.msg_iov = &iov;
 	msg.msg_iovlen = 1;
 	msg.msg_control = cbuf;
 	msg.msg_controllen = sizeof cbuf;
-	while ((r = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC)) < 0)
+	while ((r = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC | flags)) < 0)
 		if (errno != EINTR)
-			die(errno, "receive mounts from monitor");
+			return -1;
 	if (r == 0)
 		return 0;
 	cm = CMSG_FIRSTHDR(&msg);
-	if (!cm || cm->cmsg_type != SCM_RIGHTS || (msg.msg_flags & MSG_CTRUNC))
-		die(EPROTO, "receive mounts from monitor");
-	n = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-	if (n < 1 || n > max || n != byte)
-		die(EPROTO, "receive mounts from monitor: %d fds", n);
-	memcpy(fds, CMSG_DATA(cm), (size_t)n * sizeof(int));
+	/* cbuf holds at most MAX_PASSED_FDS; the kernel truncates the rest. */
+	if (cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
+		n = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+		memcpy(got, CMSG_DATA(cm), (size_t)n * sizeof(int));
+	}
+	if (n < 1 || n > max || n != byte || (msg.msg_flags & MSG_CTRUNC)) {
+		for (i = 0; i < n; i++)
+			close(got[i]);
+		errno = EPROTO;
+		return -1;
+	}
+	memcpy(fds, got, (size_t)n * sizeof(int));
 	return n;
 }
 
@@ -979,14 +1039,22 @@ static void make_symlink(const char *target, const char *dir, const char *name)
 
 /* In the new root (the cwd), before pivot_root: a user-namespaced guest may
  * only mount a procfs while the host's fully visible one is still around. */
-static void setup_guest_mounts(int sysfd)
+static void setup_guest_mounts(int sysfd, int meminfofd)
 {
 	static const char *const devices[] = { "null", "zero", "full", "random", "urandom", "tty" };
-	char *proc, *sys, *dev, *pts, *shm;
+	char *proc, *sys, *dev, *pts, *shm, *meminfo;
 	size_t i;
 
 	proc = mountpoint(".", "proc", 0555);
 	do_mount("proc", proc, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+	/* On the fresh procfs, where the guest cannot have planted a symlink. */
+	if (meminfofd >= 0) {
+		meminfo = join(proc, "meminfo");
+		if (move_mount(meminfofd, "", AT_FDCWD, meminfo, MOVE_MOUNT_F_EMPTY_PATH) < 0)
+			die(errno, "attach meminfo on %s", meminfo);
+		close(meminfofd);
+		free(meminfo);
+	}
 	sys = mountpoint(".", "sys", 0555);
 	if (sysfd >= 0) {
 		if (move_mount(sysfd, "", AT_FDCWD, sys, MOVE_MOUNT_F_EMPTY_PATH) < 0)
@@ -1094,7 +1162,7 @@ static int start_child(void *arg)
 {
 	const struct start_ctx *ctx = arg;
 	const struct spec *s = ctx->s;
-	int nullfd, fds[2], n;
+	int nullfd, fds[MAX_PASSED_FDS], n, expected, listener;
 
 	report_style = REPORT_PIPE;
 	report_fd = ctx->err_w;
@@ -1111,11 +1179,17 @@ static int start_child(void *arg)
 	umask(022);
 
 	/* The monitor joins us to the guest's cgroups, writes our id maps and
-	 * hands over the prepared root (and sysfs) mounts. */
-	n = recv_fds(ctx->sync_c, fds, 2);
+	 * hands over the prepared root (and sysfs, and meminfo) mounts, in that
+	 * order. */
+	expected = 1 + (s->netns != NULL) + (s->meminfo != NULL);
+	n = recv_fds(ctx->sync_c, fds, MAX_PASSED_FDS, 0);
+	if (n < 0)
+		die(errno, "receive mounts from monitor");
+	/* The monitor hung up: it failed and reports that itself. */
 	if (n == 0)
 		_exit(fail_code);
-	close(ctx->sync_c);
+	if (n != expected)
+		die(EPROTO, "receive mounts from monitor: %d fds, not %d", n, expected);
 	if (s->uid_map.n)
 		become_userns_root();
 	/* Only now: a cgroup namespace's root is fixed at unshare time, and the
@@ -1134,7 +1208,7 @@ static int start_child(void *arg)
 	if (fchdir(fds[0]) < 0)
 		die(errno, "chdir into overlay on %s", s->rootfs);
 	close(fds[0]);
-	setup_guest_mounts(n > 1 ? fds[1] : -1);
+	setup_guest_mounts(s->netns ? fds[1] : -1, s->meminfo ? fds[n - 1] : -1);
 	enter_root(s->rootfs);
 	apply_masks(&s->mask);
 	apply_readonly(&s->readonly);
@@ -1143,7 +1217,15 @@ static int start_child(void *arg)
 	/* Before dropping caps: root without CAP_DAC_* could be refused. */
 	if (chdir(s->cwd) < 0)
 		die(errno, "chdir %s", s->cwd);
-	load_filter(s);
+	/* The sync socket stayed open for this: the monitor answers the guest's
+	 * sysinfo(2) calls. */
+	listener = load_filter(s, s->meminfo != NULL);
+	if (listener >= 0) {
+		if (send_fds(ctx->sync_c, &listener, 1) < 0)
+			die(errno, "send seccomp listener to monitor");
+		close(listener);
+	}
+	close(ctx->sync_c);
 	drop_caps(s->cap_keep);
 	set_no_new_privs(s->no_new_privs);
 
@@ -1279,11 +1361,12 @@ static void write_id_map(pid_t pid, const char *file, const struct list *map)
 
 /* As host root, before the child may go on: cgroups, then the user
  * namespace's maps, then the mounts that need both the host's privileges and
- * the child's namespaces (the idmap and the guest netns's sysfs). */
-static void prepare_child(const struct spec *s, pid_t pid, int hostnet_fd, int sync_fd)
+ * the child's namespaces (the idmap and the guest netns's sysfs), and the
+ * meminfo bind, which needs only the former. */
+static void prepare_child(const struct spec *s, pid_t pid, int hostnet_fd, int meminfo_fd, int sync_fd)
 {
 	char path[64], num[16];
-	int fds[2], n = 0, userns_fd = -1;
+	int fds[MAX_PASSED_FDS], n = 0, userns_fd = -1;
 	size_t i;
 
 	snprintf(num, sizeof num, "%d", (int)pid);
@@ -1309,11 +1392,377 @@ static void prepare_child(const struct spec *s, pid_t pid, int hostnet_fd, int s
 		if (setns(hostnet_fd, CLONE_NEWNET) < 0)
 			die(errno, "setns back to the host network namespace");
 	}
-	send_fds(sync_fd, fds, n);
+	if (meminfo_fd >= 0)
+		fds[n++] = make_meminfo_mount(meminfo_fd, s->meminfo);
+	if (send_fds(sync_fd, fds, n) < 0)
+		die(errno, "send mounts to guest init");
 	while (n > 0)
 		close(fds[--n]);
 	if (userns_fd >= 0)
 		close(userns_fd);
+}
+
+/* ------------------------------------------------------------------ */
+/* start: the monitor answers the guest's sysinfo(2)                   */
+/* ------------------------------------------------------------------ */
+
+/*
+ * With "meminfo", the guest's filter sends sysinfo(2) to a seccomp listener
+ * (SECCOMP_RET_USER_NOTIF) instead of the kernel, and the monitor answers:
+ * the host's uptime, loads and process count, with the memory figures of the
+ * meminfo file the agent keeps current, so free(1) and friends agree with the
+ * guest's /proc/meminfo.  The monitor answers, not the agent, so guests keep
+ * working while no agent runs.  Listeners come from the guest's init (over
+ * the sync socket) and from each vsinit exec (over the notify socket); each
+ * serves its process and all its descendants, and reports POLLHUP once no
+ * task uses its filter any more.
+ */
+
+enum watch_kind {
+	WATCH_INIT,       /* pidfd of the guest's init: readable when it ends */
+	WATCH_SOCKET,     /* the notify socket, listening */
+	WATCH_CONNECTION, /* a vsinit exec about to send its listener */
+	WATCH_LISTENER,   /* a seccomp listener */
+};
+
+struct sysinfo_server {
+	const char *notify_socket;
+	int meminfo_fd;
+	struct seccomp_notif *req;
+	struct seccomp_notif_resp *resp;
+	size_t req_size, resp_size;
+	struct pollfd *pfd;
+	enum watch_kind *kind;
+	size_t n, cap;
+	int socket_index; /* -1 without a notify socket */
+};
+
+static int open_meminfo(const char *path)
+{
+	struct stat st;
+	int fd;
+
+	fd = open(path, O_RDONLY | O_NOCTTY | O_CLOEXEC);
+	if (fd < 0)
+		die(errno, "open meminfo %s", path);
+	if (fstat(fd, &st) < 0)
+		die(errno, "stat meminfo %s", path);
+	if (!S_ISREG(st.st_mode))
+		die(S_ISDIR(st.st_mode) ? EISDIR : EINVAL, "meminfo %s is not a regular file", path);
+	return fd;
+}
+
+/* Returns -1 when the arrays cannot grow; the caller drops the fd. */
+static int watch_add(struct sysinfo_server *srv, int fd, enum watch_kind kind)
+{
+	if (srv->n == srv->cap) {
+		size_t cap = srv->cap ? srv->cap * 2 : 8;
+		struct pollfd *pfd = realloc(srv->pfd, cap * sizeof *pfd);
+		enum watch_kind *k;
+
+		if (!pfd)
+			return -1;
+		srv->pfd = pfd;
+		k = realloc(srv->kind, cap * sizeof *k);
+		if (!k)
+			return -1;
+		srv->kind = k;
+		srv->cap = cap;
+	}
+	srv->pfd[srv->n].fd = fd;
+	srv->pfd[srv->n].events = POLLIN;
+	srv->pfd[srv->n].revents = 0;
+	srv->kind[srv->n] = kind;
+	srv->n++;
+	return 0;
+}
+
+/* The last watch takes the place of watch i. */
+static void watch_drop(struct sysinfo_server *srv, size_t i)
+{
+	close(srv->pfd[i].fd);
+	srv->n--;
+	srv->pfd[i] = srv->pfd[srv->n];
+	srv->kind[i] = srv->kind[srv->n];
+	/* accept_exec may have paused for want of an fd. */
+	if (srv->socket_index >= 0)
+		srv->pfd[srv->socket_index].events = POLLIN;
+}
+
+/* Returns -1 when path does not fit. */
+static int unix_address(struct sockaddr_un *addr, const char *path)
+{
+	size_t len = strlen(path);
+
+	memset(addr, 0, sizeof *addr);
+	addr->sun_family = AF_UNIX;
+	if (len >= sizeof addr->sun_path)
+		return -1;
+	memcpy(addr->sun_path, path, len + 1);
+	return 0;
+}
+
+/* Where vsinit exec hands over its listener.  The mode of a socket file is
+ * set at bind, from the umask: root-only from the start, since whoever can
+ * connect can make the monitor serve any listener it likes. */
+static int listen_notify_socket(const char *path)
+{
+	struct sockaddr_un addr;
+	mode_t old;
+	int fd, r;
+
+	if (unix_address(&addr, path) < 0)
+		die(ENAMETOOLONG, "notify socket %s", path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		die(errno, "socket for notify socket %s", path);
+	old = umask(0177);
+	r = bind(fd, (struct sockaddr *)&addr, sizeof addr);
+	umask(old);
+	if (r < 0)
+		die(errno, "bind notify socket %s", path);
+	socket_bound = path;
+	if (listen(fd, SOMAXCONN) < 0)
+		die(errno, "listen on notify socket %s", path);
+	return fd;
+}
+
+/* Before the guest counts as started, so any failure here still takes it
+ * down and is reported: everything the serving loop needs. */
+static void sysinfo_server_start(struct sysinfo_server *srv, const struct spec *s, pid_t pid,
+				 int sync_fd, int meminfo_fd)
+{
+	struct seccomp_notif_sizes sizes;
+	int pidfd, listener, n;
+
+	memset(srv, 0, sizeof *srv);
+	srv->notify_socket = s->notify_socket;
+	srv->meminfo_fd = meminfo_fd;
+	srv->socket_index = -1;
+	/* The kernel's structs may outgrow our headers' (seccomp_unotify(2)). */
+	if (syscall(SYS_seccomp, SECCOMP_GET_NOTIF_SIZES, 0, &sizes) < 0)
+		die(errno, "seccomp SECCOMP_GET_NOTIF_SIZES");
+	srv->req_size = sizes.seccomp_notif > sizeof *srv->req ? sizes.seccomp_notif : sizeof *srv->req;
+	srv->resp_size = sizes.seccomp_notif_resp > sizeof *srv->resp ?
+		sizes.seccomp_notif_resp : sizeof *srv->resp;
+	srv->req = xmalloc(srv->req_size);
+	srv->resp = xmalloc(srv->resp_size);
+
+	pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	if (pidfd < 0)
+		die(errno, "pidfd_open guest init %d", (int)pid);
+	if (watch_add(srv, pidfd, WATCH_INIT) < 0)
+		die(ENOMEM, "malloc");
+	if (s->notify_socket) {
+		srv->socket_index = (int)srv->n;
+		if (watch_add(srv, listen_notify_socket(s->notify_socket), WATCH_SOCKET) < 0)
+			die(ENOMEM, "malloc");
+	}
+	/* No filter in the spec, no listener: then only /proc/meminfo is the
+	 * file's.  The child sent it before exec, and exec closed its end, so
+	 * this cannot block. */
+	if (s->filter) {
+		n = recv_fds(sync_fd, &listener, 1, 0);
+		if (n < 0)
+			die(errno, "receive seccomp listener from guest init");
+		if (n == 0)
+			die(EPROTO, "receive seccomp listener from guest init: none sent");
+		if (watch_add(srv, listener, WATCH_LISTENER) < 0)
+			die(ENOMEM, "malloc");
+	}
+}
+
+/* "Key:   123 kB" as in /proc/meminfo; 0 and the figure in bytes, or -1. */
+static int meminfo_bytes(const char *text, const char *key, unsigned long *bytes)
+{
+	size_t kl = strlen(key);
+	const char *p = text;
+	unsigned long long kb;
+	char *end;
+
+	for (;;) {
+		if (!strncmp(p, key, kl) && p[kl] == ':')
+			break;
+		p = strchr(p, '\n');
+		if (!p)
+			return -1;
+		p++;
+	}
+	p += kl + 1;
+	while (*p == ' ' || *p == '\t')
+		p++;
+	if (*p < '0' || *p > '9')
+		return -1;
+	errno = 0;
+	kb = strtoull(p, &end, 10);
+	if (errno || kb > ULONG_MAX / 1024 || (*end != ' ' && *end != '\n' && *end != '\0'))
+		return -1;
+	*bytes = (unsigned long)kb * 1024;
+	return 0;
+}
+
+/* The guest's memory figures in place of the host's.  The file is read anew
+ * for every call, since the agent rewrites it in place; a file that is
+ * unreadable, incomplete or inconsistent (say, read mid-rewrite) leaves the
+ * host's figures: an answer is always better than a failed or stuck call. */
+static void guest_memory(int fd, struct sysinfo *info)
+{
+	char text[16384];
+	unsigned long total, free, shared, buffers, swap_total, swap_free;
+	ssize_t n;
+
+	n = pread(fd, text, sizeof text - 1, 0);
+	if (n <= 0)
+		return;
+	text[n] = '\0';
+	if (meminfo_bytes(text, "MemTotal", &total) || meminfo_bytes(text, "MemFree", &free) ||
+	    meminfo_bytes(text, "Shmem", &shared) || meminfo_bytes(text, "Buffers", &buffers) ||
+	    meminfo_bytes(text, "SwapTotal", &swap_total) || meminfo_bytes(text, "SwapFree", &swap_free) ||
+	    free > total || swap_free > swap_total)
+		return;
+	info->totalram = total;
+	info->freeram = free;
+	info->sharedram = shared;
+	info->bufferram = buffers;
+	info->totalswap = swap_total;
+	info->freeswap = swap_free;
+	/* No highmem on 64-bit, and the figures above are in bytes. */
+	info->totalhigh = 0;
+	info->freehigh = 0;
+	info->mem_unit = 1;
+}
+
+/* The answer's error: 0, or -errno as the kernel's own sysinfo would fail. */
+static int write_sysinfo(const struct sysinfo_server *srv, int listener, const struct seccomp_notif *req)
+{
+	struct sysinfo info;
+	struct iovec local = { &info, sizeof info };
+	struct iovec remote = { (void *)(uintptr_t)req->data.args[0], sizeof info };
+	ssize_t n;
+
+	if (sysinfo(&info) < 0)
+		return -errno;
+	guest_memory(srv->meminfo_fd, &info);
+	/*
+	 * req->pid names the caller only while its call waits for us: if it
+	 * was killed meanwhile, the id is no longer valid (seccomp_unotify(2)).
+	 * Checked right before the write; pids are handed out cyclically, so
+	 * for this one to name another task the caller would have to die and
+	 * the whole pid space wrap in between.  No check after: SEND fails with
+	 * ENOENT by itself then, and a write cannot be taken back.
+	 */
+	if (ioctl(listener, SECCOMP_IOCTL_NOTIF_ID_VALID, &req->id) < 0)
+		return -ESRCH;
+	n = process_vm_writev(req->pid, &local, 1, &remote, 1, 0);
+	if (n < 0)
+		return -errno;
+	/* A struct running into an unmapped page: what the kernel says too. */
+	return n == (ssize_t)sizeof info ? 0 : -EFAULT;
+}
+
+/* Returns -1 when fd is no (longer a working) listener. */
+static int answer_notification(struct sysinfo_server *srv, int listener)
+{
+	struct seccomp_notif *req = srv->req;
+	struct seccomp_notif_resp *resp = srv->resp;
+
+	/* RECV refuses a buffer that is not zeroed. */
+	memset(req, 0, srv->req_size);
+	if (ioctl(listener, SECCOMP_IOCTL_NOTIF_RECV, req) < 0)
+		/* ENOENT: the caller was killed before we got to it. */
+		return errno == ENOENT || errno == EINTR ? 0 : -1;
+	memset(resp, 0, srv->resp_size);
+	resp->id = req->id;
+	/* The filter sends nothing else; the kernel's answer without a
+	 * listener would be ENOSYS. */
+	resp->error = req->data.nr == SYS_sysinfo ? write_sysinfo(srv, listener, req) : -ENOSYS;
+	/* ENOENT again if the caller is gone by now: nobody left to answer. */
+	(void)ioctl(listener, SECCOMP_IOCTL_NOTIF_SEND, resp);
+	return 0;
+}
+
+static void accept_exec(struct sysinfo_server *srv)
+{
+	int fd = accept4(srv->pfd[srv->socket_index].fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+	if (fd >= 0 && watch_add(srv, fd, WATCH_CONNECTION) == 0)
+		return;
+	if (fd >= 0)
+		close(fd);
+	else if (errno != EMFILE && errno != ENFILE && errno != ENOBUFS && errno != ENOMEM)
+		return;
+	/* Out of fds or memory: the pending connection would make poll report
+	 * the socket forever; wait until watch_drop frees something. */
+	srv->pfd[srv->socket_index].events = 0;
+}
+
+/* One listener per connection (see connect_notify_socket). */
+static void receive_exec_listener(struct sysinfo_server *srv, size_t i)
+{
+	int listener, n;
+
+	n = recv_fds(srv->pfd[i].fd, &listener, 1, MSG_DONTWAIT);
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+		return;
+	watch_drop(srv, i);
+	if (n == 1 && watch_add(srv, listener, WATCH_LISTENER) < 0)
+		/* Its processes get ENOSYS from sysinfo(2), as without a monitor. */
+		close(listener);
+}
+
+/* Until the guest's init ends.  Returns early only if poll itself fails;
+ * then the guest's sysinfo(2) calls get ENOSYS from now on (the listeners
+ * are closed), but its exit is still recorded. */
+static void serve_sysinfo(struct sysinfo_server *srv)
+{
+	for (;;) {
+		size_t i;
+
+		if (poll(srv->pfd, srv->n, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			return;
+		}
+		if (srv->pfd[0].revents)
+			return;
+		/* Downwards: watch_drop moves the last watch, already seen, into
+		 * the gap, and new watches are appended out of this round's way. */
+		for (i = srv->n; i-- > 1;) {
+			short ev = srv->pfd[i].revents;
+
+			if (!ev)
+				continue;
+			srv->pfd[i].revents = 0;
+			switch (srv->kind[i]) {
+			case WATCH_SOCKET:
+				accept_exec(srv);
+				break;
+			case WATCH_CONNECTION:
+				receive_exec_listener(srv, i);
+				break;
+			case WATCH_LISTENER:
+				/* POLLHUP: no task uses its filter any more. */
+				if (((ev & POLLIN) && answer_notification(srv, srv->pfd[i].fd) < 0) ||
+				    (!(ev & POLLIN) && (ev & (POLLHUP | POLLERR | POLLNVAL))))
+					watch_drop(srv, i);
+				break;
+			case WATCH_INIT:
+				break;
+			}
+		}
+	}
+}
+
+/* The notify socket goes before the exit file is written: once the agent
+ * sees the exit it may start the guest again, with a new socket of the same
+ * name. */
+static void sysinfo_server_stop(struct sysinfo_server *srv)
+{
+	while (srv->n > 0)
+		close(srv->pfd[--srv->n].fd);
+	if (srv->notify_socket)
+		unlink(srv->notify_socket);
+	close(srv->meminfo_fd);
 }
 
 static int cmd_start(const char *specpath)
@@ -1321,10 +1770,11 @@ static int cmd_start(const char *specpath)
 	static const int ignored[] = { SIGHUP, SIGINT, SIGTERM, SIGQUIT, SIGPIPE,
 				       SIGTTOU, SIGTTIN, SIGTSTP };
 	struct start_ctx ctx;
+	struct sysinfo_server srv;
 	struct spec s;
 	char report[4096], line[64];
 	int pipefd[2], syncfd[2], flags, status, child_code = 127;
-	int hostnet_fd = -1, netns_fd;
+	int hostnet_fd = -1, netns_fd, meminfo_fd = -1;
 	size_t i;
 	void *stack;
 	pid_t pid;
@@ -1349,6 +1799,8 @@ static int cmd_start(const char *specpath)
 	require(specpath, s.arg.n > 0, "arg");
 	if (!s.uid_map.n != !s.gid_map.n)
 		die(0, "spec %s: uid_map and gid_map go together", specpath);
+	if (s.notify_socket && !s.meminfo)
+		die(0, "spec %s: notify_socket needs meminfo, the figures sysinfo is answered with", specpath);
 
 	ctx.s = &s;
 	ctx.console_fd = -1;
@@ -1357,6 +1809,8 @@ static int cmd_start(const char *specpath)
 		if (ctx.console_fd < 0)
 			die(errno, "open console %s", s.console);
 	}
+	if (s.meminfo)
+		meminfo_fd = open_meminfo(s.meminfo);
 	if (pipe2(pipefd, O_CLOEXEC) < 0)
 		die(errno, "pipe");
 	ctx.err_r = pipefd[0];
@@ -1403,14 +1857,16 @@ static int cmd_start(const char *specpath)
 	/* Pin nothing the agent may want to remove. */
 	if (chdir("/") < 0)
 		die(errno, "chdir /");
-	prepare_child(&s, pid, hostnet_fd, syncfd[0]);
-	close(syncfd[0]);
+	prepare_child(&s, pid, hostnet_fd, meminfo_fd, syncfd[0]);
 	if (hostnet_fd >= 0)
 		close(hostnet_fd);
 
 	if (read_report(pipefd[0], report, sizeof report) > 0)
 		report_and_exit(split_report(report, &child_code), 1);
 	close(pipefd[0]);
+	if (s.meminfo)
+		sysinfo_server_start(&srv, &s, pid, syncfd[0], meminfo_fd);
+	close(syncfd[0]);
 
 	if (s.pidfile) {
 		snprintf(line, sizeof line, "%d %d\n", (int)pid, (int)getpid());
@@ -1424,6 +1880,10 @@ static int cmd_start(const char *specpath)
 	 * take it down. */
 	monitor_child = 0;
 
+	if (s.meminfo) {
+		serve_sysinfo(&srv);
+		sysinfo_server_stop(&srv);
+	}
 	while (waitpid(pid, &status, 0) < 0) {
 		if (errno != EINTR)
 			die(errno, "waitpid %d", (int)pid);
@@ -1471,9 +1931,10 @@ static void setns_or_die(int fd, int type, pid_t target, int which)
  * setns(mnt) the host paths are gone.
  */
 static void __attribute__((noreturn)) exec_child(const struct spec *s, const int *nsfd,
-						const int *cgfd, int err_r, int err_w)
+						const int *cgfd, int notify_fd, int err_r, int err_w)
 {
 	size_t i;
+	int listener;
 
 	report_style = REPORT_PIPE;
 	report_fd = err_w;
@@ -1503,12 +1964,47 @@ static void __attribute__((noreturn)) exec_child(const struct spec *s, const int
 	}
 	if (chdir(s->cwd) < 0)
 		die(errno, "chdir %s", s->cwd);
-	load_filter(s);
+	listener = load_filter(s, notify_fd >= 0);
+	if (listener >= 0) {
+		/* Best effort, like the connect (see connect_notify_socket); the
+		 * socket is non-blocking, so this cannot hang either. */
+		(void)send_fds(notify_fd, &listener, 1);
+		close(listener);
+	}
+	if (notify_fd >= 0)
+		close(notify_fd);
 	drop_caps(s->cap_keep);
 	set_no_new_privs(s->no_new_privs);
 	cloexec_fds_from_3();
 	reset_signals();
 	exec_or_die(s);
+}
+
+/*
+ * The monitor answers the sysinfo(2) calls of exec'd commands too, and of
+ * whatever they leave running, through the listener the child sends over
+ * this connection.  Made here, on the host, since the child soon sees only
+ * the guest's files.  Best effort: when the monitor is unreachable the
+ * command still runs, and its sysinfo(2) calls fail with ENOSYS (the kernel's
+ * answer for SECCOMP_RET_USER_NOTIF when the filter has no listener).
+ * Non-blocking: a unix stream connect waits while the listen backlog is full,
+ * and exec must not hang on a gone or swamped monitor.
+ */
+static int connect_notify_socket(const char *path)
+{
+	struct sockaddr_un addr;
+	int fd;
+
+	if (!path || unix_address(&addr, path) < 0)
+		return -1;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	if (connect(fd, (struct sockaddr *)&addr, sizeof addr) < 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
 }
 
 static int same_namespace(int fd, const char *path)
@@ -1528,7 +2024,7 @@ static int cmd_exec(const char *specpath)
 	struct sigaction sa;
 	sigset_t fwd, none;
 	char path[64], report[4096];
-	int nsfd[NS_COUNT], *cgfd, pipefd[2], status, code = 125;
+	int nsfd[NS_COUNT], *cgfd, pipefd[2], status, code = 125, notify_fd;
 	size_t i;
 	pid_t pid;
 
@@ -1559,6 +2055,7 @@ static int cmd_exec(const char *specpath)
 	}
 	if (pipe2(pipefd, O_CLOEXEC) < 0)
 		die(errno, "pipe");
+	notify_fd = s.filter ? connect_notify_socket(s.notify_socket) : -1;
 
 	/* Signals arriving before the child exists stay pending and are
 	 * forwarded once the handlers are in place. */
@@ -1577,9 +2074,11 @@ static int cmd_exec(const char *specpath)
 	if (pid < 0)
 		die(errno, "fork into pid namespace of %d", (int)s.target_pid);
 	if (pid == 0)
-		exec_child(&s, nsfd, cgfd, pipefd[0], pipefd[1]);
+		exec_child(&s, nsfd, cgfd, notify_fd, pipefd[0], pipefd[1]);
 
 	close(pipefd[1]);
+	if (notify_fd >= 0)
+		close(notify_fd);
 	for (i = 0; i < NS_COUNT; i++)
 		if (nsfd[i] >= 0)
 			close(nsfd[i]);

@@ -95,7 +95,7 @@ public sealed class CgroupV1BackendTests : IDisposable
 
         cg.Apply(new CgroupLimits(64 * MiB, 0.5, 20));
 
-        kernel.Writes.Where(w => w.Path.Contains("memory.", StringComparison.Ordinal)).ShouldBe(
+        kernel.Writes.Where(w => w.Path.Contains("memory.", StringComparison.Ordinal) && !w.Path.EndsWith("memory.soft_limit_in_bytes", StringComparison.Ordinal)).ShouldBe(
         [
             (Memory("memory.limit_in_bytes"), "67108864"),
             (Memory("memory.memsw.limit_in_bytes"), "67108864"),
@@ -115,7 +115,7 @@ public sealed class CgroupV1BackendTests : IDisposable
         cg.Apply(new CgroupLimits(32 * MiB));
         cg.Apply(CgroupLimits.Unlimited);
 
-        kernel.Writes.Where(w => w.Path.Contains("memory.", StringComparison.Ordinal)).Select(w => $"{Path.GetFileName(w.Path)}={w.Value}").ShouldBe(
+        kernel.Writes.Where(w => w.Path.Contains("memory.", StringComparison.Ordinal) && !w.Path.EndsWith("memory.soft_limit_in_bytes", StringComparison.Ordinal)).Select(w => $"{Path.GetFileName(w.Path)}={w.Value}").ShouldBe(
         [
             "memory.memsw.limit_in_bytes=134217728",
             "memory.limit_in_bytes=134217728",
@@ -186,6 +186,22 @@ public sealed class CgroupV1BackendTests : IDisposable
 
         FakeCgroupKernel.Get(Path.Combine(cpu, "cpu.cfs_quota_us")).ShouldBe("-1");
         FakeCgroupKernel.Get(kernel.Dir("pids", "vserver/web1/pids.max")).ShouldBe("max");
+    }
+
+    [Fact]
+    public void The_guarantee_is_the_soft_limit_and_memory_stat_is_the_subtrees_totals()
+    {
+        ICgroup cg = hierarchy.Create("vserver/web1");
+        cg.Apply(new CgroupLimits(MemoryBytes: 64L << 20, MemoryLowBytes: 16L << 20));
+        FakeCgroupKernel.Get(Memory("memory.soft_limit_in_bytes")).ShouldBe("16777216");
+        cg.Apply(CgroupLimits.Unlimited);
+        FakeCgroupKernel.Get(Memory("memory.soft_limit_in_bytes")).ShouldBe("-1");
+
+        FakeCgroupKernel.Put(Memory("memory.stat"), "cache 1\nrss 2\ntotal_cache 300\ntotal_rss 100\ntotal_swap 7\n");
+        var stat = cg.ReadMemoryStat();
+        stat["cache"].ShouldBe(300);
+        stat["rss"].ShouldBe(100);
+        stat["swap"].ShouldBe(7);
     }
 
     [Fact]

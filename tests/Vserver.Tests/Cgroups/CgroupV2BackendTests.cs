@@ -99,6 +99,23 @@ public sealed class CgroupV2BackendTests : IDisposable
     }
 
     [Fact]
+    public void The_guarantee_is_memory_low_and_memory_stat_carries_swap()
+    {
+        ICgroup cg = hierarchy.Create("vserver/web1");
+        cg.Apply(new CgroupLimits(MemoryBytes: 64L << 20, MemoryLowBytes: 16L << 20));
+        FakeCgroupKernel.Get(At("vserver/web1/memory.low")).ShouldBe("16777216");
+        cg.Apply(CgroupLimits.Unlimited);
+        FakeCgroupKernel.Get(At("vserver/web1/memory.low")).ShouldBe("0");
+
+        FakeCgroupKernel.Put(At("vserver/web1/memory.stat"), "anon 100\nfile 300\nfile_mapped 120\n");
+        FakeCgroupKernel.Put(At("vserver/web1/memory.swap.current"), "7\n");
+        var stat = cg.ReadMemoryStat();
+        stat["anon"].ShouldBe(100);
+        stat["swap"].ShouldBe(7);
+        Should.Throw<ArgumentOutOfRangeException>(() => cg.Apply(new CgroupLimits(MemoryBytes: 1L << 20, MemoryLowBytes: 2L << 20)));
+    }
+
+    [Fact]
     public void Apply_with_nulls_sets_unlimited()
     {
         ICgroup cg = hierarchy.Create("vserver/web1");

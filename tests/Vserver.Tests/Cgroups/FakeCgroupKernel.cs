@@ -162,6 +162,8 @@ internal sealed class FakeCgroupV2Kernel : FakeCgroupKernel
         if (enabled.Contains("memory"))
         {
             Put(Path.Combine(dir, "memory.max"), "max\n");
+            Put(Path.Combine(dir, "memory.low"), "0\n");
+            Put(Path.Combine(dir, "memory.stat"), "anon 0\nfile 0\nfile_mapped 0\nshmem 0\n");
             Put(Path.Combine(dir, "memory.swap.max"), "max\n");
             Put(Path.Combine(dir, "memory.current"), "0\n");
             Put(Path.Combine(dir, "memory.peak"), "0\n");
@@ -306,6 +308,8 @@ internal sealed class FakeCgroupV1Kernel : FakeCgroupKernel
         if (controllers.Contains("memory"))
         {
             Put(Path.Combine(dir, "memory.limit_in_bytes"), Unlimited + "\n");
+            Put(Path.Combine(dir, "memory.soft_limit_in_bytes"), Unlimited + "\n");
+            Put(Path.Combine(dir, "memory.stat"), "cache 0\nrss 0\nmapped_file 0\ntotal_cache 0\ntotal_rss 0\ntotal_mapped_file 0\n");
             Put(Path.Combine(dir, "memory.memsw.limit_in_bytes"), Unlimited + "\n");
             Put(Path.Combine(dir, "memory.usage_in_bytes"), "0\n");
             Put(Path.Combine(dir, "memory.max_usage_in_bytes"), "0\n");

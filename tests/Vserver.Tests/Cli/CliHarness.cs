@@ -12,11 +12,12 @@ internal sealed class FixedClock(DateTimeOffset now) : TimeProvider
 internal sealed class FakeTerminal : ITerminal
 {
     public bool StdinIsTerminal { get; set; }
+    public bool StdoutIsTerminal { get; set; }
     public (int Rows, int Cols)? WindowSize { get; set; }
     public int RawModeEntered { get; private set; }
     public int RawModeRestored { get; private set; }
 
-    public bool IsTerminal(int fd) => fd == 0 && StdinIsTerminal;
+    public bool IsTerminal(int fd) => fd switch { 0 => StdinIsTerminal, 1 => StdoutIsTerminal, _ => false };
 
     public (int Rows, int Cols)? Size() => WindowSize;
 

@@ -19,6 +19,7 @@ public class StatusFormatTests
             Image = "busybox",
             Ipv4 = "10.88.0.2",
             MemoryBytes = 256L << 20,
+            MemoryMinBytes = 64L << 20,
             Cpus = 0.5,
             Pids = 200,
             Restart = "on-failure",
@@ -41,6 +42,7 @@ public class StatusFormatTests
             image:        busybox
             ipv4:         10.88.0.2
             memory limit: 256M
+            memory min:   64M (guaranteed: soft limit)
             cpus:         0.5
             pids limit:   200
             restart:      on-failure
@@ -82,6 +84,7 @@ public class StatusFormatTests
             image:        -
             ipv4:         -
             memory limit: -
+            memory min:   -
             cpus:         -
             pids limit:   -
             restart:      -
@@ -112,6 +115,7 @@ public class StatusFormatTests
             Ipv4 = "10.88.0.3",
             MemoryBytes = 192L << 20,
             MaxMemoryBytes = 256L << 20,
+            MemoryMinBytes = 128L << 20,
             Vcpus = 2,
             Kernel = "default",
             DiskBytes = 2L << 30,
@@ -131,6 +135,7 @@ public class StatusFormatTests
             vcpus:         2
             memory target: 192M
             max memory:    256M
+            memory min:    128M (guaranteed: balloon floor)
             disk:          2G
             image:         busybox
             ipv4:          10.88.0.3
@@ -144,23 +149,25 @@ public class StatusFormatTests
             """.ReplaceLineEndings("\n"));
     }
 
+    private static readonly HostInfo Host = new()
+    {
+        Version = "0.1.0",
+        CgroupVersion = "2",
+        Bridge = "vsbr0",
+        Subnet = "10.88.0.0/16",
+        StateRoot = "/var/lib/vserver",
+        RunRoot = "/run/vserver",
+        AgentPid = 77,
+        Accelerator = "tcg (emulated: KVM could not run the test guest: QEMU exited 1)",
+        Cpus = 4,
+        MemoryBytes = 8L << 30,
+    };
+
     [Fact]
     public void Host_info_is_key_value_lines()
     {
         var output = new StringWriter { NewLine = "\n" };
-        HostCommand.Write(new HostInfo
-        {
-            Version = "0.1.0",
-            CgroupVersion = "2",
-            Bridge = "vsbr0",
-            Subnet = "10.88.0.0/16",
-            StateRoot = "/var/lib/vserver",
-            RunRoot = "/run/vserver",
-            AgentPid = 77,
-            Accelerator = "tcg (emulated: KVM could not run the test guest: QEMU exited 1)",
-            Cpus = 4,
-            MemoryBytes = 8L << 30,
-        }, "/run/vserver/agent.sock", output);
+        HostCommand.Write(Host, "/run/vserver/agent.sock", output);
         output.ToString().ShouldBe("""
             version:        0.1.0
             agent pid:      77
@@ -173,6 +180,46 @@ public class StatusFormatTests
             subnet:         10.88.0.0/16
             state root:     /var/lib/vserver
             run root:       /run/vserver
+            pool:           not reported by this agent
+
+            """.ReplaceLineEndings("\n"));
+    }
+
+    [Fact]
+    public void Host_info_shows_the_memory_pool()
+    {
+        var output = new StringWriter { NewLine = "\n" };
+        HostCommand.Write(Host with
+        {
+            MemoryBytes = 16L << 30,
+            Pool = new PoolInfo
+            {
+                CapacityBytes = 14L << 30,
+                ReserveBytes = 2L << 30,
+                Overcommit = 1.5,
+                CommittedBytes = 7L << 29,
+                LimitsBytes = 20L << 30,
+                LimitsCapBytes = 21L << 30,
+                UsedBytes = 6L << 30,
+                FreeBytes = -(100L << 20),
+                MinFreeBytes = 512L << 20,
+                UnderPressure = true,
+                Ksm = true,
+                KsmSavedBytes = 300L << 20,
+            },
+        }, "/run/vserver/agent.sock", output);
+        output.ToString().ShouldEndWith("""
+            run root:       /run/vserver
+            pool capacity:  14G (memory - reserve)
+            reserve:        2G (kept for the host)
+            overcommit:     1.5
+            committed:      3.5G of 14G (25%): the guarantees, of the capacity
+            limits:         20G of 21G (95%): the limits, of capacity x overcommit
+            used:           6G
+            free:           -100M (in the pool)
+            min free:       512M (less free is pressure)
+            pressure:       yes
+            ksm:            on, saving 300M
 
             """.ReplaceLineEndings("\n"));
     }

@@ -61,7 +61,7 @@ public class TextTableTests
         var output = new StringWriter { NewLine = "\n" };
         ListCommand.Write(new GuestList
         {
-            Guests = [new GuestInfo { Name = "web1", Kind = "vserver", State = "running", MemoryBytes = 1024, Command = ["sh", "-c", "a+b"] }],
+            Guests = [new GuestInfo { Name = "web1", Kind = "vserver", State = "running", MemoryBytes = 1024, MemoryMinBytes = 512, Command = ["sh", "-c", "a+b"] }],
         }, json: true, output, TextWriter.Null);
 
         output.ToString().ShouldBe("""
@@ -71,6 +71,7 @@ public class TextTableTests
                 "kind": "vserver",
                 "state": "running",
                 "memoryBytes": 1024,
+                "memoryMinBytes": 512,
                 "command": [
                   "sh",
                   "-c",

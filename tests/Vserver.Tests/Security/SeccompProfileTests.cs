@@ -24,7 +24,7 @@ public sealed class SeccompProfileTests
 
     private static readonly string[] NewMountApi = ["fsopen", "fsconfig", "fsmount", "fspick", "move_mount", "mount_setattr"];
 
-    private const uint Eperm = RetErrno | 1, Enosys = RetErrno | 38;
+    private const uint Eperm = RetErrno | 1, Enosys = RetErrno | 38, RetUserNotif = 0x7fc00000;
     private const ulong CloneNewUser = 0x10000000, CloneNewNs = 0x00020000, SigChld = 17;
 
     private static readonly byte[] Unprivileged = SeccompProfile.Default(privileged: false, []).Compile();
@@ -34,6 +34,21 @@ public sealed class SeccompProfileTests
         Syscalls.TryGetNumber(name, out int nr) ? nr : Unrestricted[name];
 
     private static uint Call(byte[] program, string name, params ulong[] args) => Run(program, Nr(name), AuditArchX86_64, args);
+
+    /// <summary>Every native call, with a few argument sets, gets the same answer from both programs, except
+    /// <paramref name="name"/>, which <paramref name="changed"/> answers with <paramref name="answer"/>.</summary>
+    private static void ShouldDifferOnlyIn(byte[] plain, byte[] changed, string name, uint answer, string context)
+    {
+        ulong[][] argSets = [[], [CloneNewUser], [0, 0, 1], [ulong.MaxValue, ulong.MaxValue, ulong.MaxValue]];
+        for (int nr = 0; nr < 512; nr++)
+        {
+            foreach (ulong[] args in argSets)
+            {
+                uint expected = nr == Nr(name) ? answer : Run(plain, nr, AuditArchX86_64, args);
+                Run(changed, nr, AuditArchX86_64, args).ShouldBe(expected, $"nr {nr}, {context}");
+            }
+        }
+    }
 
     [Fact]
     public void Ordinary_calls_are_allowed()
@@ -131,17 +146,7 @@ public sealed class SeccompProfileTests
         foreach (bool privileged in new[] { false, true })
         {
             byte[] plain = privileged ? Privileged : Unprivileged;
-            byte[] withKeyctl = SeccompProfile.Default(privileged, ["keyctl"]).Compile();
-            ulong[][] argSets = [[], [CloneNewUser], [0, 0, 1], [ulong.MaxValue, ulong.MaxValue, ulong.MaxValue]];
-            for (int nr = 0; nr < 512; nr++)
-            {
-                foreach (ulong[] args in argSets)
-                {
-                    uint expected = nr == Nr("keyctl") ? RetAllow : Run(plain, nr, AuditArchX86_64, args);
-                    Run(withKeyctl, nr, AuditArchX86_64, args).ShouldBe(expected, $"nr {nr}, privileged {privileged}");
-                }
-            }
-
+            ShouldDifferOnlyIn(plain, SeccompProfile.Default(privileged, ["keyctl"]).Compile(), "keyctl", RetAllow, $"privileged {privileged}");
             Call(plain, "keyctl").ShouldBe(Eperm);
         }
     }
@@ -182,8 +187,37 @@ public sealed class SeccompProfileTests
         unprivileged.ShouldBe([.. AlwaysDenied.Concat(NewMountApi).Append("open_tree").Append("userfaultfd").Order(StringComparer.Ordinal)]);
         privileged.ShouldBe([.. AlwaysDenied.Concat(NewMountApi).Concat(["open_tree", "unshare", "clone", "clone3"]).Order(StringComparer.Ordinal)]);
 
-        // The syscall table holds exactly what the profile mentions.
-        unprivileged.Union(privileged).Order(StringComparer.Ordinal).ShouldBe(Syscalls.Names);
+        // The syscall table holds exactly what the profile mentions: these, and sysinfo for the listener.
+        unprivileged.Union(privileged).Append("sysinfo").Order(StringComparer.Ordinal).ShouldBe(Syscalls.Names);
+    }
+
+    [Fact]
+    public void Sysinfo_goes_to_the_listener_only_when_asked_and_nothing_else_changes()
+    {
+        foreach (bool privileged in new[] { false, true })
+        {
+            byte[] plain = privileged ? Privileged : Unprivileged;
+            byte[] withListener = SeccompProfile.Default(privileged, [], sysinfoToMonitor: true).Compile();
+            ShouldDifferOnlyIn(plain, withListener, "sysinfo", RetUserNotif, $"privileged {privileged}");
+            Call(plain, "sysinfo").ShouldBe(RetAllow);
+            // Only native calls reach the rule: an i386 sysinfo (116) is refused like every i386 call.
+            Run(withListener, 116, 0x40000003).ShouldBe(Eperm);
+        }
+
+        // With overrides too, and it is no restriction an override could lift.
+        Call(SeccompProfile.Default(privileged: false, ["keyctl"], sysinfoToMonitor: true).Compile(), "sysinfo").ShouldBe(RetUserNotif);
+        Should.Throw<ArgumentException>(() => SeccompProfile.Default(privileged: false, ["sysinfo"], sysinfoToMonitor: true));
+        SeccompProfile.Overridable(privileged: false).ShouldNotContain("sysinfo");
+        SeccompProfile.Default(privileged: true, [], sysinfoToMonitor: true).ToString().ShouldEndWith("; sysinfo: to the listener; otherwise allow");
+    }
+
+    [Fact]
+    public void A_rule_for_the_listener_takes_no_errno()
+    {
+        SeccompRule.Notify("sysinfo").ShouldBe(SeccompProfile.SysinfoToMonitor);
+        Should.Throw<ArgumentOutOfRangeException>(() => new SeccompProfile([SeccompRule.Notify("sysinfo") with { Errno = 1 }]))
+            .Message.ShouldContain("\"sysinfo\" goes to the listener");
+        Should.Throw<ArgumentException>(() => new SeccompProfile([SeccompRule.Notify("getpid")])).Message.ShouldContain("\"getpid\"");
     }
 
     [Fact]

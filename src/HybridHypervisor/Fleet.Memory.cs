@@ -1,0 +1,385 @@
+using System.Text.Json;
+using HybridHypervisor.Model;
+using QmpException = HybridHypervisor.Domains.Qmp.QmpException;
+using SharedMemoryAccounting;
+using Vserver.Isolation.Cgroups;
+using Vserver.Isolation.Storage;
+
+namespace HybridHypervisor;
+
+/// <summary>The pool as a view: settings, what is promised, what is used right now.</summary>
+public sealed record PoolView(Pool Pool, PoolSettings Settings, long Committed, long Limits, long Used, long Free, bool UnderPressure, KsmStatus Ksm);
+
+/// <summary>`vsctl stat`: the pool's accounting and each guest's share of it.</summary>
+public sealed record StatView(PoolUsage Usage, PoolView Pool, IReadOnlyList<string> Notes, IReadOnlyList<GuestStatView> Guests);
+
+/// <summary>One guest's row: measured usage (null when it is not running), its promises, CPU and balloon.</summary>
+public sealed record GuestStatView(string Name, GuestKind Kind, GuestState State, GuestUsage? Usage, long? Limit, long Guarantee,
+    double CpuPercent, long? Balloon, long? BalloonTarget, long? KsmBytes);
+
+// The shared memory pool: admission at create, start and set; a one-second sampler that keeps each vserver's own
+// /proc/meminfo current, measures CPU, and acts on pressure; `stat` measuring fair shares on demand.
+public sealed partial class Fleet
+{
+    private static readonly TimeSpan SampleInterval = TimeSpan.FromSeconds(1);
+    private readonly ProcFs _proc = new();
+    private readonly Lock _poolLock = new();
+    private PoolSettings _poolSettings = new();
+    /// <summary>Commitments of work in flight (a create provisioning, a start booting, a set applying), counted by
+    /// admission beside the guests' configs so two of them cannot both take the last of the pool.</summary>
+    private readonly Dictionary<string, Commitment> _reserved = new(StringComparer.Ordinal);
+    private bool _underPressure;
+    private IReadOnlyList<string> _pressureNotes = [];
+    private readonly CancellationTokenSource _samplerStop = new();
+    private Task? _sampler;
+
+    private string PoolSettingsFile => Path.Combine(_options.StateRoot, "pool.json");
+
+    public Pool Pool
+    {
+        get
+        {
+            lock (_poolLock) return _poolSettings.For(HostMemory.TotalBytes);
+        }
+    }
+
+    /// <summary>Reads the pool's settings (start-up); KSM is switched on again if the operator had it on.</summary>
+    private void LoadPoolSettings()
+    {
+        if (File.Exists(PoolSettingsFile))
+        {
+            try
+            {
+                _poolSettings = JsonSerializer.Deserialize(File.ReadAllText(PoolSettingsFile), ConfigJson.Default.PoolSettings) ?? new PoolSettings();
+            }
+            catch (JsonException e)
+            {
+                throw new InvalidOperationException($"{PoolSettingsFile} is not valid JSON ({e.Message}); fix or remove it (the pool then takes its defaults)", e);
+            }
+            if (_poolSettings.Error(HostMemory.TotalBytes) is { } error)
+                throw new InvalidOperationException($"{PoolSettingsFile}: {error}; fix or remove it");
+        }
+        if (_poolSettings.Ksm)
+        {
+            try
+            {
+                _proc.SetKsm(true);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                _log($"WARNING: cannot switch KSM on: {e.Message}");
+            }
+        }
+    }
+
+    private void StartSampler() => _sampler = Task.Run(() => SampleLoopAsync(_samplerStop.Token));
+
+    private async Task StopSamplerAsync()
+    {
+        _samplerStop.Cancel();
+        if (_sampler is { } sampler) await sampler.ConfigureAwait(false);
+    }
+
+    // ---- admission ----
+
+    /// <summary>What a guest holds of the pool: a vserver its guarantee (default none) and limit (none = unbounded);
+    /// a domain its balloon floor (default all of its memory, as Xen reserves a domain's memory) and its memory.</summary>
+    public static Commitment CommitmentOf(GuestConfig config) => config.Kind == GuestKind.Domain
+        ? new Commitment(config.Name, config.Limits.MemoryMinBytes ?? config.Domain!.MaxMemoryBytes, config.Domain!.MaxMemoryBytes)
+        : new Commitment(config.Name, config.Limits.MemoryMinBytes ?? 0, config.Limits.MemoryBytes);
+
+    /// <summary>
+    /// Admits <paramref name="config"/> into the pool or throws a conflict with the numbers. The returned reservation
+    /// holds its place until disposed (by then the config in <c>_guests</c> speaks for it, or the work failed).
+    /// </summary>
+    /// <param name="runningOnly">Start: only running (and starting) guests hold memory; else every guest's promise counts.</param>
+    private Reservation Admit(GuestConfig config, string verb, bool runningOnly)
+    {
+        var asked = CommitmentOf(config);
+        var pool = Pool;
+        lock (_fleetLock)
+        {
+            var others = _guests.Values
+                .Where(g => g.Config.Name != asked.Name && !_reserved.ContainsKey(g.Config.Name) && (!runningOnly || g.IsRunning))
+                .Select(g => CommitmentOf(g.Config))
+                .Concat(_reserved.Values.Where(r => r.Name != asked.Name))
+                .ToList();
+            if (Admission.Refusal(pool, others, asked, verb) is { } refusal) throw FleetException.Conflict(refusal);
+            if (_reserved.ContainsKey(asked.Name)) return new Reservation(this, null);
+            _reserved[asked.Name] = asked;
+        }
+        return new Reservation(this, asked.Name);
+    }
+
+    /// <summary>Admission for a change of a guest's promises: only a larger guarantee or limit needs room; giving
+    /// memory back always succeeds (even on a pool that a smaller capacity has left overcommitted).</summary>
+    private Reservation AdmitChange(GuestRuntime g, GuestConfig changed)
+    {
+        var before = CommitmentOf(g.Config);
+        var after = CommitmentOf(changed);
+        var grows = after.Guarantee > before.Guarantee || (after.Limit ?? 0) > (before.Limit ?? 0);
+        return grows ? Admit(changed, "change the memory of", runningOnly: false) : new Reservation(this, null);
+    }
+
+    private sealed class Reservation(Fleet fleet, string? name) : IDisposable
+    {
+        public void Dispose()
+        {
+            if (name is null) return;
+            lock (fleet._fleetLock) fleet._reserved.Remove(name);
+        }
+    }
+
+    // ---- host settings ----
+
+    public PoolView PoolInfo()
+    {
+        var now = _proc.ReadMemInfo();
+        PoolSettings settings;
+        bool pressure;
+        lock (_poolLock)
+        {
+            settings = _poolSettings;
+            pressure = _underPressure;
+        }
+        var pool = settings.For(now.TotalBytes);
+        List<Commitment> all;
+        lock (_fleetLock) all = _guests.Values.Select(g => CommitmentOf(g.Config)).ToList();
+        return new PoolView(pool, settings, all.Sum(c => c.Guarantee), all.Sum(c => c.Limit ?? 0), now.TotalBytes - now.AvailableBytes,
+            pool.Free(now), pressure, _proc.ReadKsm());
+    }
+
+    /// <summary>Changes the pool's settings; null members stay. Refused when the guests' promises would no longer fit.</summary>
+    public PoolView SetPool(long? reserveBytes, double? overcommit, long? minFreeBytes, bool? ksm)
+    {
+        lock (_poolLock)
+        {
+            var next = _poolSettings with
+            {
+                ReserveBytes = reserveBytes ?? _poolSettings.ReserveBytes,
+                Overcommit = overcommit ?? _poolSettings.Overcommit,
+                MinFreeBytes = minFreeBytes ?? _poolSettings.MinFreeBytes,
+                Ksm = ksm ?? _poolSettings.Ksm,
+            };
+            if (next.Error(HostMemory.TotalBytes) is { } error) throw FleetException.Invalid(error);
+            var pool = next.For(HostMemory.TotalBytes);
+            List<Commitment> all;
+            lock (_fleetLock) all = _guests.Values.Select(g => CommitmentOf(g.Config)).Concat(_reserved.Values).ToList();
+            var committed = all.Sum(c => c.Guarantee);
+            if (committed > pool.Capacity)
+                throw FleetException.Conflict($"the pool's capacity would be {Size.Format(pool.Capacity)}, less than the {Size.Format(committed)} " +
+                    "already guaranteed to guests; lower their --memory-min first or keep a smaller reserve");
+            var limits = all.Sum(c => c.Limit ?? 0);
+            if (limits > pool.LimitsCap)
+                throw FleetException.Conflict($"the guests' limits add up to {Size.Format(limits)}, more than {Size.Format(pool.LimitsCap)} " +
+                    $"(capacity {Size.Format(pool.Capacity)} x overcommit {next.Overcommit.ToString("0.##", System.Globalization.CultureInfo.InvariantCulture)}); " +
+                    "lower some limits first or allow more overcommit");
+            if (ksm is { } on && on != _poolSettings.Ksm)
+            {
+                try
+                {
+                    _proc.SetKsm(on);
+                }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                {
+                    throw new FleetException(FleetError.Failed, $"cannot switch KSM {(on ? "on" : "off")}: {e.Message}", e);
+                }
+                _log($"KSM switched {(on ? "on" : "off")}");
+            }
+            AtomicFile.WriteAllText(PoolSettingsFile, JsonSerializer.Serialize(next, ConfigJson.Default.PoolSettings) + "\n");
+            _poolSettings = next;
+        }
+        return PoolInfo();
+    }
+
+    // ---- the sampler ----
+
+    private async Task SampleLoopAsync(CancellationToken ct)
+    {
+        string? lastError = null;
+        using var timer = new PeriodicTimer(SampleInterval);
+        do
+        {
+            try
+            {
+                await SampleAsync();
+                lastError = null;
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                // Never let one bad reading stop the sampler; say so once, not every second.
+                if (e.Message != lastError) _log($"memory sampler: {e.Message}");
+                lastError = e.Message;
+            }
+        }
+        while (await WaitTickAsync(timer, ct));
+    }
+
+    private static async Task<bool> WaitTickAsync(PeriodicTimer timer, CancellationToken ct)
+    {
+        try
+        {
+            return await timer.WaitForNextTickAsync(ct);
+        }
+        catch (OperationCanceledException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>One look: every vserver's meminfo rewritten, CPU sampled, pressure decided and acted on.</summary>
+    private async Task SampleAsync()
+    {
+        var host = _proc.ReadMemInfo();
+        List<GuestRuntime> running;
+        lock (_fleetLock) running = _guests.Values.Where(g => g.IsRunning).ToList();
+        var now = DateTimeOffset.UtcNow;
+        var domains = new List<(GuestRuntime G, BalloonedDomain D)>();
+        var vservers = new List<VserverCharge>();
+        foreach (var g in running)
+        {
+            if (g.Running is { } vserver)
+            {
+                try
+                {
+                    var stats = vserver.Cgroup.ReadStats();
+                    g.RecordCpu(now, stats.CpuUsage);
+                    var memory = CgroupMemory.FromStat(vserver.Cgroup.ReadMemoryStat(), stats.MemoryBytes, stats.MemoryLimitBytes);
+                    WriteInPlace(_store.PathsFor(g.Config.Name).Meminfo, GuestMeminfo.Render(host, memory, g.Config.Limits.MemoryBytes));
+                    vservers.Add(new VserverCharge(g.Config.Name, stats.MemoryBytes, g.Config.Limits.MemoryMinBytes ?? 0));
+                }
+                catch (Exception e) when (e is CgroupException or IOException or UnauthorizedAccessException)
+                {
+                    // The guest ended between the listing and the read.
+                }
+            }
+            else if (g.Domain is { } domain)
+            {
+                if (_proc.CpuTime(domain.Pid) is { } cpu) g.RecordCpu(now, cpu);
+                var commitment = CommitmentOf(g.Config);
+                var target = g.Config.Limits.MemoryBytes ?? g.Config.Domain!.MaxMemoryBytes;
+                domains.Add((g, new BalloonedDomain(g.Config.Name, commitment.Guarantee, target, g.BalloonCurrent ?? target)));
+            }
+        }
+
+        Pool pool;
+        lock (_poolLock) pool = _poolSettings.For(host.TotalBytes);
+        var decision = Pressure.Decide(pool.Free(host), pool.MinFree, domains.Select(d => d.D).ToList(), vservers);
+        foreach (var (g, d) in domains)
+        {
+            var size = decision.Balloons[d.Name];
+            if (size == d.Current) continue;
+            await SetBalloonAsync(g, size);
+        }
+        bool changed;
+        lock (_poolLock)
+        {
+            changed = decision.UnderPressure != _underPressure;
+            _underPressure = decision.UnderPressure;
+            _pressureNotes = decision.Notes;
+        }
+        // The log gets what changes: entering or leaving pressure and every balloon moved; how things stand is in stat.
+        if (changed) _log(decision.UnderPressure ? decision.Notes[0] : "the pool is no longer under pressure");
+        foreach (var action in decision.Actions) _log(action);
+    }
+
+    /// <summary>Moves a running domain's balloon (under its lock, so it cannot race a stop or `vsctl set`).</summary>
+    private async Task SetBalloonAsync(GuestRuntime g, long bytes)
+    {
+        await g.Lock.WaitAsync();
+        try
+        {
+            if (g.Domain is not { } domain) return;
+            await domain.Qmp.BalloonAsync(bytes);
+            g.BalloonCurrent = bytes;
+        }
+        catch (Exception e) when (e is QmpException or IOException or ObjectDisposedException)
+        {
+            _log($"domain {g.Config.Name}: setting the balloon to {Size.Format(bytes)} failed: {e.Message}");
+        }
+        finally
+        {
+            g.Lock.Release();
+        }
+    }
+
+    /// <summary>
+    /// Rewrites a file without replacing it: a bind mount holds the inode, so a rename would leave the guest reading
+    /// the old one. The rendered text has a constant length, so readers never see it shrink under them.
+    /// </summary>
+    internal static void WriteInPlace(string path, string content)
+    {
+        var bytes = System.Text.Encoding.ASCII.GetBytes(content);
+        using var handle = File.OpenHandle(path, FileMode.OpenOrCreate, FileAccess.Write, FileShare.ReadWrite);
+        RandomAccess.Write(handle, bytes, 0);
+        if (RandomAccess.GetLength(handle) != bytes.Length) RandomAccess.SetLength(handle, bytes.Length);
+    }
+
+    // ---- stat ----
+
+    /// <summary>Measures who uses what now; <paramref name="names"/> empty = every guest.</summary>
+    public async Task<StatView> StatAsync(IReadOnlyList<string> names, CancellationToken ct = default)
+    {
+        List<GuestRuntime> guests;
+        lock (_fleetLock)
+        {
+            foreach (var name in names)
+            {
+                if (!_guests.ContainsKey(name)) throw FleetException.NotFound($"no guest named '{name}'; see vsctl list");
+            }
+            // Every running guest is measured (the host's share is what the guests do not use); rows are the asked ones.
+            guests = _guests.Values.OrderBy(g => g.Config.Name, StringComparer.Ordinal).ToList();
+        }
+        var samples = new List<GuestSample>();
+        var cpu = new Dictionary<string, double>(StringComparer.Ordinal);
+        var now = DateTimeOffset.UtcNow;
+        foreach (var g in guests)
+        {
+            if (g.Running is { } vserver)
+            {
+                try
+                {
+                    var stats = vserver.Cgroup.ReadStats();
+                    var memory = CgroupMemory.FromStat(vserver.Cgroup.ReadMemoryStat(), stats.MemoryBytes, stats.MemoryLimitBytes);
+                    samples.Add(new GuestSample(g.Config.Name, vserver.Cgroup.Pids(), memory));
+                    cpu[g.Config.Name] = g.CpuPercent(now, stats.CpuUsage);
+                }
+                catch (CgroupException)
+                {
+                    // It ended while we looked: shown as it is now, without usage.
+                }
+            }
+            else if (g.Domain is { } domain)
+            {
+                samples.Add(new GuestSample(g.Config.Name, [domain.Pid], null));
+                cpu[g.Config.Name] = _proc.CpuTime(domain.Pid) is { } t ? g.CpuPercent(now, t) : 0;
+            }
+        }
+        var usage = Accounting.Measure(_proc, samples);
+        var byName = usage.PerGuest.ToDictionary(u => u.Name, StringComparer.Ordinal);
+        var rows = new List<GuestStatView>();
+        foreach (var g in guests.Where(g => names.Count == 0 || names.Contains(g.Config.Name, StringComparer.Ordinal)))
+        {
+            var commitment = CommitmentOf(g.Config);
+            long? balloon = null, target = null, ksm = null;
+            if (g.Domain is { } domain)
+            {
+                target = g.BalloonCurrent ?? g.Config.Limits.MemoryBytes;
+                try
+                {
+                    balloon = await domain.Qmp.QueryBalloonAsync(ct);
+                }
+                catch (Exception e) when (e is QmpException or IOException or ObjectDisposedException)
+                {
+                    // Stopping right now: no balloon to show.
+                }
+                ksm = _proc.KsmMergingPages(domain.Pid) * Environment.SystemPageSize;
+            }
+            rows.Add(new GuestStatView(g.Config.Name, g.Config.Kind, g.State, byName.GetValueOrDefault(g.Config.Name), commitment.Limit,
+                commitment.Guarantee, cpu.GetValueOrDefault(g.Config.Name), balloon, target, ksm));
+        }
+        IReadOnlyList<string> notes;
+        lock (_poolLock) notes = _pressureNotes;
+        return new StatView(usage, PoolInfo(), notes, rows);
+    }
+}

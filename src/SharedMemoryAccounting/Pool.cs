@@ -1,0 +1,90 @@
+namespace SharedMemoryAccounting;
+
+/// <summary>
+/// The pool's settings as the operator set them; null members take the defaults for the host's size.
+/// </summary>
+public sealed record PoolSettings
+{
+    public const double DefaultOvercommit = 2.0;
+
+    /// <summary>Memory kept for the host itself (agent, monitors, kernel, page cache of its own files).</summary>
+    public long? ReserveBytes { get; init; }
+    /// <summary>How far the guests' limits may add up beyond the capacity (guarantees never may).</summary>
+    public double Overcommit { get; init; } = DefaultOvercommit;
+    /// <summary>Below this much free memory in the pool the agent takes balloon memory back from domains.</summary>
+    public long? MinFreeBytes { get; init; }
+    /// <summary>KSM merges identical pages of domains' RAM (QEMU marks guest RAM mergeable).</summary>
+    public bool Ksm { get; init; }
+
+    /// <summary>5% of the host, at least 512M and at most 4G.</summary>
+    public static long DefaultReserve(long total) => Math.Clamp(total / 20, 512L << 20, 4L << 30);
+
+    /// <summary>2% of the capacity, at least 128M.</summary>
+    public static long DefaultMinFree(long capacity) => Math.Max(128L << 20, capacity / 50);
+
+    public Pool For(long hostTotal)
+    {
+        var reserve = ReserveBytes ?? DefaultReserve(hostTotal);
+        var capacity = Math.Max(0, hostTotal - reserve);
+        return new Pool(hostTotal, reserve, capacity, Overcommit, MinFreeBytes ?? DefaultMinFree(capacity));
+    }
+
+    /// <summary>Why these settings cannot be used on a host of <paramref name="hostTotal"/> bytes, or null.</summary>
+    public string? Error(long hostTotal)
+    {
+        if (ReserveBytes is { } r && (r < 0 || r >= hostTotal))
+            return $"reserve {Size.Format(r)} must be at least 0 and below the host's {Size.Format(hostTotal)}";
+        if (double.IsNaN(Overcommit) || Overcommit < 1 || Overcommit > 100)
+            return $"overcommit {Overcommit} must be a ratio from 1 (limits never exceed the capacity) to 100, e.g. 1.5";
+        if (MinFreeBytes is < 0)
+            return $"min-free {Size.Format(MinFreeBytes.Value)} must not be negative";
+        return null;
+    }
+}
+
+/// <summary>The pool on this host: capacity = total - reserve.</summary>
+public sealed record Pool(long HostTotal, long Reserve, long Capacity, double Overcommit, long MinFree)
+{
+    /// <summary>What the guests' limits may add up to.</summary>
+    public long LimitsCap => (long)Math.Min(long.MaxValue / 2, Capacity * Overcommit);
+
+    /// <summary>Free memory in the pool: what the kernel could give out now minus the host's reserve.</summary>
+    public long Free(MemInfo now) => now.AvailableBytes - Reserve;
+}
+
+/// <summary>What one guest holds of the pool: its guarantee always, its limit when it has one.</summary>
+public sealed record Commitment(string Name, long Guarantee, long? Limit);
+
+/// <summary>
+/// Admission: the guarantees of all guests must fit the capacity (they are promises), and their limits may
+/// overcommit it up to the ratio (not everyone uses the limit at once). A guest without a limit is bounded only by
+/// the pool and is not counted among the limits.
+/// </summary>
+public static class Admission
+{
+    /// <summary>Null when <paramref name="asked"/> fits beside <paramref name="others"/>; else one line with the numbers.</summary>
+    /// <param name="verb">What is being done, e.g. "create", "start", "raise the guarantee of".</param>
+    public static string? Refusal(Pool pool, IEnumerable<Commitment> others, Commitment asked, string verb)
+    {
+        var list = others.Where(c => c.Name != asked.Name).ToList();
+        var committed = list.Sum(c => c.Guarantee);
+        if (committed + asked.Guarantee > pool.Capacity)
+        {
+            var free = Math.Max(0, pool.Capacity - committed);
+            return $"cannot {verb} '{asked.Name}': its guarantee of {Size.Format(asked.Guarantee)} does not fit the memory pool: " +
+                $"{Size.Format(committed)} of {Size.Format(pool.Capacity)} is committed to {list.Count} other guest(s), {Size.Format(free)} is free; " +
+                "give a smaller --memory-min, lower or destroy another guest, or shrink the host reserve (vsctl host set --reserve)";
+        }
+        if (asked.Limit is { } limit)
+        {
+            var limits = list.Sum(c => c.Limit ?? 0);
+            if (limits + limit > pool.LimitsCap)
+            {
+                return $"cannot {verb} '{asked.Name}': its limit of {Size.Format(limit)} would bring the guests' limits to " +
+                    $"{Size.Format(limits + limit)}, over the pool's {Size.Format(pool.LimitsCap)} (capacity {Size.Format(pool.Capacity)} x overcommit {pool.Overcommit.ToString("0.##", System.Globalization.CultureInfo.InvariantCulture)}); " +
+                    "give a smaller --memory, or allow more overcommit (vsctl host set --overcommit)";
+            }
+        }
+        return null;
+    }
+}
