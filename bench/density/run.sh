@@ -98,8 +98,12 @@ cleanup() {
     local rc=$? g m i p
     trap - EXIT INT TERM ERR
     set +e
-    # The large batch's background vsctl calls first, so that no guest is created after the sweep below.
-    for p in "${BATCH[@]}"; do kill -TERM "$p" 2>/dev/null; done
+    # The large batch's background calls first (each a subshell running vsctl), so that no guest is created
+    # after the agent's guests are listed below.
+    for p in "${BATCH[@]}"; do
+        for i in $(cat "/proc/$p/task/$p/children" 2>/dev/null); do kill -TERM "$i" 2>/dev/null; done
+        kill -TERM "$p" 2>/dev/null
+    done
     for p in "${BATCH[@]}"; do wait "$p" 2>/dev/null; done
     if [ "$rc" != 0 ] && [ -s "$WORK/agent.log" ]; then
         echo "--- last lines of the agent's log ($WORK/agent.log):" >&2
@@ -108,11 +112,14 @@ cleanup() {
     [ "${#LXC_NAMES[@]}" = 0 ] || log "removing ${#LXC_NAMES[@]} lxc containers"
     for g in "${LXC_NAMES[@]}"; do lxc_remove "$g"; done
     if [ -n "$AGENT_PID" ] && kill -0 "$AGENT_PID" 2>/dev/null; then
-        g=$(agent_guests | wc -l)
-        [ "$g" = 0 ] || log "destroying $g guests"
-        # Four DELETEs at a time: a forced destroy of an idle vserver takes the agent a few ms of work each.
-        agent_guests | xargs -r -P 4 -I{} curl -s --max-time 60 --unix-socket "$SOCK" -X DELETE \
-            "http://localhost/v1/guests/{}?force=true" -o /dev/null
+        # Four DELETEs at a time; a second round for a create that was still in flight when the first listed.
+        for i in 1 2; do
+            g=$(agent_guests | wc -l)
+            [ "$g" != 0 ] || break
+            log "destroying $g guests"
+            agent_guests | xargs -r -P 4 -I{} curl -s --max-time 60 --unix-socket "$SOCK" -X DELETE \
+                "http://localhost/v1/guests/{}?force=true" -o /dev/null
+        done
         kill -TERM "$AGENT_PID" 2>/dev/null
         for i in $(seq 100); do kill -0 "$AGENT_PID" 2>/dev/null || break; sleep 0.1; done
         kill -KILL "$AGENT_PID" 2>/dev/null
@@ -424,9 +431,9 @@ if [ -s "$WORK/m/large" ]; then
     echo " (PSS splits each shared page among all that map it: it falls as N grows, towards the private part)"
     added=$((STARTED - N))
     KERNEL_KB=$(( (KERNEL_AFTER - KERNEL_BEFORE) / added ))
-    AVAIL_KB=$(( (AVAIL_BEFORE - AVAIL_AFTER) / added ))
     echo "per added vserver, host-wide ($added added; other work on the host shows here too):"
-    echo " kernel memory (Slab + KernelStack + PageTables + Percpu) +$KERNEL_KB KiB, MemAvailable -$AVAIL_KB KiB"
+    printf ' kernel memory (Slab + KernelStack + PageTables + Percpu) %+d KiB, MemAvailable %+d KiB\n' \
+        "$KERNEL_KB" $(( (AVAIL_AFTER - AVAIL_BEFORE) / added ))
 fi
 [ -z "$LARGE_NOTE" ] || echo "$LARGE_NOTE"
 
