@@ -310,7 +310,7 @@ public sealed partial class Fleet
     internal static void WriteInPlace(string path, string content)
     {
         var bytes = System.Text.Encoding.ASCII.GetBytes(content);
-        using var handle = File.OpenHandle(path, FileMode.OpenOrCreate, FileAccess.Write, FileShare.ReadWrite);
+        using var handle = File.OpenHandle(path, FileMode.Open, FileAccess.Write, FileShare.ReadWrite);
         RandomAccess.Write(handle, bytes, 0);
         if (RandomAccess.GetLength(handle) != bytes.Length) RandomAccess.SetLength(handle, bytes.Length);
     }
