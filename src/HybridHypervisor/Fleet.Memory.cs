@@ -256,6 +256,18 @@ public sealed partial class Fleet
             else if (g.Domain is { } domain)
             {
                 if (_proc.CpuTime(domain.Pid) is { } cpu) g.RecordCpu(now, cpu);
+                // A domain adopted from an earlier agent may still be held low by that agent's pressure: ask QEMU.
+                if (g.BalloonCurrent is null)
+                {
+                    try
+                    {
+                        g.BalloonCurrent = await domain.Qmp.QueryBalloonAsync();
+                    }
+                    catch (Exception e) when (e is QmpException or IOException or ObjectDisposedException)
+                    {
+                        continue;
+                    }
+                }
                 var commitment = CommitmentOf(g.Config);
                 var target = g.Config.Limits.MemoryBytes ?? g.Config.Domain!.MaxMemoryBytes;
                 domains.Add((g, new BalloonedDomain(g.Config.Name, commitment.Guarantee, target, g.BalloonCurrent ?? target)));
