@@ -71,6 +71,12 @@ set +e; "$vsctl" exec tour-web -- dd if=/dev/zero of=/dev/null bs=256M count=1; 
 echo "(exit code $code: the kernel's OOM killer ended the hog)"
 run "$vsctl" exec tour-web -- echo "tour-web is still running"
 
+step "The shared memory pool: each vserver sees its own memory, the host sees who uses what"
+run "$vsctl" set tour-db --memory-min 32M
+run "$vsctl" exec tour-db -- free
+run "$vsctl" exec tour-db -- head -3 /proc/meminfo
+run "$vsctl" stat
+
 step "A domain beside them: a VM with its own kernel, on the same bridge"
 "$vsctl" kernel list | grep -q '^default ' || run "$vsctl" kernel build
 run "$vsctl" host
@@ -80,6 +86,7 @@ run "$vsctl" exec tour-vm -- uname -r
 printf '$ uname -r    # the host'"'"'s kernel, for comparison\n'; uname -r
 run "$vsctl" exec tour-vm -- nc -w 2 "$db_ip" 80
 run "$vsctl" list
+run "$vsctl" stat
 run "$vsctl" stop tour-vm
 run "$vsctl" destroy tour-vm
 

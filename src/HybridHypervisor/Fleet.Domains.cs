@@ -216,6 +216,7 @@ public sealed partial class Fleet
             if (Directory.Exists(paths.Dir))
                 throw FleetException.Conflict($"{paths.Dir} already exists but is no guest this agent knows; remove it or pick another name");
             AllocateAddress(saved.Network.Ipv4);
+            using var reservation = Admit(saved, "restore", runningOnly: false);
             _store.Save(saved);
             RunningDomain? domain = null;
             try

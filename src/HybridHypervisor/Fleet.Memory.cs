@@ -256,6 +256,18 @@ public sealed partial class Fleet
             else if (g.Domain is { } domain)
             {
                 if (_proc.CpuTime(domain.Pid) is { } cpu) g.RecordCpu(now, cpu);
+                // A domain adopted from an earlier agent may still be held low by that agent's pressure: ask QEMU.
+                if (g.BalloonCurrent is null)
+                {
+                    try
+                    {
+                        g.BalloonCurrent = await domain.Qmp.QueryBalloonAsync();
+                    }
+                    catch (Exception e) when (e is QmpException or IOException or ObjectDisposedException)
+                    {
+                        continue;
+                    }
+                }
                 var commitment = CommitmentOf(g.Config);
                 var target = g.Config.Limits.MemoryBytes ?? g.Config.Domain!.MaxMemoryBytes;
                 domains.Add((g, new BalloonedDomain(g.Config.Name, commitment.Guarantee, target, g.BalloonCurrent ?? target)));
@@ -310,7 +322,7 @@ public sealed partial class Fleet
     internal static void WriteInPlace(string path, string content)
     {
         var bytes = System.Text.Encoding.ASCII.GetBytes(content);
-        using var handle = File.OpenHandle(path, FileMode.OpenOrCreate, FileAccess.Write, FileShare.ReadWrite);
+        using var handle = File.OpenHandle(path, FileMode.Open, FileAccess.Write, FileShare.ReadWrite);
         RandomAccess.Write(handle, bytes, 0);
         if (RandomAccess.GetLength(handle) != bytes.Length) RandomAccess.SetLength(handle, bytes.Length);
     }

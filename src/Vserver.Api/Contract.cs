@@ -146,7 +146,7 @@ public sealed record PoolInfo
     public double Overcommit { get; init; }
     /// <summary>Sum of all guests' guarantees (memory-min).</summary>
     public long CommittedBytes { get; init; }
-    /// <summary>Sum of all guests' limits (an unlimited vserver counts as the capacity).</summary>
+    /// <summary>Sum of all guests' limits (a vserver without a limit is not counted).</summary>
     public long LimitsBytes { get; init; }
     /// <summary>capacity x overcommit: what the limits may add up to.</summary>
     public long LimitsCapBytes { get; init; }
