@@ -143,9 +143,9 @@ public sealed partial class Fleet
             pressure = _underPressure;
         }
         var pool = settings.For(now.TotalBytes);
-        List<Commitment> all;
-        lock (_fleetLock) all = _guests.Values.Select(g => CommitmentOf(g.Config)).ToList();
-        return new PoolView(pool, settings, all.Sum(c => c.Guarantee), all.Sum(c => c.Limit ?? 0), now.TotalBytes - now.AvailableBytes,
+        Commitments held;
+        lock (_fleetLock) held = Commitments.Of(_guests.Values.Select(g => CommitmentOf(g.Config)));
+        return new PoolView(pool, settings, held.Guarantees, held.Limits, now.TotalBytes - now.AvailableBytes,
             pool.Free(now), pressure, _proc.ReadKsm());
     }
 
@@ -162,18 +162,9 @@ public sealed partial class Fleet
                 Ksm = ksm ?? _poolSettings.Ksm,
             };
             if (next.Error(HostMemory.TotalBytes) is { } error) throw FleetException.Invalid(error);
-            var pool = next.For(HostMemory.TotalBytes);
-            List<Commitment> all;
-            lock (_fleetLock) all = _guests.Values.Select(g => CommitmentOf(g.Config)).Concat(_reserved.Values).ToList();
-            var committed = all.Sum(c => c.Guarantee);
-            if (committed > pool.Capacity)
-                throw FleetException.Conflict($"the pool's capacity would be {Size.Format(pool.Capacity)}, less than the {Size.Format(committed)} " +
-                    "already guaranteed to guests; lower their --memory-min first or keep a smaller reserve");
-            var limits = all.Sum(c => c.Limit ?? 0);
-            if (limits > pool.LimitsCap)
-                throw FleetException.Conflict($"the guests' limits add up to {Size.Format(limits)}, more than {Size.Format(pool.LimitsCap)} " +
-                    $"(capacity {Size.Format(pool.Capacity)} x overcommit {next.Overcommit.ToString("0.##", System.Globalization.CultureInfo.InvariantCulture)}); " +
-                    "lower some limits first or allow more overcommit");
+            Commitments held;
+            lock (_fleetLock) held = Commitments.Of(_guests.Values.Select(g => CommitmentOf(g.Config)).Concat(_reserved.Values));
+            if (Admission.SettingsRefusal(next.For(HostMemory.TotalBytes), held) is { } refusal) throw FleetException.Conflict(refusal);
             if (ksm is { } on && on != _poolSettings.Ksm)
             {
                 try
@@ -242,9 +233,8 @@ public sealed partial class Fleet
             {
                 try
                 {
-                    var stats = vserver.Cgroup.ReadStats();
+                    var (stats, memory) = ReadMemory(vserver);
                     g.RecordCpu(now, stats.CpuUsage);
-                    var memory = CgroupMemory.FromStat(vserver.Cgroup.ReadMemoryStat(), stats.MemoryBytes, stats.MemoryLimitBytes);
                     WriteInPlace(_store.PathsFor(g.Config.Name).Meminfo, GuestMeminfo.Render(host, memory, g.Config.Limits.MemoryBytes));
                     vservers.Add(new VserverCharge(g.Config.Name, stats.MemoryBytes, g.Config.Limits.MemoryMinBytes ?? 0));
                 }
@@ -293,6 +283,13 @@ public sealed partial class Fleet
         // The log gets what changes: entering or leaving pressure and every balloon moved; how things stand is in stat.
         if (changed) _log(decision.UnderPressure ? decision.Notes[0] : "the pool is no longer under pressure");
         foreach (var action in decision.Actions) _log(action);
+    }
+
+    /// <summary>A vserver's cgroup counters and its memory breakdown, read together (throws CgroupException once it is gone).</summary>
+    private static (CgroupStats Stats, CgroupMemory Memory) ReadMemory(Vservers.RunningVserver vserver)
+    {
+        var stats = vserver.Cgroup.ReadStats();
+        return (stats, CgroupMemory.FromStat(vserver.Cgroup.ReadMemoryStat(), stats.MemoryBytes, stats.MemoryLimitBytes));
     }
 
     /// <summary>Moves a running domain's balloon (under its lock, so it cannot race a stop or `vsctl set`).</summary>
@@ -351,8 +348,7 @@ public sealed partial class Fleet
             {
                 try
                 {
-                    var stats = vserver.Cgroup.ReadStats();
-                    var memory = CgroupMemory.FromStat(vserver.Cgroup.ReadMemoryStat(), stats.MemoryBytes, stats.MemoryLimitBytes);
+                    var (stats, memory) = ReadMemory(vserver);
                     samples.Add(new GuestSample(g.Config.Name, vserver.Cgroup.Pids(), memory));
                     cpu[g.Config.Name] = g.CpuPercent(now, stats.CpuUsage);
                 }

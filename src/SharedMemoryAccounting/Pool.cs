@@ -55,6 +55,21 @@ public sealed record Pool(long HostTotal, long Reserve, long Capacity, double Ov
 /// <summary>What one guest holds of the pool: its guarantee always, its limit when it has one.</summary>
 public sealed record Commitment(string Name, long Guarantee, long? Limit);
 
+/// <summary>What guests hold together: the sum of their guarantees, and of their limits (a guest without one is not counted).</summary>
+public sealed record Commitments(long Guarantees, long Limits)
+{
+    public static Commitments Of(IEnumerable<Commitment> all)
+    {
+        long guarantees = 0, limits = 0;
+        foreach (var c in all)
+        {
+            guarantees += c.Guarantee;
+            limits += c.Limit ?? 0;
+        }
+        return new Commitments(guarantees, limits);
+    }
+}
+
 /// <summary>
 /// Admission: the guarantees of all guests must fit the capacity (they are promises), and their limits may
 /// overcommit it up to the ratio (not everyone uses the limit at once). A guest without a limit is bounded only by
@@ -67,7 +82,7 @@ public static class Admission
     public static string? Refusal(Pool pool, IEnumerable<Commitment> others, Commitment asked, string verb)
     {
         var list = others.Where(c => c.Name != asked.Name).ToList();
-        var committed = list.Sum(c => c.Guarantee);
+        var (committed, limits) = Commitments.Of(list);
         if (committed + asked.Guarantee > pool.Capacity)
         {
             var free = Math.Max(0, pool.Capacity - committed);
@@ -75,16 +90,27 @@ public static class Admission
                 $"{Size.Format(committed)} of {Size.Format(pool.Capacity)} is committed to {list.Count} other guest(s), {Size.Format(free)} is free; " +
                 "give a smaller --memory-min, lower or destroy another guest, or shrink the host reserve (vsctl host set --reserve)";
         }
-        if (asked.Limit is { } limit)
+        if (asked.Limit is { } limit && limits + limit > pool.LimitsCap)
         {
-            var limits = list.Sum(c => c.Limit ?? 0);
-            if (limits + limit > pool.LimitsCap)
-            {
-                return $"cannot {verb} '{asked.Name}': its limit of {Size.Format(limit)} would bring the guests' limits to " +
-                    $"{Size.Format(limits + limit)}, over the pool's {Size.Format(pool.LimitsCap)} (capacity {Size.Format(pool.Capacity)} x overcommit {pool.Overcommit.ToString("0.##", System.Globalization.CultureInfo.InvariantCulture)}); " +
-                    "give a smaller --memory, or allow more overcommit (vsctl host set --overcommit)";
-            }
+            return $"cannot {verb} '{asked.Name}': its limit of {Size.Format(limit)} would bring the guests' limits to " +
+                $"{Size.Format(limits + limit)}, over the pool's {Size.Format(pool.LimitsCap)} ({LimitsCapText(pool)}); " +
+                "give a smaller --memory, or allow more overcommit (vsctl host set --overcommit)";
         }
         return null;
     }
+
+    /// <summary>Null when what guests hold now fits a pool with new settings; else one line with the numbers.</summary>
+    public static string? SettingsRefusal(Pool pool, Commitments held)
+    {
+        if (held.Guarantees > pool.Capacity)
+            return $"the pool's capacity would be {Size.Format(pool.Capacity)}, less than the {Size.Format(held.Guarantees)} " +
+                "already guaranteed to guests; lower their --memory-min first or keep a smaller reserve";
+        if (held.Limits > pool.LimitsCap)
+            return $"the guests' limits add up to {Size.Format(held.Limits)}, more than {Size.Format(pool.LimitsCap)} ({LimitsCapText(pool)}); " +
+                "lower some limits first or allow more overcommit";
+        return null;
+    }
+
+    private static string LimitsCapText(Pool pool) =>
+        $"capacity {Size.Format(pool.Capacity)} x overcommit {pool.Overcommit.ToString("0.##", System.Globalization.CultureInfo.InvariantCulture)}";
 }

@@ -48,6 +48,17 @@ public sealed class PoolPolicyTests
     public void A_guests_own_old_commitment_does_not_count_against_its_change() =>
         Admission.Refusal(Pool, [new("a", 8 * G, null)], new Commitment("a", 8 * G, null), "change the memory of").ShouldBeNull();
 
+    [Fact]
+    public void New_settings_must_still_hold_what_guests_were_promised()
+    {
+        var held = Commitments.Of([new("a", 3 * G, 4 * G), new("b", 4 * G, null)]);
+        held.ShouldBe(new Commitments(7 * G, 4 * G));
+        Admission.SettingsRefusal(Pool, held).ShouldBeNull();
+        Admission.SettingsRefusal(new PoolSettings { ReserveBytes = 4 * G }.For(10 * G), held)!.ShouldContain("already guaranteed");
+        Admission.SettingsRefusal(new PoolSettings { ReserveBytes = 2 * G, Overcommit = 1 }.For(10 * G), new Commitments(0, 9 * G))!
+            .ShouldContain("x overcommit 1)");
+    }
+
     [Theory]
     [InlineData(-1L, 2.0, null)]
     [InlineData(10L << 30, 2.0, null)]
