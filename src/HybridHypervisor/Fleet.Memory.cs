@@ -113,12 +113,12 @@ public sealed partial class Fleet
 
     /// <summary>Admission for a change of a guest's promises: only a larger guarantee or limit needs room; giving
     /// memory back always succeeds (even on a pool that a smaller capacity has left overcommitted).</summary>
-    private Reservation AdmitChange(GuestRuntime g, GuestConfig changed)
+    private Reservation AdmitChange(GuestRuntime g, GuestConfig changed, string verb = "change the memory of")
     {
         var before = CommitmentOf(g.Config);
         var after = CommitmentOf(changed);
         var grows = after.Guarantee > before.Guarantee || (after.Limit ?? 0) > (before.Limit ?? 0);
-        return grows ? Admit(changed, "change the memory of", runningOnly: false) : new Reservation(this, null);
+        return grows ? Admit(changed, verb, runningOnly: false) : new Reservation(this, null);
     }
 
     private sealed class Reservation(Fleet fleet, string? name) : IDisposable

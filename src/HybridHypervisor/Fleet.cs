@@ -159,6 +159,7 @@ public sealed partial class Fleet : IDisposable
         else if (File.Exists(paths.PidFile))
         {
             var stopRequested = File.Exists(paths.StoppingMarker);
+            DomainDriver.ReleaseRoot(paths);
             File.Delete(paths.PidFile);
             File.Delete(paths.StoppingMarker);
             runtime.LastExit = new GuestExit(null, null, DateTimeOffset.UtcNow, "ended while no agent was running (status unknown)", Reset: false);
@@ -273,7 +274,11 @@ public sealed partial class Fleet : IDisposable
                 Image = imageName,
                 Limits = domain is null ? request.Limits : new GuestLimits { MemoryBytes = domain.MaxMemoryBytes, MemoryMinBytes = request.Limits.MemoryMinBytes },
                 Domain = domain,
-                Network = new GuestNetworkConfig { Ipv4 = address.ToString() },
+                Network = new GuestNetworkConfig
+                {
+                    Ipv4 = address.ToString(),
+                    Mac = Vserver.Isolation.Network.DomainTap.MacFor($"{_options.StateRoot}\0{request.Name}"),
+                },
                 Restart = restart,
                 Command = request.Command,
                 Created = DateTimeOffset.UtcNow,
@@ -525,6 +530,7 @@ public sealed partial class Fleet : IDisposable
         File.Delete(paths.StoppingMarker);
         File.Delete(paths.PidFile);
         await domain.DisposeAsync();
+        if (g.Config.Domain?.Root == DomainRoot.Virtiofs) DomainDriver.ReleaseRoot(paths);
         g.Domain = null;
         g.Paused = false;
         g.ConsoleAttached = false;

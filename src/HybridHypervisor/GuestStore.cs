@@ -28,6 +28,14 @@ public sealed record GuestPaths(string Dir, string RunDir, string HostVeth, stri
     public string NotifySocket => Path.Combine(RunDir, "notify.sock");
     /// <summary>Domains: the root disk, a qcow2 overlay over the image's ext4 base.</summary>
     public string Disk => Path.Combine(Dir, "disk.qcow2");
+    /// <summary>Domains promoted with --copy: the root disk, a raw ext4 image of the vserver's files.</summary>
+    public string Ext4Disk => Path.Combine(Dir, "disk.ext4");
+    /// <summary>Domains with a virtiofs root: virtiofsd's socket and lock directory (owned by the guest's root), with
+    /// root/ where the shared tree is bound in virtiofsd's own mount namespace.</summary>
+    public string VirtiofsDir => Path.Combine(RunDir, "virtiofs");
+    public string VirtiofsSocket => Path.Combine(VirtiofsDir, "sock");
+    public string VirtiofsdPidFile => Path.Combine(RunDir, "virtiofsd.pid");
+    public string VirtiofsdLog => Path.Combine(RunDir, "virtiofsd.log");
     public string QmpSocket => Path.Combine(RunDir, "qmp.sock");
     /// <summary>Domains: QEMU's serial console socket (one client at a time); QEMU appends all output to <see cref="Console"/>.</summary>
     public string ConsoleSocket => Path.Combine(RunDir, "console.sock");
@@ -111,6 +119,7 @@ public sealed class GuestStore(FleetOptions options)
             Limits = c.Limits ?? new GuestLimits(),
             Network = c.Network ?? new GuestNetworkConfig(),
             Security = security with { AllowSyscalls = security.AllowSyscalls ?? [] },
+            History = c.History ?? [],
         };
 #pragma warning restore CA1508
     }

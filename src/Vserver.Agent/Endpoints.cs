@@ -57,6 +57,18 @@ internal static class Endpoints
             await fleet.SaveAsync(name, request.File, ct);
             return new SaveResult { File = request.File, SizeBytes = new FileInfo(request.File).Length };
         });
+        v1.MapPost("/guests/{name}/promote", async (string name, PromoteRequest request, CancellationToken ct) =>
+        {
+            if (request.TimeoutSeconds is <= 0) throw FleetException.Invalid("invalid promote timeout: give seconds, more than 0");
+            var (plan, view) = await fleet.PromoteAsync(name, new PromoteOptions(request.Kernel, request.Vcpus, request.MemoryBytes, request.Copy,
+                request.DiskBytes, request.DryRun, request.TimeoutSeconds is { } t ? TimeSpan.FromSeconds(t) : null), ct);
+            return Mapping.ToResult(plan, view);
+        });
+        v1.MapPost("/guests/{name}/demote", async (string name, DemoteRequest request, CancellationToken ct) =>
+        {
+            var (plan, view) = await fleet.DemoteAsync(name, request.DryRun, ct);
+            return Mapping.ToResult(plan, view);
+        });
         v1.MapPost("/restore", async (SaveFileRequest request, CancellationToken ct) =>
         {
             var view = await fleet.RestoreAsync(request.File, ct);

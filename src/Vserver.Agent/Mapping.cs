@@ -41,7 +41,23 @@ internal static class Mapping
         Kernel = v.Config?.Domain?.Kernel,
         Vcpus = v.Config?.Domain?.Vcpus,
         MaxMemoryBytes = v.Config?.Domain?.MaxMemoryBytes,
-        DiskBytes = v.Config?.Domain?.DiskBytes,
+        DiskBytes = v.Config?.Domain is { Root: not DomainRoot.Virtiofs } d ? d.DiskBytes : null,
+        Root = v.Config?.Domain?.Root.ToString().ToLowerInvariant(),
+        Mac = v.Config?.Network.Mac,
+        History = v.Config?.History is { Count: > 0 } h
+            ? h.Select(e => $"{e.At.UtcDateTime:yyyy-MM-dd HH:mm:ss}Z {e.Detail}").ToList()
+            : null,
+    };
+
+    public static ConversionResult ToResult(ConversionPlan plan, GuestView? view) => new()
+    {
+        Name = plan.Name,
+        From = plan.From,
+        To = plan.To,
+        Settings = plan.Settings.Select(s => new PlanSetting { What = s.What, Value = s.Value }).ToList(),
+        Notes = plan.Notes,
+        DryRun = view is null,
+        Guest = view is null ? null : ToInfo(view),
     };
 
     public static PoolInfo ToInfo(PoolView p) => new()

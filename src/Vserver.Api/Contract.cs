@@ -80,6 +80,11 @@ public sealed record GuestInfo
     /// <summary>Domains: guest RAM (the most the balloon can give back); <see cref="MemoryBytes"/> is the balloon target.</summary>
     public long? MaxMemoryBytes { get; init; }
     public long? DiskBytes { get; init; }
+    /// <summary>Domains: overlay (qcow2 over the image), virtiofs (a promoted vserver's files, shared) or ext4 (a copy).</summary>
+    public string? Root { get; init; }
+    public string? Mac { get; init; }
+    /// <summary>Promotions and demotions, oldest first, one line each ("2026-11-21 10:00:00Z promoted from vserver: ...").</summary>
+    public IReadOnlyList<string>? History { get; init; }
 }
 
 public sealed record ExitInfo
@@ -260,6 +265,43 @@ public sealed record SaveResult
     public long SizeBytes { get; init; }
 }
 
+/// <summary>vsctl promote: null fields carry over from the vserver.</summary>
+public sealed record PromoteRequest
+{
+    public string? Kernel { get; init; }
+    public int? Vcpus { get; init; }
+    public long? MemoryBytes { get; init; }
+    /// <summary>Copy the files into an ext4 image of the domain's own instead of sharing them in place (virtiofs).</summary>
+    public bool Copy { get; init; }
+    public long? DiskBytes { get; init; }
+    public bool DryRun { get; init; }
+    /// <summary>How long the domain may take to come up before the promotion is rolled back.</summary>
+    public int? TimeoutSeconds { get; init; }
+}
+
+public sealed record DemoteRequest
+{
+    public bool DryRun { get; init; }
+}
+
+/// <summary>What a promotion or demotion gives the guest; with the guest as it is now unless it was a dry run.</summary>
+public sealed record ConversionResult
+{
+    public required string Name { get; init; }
+    public required string From { get; init; }
+    public required string To { get; init; }
+    public required IReadOnlyList<PlanSetting> Settings { get; init; }
+    public IReadOnlyList<string> Notes { get; init; } = [];
+    public bool DryRun { get; init; }
+    public GuestInfo? Guest { get; init; }
+}
+
+public sealed record PlanSetting
+{
+    public required string What { get; init; }
+    public required string Value { get; init; }
+}
+
 public sealed record ErrorResponse
 {
     public required string Error { get; init; }
@@ -288,5 +330,8 @@ public sealed record WaitResponse
 [JsonSerializable(typeof(SaveFileRequest))]
 [JsonSerializable(typeof(SaveResult))]
 [JsonSerializable(typeof(ErrorResponse))]
+[JsonSerializable(typeof(PromoteRequest))]
+[JsonSerializable(typeof(DemoteRequest))]
+[JsonSerializable(typeof(ConversionResult))]
 [JsonSerializable(typeof(ExecRequest))]
 public sealed partial class ApiJson : JsonSerializerContext;

@@ -134,6 +134,16 @@ public sealed class VserverClient : IDisposable
         SendAsync(HttpMethod.Post, "v1/restore", JsonContent.Create(new SaveFileRequest { File = file }, ApiJson.Default.SaveFileRequest),
             ApiJson.Default.GuestInfo, ct);
 
+    /// <summary>Promotes a vserver to a domain (or, with DryRun, says what it would get).</summary>
+    public Task<ConversionResult> PromoteAsync(string name, PromoteRequest request, CancellationToken ct = default) =>
+        SendAsync(HttpMethod.Post, $"v1/guests/{Uri.EscapeDataString(name)}/promote",
+            JsonContent.Create(request, ApiJson.Default.PromoteRequest), ApiJson.Default.ConversionResult, ct);
+
+    /// <summary>Demotes a domain to a vserver (or, with DryRun, says what it would get).</summary>
+    public Task<ConversionResult> DemoteAsync(string name, DemoteRequest request, CancellationToken ct = default) =>
+        SendAsync(HttpMethod.Post, $"v1/guests/{Uri.EscapeDataString(name)}/demote",
+            JsonContent.Create(request, ApiJson.Default.DemoteRequest), ApiJson.Default.ConversionResult, ct);
+
     /// <summary>Opens the exec WebSocket and sends the request; the caller pumps <see cref="ExecStream"/> frames.</summary>
     public async Task<WebSocket> OpenExecAsync(string name, ExecRequest request, CancellationToken ct = default)
     {

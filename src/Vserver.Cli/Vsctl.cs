@@ -28,6 +28,8 @@ internal static class Vsctl
             ConsoleCommand.Create(cli),
             SaveCommand.Create(cli),
             RestoreCommand.Create(cli),
+            PromoteCommand.Create(cli),
+            PromoteCommand.CreateDemote(cli),
             ImageCommand.Create(cli),
             KernelCommand.Create(cli),
             HostCommand.Create(cli),

@@ -214,6 +214,31 @@ public sealed class TestHost : IAsyncDisposable
         return pids;
     }
 
+    /// <summary>Pids of virtiofsd processes serving this host's guests (their command line or, inside a user namespace,
+    /// their environment names the guest's run directory).</summary>
+    public IReadOnlyList<int> VirtiofsdPids(string? guest = null)
+    {
+        var needle = guest is null ? Dir + "/" : Path.Combine(RunDir, "guests", guest) + "/";
+        var pids = new List<int>();
+        foreach (var proc in Directory.EnumerateDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(proc), out var pid)) continue;
+            try
+            {
+                var cmdline = File.ReadAllText(Path.Combine(proc, "cmdline")).Replace('\0', ' ');
+                if (!cmdline.Contains("virtiofsd", StringComparison.Ordinal)) continue;
+                var environ = File.ReadAllText(Path.Combine(proc, "environ")).Replace('\0', ' ') + " ";
+                if (cmdline.Contains(needle, StringComparison.Ordinal) || environ.Contains($"VSERVER_GUEST_RUN={needle.TrimEnd('/')} ", StringComparison.Ordinal)
+                    || (guest is null && environ.Contains($"VSERVER_GUEST_RUN={needle}", StringComparison.Ordinal)))
+                    pids.Add(pid);
+            }
+            catch (IOException)
+            {
+            }
+        }
+        return pids;
+    }
+
     public bool CgroupExists(string guest) =>
         Directory.EnumerateDirectories("/sys/fs/cgroup").Any(h => Directory.Exists(Path.Combine(h, CgroupParent, guest)));
 
@@ -227,6 +252,7 @@ public sealed class TestHost : IAsyncDisposable
         CgroupExists(guest).ShouldBeFalse($"cgroup of {guest} left behind");
         Directory.Exists($"/sys/class/net/{Tap(guest)}").ShouldBeFalse($"tap of {guest} left behind");
         QemuPids(guest).ShouldBeEmpty($"QEMU of {guest} left running");
+        VirtiofsdPids(guest).ShouldBeEmpty($"virtiofsd of {guest} left running");
     }
 
     public async ValueTask DisposeAsync()
@@ -276,7 +302,7 @@ public sealed class TestHost : IAsyncDisposable
                         if (int.TryParse(line, out var pid)) Run("kill", "-9", pid.ToString(System.Globalization.CultureInfo.InvariantCulture));
             }
         }
-        foreach (var pid in QemuPids()) Run("kill", "-9", pid.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        foreach (var pid in QemuPids().Concat(VirtiofsdPids())) Run("kill", "-9", pid.ToString(System.Globalization.CultureInfo.InvariantCulture));
         Thread.Sleep(100);
         foreach (var line in File.ReadAllLines("/proc/self/mountinfo"))
         {

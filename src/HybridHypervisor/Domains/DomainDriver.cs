@@ -18,6 +18,9 @@ public sealed class DomainDriver(FleetOptions options, HostBridge bridge, ImageS
     public const string QemuProgram = "qemu-system-x86_64";
     private static readonly TimeSpan QmpTimeout = TimeSpan.FromSeconds(15);
 
+    /// <summary>Promoted vservers' roots: the shared tree and its virtiofsd, the copies.</summary>
+    public VserverRoot Roots { get; } = new(options, images);
+
     // ---- create / destroy ----
 
     /// <summary>The image's ext4 base (built once per image), this domain's overlay of the requested size, its tap.</summary>
@@ -52,8 +55,25 @@ public sealed class DomainDriver(FleetOptions options, HostBridge bridge, ImageS
     public static void Teardown(GuestPaths paths)
     {
         if (ReadPid(paths) is { } pid && IsOurQemu(pid, paths)) KillAndWait(pid);
+        ReleaseRoot(paths);
         DomainTap.Destroy(paths.Tap);
     }
+
+    /// <summary>After a run of a domain with a virtiofs root: its virtiofsd and the mounted tree go (both are made again
+    /// at the next start); nothing for other roots.</summary>
+    public static void ReleaseRoot(GuestPaths paths)
+    {
+        VserverRoot.StopDaemon(paths);
+        VserverRoot.Unmount(paths);
+    }
+
+    /// <summary>The file that holds the domain's root, or null for a shared (virtiofs) root.</summary>
+    public static string? RootDisk(DomainSettings domain, GuestPaths paths) => domain.Root switch
+    {
+        DomainRoot.Ext4 => paths.Ext4Disk,
+        DomainRoot.Virtiofs => null,
+        _ => paths.Disk,
+    };
 
     // ---- run ----
 
@@ -69,9 +89,12 @@ public sealed class DomainDriver(FleetOptions options, HostBridge bridge, ImageS
             Initrd = kernel.Initrd,
             Vcpus = domain.Vcpus,
             MemoryBytes = domain.MaxMemoryBytes,
-            Disk = paths.Disk,
+            Disk = RootDisk(domain, paths) ?? "",
+            Root = domain.Root,
+            VirtiofsSocket = paths.VirtiofsSocket,
+            Init = config.Command,
             Tap = paths.Tap,
-            Mac = DomainTap.MacFor($"{options.StateRoot}\0{config.Name}"),
+            Mac = config.Network.Mac ?? DomainTap.MacFor($"{options.StateRoot}\0{config.Name}"),
             Address = $"{config.Network.Ipv4}/{options.Subnet.PrefixLength}",
             Gateway = options.Subnet.Gateway.ToString(),
             QmpSocket = paths.QmpSocket,
@@ -89,12 +112,24 @@ public sealed class DomainDriver(FleetOptions options, HostBridge bridge, ImageS
     public async Task<RunningDomain> StartAsync(GuestConfig config, GuestPaths paths, AcceleratorChoice accelerator, string? incoming = null,
         CancellationToken ct = default)
     {
-        if (!File.Exists(paths.Disk))
-            throw FleetException.Conflict($"the disk of domain '{config.Name}' ({paths.Disk}) is missing; destroy and recreate the domain");
+        if (RootDisk(config.Domain!, paths) is { } disk && !File.Exists(disk))
+            throw FleetException.Conflict($"the disk of domain '{config.Name}' ({disk}) is missing; destroy and recreate the domain");
         var launch = LaunchFor(config, paths, accelerator, incoming);
         var qemu = FindProgram(QemuProgram)
             ?? throw FleetException.Conflict($"{QemuProgram} not found in PATH; install QEMU (Debian: apt-get install qemu-system-x86, or run make deps)");
         EnsureTap(paths);
+        if (config.Domain!.Root == DomainRoot.Virtiofs)
+        {
+            try
+            {
+                await Roots.StartDaemonAsync(config, paths, ct);
+            }
+            catch
+            {
+                ReleaseRoot(paths);
+                throw;
+            }
+        }
         Directory.CreateDirectory(paths.RunDir);
         foreach (var stale in new[] { paths.QmpSocket, paths.ConsoleSocket, paths.AgentSocket, paths.PidFile, paths.QemuLog })
             File.Delete(stale);
@@ -118,11 +153,13 @@ public sealed class DomainDriver(FleetOptions options, HostBridge bridge, ImageS
             var status = await qmp.QueryStatusAsync(ct);
             return new RunningDomain(process, qmp, accelerator, started, paths.AgentSocket, paths.QemuLog, paused: !status.Running);
         }
-        catch (Exception e) when (e is not FleetException)
+        catch (Exception e)
         {
             process.Signal(9);
             await process.Exited;
             process.Dispose();
+            ReleaseRoot(paths);
+            if (e is FleetException) throw;
             throw new FleetException(FleetError.Failed, $"starting {config.Name} failed: {e.Message} {LastLines(paths.QemuLog, 3)}".TrimEnd(), e);
         }
     }

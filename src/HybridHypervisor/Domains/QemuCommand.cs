@@ -12,7 +12,13 @@ public sealed record DomainLaunch
     public required string Initrd { get; init; }
     public required int Vcpus { get; init; }
     public required long MemoryBytes { get; init; }
+    /// <summary>The root disk (qcow2 for <see cref="Model.DomainRoot.Overlay"/>, raw for Ext4); unused for Virtiofs.</summary>
     public required string Disk { get; init; }
+    public Model.DomainRoot Root { get; init; } = Model.DomainRoot.Overlay;
+    /// <summary>Virtiofs roots: virtiofsd's vhost-user socket.</summary>
+    public string? VirtiofsSocket { get; init; }
+    /// <summary>The guest's init and its arguments (the initramfs runs /sbin/init when null).</summary>
+    public IReadOnlyList<string>? Init { get; init; }
     public required string Tap { get; init; }
     public required string Mac { get; init; }
     /// <summary>A.B.C.D/PREFIX, set up by the initramfs before the guest's init runs.</summary>
@@ -38,31 +44,49 @@ public static class QemuCommand
 {
     public static string KernelCommandLine(DomainLaunch l)
     {
-        var parts = new List<string> { "console=ttyS0", "root=/dev/vda", "rw", "panic=-1" };
+        var parts = new List<string> { "console=ttyS0" };
+        parts.AddRange(l.Root == Model.DomainRoot.Virtiofs ? [$"root={VserverRoot.Tag}", "rootfstype=virtiofs"] : ["root=/dev/vda"]);
+        parts.AddRange(["rw", "panic=-1"]);
         if (l.Accelerator == AcceleratorKind.Tcg && l.TscKhz is { } khz) parts.Add($"tsc_early_khz={khz.ToString(CultureInfo.InvariantCulture)}");
         parts.Add($"vserver.hostname={l.Name}");
         parts.Add($"vserver.ip={l.Address}");
         parts.Add($"vserver.gw={l.Gateway}");
+        if (l.Init is { Count: > 0 } init)
+        {
+            // The kernel hands the words after "--" to the initramfs' /init, which passes them on to init=.
+            parts.Add($"init={init[0]}");
+            if (init.Count > 1) parts.Add("--");
+            parts.AddRange(init.Skip(1));
+        }
         return string.Join(' ', parts);
+    }
+
+    /// <summary>Why a command cannot be a domain's init (the kernel command line splits words at spaces and has no
+    /// escapes), or null if it can.</summary>
+    public static string? InitError(IReadOnlyList<string> command)
+    {
+        var bad = command.FirstOrDefault(w => w.Length == 0 || w.Any(c => char.IsWhiteSpace(c) || c is '"' || char.IsControl(c)));
+        return bad is null ? null : $"the command word '{bad}' cannot be passed on a kernel command line (no spaces, quotes or empty words)";
     }
 
     public static IReadOnlyList<string> Arguments(DomainLaunch l)
     {
         var kvm = l.Accelerator == AcceleratorKind.Kvm;
+        var shared = l.Root == Model.DomainRoot.Virtiofs;
+        var memory = $"{l.MemoryBytes >> 20}M";
         var args = new List<string>
         {
             "-name", $"{l.Name},process=vserver-{l.Name}",
-            "-M", "microvm,acpi=on",
+            // vhost-user devices need guest RAM that virtiofsd can map: a shared memfd.
+            "-M", shared ? "microvm,acpi=on,memory-backend=mem" : "microvm,acpi=on",
             "-accel", kvm ? "kvm" : "tcg",
             "-cpu", kvm ? "host" : "max",
-            "-m", $"{l.MemoryBytes >> 20}M",
+            "-m", memory,
             "-smp", l.Vcpus.ToString(CultureInfo.InvariantCulture),
             "-nodefaults", "-no-user-config", "-display", "none",
             // A reboot inside ends QEMU; the agent sees the reset and starts the domain again (as xl's on_reboot).
             "-no-reboot",
             "-kernel", l.Vmlinux, "-initrd", l.Initrd, "-append", KernelCommandLine(l),
-            "-drive", $"id=root,file={Escape(l.Disk)},format=qcow2,if=none,discard=unmap",
-            "-device", "virtio-blk-device,drive=root",
             "-netdev", $"tap,id=net0,ifname={l.Tap},script=no,downscript=no",
             "-device", $"virtio-net-device,netdev=net0,mac={l.Mac}",
             "-chardev", $"socket,id=console,path={Escape(l.ConsoleSocket)},server=on,wait=off,logfile={Escape(l.ConsoleLog)},logappend=on",
@@ -75,6 +99,19 @@ public static class QemuCommand
             "-qmp", $"unix:{Escape(l.QmpSocket)},server=on,wait=off",
             "-pidfile", l.PidFile,
         };
+        if (shared)
+            args.AddRange([
+                "-object", $"memory-backend-memfd,id=mem,size={memory},share=on",
+                // microvm's virtio-mmio transport defaults to legacy mode, which vhost-user-fs does not support.
+                "-global", "virtio-mmio.force-legacy=false",
+                "-chardev", $"socket,id=rootfs,path={Escape(l.VirtiofsSocket!)}",
+                "-device", $"vhost-user-fs-device,chardev=rootfs,tag={VserverRoot.Tag}",
+            ]);
+        else
+            args.AddRange([
+                "-drive", $"id=root,file={Escape(l.Disk)},format={(l.Root == Model.DomainRoot.Ext4 ? "raw" : "qcow2")},if=none,discard=unmap",
+                "-device", "virtio-blk-device,drive=root",
+            ]);
         if (l.Incoming is { } incoming) args.AddRange(["-incoming", incoming]);
         return args;
     }

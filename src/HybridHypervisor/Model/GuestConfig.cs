@@ -19,6 +19,8 @@ public sealed record GuestConfig
     public GuestSecurity Security { get; init; } = new();
     /// <summary>Domains only: the virtual machine's kernel, processors and disk.</summary>
     public DomainSettings? Domain { get; init; }
+    /// <summary>What happened to the guest beyond its runs, oldest first: promotions and demotions.</summary>
+    public IReadOnlyList<GuestEvent> History { get; init; } = [];
 
     public IReadOnlyList<string> InitCommand => Command is { Count: > 0 } c ? c : ["/sbin/init"];
 }
@@ -47,7 +49,22 @@ public sealed record DomainSettings
     public int Vcpus { get; init; } = 1;
     public long MaxMemoryBytes { get; init; } = DefaultMemoryBytes;
     public long DiskBytes { get; init; } = DefaultDiskBytes;
+    /// <summary>What the domain's root filesystem is (see <see cref="DomainRoot"/>).</summary>
+    public DomainRoot Root { get; init; } = DomainRoot.Overlay;
 }
+
+/// <summary>
+/// A domain's root filesystem. <see cref="Overlay"/>: a qcow2 overlay over its image's ext4 base (a domain created as
+/// one). <see cref="Virtiofs"/>: a promoted vserver's own layers (its image and writable layer, as the vserver saw
+/// them) shared in place through virtiofsd, nothing copied. <see cref="Ext4"/>: a raw ext4 image of its own
+/// (promote --copy).
+/// </summary>
+[JsonConverter(typeof(JsonStringEnumConverter<DomainRoot>))]
+public enum DomainRoot { Overlay, Virtiofs, Ext4 }
+
+/// <summary>One entry of a guest's history: when, what ("promoted", "demoted"), in words, and the limits it had as a
+/// vserver before a promotion (its CPU share and process limit, which a domain does not have), for the demotion.</summary>
+public sealed record GuestEvent(DateTimeOffset At, string Event, string Detail, GuestLimits? VserverLimits = null);
 
 /// <summary>How a guest is confined beyond its namespaces.</summary>
 public sealed record GuestSecurity
@@ -69,6 +86,9 @@ public sealed record IdMap(long HostBase, long Count)
 public sealed record GuestNetworkConfig
 {
     public string? Ipv4 { get; init; }
+    /// <summary>eth0's MAC, kept across promotion and demotion; null for guests created before it was recorded (a
+    /// vserver's then is whatever its veth got, a domain's <see cref="Vserver.Isolation.Network.DomainTap.MacFor"/>).</summary>
+    public string? Mac { get; init; }
 }
 
 [JsonConverter(typeof(JsonStringEnumConverter<GuestKind>))]

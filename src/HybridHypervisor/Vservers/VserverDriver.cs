@@ -82,7 +82,7 @@ public sealed class VserverDriver(FleetOptions options, ICgroupHierarchy cgroups
         GuestNetwork.Destroy(paths.Netns, paths.HostVeth);
         Directory.CreateDirectory(paths.RunDir);
         bridge.Ensure();
-        GuestNetwork.Create(options.VsinitPath, paths.Netns, paths.HostVeth, bridge, IPAddress.Parse(config.Network.Ipv4!));
+        GuestNetwork.Create(options.VsinitPath, paths.Netns, paths.HostVeth, bridge, IPAddress.Parse(config.Network.Ipv4!), config.Network.Mac);
     }
 
     public RunningVserver Start(GuestConfig config, GuestPaths paths)

@@ -88,9 +88,16 @@ internal static class StatusCommand
             ("memory target", Display.Bytes(g.MemoryBytes)),
             ("max memory", Display.Bytes(g.MaxMemoryBytes)),
             ("memory min", Guarantee(g.MemoryMinBytes, "balloon floor")),
+            ("root", g.Root switch
+            {
+                "virtiofs" => "virtiofs (the files it had as a vserver, shared in place)",
+                "ext4" => "ext4 image (a copy of the files it had as a vserver)",
+                var r => Display.Text(r is null ? null : $"{r} (qcow2 over its image)"),
+            }),
             ("disk", Display.Bytes(g.DiskBytes)),
             ("image", Display.Text(g.Image)),
             ("ipv4", Display.Text(g.Ipv4)),
+            ("mac", Display.Text(g.Mac)),
             ("restart", Display.Text(g.Restart)),
             ("qemu pid", Display.Number(g.InitPid)),
         ]);
@@ -108,11 +115,15 @@ internal static class StatusCommand
     /// <summary>The memory guarantee and how the kind of guest keeps it.</summary>
     private static string Guarantee(long? bytes, string how) => bytes is { } b ? $"{ByteSize.Format(b)} (guaranteed: {how})" : Display.None;
 
-    private static void AddHistory(GuestInfo g, TimeProvider clock, List<(string, string)> lines) => lines.AddRange(
-    [
-        ("created", Display.Time(g.Created, clock)),
-        ("started", Display.Time(g.StartedAt, clock)),
-        ("last exit", g.LastExit is { } e ? $"{e.Description} at {Display.Time(e.At, clock)}" : Display.None),
-        ("restarts", Display.Number(g.RestartCount)),
-    ]);
+    private static void AddHistory(GuestInfo g, TimeProvider clock, List<(string, string)> lines)
+    {
+        lines.AddRange(
+        [
+            ("created", Display.Time(g.Created, clock)),
+            ("started", Display.Time(g.StartedAt, clock)),
+            ("last exit", g.LastExit is { } e ? $"{e.Description} at {Display.Time(e.At, clock)}" : Display.None),
+            ("restarts", Display.Number(g.RestartCount)),
+        ]);
+        foreach (var entry in g.History ?? []) lines.Add(("history", entry));
+    }
 }

@@ -42,6 +42,10 @@ public sealed class VsinitSpec
     /// <summary>Start (needs <see cref="Meminfo"/>): the unix socket where the monitor takes the seccomp listeners of
     /// later execs, so their sysinfo(2) is answered too. Exec: where to hand the command's listener over.</summary>
     public string? NotifySocket { get; init; }
+    /// <summary>userns-exec: directories (or files) bound, with what is mounted below them, over existing targets in a
+    /// private mount namespace before the user namespace is entered, in order; a later target may lie inside an earlier
+    /// one. Lets a tool in the guest's id range reach paths whose host parents it could not walk.</summary>
+    public IReadOnlyList<(string Source, string Target)> Binds { get; init; } = [];
 
     /// <summary>Kernel interfaces that leak host state or act on the host: hidden behind /dev/null or an empty tmpfs.</summary>
     public static readonly IReadOnlyList<string> DefaultMasked =
@@ -88,6 +92,11 @@ public sealed class VsinitSpec
         Line("pidfile", PidFile);
         Line("exitfile", ExitFile);
         Line("console", Console);
+        foreach (var (source, target) in Binds)
+        {
+            Line("bind_source", source);
+            Line("bind_target", target);
+        }
         foreach (var e in Env) Line("env", e);
         foreach (var a in Args) Line("arg", a);
         Line("cwd", Cwd);

@@ -19,6 +19,11 @@ internal static partial class Libc
     [LibraryImport(LibcName, EntryPoint = "lchown", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     public static partial int Lchown(string path, uint owner, uint group);
 
+    [LibraryImport(LibcName, EntryPoint = "mknod", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int Mknod(string path, uint mode, ulong dev);
+
+    public const uint S_IFCHR = 0x2000;
+
     public const int LOCK_EX = 2;
 
     /// <summary>flock(2) on an fd of our own; .NET's FileStream takes a non-blocking one of its own.</summary>

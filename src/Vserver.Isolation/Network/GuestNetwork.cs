@@ -11,12 +11,14 @@ namespace Vserver.Isolation.Network;
 /// </summary>
 public static class GuestNetwork
 {
-    public static void Create(string vsinitPath, string netnsPath, string hostVeth, HostBridge bridge, IPAddress address)
+    /// <param name="mac">eth0's MAC (kept when a vserver becomes a domain and back); null lets the kernel pick one.</param>
+    public static void Create(string vsinitPath, string netnsPath, string hostVeth, HostBridge bridge, IPAddress address, string? mac = null)
     {
         try
         {
             HostCommand.Run(vsinitPath, ["netns", netnsPath]);
-            HostCommand.Run("ip", ["link", "add", hostVeth, "type", "veth", "peer", "name", "eth0", "netns", netnsPath]);
+            HostCommand.Run("ip", ["link", "add", hostVeth, "type", "veth", "peer", "name", "eth0",
+                .. (mac is null ? Array.Empty<string>() : ["address", mac]), "netns", netnsPath]);
             HostCommand.Run("ip", ["link", "set", hostVeth, "master", bridge.Name, "up"]);
             HostCommand.Run("nsenter", [$"--net={netnsPath}", "ip", "-batch", "-"], stdin: string.Join('\n',
                 "link set lo up",
@@ -33,6 +35,14 @@ public static class GuestNetwork
             Destroy(netnsPath, hostVeth);
             throw;
         }
+    }
+
+    /// <summary>eth0's MAC inside the namespace, or null if it cannot be read.</summary>
+    public static string? ReadMac(string netnsPath)
+    {
+        if (!File.Exists(netnsPath)) return null;
+        var (code, stdout, _) = HostCommand.TryRun("nsenter", [$"--net={netnsPath}", "cat", "/sys/class/net/eth0/address"]);
+        return code == 0 && stdout.Trim() is { Length: 17 } mac ? mac : null;
     }
 
     public static bool Exists(string netnsPath, string hostVeth) =>

@@ -112,7 +112,7 @@ public static partial class BaseDisk
     }
 
     /// <summary>The rootfs's size in bytes (the larger of du's apparent and allocated sizes) and its entry count.</summary>
-    private static (long Bytes, long Entries) Measure(string rootfsPath)
+    public static (long Bytes, long Entries) Measure(string rootfsPath)
     {
         static long Du(params string[] args) =>
             long.Parse(HostCommand.Run("du", args).Split('\t', 2)[0].Trim(), CultureInfo.InvariantCulture);
@@ -196,7 +196,12 @@ public static class DomainDisk
 
     /// <summary>Grows the ext4 in an unused overlay to its virtual size: qemu-storage-daemon's FUSE export turns
     /// the qcow2 into a plain file for resize2fs; no loop device, no nbd, and the base stays untouched.</summary>
-    private static void GrowFilesystem(string overlayPath)
+    private static void GrowFilesystem(string overlayPath) =>
+        WithRawExport(overlayPath, writable: true, raw => HostCommand.Run("resize2fs", [raw], timeout: TimeSpan.FromMinutes(10)));
+
+    /// <summary>Runs <paramref name="use"/> on an unused qcow2 overlay exported as a plain raw file (qemu-storage-daemon's
+    /// FUSE export, on a file next to the overlay); the export is flushed and removed afterwards, also on failure.</summary>
+    public static void WithRawExport(string overlayPath, bool writable, Action<string> use)
     {
         var dir = Path.GetDirectoryName(overlayPath)!;
         var mountpoint = Path.Combine(dir, $".{Path.GetFileName(overlayPath)}.fuse-{Environment.ProcessId}");
@@ -215,14 +220,14 @@ public static class DomainDisk
             {
                 "--blockdev", $"driver=file,node-name=file,filename={QemuOptionValue(overlayPath)}",
                 "--blockdev", "driver=qcow2,node-name=disk,file=file",
-                "--export", $"type=fuse,id=export,node-name=disk,mountpoint={QemuOptionValue(mountpoint)},writable=on",
+                "--export", $"type=fuse,id=export,node-name=disk,mountpoint={QemuOptionValue(mountpoint)},writable={(writable ? "on" : "off")}",
             }) psi.ArgumentList.Add(a);
             daemon = Process.Start(psi) ?? throw new DiskException("qemu-storage-daemon: could not start");
             var stderr = daemon.StandardError.ReadToEndAsync();
             _ = daemon.StandardOutput.ReadToEndAsync();
 
             var deadline = Stopwatch.StartNew();
-            while (!IsMountpoint(mountpoint))
+            while (!HostMounts.IsMountpoint(mountpoint))
             {
                 if (daemon.HasExited)
                     throw new DiskException($"qemu-storage-daemon exited ({daemon.ExitCode}) before exporting {overlayPath}: "
@@ -231,13 +236,13 @@ public static class DomainDisk
                     throw new DiskException($"qemu-storage-daemon did not export {overlayPath} within 30 s");
                 Thread.Sleep(10);
             }
-            HostCommand.Run("resize2fs", [mountpoint], timeout: TimeSpan.FromMinutes(10));
+            use(mountpoint);
 
             // SIGTERM: the daemon flushes the qcow2, unmounts the export and exits 0.
             daemon.StandardInput.Close();
             Interop.Libc.Kill(daemon.Id, 15);
             if (!daemon.WaitForExit(TimeSpan.FromSeconds(30)))
-                throw new DiskException($"qemu-storage-daemon did not stop after growing {overlayPath}");
+                throw new DiskException($"qemu-storage-daemon did not stop after exporting {overlayPath}");
             if (daemon.ExitCode != 0)
                 throw new DiskException($"qemu-storage-daemon exited {daemon.ExitCode}: {stderr.GetAwaiter().GetResult().Trim()}");
         }
@@ -249,25 +254,13 @@ public static class DomainDisk
                 daemon.WaitForExit(TimeSpan.FromSeconds(10));
             }
             daemon?.Dispose();
-            if (IsMountpoint(mountpoint)) Interop.Libc.Umount2(mountpoint, 2 /* MNT_DETACH */);
+            if (HostMounts.IsMountpoint(mountpoint)) Interop.Libc.Umount2(mountpoint, 2 /* MNT_DETACH */);
             File.Delete(mountpoint);
         }
     }
 
     /// <summary>A value inside a QEMU -blockdev/--export option string: commas are escaped by doubling.</summary>
     private static string QemuOptionValue(string value) => value.Replace(",", ",,", StringComparison.Ordinal);
-
-    private static bool IsMountpoint(string path)
-    {
-        var escaped = path.Replace("\\", "\\134", StringComparison.Ordinal).Replace(" ", "\\040", StringComparison.Ordinal)
-            .Replace("\t", "\\011", StringComparison.Ordinal).Replace("\n", "\\012", StringComparison.Ordinal);
-        foreach (var line in File.ReadLines("/proc/self/mountinfo"))
-        {
-            var fields = line.Split(' ');
-            if (fields.Length > 4 && fields[4] == escaped) return true;
-        }
-        return false;
-    }
 
     /// <summary><c>qemu-img info --output=json</c> of a disk.</summary>
     public static DiskInfo Info(string overlayPath)

@@ -262,6 +262,8 @@ struct spec {
 	struct list lower, cgroup, mask, readonly, env, arg;
 	/* "INSIDE OUTSIDE COUNT" lines for /proc/PID/{uid,gid}_map; present = user namespace. */
 	struct list uid_map, gid_map;
+	/* userns-exec: paths bound over others in a private mount namespace, pairwise in order. */
+	struct list bind_source, bind_target;
 	struct sock_filter *filter;
 	unsigned short filter_len;
 	uint64_t cap_keep;
@@ -480,6 +482,10 @@ static void parse_spec(const char *path, struct spec *s)
 			set_once(&c, &s->console, key, host_path(&c, key, val));
 		} else if (!strcmp(key, "meminfo")) {
 			set_once(&c, &s->meminfo, key, host_path(&c, key, val));
+		} else if (!strcmp(key, "bind_source")) {
+			list_add(&s->bind_source, host_path(&c, key, val));
+		} else if (!strcmp(key, "bind_target")) {
+			list_add(&s->bind_target, host_path(&c, key, val));
 		} else if (!strcmp(key, "notify_socket")) {
 			set_once(&c, &s->notify_socket, key, host_path(&c, key, val));
 		} else if (!strcmp(key, "env")) {
@@ -2136,6 +2142,150 @@ static int cmd_netns(const char *path)
 }
 
 /* ------------------------------------------------------------------ */
+/* mount-root and userns-exec: a vserver's root outside a vserver     */
+/* ------------------------------------------------------------------ */
+
+/*
+ * A user namespace with the spec's maps, held open by an fd: a child is
+ * cloned into a new one, the maps are written from here (host root may map
+ * any range), the namespace file is opened and the child is let go.  The
+ * namespace lives on as long as the fd does.
+ */
+static int make_userns_fd(const struct spec *s)
+{
+	char path[64];
+	int p[2], fd, status;
+	pid_t pid;
+
+	if (pipe2(p, O_CLOEXEC) < 0)
+		die(errno, "pipe");
+	pid = (pid_t)syscall(SYS_clone, (unsigned long)(CLONE_NEWUSER | SIGCHLD), NULL, NULL, NULL, 0UL);
+	if (pid < 0)
+		die(errno, "clone a user namespace");
+	if (pid == 0) {
+		char c;
+
+		close(p[1]);
+		(void)!read(p[0], &c, 1);
+		_exit(0);
+	}
+	close(p[0]);
+	write_id_map(pid, "uid_map", &s->uid_map);
+	write_id_map(pid, "gid_map", &s->gid_map);
+	snprintf(path, sizeof path, "/proc/%d/ns/user", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		die(errno, "open %s", path);
+	close(p[1]);
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	return fd;
+}
+
+/*
+ * vsinit mount-root SPEC: the overlay a vserver's init would get (image
+ * layers idmapped to its range, its upper and work), attached at `rootfs` in
+ * the caller's mount namespace.  Promotion shares it with a domain through
+ * virtiofs, or copies it into a disk image; the caller unmounts it.
+ */
+static int cmd_mount_root(const char *specpath)
+{
+	struct spec s;
+	int userns_fd = -1, mfd;
+
+	report_style = REPORT_STDERR;
+	fail_code = 1;
+	parse_spec(specpath, &s);
+	require(specpath, s.rootfs != NULL, "rootfs");
+	require(specpath, s.lower.n > 0, "lower");
+	require(specpath, s.upper != NULL, "upper");
+	require(specpath, s.work != NULL, "work");
+	if (!s.uid_map.n != !s.gid_map.n)
+		die(0, "spec %s: uid_map and gid_map go together", specpath);
+	if (s.uid_map.n)
+		userns_fd = make_userns_fd(&s);
+	mfd = make_rootfs_mount(&s, userns_fd);
+	if (move_mount(mfd, "", AT_FDCWD, s.rootfs, MOVE_MOUNT_F_EMPTY_PATH) < 0)
+		die(errno, "attach overlay on %s", s.rootfs);
+	close(mfd);
+	if (userns_fd >= 0)
+		close(userns_fd);
+	return 0;
+}
+
+/*
+ * vsinit userns-exec SPEC: runs `arg...` (with the spec's `env`, if any) as
+ * root of a new user namespace with the spec's maps, so a host tool sees a
+ * vserver's files with the ids the vserver sees and creates files in its
+ * range: virtiofsd serving a promoted vserver's root, mkfs.ext4 copying it.
+ * The process keeps its pid: it is what the caller started.
+ */
+static int cmd_userns_exec(const char *specpath)
+{
+	struct spec s;
+	int p[2], status;
+	pid_t self = getpid(), helper;
+	char c = 0;
+
+	report_style = REPORT_STDERR;
+	fail_code = 125;
+	close_fds_from_3();
+	parse_spec(specpath, &s);
+	require(specpath, s.uid_map.n > 0, "uid_map");
+	require(specpath, s.gid_map.n > 0, "gid_map");
+	require(specpath, s.arg.n > 0, "arg");
+	if (s.bind_source.n != s.bind_target.n)
+		die(0, "spec %s: every bind_source needs its bind_target", specpath);
+	/* Binds made as host root, before the user namespace: its root could not
+	 * walk host directories that are not its own (virtiofsd also insists on
+	 * writing a lock file to /run/virtiofsd). */
+	if (s.bind_source.n) {
+		size_t i;
+
+		if (unshare(CLONE_NEWNS) < 0)
+			die(errno, "unshare mount namespace");
+		if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) < 0)
+			die(errno, "make / a slave mount");
+		for (i = 0; i < s.bind_source.n; i++)
+			if (mount(s.bind_source.v[i], s.bind_target.v[i], NULL, MS_BIND | MS_REC, NULL) < 0)
+				die(errno, "bind %s on %s", s.bind_source.v[i], s.bind_target.v[i]);
+	}
+	if (pipe2(p, O_CLOEXEC) < 0)
+		die(errno, "pipe");
+	helper = fork();
+	if (helper < 0)
+		die(errno, "fork");
+	if (helper == 0) {
+		/* Still host root in the host's namespace: map the parent once it has moved. */
+		close(p[1]);
+		if (read(p[0], &c, 1) != 1)
+			_exit(1);
+		write_id_map(self, "uid_map", &s.uid_map);
+		write_id_map(self, "gid_map", &s.gid_map);
+		_exit(0);
+	}
+	close(p[0]);
+	if (unshare(CLONE_NEWUSER) < 0)
+		die(errno, "unshare user namespace");
+	if (write(p[1], &c, 1) != 1)
+		die(errno, "wake the id map writer");
+	close(p[1]);
+	while (waitpid(helper, &status, 0) < 0)
+		if (errno != EINTR)
+			die(errno, "wait for the id map writer");
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		die(0, "writing the id maps of %d failed", (int)self);
+	if (setgroups(0, NULL) < 0)
+		die(errno, "setgroups");
+	if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)
+		die(errno, "become root of the user namespace");
+	if (chdir(s.cwd) < 0)
+		die(errno, "chdir %s", s.cwd);
+	execvpe(s.arg.v[0], s.arg.v, s.env.n ? s.env.v : environ);
+	die(errno, "exec %s", s.arg.v[0]);
+}
+
+/* ------------------------------------------------------------------ */
 
 /* Whatever the caller left behind must not leak into guests or break us:
  * closed 0-2 would make a later open() land on a stdio number, an ignored
@@ -2169,13 +2319,19 @@ int main(int argc, char **argv)
 	} else if (!strcmp(cmd, "exec")) {
 		fail_code = 125;
 	}
-	if (argc != 3 || (strcmp(cmd, "start") && strcmp(cmd, "exec") && strcmp(cmd, "netns")))
-		die(0, "usage: vsinit start SPECFILE | vsinit exec SPECFILE | vsinit netns PATH");
+	if (argc != 3 || (strcmp(cmd, "start") && strcmp(cmd, "exec") && strcmp(cmd, "netns")
+			  && strcmp(cmd, "mount-root") && strcmp(cmd, "userns-exec")))
+		die(0, "usage: vsinit start SPECFILE | vsinit exec SPECFILE | vsinit netns PATH"
+		       " | vsinit mount-root SPECFILE | vsinit userns-exec SPECFILE");
 	/* Read while /proc is still the host's. */
 	cap_last = read_cap_last_cap();
 	if (!strcmp(cmd, "start"))
 		return cmd_start(argv[2]);
 	if (!strcmp(cmd, "exec"))
 		return cmd_exec(argv[2]);
+	if (!strcmp(cmd, "mount-root"))
+		return cmd_mount_root(argv[2]);
+	if (!strcmp(cmd, "userns-exec"))
+		return cmd_userns_exec(argv[2]);
 	return cmd_netns(argv[2]);
 }

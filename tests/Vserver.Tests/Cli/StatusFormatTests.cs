@@ -119,11 +119,14 @@ public class StatusFormatTests
             Vcpus = 2,
             Kernel = "default",
             DiskBytes = 2L << 30,
+            Root = "overlay",
+            Mac = "52:54:00:12:34:56",
             Accelerator = "kvm",
             Restart = "no",
             InitPid = 5151,
             Created = CliHarness.Now.AddHours(-1),
             StartedAt = CliHarness.Now.AddMinutes(-1),
+            History = ["2025-03-01 11:30:00Z promoted from vserver: kernel default (6.1.0), 2 vcpus, 256M, root virtiofs"],
         }, new FixedClock(CliHarness.Now), output);
 
         output.ToString().ShouldBe("""
@@ -136,15 +139,18 @@ public class StatusFormatTests
             memory target: 192M
             max memory:    256M
             memory min:    128M (guaranteed: balloon floor)
+            root:          overlay (qcow2 over its image)
             disk:          2G
             image:         busybox
             ipv4:          10.88.0.3
+            mac:           52:54:00:12:34:56
             restart:       no
             qemu pid:      5151
             created:       2025-03-01 11:00:00 +00:00 (1h ago)
             started:       2025-03-01 11:59:00 +00:00 (1m ago)
             last exit:     -
             restarts:      0
+            history:       2025-03-01 11:30:00Z promoted from vserver: kernel default (6.1.0), 2 vcpus, 256M, root virtiofs
 
             """.ReplaceLineEndings("\n"));
     }

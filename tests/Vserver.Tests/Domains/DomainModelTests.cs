@@ -76,6 +76,38 @@ public sealed class DomainModelTests : IDisposable
     }
 
     [Fact]
+    public void A_virtiofs_root_gets_shared_memfd_memory_modern_virtio_mmio_and_no_disk()
+    {
+        var args = QemuCommand.Arguments(Launch(AcceleratorKind.Tcg) with
+        {
+            Root = DomainRoot.Virtiofs, Disk = "", VirtiofsSocket = "/run/g/web1/virtiofs/sock",
+        });
+        ValueAfter(args, "-M").ShouldBe("microvm,acpi=on,memory-backend=mem");
+        ValueAfter(args, "-object").ShouldBe("memory-backend-memfd,id=mem,size=256M,share=on");
+        ValueAfter(args, "-global").ShouldBe("virtio-mmio.force-legacy=false");
+        args.ShouldContain("socket,id=rootfs,path=/run/g/web1/virtiofs/sock");
+        args.ShouldContain("vhost-user-fs-device,chardev=rootfs,tag=root");
+        args.ShouldNotContain("-drive");
+        var append = ValueAfter(args, "-append");
+        append.ShouldContain("root=root rootfstype=virtiofs rw");
+        append.ShouldNotContain("/dev/vda");
+    }
+
+    [Fact]
+    public void An_ext4_root_is_a_raw_disk_and_a_command_becomes_init_with_its_arguments_after_the_separator()
+    {
+        var args = QemuCommand.Arguments(Launch(AcceleratorKind.Tcg) with
+        {
+            Root = DomainRoot.Ext4, Disk = "/state/guests/web1/disk.ext4", Init = ["/bin/sleep", "infinity"],
+        });
+        ValueAfter(args, "-drive").ShouldBe("id=root,file=/state/guests/web1/disk.ext4,format=raw,if=none,discard=unmap");
+        ValueAfter(args, "-append").ShouldEndWith(" init=/bin/sleep -- infinity");
+        QemuCommand.InitError(["/bin/sleep", "infinity"]).ShouldBeNull();
+        QemuCommand.InitError(["/bin/sh", "-c", "echo hi"])!.ShouldContain("'echo hi'");
+        QemuCommand.InitError(["/bin/x", ""])!.ShouldContain("no spaces, quotes or empty words");
+    }
+
+    [Fact]
     public void The_tsc_rate_comes_from_the_kernel_log_or_cpuinfo()
     {
         HostTsc.FromKernelLog("[0.0] tsc: Detected 2445.432 MHz processor\n[1.2] tsc: Refined TSC clocksource calibration: 2445.410 MHz\n")

@@ -1,0 +1,294 @@
+using System.Globalization;
+using HybridHypervisor.Model;
+using Vserver.Isolation.Guests;
+using Vserver.Isolation.Images;
+using Vserver.Isolation.Processes;
+using Vserver.Isolation.Storage;
+
+namespace HybridHypervisor.Domains;
+
+/// <summary>
+/// A vserver's root filesystem outside the vserver, for promotion and demotion.
+///
+/// <see cref="Mount"/> attaches on the host, at the guest's rootfs/ directory, the same overlay its init gets (the image
+/// idmapped into its id range over its writable layer; <c>vsinit mount-root</c>). A domain with a virtiofs root boots
+/// from it through virtiofsd (<see cref="StartDaemonAsync"/>), which runs as root of a user namespace with the guest's id
+/// map (<c>vsinit userns-exec</c>): the domain sees its files owned by 0.., and what it creates lands in the vserver's
+/// host range, so a later demotion finds the files as the vserver left them. QEMU 7.2's virtiofsd cannot translate ids
+/// itself. <see cref="CopyToExt4"/> makes a raw ext4 image of the same tree (mkfs.ext4 -d, in the same kind of
+/// namespace); <see cref="CopyFromDisk"/> makes a writable layer out of a domain's disk for the way back.
+/// </summary>
+public sealed class VserverRoot(FleetOptions options, ImageStore images)
+{
+    public const string VirtiofsdProgram = "/usr/lib/qemu/virtiofsd";
+    /// <summary>The virtiofs tag the domain mounts as its root (root=TAG rootfstype=virtiofs).</summary>
+    public const string Tag = "root";
+    /// <summary>Where virtiofsd keeps its lock file (fixed in QEMU 7.2's virtiofsd); each guest's virtiofs directory is
+    /// bound over it in virtiofsd's own mount namespace.</summary>
+    private const string NamespaceDir = "/run/virtiofsd";
+    private static readonly TimeSpan DaemonReadyTimeout = TimeSpan.FromSeconds(10);
+
+    // ---- the tree ----
+
+    /// <summary>Attaches the vserver's overlay at <see cref="GuestPaths.Rootfs"/> unless something is mounted there already.</summary>
+    public void Mount(GuestConfig config, GuestPaths paths)
+    {
+        var image = images.Find(config.Image)
+            ?? throw FleetException.Conflict($"image '{config.Image}' of guest '{config.Name}' is gone; build it again with: vsctl image build {config.Image}");
+        MountOver(config, paths, image.RootfsPath, paths.Upper, paths.Work, paths.Rootfs);
+    }
+
+    private void MountOver(GuestConfig config, GuestPaths paths, string lower, string upper, string work, string target)
+    {
+        if (HostMounts.IsMountpoint(target)) return;
+        Directory.CreateDirectory(target);
+        Directory.CreateDirectory(work);
+        Directory.CreateDirectory(paths.RunDir);
+        var spec = new VsinitSpec
+        {
+            Rootfs = target, Lower = lower, Upper = upper, Work = work,
+            IdMap = config.Security.IdMap is { } map ? (map.HostBase, map.Count) : null,
+            Args = [], Env = [], Masked = [], ReadOnly = [],
+        };
+        var specPath = Path.Combine(paths.RunDir, "mount-root.spec");
+        AtomicFile.WriteAllText(specPath, spec.Render());
+        try
+        {
+            HostCommand.Run(options.VsinitPath, ["mount-root", specPath]);
+        }
+        catch (HostCommandException e)
+        {
+            throw new FleetException(FleetError.Failed, $"mounting the root of '{config.Name}' on {target} failed: {e.Message}", e);
+        }
+        finally
+        {
+            File.Delete(specPath);
+        }
+    }
+
+    public static void Unmount(GuestPaths paths) => HostMounts.Unmount(paths.Rootfs);
+
+    // ---- virtiofsd ----
+
+    /// <summary>Starts virtiofsd on the mounted tree (unless one still serves it) and waits for its socket.</summary>
+    public async Task StartDaemonAsync(GuestConfig config, GuestPaths paths, CancellationToken ct = default)
+    {
+        if (FindDaemon(paths) is { } running)
+        {
+            running.Dispose();
+            return;
+        }
+        if (!File.Exists(VirtiofsdProgram))
+            throw FleetException.Conflict($"{VirtiofsdProgram} not found: a virtiofs root needs it (Debian: apt-get install qemu-system-common, or run make deps)");
+        Mount(config, paths);
+        PrepareNamespaceDir(config, paths);
+        File.Delete(paths.VirtiofsSocket);
+        string[] daemon = [VirtiofsdProgram, "-o", "cache=auto", "--rlimit-nofile=0"];
+        ProcessHandle process;
+        if (config.Security.IdMap is { } map)
+        {
+            var spec = new VsinitSpec
+            {
+                IdMap = (map.HostBase, map.Count),
+                Binds = [(paths.VirtiofsDir, NamespaceDir), (paths.Rootfs, $"{NamespaceDir}/root")],
+                Args = [.. daemon, $"--socket-path={NamespaceDir}/sock", "-o", $"source={NamespaceDir}/root"],
+                // Its command line names only paths inside its namespace: the environment says whose it is.
+                Env = ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", $"VSERVER_GUEST_RUN={paths.RunDir}"], Masked = [], ReadOnly = [],
+            };
+            var specPath = Path.Combine(paths.RunDir, "virtiofsd.spec");
+            AtomicFile.WriteAllText(specPath, spec.Render());
+            process = ChildProcess.SpawnLogged(options.VsinitPath, [options.VsinitPath, "userns-exec", specPath], paths.VirtiofsdLog);
+        }
+        else
+        {
+            process = ChildProcess.SpawnLogged(VirtiofsdProgram,
+                [.. daemon, $"--socket-path={paths.VirtiofsSocket}", "-o", $"source={QemuCommand.Escape(paths.Rootfs)}"], paths.VirtiofsdLog);
+        }
+        // Reap it whenever it ends (it ends by itself when QEMU goes away).
+        _ = process.Exited.ContinueWith(_ => process.Dispose(), TaskScheduler.Default);
+        File.WriteAllText(paths.VirtiofsdPidFile, process.Pid.ToString(CultureInfo.InvariantCulture));
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        deadline.CancelAfter(DaemonReadyTimeout);
+        while (!File.Exists(paths.VirtiofsSocket))
+        {
+            if (process.HasExited || deadline.IsCancellationRequested)
+            {
+                StopDaemon(paths);
+                throw new FleetException(FleetError.Failed, $"virtiofsd for '{config.Name}' " +
+                    $"{(process.HasExited ? "ended at start" : $"did not open its socket within {DaemonReadyTimeout.TotalSeconds:0} s")}: " +
+                    DomainDriver.LastLines(paths.VirtiofsdLog, 2));
+            }
+            await Task.Delay(10, CancellationToken.None);
+        }
+    }
+
+    /// <summary>Ends the guest's virtiofsd if it still runs (SIGTERM, then SIGKILL) and forgets it.</summary>
+    public static void StopDaemon(GuestPaths paths)
+    {
+        using (var process = FindDaemon(paths))
+        {
+            if (process is not null && process.Signal(15) && !process.Exited.Wait(TimeSpan.FromSeconds(3)))
+            {
+                process.Signal(9);
+                process.Exited.Wait(TimeSpan.FromSeconds(5));
+            }
+        }
+        File.Delete(paths.VirtiofsdPidFile);
+        if (Directory.Exists(paths.VirtiofsDir)) File.Delete(paths.VirtiofsSocket);
+    }
+
+    /// <summary>The guest's virtiofsd by its pid file, if that process is still a virtiofsd serving this guest.</summary>
+    private static ProcessHandle? FindDaemon(GuestPaths paths)
+    {
+        try
+        {
+            if (!File.Exists(paths.VirtiofsdPidFile) || !int.TryParse(File.ReadAllText(paths.VirtiofsdPidFile).Trim(), out var pid)) return null;
+            // vsinit userns-exec names the guest's run directory in its command line, then virtiofsd in its environment;
+            // a privileged guest's virtiofsd names it in its command line.
+            var mine = $"/proc/{pid}/cmdline" is var c && File.ReadAllText(c).Contains(paths.RunDir + "/", StringComparison.Ordinal)
+                       || File.ReadAllText($"/proc/{pid}/environ").Contains($"VSERVER_GUEST_RUN={paths.RunDir}\0", StringComparison.Ordinal);
+            return mine ? ProcessHandle.TryOpen(pid) : null;
+        }
+        catch (IOException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>RUN/guests/NAME/virtiofs: owned by the guest's root, so virtiofsd can create its socket and lock file
+    /// there, with root/ to bind the tree on; /run/virtiofsd must exist to be bound over.</summary>
+    private static void PrepareNamespaceDir(GuestConfig config, GuestPaths paths)
+    {
+        Directory.CreateDirectory(NamespaceDir);
+        Directory.CreateDirectory(Path.Combine(paths.VirtiofsDir, "root"));
+        if (config.Security.IdMap is { } map)
+        {
+            var id = checked((uint)map.HostBase);
+            FileOwner.Chown(paths.VirtiofsDir, id, id);
+            FileOwner.Chown(Path.Combine(paths.VirtiofsDir, "root"), id, id);
+        }
+        File.SetUnixFileMode(paths.VirtiofsDir, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+    }
+
+    // ---- copies ----
+
+    /// <summary>
+    /// promote --copy: a raw ext4 image at <see cref="GuestPaths.Ext4Disk"/> holding the vserver's tree, of
+    /// <paramref name="sizeBytes"/> (sparse) or what the tree needs if that is more. mkfs.ext4 -d runs as root of the
+    /// guest's user namespace, so the files keep the ids the vserver saw. Written to a temp file, renamed when complete.
+    /// Returns the size.
+    /// </summary>
+    public long CopyToExt4(GuestConfig config, GuestPaths paths, long sizeBytes)
+    {
+        Mount(config, paths);
+        var (bytes, entries) = BaseDisk.Measure(paths.Rootfs);
+        var size = Math.Max(sizeBytes, BaseDisk.SizeFor(bytes));
+        var temp = Path.Combine(paths.Dir, $".{Path.GetFileName(paths.Ext4Disk)}.tmp");
+        File.Delete(temp);
+        using (File.Create(temp)) { }
+        try
+        {
+            string[] mkfs = ["mkfs.ext4", "-q", "-F", "-b", "4096", "-N", BaseDisk.InodesFor(size, entries).ToString(CultureInfo.InvariantCulture), "-L", "root"];
+            var kib = (size / 1024).ToString(CultureInfo.InvariantCulture) + "k";
+            if (config.Security.IdMap is { } map)
+            {
+                PrepareNamespaceDir(config, paths);
+                var target = Path.Combine(paths.VirtiofsDir, "disk.ext4");
+                using (File.Create(target)) { }
+                var id = checked((uint)map.HostBase);
+                FileOwner.Chown(temp, id, id);
+                var spec = new VsinitSpec
+                {
+                    IdMap = (map.HostBase, map.Count),
+                    Binds = [(paths.VirtiofsDir, NamespaceDir), (paths.Rootfs, $"{NamespaceDir}/root"), (temp, $"{NamespaceDir}/disk.ext4")],
+                    Args = [.. mkfs, "-d", $"{NamespaceDir}/root", $"{NamespaceDir}/disk.ext4", kib],
+                    Env = ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"], Masked = [], ReadOnly = [],
+                };
+                var specPath = Path.Combine(paths.RunDir, "mkfs.spec");
+                AtomicFile.WriteAllText(specPath, spec.Render());
+                try
+                {
+                    HostCommand.Run(options.VsinitPath, ["userns-exec", specPath], timeout: TimeSpan.FromMinutes(30));
+                }
+                finally
+                {
+                    File.Delete(specPath);
+                    File.Delete(target);
+                }
+                FileOwner.Chown(temp, 0, 0);
+            }
+            else
+            {
+                HostCommand.Run("mkfs.ext4", [.. mkfs[1..], "-d", paths.Rootfs, temp, kib], timeout: TimeSpan.FromMinutes(30));
+            }
+            using (var stream = new FileStream(temp, FileMode.Open, FileAccess.ReadWrite)) stream.Flush(flushToDisk: true);
+            File.Move(temp, paths.Ext4Disk, overwrite: false);
+            AtomicFile.FsyncDirectory(paths.Dir);
+            return size;
+        }
+        catch (HostCommandException e)
+        {
+            throw new FleetException(FleetError.Failed, $"copying the root of '{config.Name}' into {paths.Ext4Disk} failed: {e.Message}", e);
+        }
+        finally
+        {
+            File.Delete(temp);
+        }
+    }
+
+    /// <summary>
+    /// demote from a disk: the files of the domain's ext4 disk (raw, or a qcow2 overlay exported as raw) become the
+    /// vserver's writable layer, owned in its id range, over its image: loop-mounted, shown through the same
+    /// idmapping overlay as a vserver's root, copied with cp -a into a new layer, and whatever the image has that the disk
+    /// does not gets a whiteout so it stays deleted. The new layer replaces <see cref="GuestPaths.Upper"/> once complete.
+    /// </summary>
+    public void CopyFromDisk(GuestConfig vserver, GuestPaths paths, string rawDisk)
+    {
+        var image = images.Find(vserver.Image)
+            ?? throw FleetException.Conflict($"image '{vserver.Image}' of guest '{vserver.Name}' is gone; build it again with: vsctl image build {vserver.Image}");
+        var staging = Path.Combine(paths.Dir, ".demote");
+        if (Directory.Exists(staging)) Discard(staging);
+        var loop = Path.Combine(staging, "disk");
+        var view = Path.Combine(staging, "view");
+        var upper = Path.Combine(staging, "upper");
+        Directory.CreateDirectory(loop);
+        Directory.CreateDirectory(upper);
+        try
+        {
+            // Read-write: a guest that powered off without unmounting (busybox init does not) leaves a journal to replay,
+            // which a read-only mount refuses to do.
+            HostCommand.Run("mount", ["-o", "loop", "-t", "ext4", rawDisk, loop]);
+            // An empty upper over the disk: only the idmap of the lower layer matters here.
+            var emptyUpper = Path.Combine(staging, "empty");
+            Directory.CreateDirectory(emptyUpper);
+            if (vserver.Security.IdMap is { } map) FileOwner.Chown(emptyUpper, checked((uint)map.HostBase), checked((uint)map.HostBase));
+            MountOver(vserver, paths, loop, emptyUpper, Path.Combine(staging, "work"), view);
+            HostCommand.Run("cp", ["-a", "--", view + "/.", upper], timeout: TimeSpan.FromMinutes(30));
+            HostMounts.Unmount(view);
+            HostMounts.Unmount(loop);
+            var root = vserver.Security.IdMap is { } m ? checked((uint)m.HostBase) : 0u;
+            OverlayWhiteouts.Hide(image.RootfsPath, upper, root);
+            if (Directory.Exists(paths.Upper)) Discard(paths.Upper);
+            Directory.Move(upper, paths.Upper);
+            if (Directory.Exists(paths.Work)) Discard(paths.Work);
+        }
+        catch (HostCommandException e)
+        {
+            throw new FleetException(FleetError.Failed, $"copying the disk of '{vserver.Name}' into its writable layer failed: {e.Message}", e);
+        }
+        finally
+        {
+            HostMounts.Unmount(view);
+            HostMounts.Unmount(loop);
+            if (Directory.Exists(staging)) Discard(staging);
+        }
+    }
+
+    /// <summary>Renames a directory out of the way, then deletes it: a crash mid-delete leaves a dot-name, not half a tree.</summary>
+    private static void Discard(string dir)
+    {
+        var doomed = Path.Combine(Path.GetDirectoryName(dir)!, $".{Path.GetFileName(dir)}.discard-{Guid.NewGuid():N}");
+        Directory.Move(dir, doomed);
+        Directory.Delete(doomed, recursive: true);
+    }
+}

@@ -1,0 +1,381 @@
+using HybridHypervisor.Domains;
+using HybridHypervisor.Model;
+using Vserver.Isolation.Network;
+using Vserver.Isolation.Storage;
+
+namespace HybridHypervisor;
+
+/// <summary>What an operator asks of a promotion; null means "carry over from the vserver".</summary>
+public sealed record PromoteOptions(string? Kernel = null, int? Vcpus = null, long? MemoryBytes = null, bool Copy = false,
+    long? DiskBytes = null, bool DryRun = false, TimeSpan? BootTimeout = null);
+
+/// <summary>What a promotion or demotion gives (or gave) the guest, in the operator's terms.</summary>
+public sealed record ConversionPlan(string Name, string From, string To, IReadOnlyList<(string What, string Value)> Settings, IReadOnlyList<string> Notes);
+
+/// <summary>
+/// Promotion (`vsctl promote`): a vserver becomes a domain of the same name, address, MAC, restart policy and memory,
+/// booting its own kernel from the vserver's files (shared in place through virtiofs, or copied into an ext4 image), so
+/// its own init starts the services again. Demotion (`vsctl demote`) is the way back. Each step that fails rolls the guest
+/// back to what it was, running if it ran, and the error names the step.
+/// </summary>
+public sealed partial class Fleet
+{
+    private static readonly TimeSpan DefaultBootTimeout = TimeSpan.FromSeconds(90);
+
+    public async Task<(ConversionPlan Plan, GuestView? Guest)> PromoteAsync(string name, PromoteOptions options, CancellationToken ct = default)
+    {
+        var g = Find(name);
+        await g.Lock.WaitAsync(ct);
+        try
+        {
+            var vserver = g.Config;
+            if (vserver.Kind != GuestKind.Vserver)
+                throw FleetException.Conflict($"'{name}' is already a domain; to make it a vserver again: vsctl demote {name}");
+            if (g.Paused) throw FleetException.Conflict($"vserver '{name}' is paused; resume it first: vsctl resume {name}");
+            var paths = _store.PathsFor(name);
+            var (domainConfig, plan) = PlanPromotion(vserver, options, paths);
+            if (options.DryRun) return (plan, null);
+
+            var accelerator = await RequireAcceleratorAsync(domainConfig.Domain!.Kernel);
+            using var reservation = AdmitChange(g, domainConfig, "promote");
+            var wasRunning = g.IsRunning;
+            var step = "stop the vserver";
+            RunningDomain? domain = null;
+            try
+            {
+                if (wasRunning) await StopLockedAsync(g, _options.DefaultStopTimeout);
+                if (options.Copy)
+                {
+                    step = "copy the root into an ext4 image";
+                    var size = Domains.Roots.CopyToExt4(vserver, paths, domainConfig.Domain.DiskBytes);
+                    VserverRoot.Unmount(paths);
+                    domainConfig = domainConfig with { Domain = domainConfig.Domain with { DiskBytes = size } };
+                }
+                step = "move the address to the domain";
+                GuestNetwork.Destroy(paths.Netns, paths.HostVeth);
+                Domains.EnsureTap(paths);
+                Failpoints.Hit("promote.before-boot");
+                if (wasRunning)
+                {
+                    step = "boot the domain";
+                    domain = await Domains.StartAsync(domainConfig, paths, accelerator, ct: ct);
+                    step = "wait for the domain to come up";
+                    await WaitUpAsync(domain, paths, options.BootTimeout ?? DefaultBootTimeout, ct);
+                }
+                step = "record the domain";
+                g.Config = domainConfig;
+                _store.Save(domainConfig);
+            }
+            catch (Exception e)
+            {
+                var rollback = await RollBackPromotionAsync(g, vserver, paths, domain, wasRunning);
+                throw new FleetException(e is FleetException { Kind: FleetError.Conflict } ? FleetError.Conflict : FleetError.Failed,
+                    $"promoting '{name}' failed at step '{step}': {Reason(e)}; {rollback}", e);
+            }
+            if (domain is not null) await BeginDomainRunAsync(g, domain);
+            // The copy is the domain's root now; the vserver's own layers are no longer anyone's.
+            if (options.Copy) DiscardLayers(paths);
+            _log($"promoted {name} to a domain ({plan.Settings.First(s => s.What == "root").Value})");
+            return (plan, View(g));
+        }
+        finally
+        {
+            g.Lock.Release();
+        }
+    }
+
+    /// <summary>The domain a vserver becomes: everything checked before anything is touched.</summary>
+    private (GuestConfig Domain, ConversionPlan Plan) PlanPromotion(GuestConfig vserver, PromoteOptions options, GuestPaths paths)
+    {
+        var notes = new List<string>();
+        var kernelName = options.Kernel ?? DomainSettings.DefaultKernel;
+        if (Vserver.Isolation.Naming.DnsLabel.Error(kernelName, "kernel") is { } kernelError) throw FleetException.Invalid(kernelError);
+        var kernel = Kernels.Find(kernelName) ?? throw FleetException.Conflict(Kernels.Missing(kernelName));
+        var limits = vserver.Limits;
+
+        var memory = options.MemoryBytes ?? limits.MemoryBytes;
+        if (memory is null)
+        {
+            memory = DomainSettings.DefaultMemoryBytes;
+            notes.Add($"the vserver has no memory limit: the domain gets {memory >> 20}M (give --memory to choose)");
+        }
+        var mib = 1L << 20;
+        var memoryBytes = Math.Max((memory.Value + mib - 1) / mib * mib, GuestConfigValidator.MinDomainMemoryBytes);
+        if (memoryBytes != memory) notes.Add($"memory {memory} bytes rounds up to {memoryBytes >> 20}M for the domain");
+
+        var vcpus = options.Vcpus ?? (int)Math.Ceiling(limits.Cpus ?? 1);
+        if (options.Vcpus is null && limits.Cpus is { } cpus) notes.Add($"CPU share {cpus:0.##} rounds up to {vcpus} vcpu{(vcpus == 1 ? "" : "s")}");
+        var min = limits.MemoryMinBytes;
+        if (min is { } m && m < GuestConfigValidator.MinDomainMemoryBytes)
+        {
+            min = m == 0 ? null : GuestConfigValidator.MinDomainMemoryBytes;
+            if (min is not null) notes.Add($"guarantee {m >> 20}M rises to a domain's minimum of 64M");
+        }
+        if (limits.Pids is { } pids) notes.Add($"the process limit ({pids}) does not apply inside a domain; demote restores it");
+        if (vserver.Command is { } command)
+        {
+            if (QemuCommand.InitError(command) is { } initError)
+                throw FleetException.Invalid($"cannot promote '{vserver.Name}': its command cannot be a domain's init: {initError}; recreate it without --cmd or with a simpler one");
+            notes.Add($"the domain runs the vserver's command as its init: {string.Join(' ', command)}");
+        }
+        if (options.DiskBytes is not null && !options.Copy)
+            throw FleetException.Invalid("--disk sizes the ext4 image of --copy; a shared (virtiofs) root has no size of its own");
+
+        var root = options.Copy ? DomainRoot.Ext4 : DomainRoot.Virtiofs;
+        var settings = new DomainSettings
+        {
+            Kernel = kernelName,
+            Vcpus = vcpus,
+            MaxMemoryBytes = memoryBytes,
+            DiskBytes = options.Copy ? options.DiskBytes ?? DomainSettings.DefaultDiskBytes : 0,
+            Root = root,
+        };
+        if ((GuestConfigValidator.DomainError(settings, memoryBytes, _hostCpus, HostMemory.TotalBytes)
+             ?? GuestConfigValidator.DomainGuaranteeError(settings, min, memoryBytes)) is { } error)
+            throw FleetException.Invalid($"cannot promote '{vserver.Name}': {error}");
+        if (root == DomainRoot.Virtiofs && !File.Exists(VserverRoot.VirtiofsdProgram))
+            throw FleetException.Conflict($"{VserverRoot.VirtiofsdProgram} not found: a shared root needs it (Debian: apt-get install qemu-system-common, or run make deps); or promote with --copy");
+
+        var mac = vserver.Network.Mac ?? GuestNetwork.ReadMac(paths.Netns) ?? DomainTap.MacFor($"{_options.StateRoot}\0{vserver.Name}");
+        var rootText = root == DomainRoot.Virtiofs
+            ? "virtiofs: the vserver's files shared in place, nothing copied"
+            : $"ext4 image {DomainDisk.FormatSize(settings.DiskBytes)} (at least what the files need): a copy of the vserver's files";
+        var detail = $"promoted from vserver: kernel {kernelName} ({kernel.Version}), {vcpus} vcpu{(vcpus == 1 ? "" : "s")}, " +
+                     $"{memoryBytes >> 20}M, root {(root == DomainRoot.Virtiofs ? "virtiofs" : "ext4 copy")}";
+        var domain = vserver with
+        {
+            Kind = GuestKind.Domain,
+            Domain = settings,
+            Limits = new GuestLimits { MemoryBytes = memoryBytes, MemoryMinBytes = min },
+            Network = vserver.Network with { Mac = mac },
+            History = [.. vserver.History, new GuestEvent(DateTimeOffset.UtcNow, "promoted", detail, limits)],
+        };
+        var plan = new ConversionPlan(vserver.Name, "vserver", "domain",
+        [
+            ("kernel", $"{kernelName} ({kernel.Version})"),
+            ("vcpus", vcpus.ToString(System.Globalization.CultureInfo.InvariantCulture)),
+            ("memory", $"{memoryBytes >> 20}M"),
+            ("guarantee", min is { } g ? $"{g >> 20}M" : $"{memoryBytes >> 20}M (a domain's whole memory unless --memory-min is set)"),
+            ("root", rootText),
+            ("address", $"{vserver.Network.Ipv4} (MAC {mac})"),
+            ("restart", RestartPolicies.Format(vserver.Restart)),
+        ], notes);
+        return (domain, plan);
+    }
+
+    /// <summary>The domain is up once its guest agent answers: the initramfs has mounted the root and handed over to the
+    /// guest's init.</summary>
+    private static async Task WaitUpAsync(RunningDomain domain, GuestPaths paths, TimeSpan timeout, CancellationToken ct)
+    {
+        try
+        {
+            await domain.AgentAsync(timeout, ct);
+        }
+        catch (Exception e) when (e is not OperationCanceledException || !ct.IsCancellationRequested)
+        {
+            var console = File.Exists(paths.Console) ? File.ReadLines(paths.Console).Where(l => l.Contains("ERROR", StringComparison.Ordinal)).LastOrDefault() : null;
+            throw new FleetException(FleetError.Failed, domain.Ended.IsCompleted
+                ? $"QEMU ended: {DomainDriver.LastLines(paths.QemuLog, 2)}{(console is null ? "" : $" (console: {console.Trim()})")}".TrimEnd(' ', ':')
+                : $"its guest agent did not answer within {timeout.TotalSeconds:0} s{(console is null ? "" : $" (console: {console.Trim()})")}", e);
+        }
+    }
+
+    private async Task<string> RollBackPromotionAsync(GuestRuntime g, GuestConfig vserver, GuestPaths paths, RunningDomain? domain, bool wasRunning)
+    {
+        try
+        {
+            if (domain is not null)
+            {
+                domain.EndedByHost = true;
+                await domain.KillAsync();
+                await domain.DisposeAsync();
+                File.Delete(paths.PidFile);
+            }
+            DomainDriver.ReleaseRoot(paths);
+            DomainTap.Destroy(paths.Tap);
+            File.Delete(paths.Ext4Disk);
+            g.Config = vserver;
+            _store.Save(vserver);
+            Vservers.EnsureNetwork(vserver, paths);
+            if (wasRunning) await StartLockedAsync(g);
+            return $"rolled back: '{vserver.Name}' is a vserver again{(wasRunning ? " and runs" : "")}, with its files and address";
+        }
+        catch (Exception e)
+        {
+            _log($"rolling back the promotion of {vserver.Name} failed: {e.Message}");
+            return $"rolling back failed too ({Reason(e)}): '{vserver.Name}' is a vserver again; start it with: vsctl start {vserver.Name}";
+        }
+    }
+
+    // ---- demote ----
+
+    public async Task<(ConversionPlan Plan, GuestView? Guest)> DemoteAsync(string name, bool dryRun, CancellationToken ct = default)
+    {
+        await _membership.WaitAsync(ct);
+        try
+        {
+            var g = Find(name);
+            await g.Lock.WaitAsync(ct);
+            try
+            {
+                var domain = g.Config;
+                if (domain.Kind != GuestKind.Domain)
+                    throw FleetException.Conflict($"'{name}' is a vserver already; to give it its own kernel: vsctl promote {name}");
+                var paths = _store.PathsFor(name);
+                var (vserver, plan) = PlanDemotion(domain, paths);
+                if (dryRun) return (plan, null);
+
+                using var reservation = AdmitChange(g, vserver, "demote");
+                var wasRunning = g.IsRunning;
+                var step = "stop the domain";
+                try
+                {
+                    if (wasRunning) await StopLockedAsync(g, _options.DefaultStopTimeout);
+                    var root = domain.Domain!.Root;
+                    if (root != DomainRoot.Virtiofs)
+                    {
+                        step = "copy the disk's files into a writable layer";
+                        await CopyOutOfDiskAsync(vserver, domain.Domain, paths);
+                    }
+                    Directory.CreateDirectory(paths.Work);
+                    Directory.CreateDirectory(paths.Rootfs);
+                    step = "move the address to the vserver";
+                    DomainTap.Destroy(paths.Tap);
+                    Vservers.EnsureNetwork(vserver, paths);
+                    g.Config = vserver;
+                    if (wasRunning)
+                    {
+                        step = "start the vserver";
+                        await StartLockedAsync(g, ct);
+                    }
+                    step = "record the vserver";
+                    _store.Save(vserver);
+                }
+                catch (Exception e)
+                {
+                    var rollback = await RollBackDemotionAsync(g, domain, paths, wasRunning);
+                    throw new FleetException(e is FleetException { Kind: FleetError.Conflict } ? FleetError.Conflict : FleetError.Failed,
+                        $"demoting '{name}' failed at step '{step}': {Reason(e)}; {rollback}", e);
+                }
+                // The files live in the writable layer now; the disk the domain booted from is no one's.
+                File.Delete(paths.Ext4Disk);
+                File.Delete(paths.Disk);
+                _log($"demoted {name} to a vserver");
+                return (plan, View(g));
+            }
+            finally
+            {
+                g.Lock.Release();
+            }
+        }
+        finally
+        {
+            _membership.Release();
+        }
+    }
+
+    private (GuestConfig Vserver, ConversionPlan Plan) PlanDemotion(GuestConfig domain, GuestPaths paths)
+    {
+        var settings = domain.Domain!;
+        var before = domain.History.LastOrDefault(e => e.Event == "promoted")?.VserverLimits;
+        var notes = new List<string>();
+        var security = domain.Security;
+        if (!security.Privileged && security.IdMap is null)
+        {
+            security = security with { IdMap = AllocateIds() };
+            notes.Add($"it gets host ids {security.IdMap!.HostBase}..{security.IdMap.HostEnd - 1} for its root and users (unprivileged)");
+        }
+        if (settings.Root != DomainRoot.Virtiofs && Images.Find(domain.Image) is null)
+            throw FleetException.Conflict($"the image '{domain.Image}' the vserver's files would lie over is gone; build it with: vsctl image build {domain.Image}");
+        if (domain.Command is null) notes.Add("its init is the image's /sbin/init, as the domain's was");
+        var limits = new GuestLimits
+        {
+            MemoryBytes = domain.Limits.MemoryBytes ?? settings.MaxMemoryBytes,
+            MemoryMinBytes = domain.Limits.MemoryMinBytes,
+            Cpus = before?.Cpus ?? settings.Vcpus,
+            Pids = before?.Pids,
+        };
+        if (GuestConfigValidator.LimitsError(limits, _hostCpus) is { } error) throw FleetException.Invalid($"cannot demote '{domain.Name}': {error}");
+        var rootText = settings.Root switch
+        {
+            DomainRoot.Virtiofs => "its files as the domain left them, in place (nothing copied)",
+            DomainRoot.Ext4 => $"the files of its ext4 image ({paths.Ext4Disk}) copied into a writable layer over image {domain.Image}",
+            _ => $"the files of its disk ({paths.Disk}) copied into a writable layer over image {domain.Image}",
+        };
+        var mac = domain.Network.Mac ?? DomainTap.MacFor($"{_options.StateRoot}\0{domain.Name}");
+        var vserver = domain with
+        {
+            Kind = GuestKind.Vserver,
+            Domain = null,
+            Limits = limits,
+            Security = security,
+            Network = domain.Network with { Mac = mac },
+            History = [.. domain.History, new GuestEvent(DateTimeOffset.UtcNow, "demoted", $"demoted from domain (kernel {settings.Kernel}, root {settings.Root.ToString().ToLowerInvariant()})")],
+        };
+        var plan = new ConversionPlan(domain.Name, "domain", "vserver",
+        [
+            ("memory", $"limit {limits.MemoryBytes >> 20}M{(limits.MemoryMinBytes is { } min ? $", guarantee {min >> 20}M" : "")}"),
+            ("cpus", limits.Cpus!.Value.ToString("0.##", System.Globalization.CultureInfo.InvariantCulture)),
+            ("pids", limits.Pids?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "no limit"),
+            ("root", rootText),
+            ("address", $"{domain.Network.Ipv4} (MAC {mac})"),
+            ("restart", RestartPolicies.Format(domain.Restart)),
+        ], notes);
+        return (vserver, plan);
+    }
+
+    /// <summary>A disk's files into the vserver's writable layer: a raw ext4 image directly, a qcow2 overlay through
+    /// qemu-storage-daemon's raw export.</summary>
+    private async Task CopyOutOfDiskAsync(GuestConfig vserver, DomainSettings settings, GuestPaths paths)
+    {
+        if (settings.Root == DomainRoot.Ext4)
+        {
+            await Task.Run(() => Domains.Roots.CopyFromDisk(vserver, paths, paths.Ext4Disk));
+            return;
+        }
+        await Task.Run(() => DomainDisk.WithRawExport(paths.Disk, writable: false, raw => Domains.Roots.CopyFromDisk(vserver, paths, raw)));
+    }
+
+    private async Task<string> RollBackDemotionAsync(GuestRuntime g, GuestConfig domain, GuestPaths paths, bool wasRunning)
+    {
+        try
+        {
+            if (g.Running is not null) await StopLockedAsync(g, TimeSpan.Zero);
+            GuestNetwork.Destroy(paths.Netns, paths.HostVeth);
+            Vservers.ReleaseCgroup(paths);
+            // A copied-out layer is the demotion's; a shared root's layer is the domain's own and stays.
+            if (domain.Domain!.Root != DomainRoot.Virtiofs) DiscardLayers(paths);
+            g.Config = domain;
+            _store.Save(domain);
+            Domains.EnsureTap(paths);
+            if (wasRunning) await StartLockedAsync(g);
+            return $"rolled back: '{domain.Name}' is a domain again{(wasRunning ? " and runs" : "")}";
+        }
+        catch (Exception e)
+        {
+            _log($"rolling back the demotion of {domain.Name} failed: {e.Message}");
+            return $"rolling back failed too ({Reason(e)}): '{domain.Name}' is a domain again; start it with: vsctl start {domain.Name}";
+        }
+    }
+
+    /// <summary>Removes a guest's vserver layers (upper and work), renamed away first.</summary>
+    private void DiscardLayers(GuestPaths paths)
+    {
+        foreach (var dir in new[] { paths.Upper, paths.Work })
+        {
+            if (!Directory.Exists(dir)) continue;
+            try
+            {
+                var doomed = Path.Combine(paths.Dir, $".{Path.GetFileName(dir)}.discard-{Guid.NewGuid():N}");
+                Directory.Move(dir, doomed);
+                Directory.Delete(doomed, recursive: true);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                _log($"removing {dir} failed: {e.Message}");
+            }
+        }
+    }
+
+    private static string Reason(Exception e) => e.Message.TrimEnd('.');
+}

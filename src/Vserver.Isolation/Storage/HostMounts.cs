@@ -1,0 +1,29 @@
+using Vserver.Isolation.Interop;
+
+namespace Vserver.Isolation.Storage;
+
+/// <summary>The host's mount table as this process sees it (/proc/self/mountinfo).</summary>
+public static class HostMounts
+{
+    /// <summary>Whether something is mounted exactly at <paramref name="path"/> (mountinfo escapes space, tab, newline
+    /// and backslash as octal).</summary>
+    public static bool IsMountpoint(string path)
+    {
+        var escaped = path.Replace("\\", "\\134", StringComparison.Ordinal).Replace(" ", "\\040", StringComparison.Ordinal)
+            .Replace("\t", "\\011", StringComparison.Ordinal).Replace("\n", "\\012", StringComparison.Ordinal);
+        foreach (var line in File.ReadLines("/proc/self/mountinfo"))
+        {
+            var fields = line.Split(' ');
+            if (fields.Length > 4 && fields[4] == escaped) return true;
+        }
+        return false;
+    }
+
+    /// <summary>Detaches whatever is mounted at <paramref name="path"/>, stacked mounts included; nothing mounted is fine.</summary>
+    public static void Unmount(string path)
+    {
+        for (var i = 0; i < 8 && IsMountpoint(path); i++)
+            if (Libc.Umount2(path, Libc.MNT_DETACH) != 0)
+                throw new IOException($"umount {path}: errno {System.Runtime.InteropServices.Marshal.GetLastPInvokeError()}");
+    }
+}
