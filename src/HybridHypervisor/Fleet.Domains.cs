@@ -102,6 +102,10 @@ public sealed partial class Fleet
                 if (g.Config.Kind != GuestKind.Domain)
                     throw FleetException.Conflict($"'{name}' is a vserver: save and restore are for domains (a vserver's state is its files: vsctl stop keeps them)");
                 if (g.Domain is not { } domain) throw FleetException.Conflict($"domain '{name}' is not running: there is no state to save (its disk stays with it)");
+                if (g.Config.Domain!.Root != DomainRoot.Overlay)
+                    throw FleetException.Conflict(g.Config.Domain.Root == DomainRoot.Virtiofs
+                        ? $"domain '{name}' boots from its vserver's files shared through virtiofs, whose state QEMU cannot save; stop it instead (its files stay), or demote it and promote it again with --copy"
+                        : $"domain '{name}' boots from an ext4 image of its own, which save files do not carry (they hold a disk over its image); stop it instead (its disk stays)");
                 if (File.Exists(file) || Directory.Exists(file)) throw FleetException.Conflict($"{file} already exists; give a new file name or remove it");
                 var dir = Path.GetDirectoryName(file)!;
                 if (!Directory.Exists(dir)) throw FleetException.Invalid($"directory {dir} does not exist; create it or save elsewhere");

@@ -48,7 +48,7 @@ public sealed partial class Fleet
                 {
                     step = "copy the root into an ext4 image";
                     var size = Domains.Roots.CopyToExt4(vserver, paths, domainConfig.Domain.DiskBytes);
-                    VserverRoot.Unmount(paths);
+                    DomainDriver.ReleaseRoot(paths);
                     domainConfig = domainConfig with { Domain = domainConfig.Domain with { DiskBytes = size } };
                 }
                 step = "move the address to the domain";
@@ -242,14 +242,15 @@ public sealed partial class Fleet
                     step = "move the address to the vserver";
                     DomainTap.Destroy(paths.Tap);
                     Vservers.EnsureNetwork(vserver, paths);
+                    step = "record the vserver";
+                    // Recorded before it starts: an agent that dies from here on finds a vserver and adopts or starts it.
                     g.Config = vserver;
+                    _store.Save(vserver);
                     if (wasRunning)
                     {
                         step = "start the vserver";
                         await StartLockedAsync(g, ct);
                     }
-                    step = "record the vserver";
-                    _store.Save(vserver);
                 }
                 catch (Exception e)
                 {

@@ -117,6 +117,8 @@ public sealed partial class Fleet : IDisposable
                 AdoptDomain(runtime, paths);
                 continue;
             }
+            // A promotion interrupted by the agent's death may have left a QEMU, virtiofsd, mount or tap of this name.
+            if (DomainTap.Exists(paths.Tap) || Directory.Exists(paths.VirtiofsDir)) DomainDriver.Teardown(paths);
             var running = Vservers.Adopt(paths);
             if (running is not null)
             {

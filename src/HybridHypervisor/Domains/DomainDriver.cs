@@ -65,6 +65,7 @@ public sealed class DomainDriver(FleetOptions options, HostBridge bridge, ImageS
     {
         VserverRoot.StopDaemon(paths);
         VserverRoot.Unmount(paths);
+        VserverRoot.RemoveNamespaceDir(paths);
     }
 
     /// <summary>The file that holds the domain's root, or null for a shared (virtiofs) root.</summary>

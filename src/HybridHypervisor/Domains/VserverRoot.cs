@@ -41,6 +41,8 @@ public sealed class VserverRoot(FleetOptions options, ImageStore images)
     private void MountOver(GuestConfig config, GuestPaths paths, string lower, string upper, string work, string target)
     {
         if (HostMounts.IsMountpoint(target)) return;
+        // Made first: while it exists, an agent starting up knows a root may be mounted (see ReleaseRoot).
+        Directory.CreateDirectory(paths.VirtiofsDir);
         Directory.CreateDirectory(target);
         Directory.CreateDirectory(work);
         Directory.CreateDirectory(paths.RunDir);
@@ -67,6 +69,18 @@ public sealed class VserverRoot(FleetOptions options, ImageStore images)
     }
 
     public static void Unmount(GuestPaths paths) => HostMounts.Unmount(paths.Rootfs);
+
+    /// <summary>Removes the virtiofs directory once nothing is mounted or served from it: entry by entry, never
+    /// recursively (its root/ is a mount point in virtiofsd's namespace).</summary>
+    public static void RemoveNamespaceDir(GuestPaths paths)
+    {
+        if (!Directory.Exists(paths.VirtiofsDir)) return;
+        File.Delete(Path.Combine(paths.VirtiofsDir, "disk.ext4"));
+        File.Delete(paths.VirtiofsSocket);
+        var root = Path.Combine(paths.VirtiofsDir, "root");
+        if (Directory.Exists(root) && !HostMounts.IsMountpoint(root)) Directory.Delete(root);
+        Directory.Delete(paths.VirtiofsDir);
+    }
 
     // ---- virtiofsd ----
 
@@ -280,6 +294,7 @@ public sealed class VserverRoot(FleetOptions options, ImageStore images)
         {
             HostMounts.Unmount(view);
             HostMounts.Unmount(loop);
+            RemoveNamespaceDir(paths);
             if (Directory.Exists(staging)) Discard(staging);
         }
     }
