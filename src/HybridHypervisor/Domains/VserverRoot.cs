@@ -75,8 +75,8 @@ public sealed class VserverRoot(FleetOptions options, ImageStore images)
     public static void RemoveNamespaceDir(GuestPaths paths)
     {
         if (!Directory.Exists(paths.VirtiofsDir)) return;
-        File.Delete(Path.Combine(paths.VirtiofsDir, "disk.ext4"));
-        File.Delete(paths.VirtiofsSocket);
+        // The socket, virtiofsd's lock file (NAME.pid), mkfs's bind target.
+        foreach (var file in Directory.EnumerateFiles(paths.VirtiofsDir)) File.Delete(file);
         var root = Path.Combine(paths.VirtiofsDir, "root");
         if (Directory.Exists(root) && !HostMounts.IsMountpoint(root)) Directory.Delete(root);
         Directory.Delete(paths.VirtiofsDir);
