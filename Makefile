@@ -47,6 +47,7 @@ bench: build
 	bench/start-latency
 	bench/domain-boot
 	bench/density/run.sh
+	bench/promotion/run.sh
 
 clean:
 	rm -rf $(BIN) $(STAMP) src/*/bin src/*/obj tests/*/bin tests/*/obj
