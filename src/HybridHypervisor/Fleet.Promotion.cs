@@ -367,9 +367,7 @@ public sealed partial class Fleet
             if (!Directory.Exists(dir)) continue;
             try
             {
-                var doomed = Path.Combine(paths.Dir, $".{Path.GetFileName(dir)}.discard-{Guid.NewGuid():N}");
-                Directory.Move(dir, doomed);
-                Directory.Delete(doomed, recursive: true);
+                AtomicFile.DeleteDirectory(dir, "discard");
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {

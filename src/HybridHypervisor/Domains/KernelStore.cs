@@ -74,9 +74,7 @@ public sealed class KernelStore(string kernelsRoot, string recipesRoot)
     public void Remove(string name)
     {
         if (Find(name) is null) throw FleetException.NotFound(Missing(name));
-        var doomed = Path.Combine(Root, $".{name}.removing-{Guid.NewGuid():N}");
-        Directory.Move(Path.Combine(Root, name), doomed);
-        Directory.Delete(doomed, recursive: true);
+        Vserver.Isolation.Storage.AtomicFile.DeleteDirectory(Path.Combine(Root, name), "removing");
     }
 
     /// <summary>Drops leftovers of builds or removals interrupted by a crash.</summary>

@@ -116,7 +116,7 @@ public sealed class VserverRoot(FleetOptions options, ImageStore images)
         else
         {
             process = ChildProcess.SpawnLogged(VirtiofsdProgram,
-                [.. daemon, $"--socket-path={paths.VirtiofsSocket}", "-o", $"source={QemuCommand.Escape(paths.Rootfs)}"], paths.VirtiofsdLog);
+                [.. daemon, $"--socket-path={paths.VirtiofsSocket}", "-o", $"source={FuseOptionValue(paths.Rootfs)}"], paths.VirtiofsdLog);
         }
         // Reap it whenever it ends (it ends by itself when QEMU goes away).
         _ = process.Exited.ContinueWith(_ => process.Dispose(), TaskScheduler.Default);
@@ -136,7 +136,8 @@ public sealed class VserverRoot(FleetOptions options, ImageStore images)
         }
     }
 
-    /// <summary>Ends the guest's virtiofsd if it still runs (SIGTERM, then SIGKILL) and forgets it.</summary>
+    /// <summary>Ends the guest's virtiofsd if it still runs (SIGTERM, then SIGKILL) and forgets it; its socket and lock
+    /// file go with <see cref="RemoveNamespaceDir"/>.</summary>
     public static void StopDaemon(GuestPaths paths)
     {
         using (var process = FindDaemon(paths))
@@ -148,7 +149,6 @@ public sealed class VserverRoot(FleetOptions options, ImageStore images)
             }
         }
         File.Delete(paths.VirtiofsdPidFile);
-        if (Directory.Exists(paths.VirtiofsDir)) File.Delete(paths.VirtiofsSocket);
     }
 
     /// <summary>The guest's virtiofsd by its pid file, if that process is still a virtiofsd serving this guest.</summary>
@@ -168,6 +168,10 @@ public sealed class VserverRoot(FleetOptions options, ImageStore images)
             return null;
         }
     }
+
+    /// <summary>A value in virtiofsd's -o list, which libfuse splits at commas: backslash escapes (not QEMU's doubling).</summary>
+    private static string FuseOptionValue(string value) =>
+        value.Replace("\\", "\\\\", StringComparison.Ordinal).Replace(",", "\\,", StringComparison.Ordinal);
 
     /// <summary>RUN/guests/NAME/virtiofs: owned by the guest's root, so virtiofsd can create its socket and lock file
     /// there, with root/ to bind the tree on; /run/virtiofsd must exist to be bound over.</summary>
@@ -261,7 +265,7 @@ public sealed class VserverRoot(FleetOptions options, ImageStore images)
         var image = images.Find(vserver.Image)
             ?? throw FleetException.Conflict($"image '{vserver.Image}' of guest '{vserver.Name}' is gone; build it again with: vsctl image build {vserver.Image}");
         var staging = Path.Combine(paths.Dir, ".demote");
-        if (Directory.Exists(staging)) Discard(staging);
+        if (Directory.Exists(staging)) AtomicFile.DeleteDirectory(staging, "discard");
         var loop = Path.Combine(staging, "disk");
         var view = Path.Combine(staging, "view");
         var upper = Path.Combine(staging, "upper");
@@ -278,13 +282,11 @@ public sealed class VserverRoot(FleetOptions options, ImageStore images)
             if (vserver.Security.IdMap is { } map) FileOwner.Chown(emptyUpper, checked((uint)map.HostBase), checked((uint)map.HostBase));
             MountOver(vserver, paths, loop, emptyUpper, Path.Combine(staging, "work"), view);
             HostCommand.Run("cp", ["-a", "--", view + "/.", upper], timeout: TimeSpan.FromMinutes(30));
-            HostMounts.Unmount(view);
-            HostMounts.Unmount(loop);
             var root = vserver.Security.IdMap is { } m ? checked((uint)m.HostBase) : 0u;
             OverlayWhiteouts.Hide(image.RootfsPath, upper, root);
-            if (Directory.Exists(paths.Upper)) Discard(paths.Upper);
+            if (Directory.Exists(paths.Upper)) AtomicFile.DeleteDirectory(paths.Upper, "discard");
             Directory.Move(upper, paths.Upper);
-            if (Directory.Exists(paths.Work)) Discard(paths.Work);
+            if (Directory.Exists(paths.Work)) AtomicFile.DeleteDirectory(paths.Work, "discard");
         }
         catch (HostCommandException e)
         {
@@ -295,15 +297,7 @@ public sealed class VserverRoot(FleetOptions options, ImageStore images)
             HostMounts.Unmount(view);
             HostMounts.Unmount(loop);
             RemoveNamespaceDir(paths);
-            if (Directory.Exists(staging)) Discard(staging);
+            if (Directory.Exists(staging)) AtomicFile.DeleteDirectory(staging, "discard");
         }
-    }
-
-    /// <summary>Renames a directory out of the way, then deletes it: a crash mid-delete leaves a dot-name, not half a tree.</summary>
-    private static void Discard(string dir)
-    {
-        var doomed = Path.Combine(Path.GetDirectoryName(dir)!, $".{Path.GetFileName(dir)}.discard-{Guid.NewGuid():N}");
-        Directory.Move(dir, doomed);
-        Directory.Delete(doomed, recursive: true);
     }
 }

@@ -239,13 +239,8 @@ public sealed class VserverDriver(FleetOptions options, ICgroupHierarchy cgroups
         cgroups.Open(paths.CgroupPath)?.Destroy();
         GuestNetwork.Destroy(paths.Netns, paths.HostVeth);
         if (Directory.Exists(paths.RunDir)) Directory.Delete(paths.RunDir, recursive: true);
-        if (Directory.Exists(paths.Dir))
-        {
-            // Rename first: a crash mid-delete must not leave a directory that looks like a guest.
-            var doomed = Path.Combine(Path.GetDirectoryName(paths.Dir)!, $".{Path.GetFileName(paths.Dir)}.destroying-{Guid.NewGuid():N}");
-            Directory.Move(paths.Dir, doomed);
-            Directory.Delete(doomed, recursive: true);
-        }
+        // Renamed first: a crash mid-delete must not leave a directory that looks like a guest.
+        if (Directory.Exists(paths.Dir)) Vserver.Isolation.Storage.AtomicFile.DeleteDirectory(paths.Dir, "destroying");
     }
 
     public static CgroupLimits ToCgroupLimits(GuestLimits limits) => new(limits.MemoryBytes, limits.Cpus, limits.Pids, limits.MemoryMinBytes);

@@ -29,6 +29,15 @@ public static partial class AtomicFile
         FsyncDirectory(dir);
     }
 
+    /// <summary>Deletes a directory tree, renamed first to a dot-name beside it (".NAME.WHY-GUID"): a crash mid-delete
+    /// leaves a hidden leftover for the owner's start-up clean-up, never half a tree under the real name.</summary>
+    public static void DeleteDirectory(string dir, string why)
+    {
+        var doomed = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(dir))!, $".{Path.GetFileName(dir)}.{why}-{Guid.NewGuid():N}");
+        Directory.Move(dir, doomed);
+        Directory.Delete(doomed, recursive: true);
+    }
+
     public static void FsyncDirectory(string dir)
     {
         var fd = Libc.Open(dir, Libc.O_RDONLY | Libc.O_CLOEXEC, 0);
