@@ -36,6 +36,7 @@
 #   version       the kernel release string (`uname -r` in the guest)
 #   package       "<package> <version>" of the .deb used
 #   modules       the modules in the initramfs, in load order
+#   features      what the initramfs can do beyond booting ("hold")
 #   initrd.img    the initramfs
 #
 # The initramfs' /init understands these kernel command line parameters:
@@ -51,6 +52,11 @@
 #   vserver.hostname=NAME         the guest's hostname
 #   vserver.ip=A.B.C.D/PREFIX     address of eth0 (virtio-net); lo is always up
 #   vserver.gw=A.B.C.D            default route via eth0 (needs vserver.ip)
+#   vserver.hold                  after the modules, say "ready" on the virtio-serial
+#                                 port org.vserver.hold.0 and wait for "go" there
+#                                 before the hostname, network and root (a
+#                                 promotion boots the domain while the vserver
+#                                 it replaces still serves)
 # It mounts /proc, /sys and /dev (devtmpfs), insmods the modules, prints
 # "vserver-initramfs: modules loaded", mounts devpts on /dev/pts and tmpfs on
 # /dev/shm, sets the hostname and network ("vserver-initramfs: network eth0
@@ -246,7 +252,7 @@ fail() {
     exit 1
 }
 
-root= fstype=ext4 flags= mode=ro wait=10 init=/sbin/init ip= gw= hostname=
+root= fstype=ext4 flags= mode=ro wait=10 init=/sbin/init ip= gw= hostname= hold=
 set -f
 for arg in $(cat /proc/cmdline); do
     case $arg in
@@ -259,6 +265,7 @@ for arg in $(cat /proc/cmdline); do
         rw) mode=rw ;;
         init=*) init=${arg#init=} ;;
         vserver.debug) debug=1 ;;
+        vserver.hold) hold=1 ;;
         vserver.ip=*) ip=${arg#vserver.ip=} ;;
         vserver.gw=*) gw=${arg#vserver.gw=} ;;
         vserver.hostname=*) hostname=${arg#vserver.hostname=} ;;
@@ -275,6 +282,36 @@ echo "vserver-initramfs: modules loaded"
 mkdir -p /dev/pts /dev/shm
 mount -t devpts -o ptmxmode=0666,mode=0620,gid=5 devpts /dev/pts || fail "cannot mount devpts on /dev/pts"
 mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /dev/shm || fail "cannot mount tmpfs on /dev/shm"
+
+# vserver.hold (a promotion's cut-over): the kernel is up and the modules are in while the vserver this domain
+# replaces still serves; say so on the virtio-serial port org.vserver.hold.0 and wait there for the host's "go" before
+# taking the vserver's address and files. While no host is connected the port reads end of file: say it again.
+if [ -n "$hold" ]; then
+    port=
+    n=0
+    while [ -z "$port" ]; do
+        for f in /sys/class/virtio-ports/*/name; do
+            [ "$(cat "$f" 2>/dev/null)" = org.vserver.hold.0 ] || continue
+            port=${f%/name}
+            port=/dev/${port##*/}
+        done
+        [ -n "$port" ] && [ -e "$port" ] && break
+        port=
+        [ "$n" -lt 100 ] || fail "vserver.hold: no virtio-serial port org.vserver.hold.0 within 10s"
+        sleep 0.1
+        n=$((n + 1))
+    done
+    echo "vserver-initramfs: held: waiting for the host's go on $port"
+    word=
+    until [ "$word" = go ]; do
+        word=
+        exec 3<>"$port" || fail "vserver.hold: cannot open $port"
+        if echo ready >&3 2>/dev/null; then read -r word <&3 || word=; fi
+        exec 3<&-
+        [ "$word" = go ] || sleep 0.05
+    done
+    echo "vserver-initramfs: released"
+fi
 
 if [ -n "$hostname" ]; then hostname "$hostname" || fail "vserver.hostname=$hostname: cannot set it"; fi
 ip link set lo up || fail "cannot bring up lo"
@@ -345,6 +382,8 @@ for c in "$TMP"/tree/boot/config-*; do [ -f "$c" ] && cp "$c" "$OUT/"; done
 echo "$VERSION" > "$OUT/version"
 echo "$pkgline" > "$OUT/package"
 cp "$TMP/names" "$OUT/modules"
+# What this initramfs can do beyond booting; the agent reads it (hold: vserver.hold below).
+echo hold > "$OUT/features"
 mv "$TMP/initrd.img" "$OUT/initrd.img"
 end=$(date +%s.%N)
 say "kernel $VERSION from $pkgline"

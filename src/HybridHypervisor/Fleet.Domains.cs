@@ -230,7 +230,7 @@ public sealed partial class Fleet
                 // The overlay names its base by absolute path: point it at this host's copy of the image's base.
                 var (basePath, _) = BaseDisk.EnsureBase(Path.GetDirectoryName(image.RootfsPath)!, image.RootfsPath);
                 HostCommand.Run("qemu-img", ["rebase", "-u", "-f", "qcow2", "-F", "raw", "-b", basePath, paths.Disk]);
-                domain = await Domains.StartAsync(saved, paths, accelerator, SaveFile.IncomingUri(file, layout), ct);
+                domain = await Domains.StartAsync(saved, paths, accelerator, SaveFile.IncomingUri(file, layout), ct: ct);
                 await WaitForIncomingAsync(domain, paths, ct);
                 var config = saved with { Phase = GuestPhase.Ready };
                 _store.Save(config);

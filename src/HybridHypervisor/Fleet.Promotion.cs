@@ -2,6 +2,7 @@ using HybridHypervisor.Domains;
 using HybridHypervisor.Model;
 using Vserver.Isolation.Network;
 using Vserver.Isolation.Storage;
+using SharedMemoryAccounting;
 
 namespace HybridHypervisor;
 
@@ -34,49 +35,88 @@ public sealed partial class Fleet
             if (g.Paused) throw FleetException.Conflict($"vserver '{name}' is paused; resume it first: vsctl resume {name}");
             var paths = _store.PathsFor(name);
             var (domainConfig, plan) = PlanPromotion(vserver, options, paths);
+            var wasRunning = g.IsRunning;
+            var besideRefusal = wasRunning ? BootBesideRefusal(g, vserver, domainConfig, options) : null;
+            var beside = wasRunning && besideRefusal is null;
+            plan = plan with
+            {
+                Settings = [.. plan.Settings, ("cut-over", !wasRunning
+                    ? "none: the vserver is not running, nor will the domain be"
+                    : beside
+                        ? "the domain's kernel boots beside the running vserver, which stops once that kernel is up"
+                        : $"the vserver stops first, then the domain boots (not beside it: {besideRefusal})")],
+            };
             if (options.DryRun) return (plan, null);
 
             var accelerator = await RequireAcceleratorAsync(domainConfig.Domain!.Kernel);
             using var reservation = AdmitChange(g, domainConfig, "promote");
-            var wasRunning = g.IsRunning;
-            var step = "stop the vserver";
+            var step = new StepClock(beside ? "share the running vserver's root" : "stop the vserver");
             RunningDomain? domain = null;
             try
             {
-                if (wasRunning) await StopLockedAsync(g, _options.DefaultStopTimeout);
-                if (options.Copy)
+                if (beside)
                 {
-                    step = "copy the root into an ext4 image";
-                    var size = Domains.Roots.CopyToExt4(vserver, paths, domainConfig.Domain.DiskBytes);
-                    DomainDriver.ReleaseRoot(paths);
-                    domainConfig = domainConfig with { Domain = domainConfig.Domain with { DiskBytes = size } };
-                }
-                step = "move the address to the domain";
-                GuestNetwork.Destroy(paths.Netns, paths.HostVeth);
-                Domains.EnsureTap(paths);
-                Failpoints.Hit("promote.before-boot");
-                if (wasRunning)
-                {
-                    step = "boot the domain";
-                    domain = await Domains.StartAsync(domainConfig, paths, accelerator, ct: ct);
-                    step = "wait for the domain to come up";
+                    // The domain's kernel boots while the vserver still serves; the vserver stops once the kernel is up.
+                    Domains.Roots.Grab(vserver, paths, g.Running!.InitPid);
+                    step.Next("boot the domain beside the vserver");
+                    domain = await Domains.StartAsync(domainConfig, paths, accelerator, ct: ct, hold: true);
+                    await using var hold = await DomainHold.ConnectAsync(paths.HoldSocket, ct);
+                    step.Next("wait for the domain's kernel");
+                    await hold.WaitReadyAsync(options.BootTimeout ?? DefaultBootTimeout, ct);
+                    step.Next("stop the vserver");
+                    await StopLockedAsync(g, _options.DefaultStopTimeout);
+                    step.Next("move the address to the domain");
+                    GuestNetwork.Destroy(paths.Netns, paths.HostVeth);
+                    Failpoints.Hit("promote.before-release");
+                    await hold.ReleaseAsync(ct);
+                    step.Next("wait for the domain to come up");
                     await WaitUpAsync(domain, paths, options.BootTimeout ?? DefaultBootTimeout, ct);
+                    step.Next("record the domain");
+                    g.Config = domainConfig;
+                    _store.Save(domainConfig);
                 }
-                step = "record the domain";
-                g.Config = domainConfig;
-                _store.Save(domainConfig);
+                else
+                {
+                    if (wasRunning) await StopLockedAsync(g, _options.DefaultStopTimeout);
+                    await PromoteStoppedAsync();
+                }
             }
             catch (Exception e)
             {
                 var rollback = await RollBackPromotionAsync(g, vserver, paths, domain, wasRunning);
                 throw new FleetException(e is FleetException { Kind: FleetError.Conflict } ? FleetError.Conflict : FleetError.Failed,
-                    $"promoting '{name}' failed at step '{step}': {Reason(e)}; {rollback}", e);
+                    $"promoting '{name}' failed at step '{step.Current}': {Reason(e)}; {rollback}", e);
             }
             if (domain is not null) await BeginDomainRunAsync(g, domain);
             // The copy is the domain's root now; the vserver's own layers are no longer anyone's.
             if (options.Copy) DiscardLayers(paths);
-            _log($"promoted {name} to a domain ({plan.Settings.First(s => s.What == "root").Value})");
+            _log($"promoted {name} to a domain ({plan.Settings.First(s => s.What == "root").Value}) {step.Summary()}");
             return (plan, View(g));
+
+            async Task PromoteStoppedAsync()
+            {
+                if (options.Copy)
+                {
+                    step.Next("copy the root into an ext4 image");
+                    var size = Domains.Roots.CopyToExt4(vserver, paths, domainConfig.Domain.DiskBytes);
+                    DomainDriver.ReleaseRoot(paths);
+                    domainConfig = domainConfig with { Domain = domainConfig.Domain with { DiskBytes = size } };
+                }
+                step.Next("move the address to the domain");
+                GuestNetwork.Destroy(paths.Netns, paths.HostVeth);
+                Domains.EnsureTap(paths);
+                Failpoints.Hit("promote.before-boot");
+                if (wasRunning)
+                {
+                    step.Next("boot the domain");
+                    domain = await Domains.StartAsync(domainConfig, paths, accelerator, ct: ct);
+                    step.Next("wait for the domain to come up");
+                    await WaitUpAsync(domain, paths, options.BootTimeout ?? DefaultBootTimeout, ct);
+                }
+                step.Next("record the domain");
+                g.Config = domainConfig;
+                _store.Save(domainConfig);
+            }
         }
         finally
         {
@@ -163,6 +203,27 @@ public sealed partial class Fleet
         return (domain, plan);
     }
 
+    /// <summary>Why the domain cannot boot beside the running vserver (its kernel must be up before the vserver stops),
+    /// or null if it can: a shared root, a kernel whose initramfs can hold, the vserver's init known, and room in the
+    /// pool for both for the seconds they overlap.</summary>
+    private string? BootBesideRefusal(GuestRuntime g, GuestConfig vserver, GuestConfig domain, PromoteOptions options)
+    {
+        if (options.Copy) return "--copy needs the files still, so the vserver stops before they are copied";
+        if (Kernels.Find(domain.Domain!.Kernel) is { } kernel && !kernel.Features.Contains("hold"))
+            return $"kernel '{kernel.Name}' was built before held boots existed; rebuild it: vsctl kernel rm {kernel.Name} && vsctl kernel build {kernel.Name}";
+        if (g.Running is null) return "the vserver's init is not known";
+        var pool = Pool;
+        lock (_fleetLock)
+        {
+            var running = _guests.Values
+                .Where(o => o.Config.Name != vserver.Name && !_reserved.ContainsKey(o.Config.Name) && o.IsRunning)
+                .Select(o => CommitmentOf(o.Config))
+                .Concat(_reserved.Values.Where(r => r.Name != vserver.Name))
+                .Append(CommitmentOf(vserver) with { Name = $"{vserver.Name} (the vserver, until the cut-over)" });
+            return Admission.Refusal(pool, running, CommitmentOf(domain), "boot beside the vserver");
+        }
+    }
+
     /// <summary>The domain is up once its guest agent answers: the initramfs has mounted the root and handed over to the
     /// guest's init.</summary>
     private static async Task WaitUpAsync(RunningDomain domain, GuestPaths paths, TimeSpan timeout, CancellationToken ct)
@@ -197,8 +258,12 @@ public sealed partial class Fleet
             g.Config = vserver;
             _store.Save(vserver);
             Vservers.EnsureNetwork(vserver, paths);
-            if (wasRunning) await StartLockedAsync(g);
-            return $"rolled back: '{vserver.Name}' is a vserver again{(wasRunning ? " and runs" : "")}, with its files and address";
+            // A domain booting beside the vserver fails before the vserver stops: it never stopped serving.
+            var served = g.IsRunning;
+            if (wasRunning && !served) await StartLockedAsync(g);
+            return served
+                ? $"rolled back: '{vserver.Name}' is still the vserver it was and never stopped serving"
+                : $"rolled back: '{vserver.Name}' is a vserver again{(wasRunning ? " and runs" : "")}, with its files and address";
         }
         catch (Exception e)
         {
@@ -227,28 +292,28 @@ public sealed partial class Fleet
 
                 using var reservation = AdmitChange(g, vserver, "demote");
                 var wasRunning = g.IsRunning;
-                var step = "stop the domain";
+                var step = new StepClock("stop the domain");
                 try
                 {
                     if (wasRunning) await StopLockedAsync(g, _options.DefaultStopTimeout);
                     var root = domain.Domain!.Root;
                     if (root != DomainRoot.Virtiofs)
                     {
-                        step = "copy the disk's files into a writable layer";
+                        step.Next("copy the disk's files into a writable layer");
                         await CopyOutOfDiskAsync(vserver, domain.Domain, paths);
                     }
                     Directory.CreateDirectory(paths.Work);
                     Directory.CreateDirectory(paths.Rootfs);
-                    step = "move the address to the vserver";
+                    step.Next("move the address to the vserver");
                     DomainTap.Destroy(paths.Tap);
                     Vservers.EnsureNetwork(vserver, paths);
-                    step = "record the vserver";
+                    step.Next("record the vserver");
                     // Recorded before it starts: an agent that dies from here on finds a vserver and adopts or starts it.
                     g.Config = vserver;
                     _store.Save(vserver);
                     if (wasRunning)
                     {
-                        step = "start the vserver";
+                        step.Next("start the vserver");
                         await StartLockedAsync(g, ct);
                     }
                 }
@@ -256,12 +321,12 @@ public sealed partial class Fleet
                 {
                     var rollback = await RollBackDemotionAsync(g, domain, paths, wasRunning);
                     throw new FleetException(e is FleetException { Kind: FleetError.Conflict } ? FleetError.Conflict : FleetError.Failed,
-                        $"demoting '{name}' failed at step '{step}': {Reason(e)}; {rollback}", e);
+                        $"demoting '{name}' failed at step '{step.Current}': {Reason(e)}; {rollback}", e);
                 }
                 // The files live in the writable layer now; the disk the domain booted from is no one's.
                 File.Delete(paths.Ext4Disk);
                 File.Delete(paths.Disk);
-                _log($"demoted {name} to a vserver");
+                _log($"demoted {name} to a vserver {step.Summary()}");
                 return (plan, View(g));
             }
             finally
@@ -377,4 +442,28 @@ public sealed partial class Fleet
     }
 
     private static string Reason(Exception e) => e.Message.TrimEnd('.');
+
+    /// <summary>The step a conversion is at (named in its error) and how long each took (in the agent's log).</summary>
+    private sealed class StepClock(string first)
+    {
+        private readonly System.Diagnostics.Stopwatch _clock = System.Diagnostics.Stopwatch.StartNew();
+        private readonly List<(string Step, TimeSpan Took)> _done = [];
+        private TimeSpan _began;
+
+        public string Current { get; private set; } = first;
+
+        public void Next(string step)
+        {
+            _done.Add((Current, _clock.Elapsed - _began));
+            _began = _clock.Elapsed;
+            Current = step;
+        }
+
+        public string Summary()
+        {
+            Next("");
+            var ms = static (TimeSpan t) => t.TotalSeconds.ToString("0.00", System.Globalization.CultureInfo.InvariantCulture);
+            return $"in {ms(_clock.Elapsed)} s ({string.Join(", ", _done.Select(d => $"{d.Step} {ms(d.Took)} s"))})";
+        }
+    }
 }

@@ -650,8 +650,9 @@ public sealed partial class Fleet : IDisposable
         // Frozen tasks cannot act on any signal, not even SIGKILL, until thawed.
         if (g.Paused) running.Cgroup.Thaw();
         var ended = running.Monitor.Exited;
+        var servicesDone = false;
         if (timeout > TimeSpan.Zero && running.Init?.Signal(15) == true)
-            await Task.WhenAny(ended, Task.Delay(timeout));
+            servicesDone = await InitLeftAloneAsync(running, ended, timeout);
         if (!ended.IsCompleted)
         {
             if (running.Init is null || !running.Init.Signal(9)) running.Cgroup.Destroy();
@@ -659,7 +660,42 @@ public sealed partial class Fleet : IDisposable
         }
         // The exit handler needs the lock we hold: collect the exit here instead.
         var (exit, _) = EndRunLocked(g, running);
+        if (servicesDone && exit.Signal == 9)
+            g.LastExit = exit = exit with { Reason = "stopped: its services had exited, then the agent ended its init (all that was left)" };
         _log($"stopped guest {g.Config.Name}: {exit.Description}");
+    }
+
+    /// <summary>How long init must have been the only process left before a stop ends it.</summary>
+    private static readonly TimeSpan InitAloneQuiet = TimeSpan.FromMilliseconds(150);
+
+    /// <summary>
+    /// Waits, after the stop signal, until init ends by itself (false) or until it has been the only process in the
+    /// vserver for <see cref="InitAloneQuiet"/> (true): every service has exited, with all the time the stop allows, and
+    /// what an init does after that is wait to kill processes that are gone (busybox: 1 s after SIGTERM to all, 1 s after
+    /// SIGKILL), which the caller saves with a SIGKILL of its own. Also false when the timeout passes first.
+    /// </summary>
+    private static async Task<bool> InitLeftAloneAsync(RunningVserver running, Task ended, TimeSpan timeout)
+    {
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        TimeSpan? aloneSince = null;
+        while (clock.Elapsed < timeout)
+        {
+            if (await Task.WhenAny(ended, Task.Delay(20)) == ended) return false;
+            IReadOnlyList<int> pids;
+            try
+            {
+                pids = running.Cgroup.Pids();
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                continue;
+            }
+            var alone = pids.All(p => p == running.InitPid || p == running.Monitor.Pid);
+            if (!alone) aloneSince = null;
+            else if (aloneSince is null) aloneSince = clock.Elapsed;
+            else if (clock.Elapsed - aloneSince >= InitAloneQuiet) return true;
+        }
+        return false;
     }
 
     /// <summary>Records the end of a run (under the guest's lock): the exit, whether an operator asked for it, waiters told.</summary>

@@ -41,6 +41,9 @@ public sealed record GuestPaths(string Dir, string RunDir, string HostVeth, stri
     public string ConsoleSocket => Path.Combine(RunDir, "console.sock");
     /// <summary>Domains: the virtio-serial port of the guest agent.</summary>
     public string AgentSocket => Path.Combine(RunDir, "agent.sock");
+    /// <summary>Domains booted held (a promotion's cut-over): the virtio-serial port on which the initramfs says it is
+    /// ready and waits for "go" before it sets up the network and mounts the root.</summary>
+    public string HoldSocket => Path.Combine(RunDir, "hold.sock");
     /// <summary>Domains: what QEMU printed on stdout and stderr in its current or last run.</summary>
     public string QemuLog => Path.Combine(RunDir, "qemu.log");
     /// <summary>Domains: the tap on the bridge, named like the vserver's veth but with "vt".</summary>

@@ -62,6 +62,60 @@ public sealed class PromotionTests(DomainHost shared) : IClassFixture<DomainHost
         Directory.Exists($"/sys/class/net/{Host.Tap(name)}").ShouldBeFalse("the domain's tap is left");
     }
 
+    /// <summary>Asks for the page every ~50 ms in the background, noting with each answer whether the guest's QEMU ran.</summary>
+    private sealed class Prober : IDisposable
+    {
+        private readonly List<(bool Qemu, bool Ok)> _probes = [];
+        private readonly CancellationTokenSource _stop = new();
+        private readonly Task _loop;
+
+        public Prober(string ip, Func<bool> qemuRuns)
+        {
+            _loop = Task.Run(async () =>
+            {
+                using var http = new HttpClient { Timeout = TimeSpan.FromMilliseconds(300) };
+                while (!_stop.IsCancellationRequested)
+                {
+                    var qemu = qemuRuns();
+                    bool ok;
+                    try
+                    {
+                        ok = (await http.GetStringAsync($"http://{ip}/")).StartsWith("page of", StringComparison.Ordinal);
+                    }
+                    catch (Exception e) when (e is HttpRequestException or TaskCanceledException)
+                    {
+                        ok = false;
+                    }
+                    lock (_probes) _probes.Add((qemu, ok));
+                    await Task.Delay(50);
+                }
+            });
+        }
+
+        /// <summary>An answer while QEMU ran that was followed by a failure: it came from the vserver (the domain, once
+        /// it answers, does not stop), so the vserver served while the domain booted.</summary>
+        public bool ServedWhileTheDomainBooted()
+        {
+            lock (_probes)
+            {
+                var first = _probes.FindIndex(p => p.Qemu && p.Ok);
+                return first >= 0 && _probes.Skip(first).Any(p => !p.Ok);
+            }
+        }
+
+        public string Describe()
+        {
+            lock (_probes) return string.Concat(_probes.Select(p => p.Qemu ? (p.Ok ? 'Q' : 'q') : (p.Ok ? 'V' : 'v')));
+        }
+
+        public void Dispose()
+        {
+            _stop.Cancel();
+            _loop.GetAwaiter().GetResult();
+            _stop.Dispose();
+        }
+    }
+
     [Fact]
     public void A_promoted_vserver_serves_its_page_from_its_address_under_its_own_kernel_and_keeps_what_it_wrote_after_demote()
     {
@@ -78,7 +132,16 @@ public sealed class PromotionTests(DomainHost shared) : IClassFixture<DomainHost
         dry.ShouldContain($"default ({KernelVersion})");
         Host.Vsctl("list").ShouldSucceed().Stdout.ShouldMatch($@"(?m)^{name}\s+vserver\s+running");
 
-        Host.Vsctl("promote", name).ShouldSucceed().Stdout.ShouldContain($"{name} is now a domain (running)");
+        dry.ShouldContain("boots beside the running vserver");
+
+        // Probed throughout: the vserver keeps serving while the domain's kernel boots beside it.
+        using (var prober = new Prober(ip, () => Host.QemuPids(name).Count > 0))
+        {
+            Host.Vsctl("promote", name).ShouldSucceed().Stdout.ShouldContain($"{name} is now a domain (running)");
+            Page(ip, TimeSpan.FromSeconds(60)).ShouldBe($"page of {name}\n");
+            prober.ServedWhileTheDomainBooted().ShouldBeTrue(
+                $"no answer came from the vserver while QEMU ran before the cut-over (probes: {prober.Describe()})");
+        }
         Host.Vsctl("list").ShouldSucceed().Stdout.ShouldMatch($@"(?m)^{name}\s+domain\s+running");
         var status = Status(name);
         status.GetProperty("ipv4").GetString().ShouldBe(ip);
@@ -144,6 +207,33 @@ public sealed class PromotionTests(DomainHost shared) : IClassFixture<DomainHost
     }
 
     [Fact]
+    public void A_domain_created_as_a_domain_is_demoted_with_the_files_of_its_disk()
+    {
+        const string name = "pro-qcow";
+        Host.Vsctl("create", name, "--kind", "domain", "--memory", "128M").ShouldSucceed();
+        Host.Vsctl("start", name).ShouldSucceed();
+        Exec(name, "mount").ShouldContain("/dev/vda on / type ext4");
+        Exec(name, "sh", "-c", "mkdir -p /srv && echo written-on-the-disk > /srv/note && rm /etc/shells");
+        var ip = Status(name).GetProperty("ipv4").GetString()!;
+
+        var dry = Host.Vsctl("demote", name, "--dry-run").ShouldSucceed().Stdout;
+        dry.ShouldContain("disk.qcow2");
+        dry.ShouldContain("dry run, nothing changed");
+
+        Host.Vsctl("demote", name).ShouldSucceed().Stdout.ShouldContain($"{name} is now a vserver (running)");
+        Host.Vsctl("list").ShouldSucceed().Stdout.ShouldMatch($@"(?m)^{name}\s+vserver\s+running");
+        Exec(name, "cat", "/srv/note").ShouldBe("written-on-the-disk\n");
+        Host.Vsctl("exec", name, "--", "test", "-e", "/etc/shells").Code.ShouldBe(1, "a file deleted on the disk came back");
+        Exec(name, "uname", "-r").Trim().ShouldBe(TestHost.Run("uname", "-r").Stdout.Trim());
+        Status(name).GetProperty("ipv4").GetString().ShouldBe(ip);
+        File.Exists(Path.Combine(Host.GuestDir(name), "disk.qcow2")).ShouldBeFalse("the demoted domain's disk is left");
+        Host.QemuPids(name).ShouldBeEmpty();
+
+        Host.Vsctl("destroy", "--force", name).ShouldSucceed();
+        Host.ShouldHaveNoTraceOf(name);
+    }
+
+    [Fact]
     public void A_failed_promotion_rolls_back_and_the_vserver_serves_its_page_again()
     {
         const string name = "pro-fail";
@@ -167,6 +257,28 @@ public sealed class PromotionTests(DomainHost shared) : IClassFixture<DomainHost
             ShouldBeAVserverServing(name, ip);
             Status(name).GetProperty("kind").GetString().ShouldBe("vserver");
             File.ReadAllText("/proc/self/mountinfo").ShouldNotContain($"/guests/{name}/rootfs");
+
+            // A kernel that can hold but whose initramfs is not one: it fails beside the vserver, which never stops.
+            var held = Path.Combine(Host.Root, "kernels", "heldbroken");
+            Directory.CreateDirectory(held);
+            foreach (var f in new[] { "vmlinux", "version", "features" })
+                File.Copy(Path.Combine(Host.Root, "kernels", "default", f), Path.Combine(held, f));
+            File.WriteAllText(Path.Combine(held, "initrd.img"), "not an initramfs");
+            try
+            {
+                var initPid = Status(name).GetProperty("initPid").GetInt32();
+                var besideFailed = Host.Vsctl("promote", name, "--kernel", "heldbroken", "--timeout", "30");
+                besideFailed.Code.ShouldNotBe(0);
+                besideFailed.Stderr.ShouldContain("failed at step 'wait for the domain's kernel'");
+                besideFailed.Stderr.ShouldContain("never stopped serving");
+                Status(name).GetProperty("initPid").GetInt32().ShouldBe(initPid);
+                ShouldBeAVserverServing(name, ip);
+                File.ReadAllText("/proc/self/mountinfo").ShouldNotContain($"/guests/{name}/rootfs");
+            }
+            finally
+            {
+                Directory.Delete(held, recursive: true);
+            }
 
             // Admission: a guest that holds all but 64M of the pool's guarantees leaves no room for the domain's 128M.
             var pool = JsonDocument.Parse(Host.Vsctl("host", "-f", "json").ShouldSucceed().Stdout).RootElement.GetProperty("pool");

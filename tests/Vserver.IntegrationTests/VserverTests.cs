@@ -182,8 +182,14 @@ public sealed class VserverTests(SharedHost shared) : IClassFixture<SharedHost>
         var pid = JsonDocument.Parse(Host.Vsctl("status", "cycle", "-f", "json").Stdout).RootElement.GetProperty("initPid").GetInt32();
         Directory.Exists($"/proc/{pid}").ShouldBeTrue();
 
+        // A service that needs a moment to flush when told to stop gets it: the stop waits for it, and only then ends
+        // an init that has nothing left to do.
+        Host.Vsctl("exec", "cycle", "--", "sh", "-c",
+            "(trap 'sleep 0.5; echo flushed > /root/flushed; exit 0' TERM; while :; do sleep 0.1; done) >/dev/null 2>&1 &").ShouldSucceed();
         Host.Vsctl("stop", "cycle").ShouldSucceed();
         Directory.Exists($"/proc/{pid}").ShouldBeFalse("init must be gone after stop");
+        File.ReadAllText(Path.Combine(Host.GuestDir("cycle"), "upper", "root", "flushed")).ShouldBe("flushed\n");
+        Host.Vsctl("status", "cycle").Stdout.ShouldContain("its services had exited");
         Host.CgroupExists("cycle").ShouldBeFalse("a stopped guest holds no cgroup");
         Host.Vsctl("status", "cycle").Stdout.ShouldContain("stopped");
 

@@ -78,7 +78,7 @@ public sealed class DomainDriver(FleetOptions options, HostBridge bridge, ImageS
 
     // ---- run ----
 
-    public DomainLaunch LaunchFor(GuestConfig config, GuestPaths paths, AcceleratorChoice accelerator, string? incoming = null)
+    public DomainLaunch LaunchFor(GuestConfig config, GuestPaths paths, AcceleratorChoice accelerator, string? incoming = null, bool hold = false)
     {
         var domain = config.Domain!;
         var kernel = kernels.Find(domain.Kernel) ?? throw FleetException.Conflict(kernels.Missing(domain.Kernel));
@@ -105,17 +105,18 @@ public sealed class DomainDriver(FleetOptions options, HostBridge bridge, ImageS
             PidFile = paths.PidFile,
             TscKhz = accelerator.Kind == AcceleratorKind.Tcg ? HostTsc.Khz : null,
             Incoming = incoming,
+            HoldSocket = hold ? paths.HoldSocket : null,
         };
     }
 
     /// <summary>Starts QEMU and connects to its QMP socket. If QEMU is missing or dies at start, the error carries what it
-    /// printed, and nothing is left running.</summary>
+    /// printed, and nothing is left running. <paramref name="hold"/>: the initramfs waits for <see cref="DomainHold"/>'s go.</summary>
     public async Task<RunningDomain> StartAsync(GuestConfig config, GuestPaths paths, AcceleratorChoice accelerator, string? incoming = null,
-        CancellationToken ct = default)
+        bool hold = false, CancellationToken ct = default)
     {
         if (RootDisk(config.Domain!, paths) is { } disk && !File.Exists(disk))
             throw FleetException.Conflict($"the disk of domain '{config.Name}' ({disk}) is missing; destroy and recreate the domain");
-        var launch = LaunchFor(config, paths, accelerator, incoming);
+        var launch = LaunchFor(config, paths, accelerator, incoming, hold);
         var qemu = FindProgram(QemuProgram)
             ?? throw FleetException.Conflict($"{QemuProgram} not found in PATH; install QEMU (Debian: apt-get install qemu-system-x86, or run make deps)");
         EnsureTap(paths);
@@ -132,7 +133,7 @@ public sealed class DomainDriver(FleetOptions options, HostBridge bridge, ImageS
             }
         }
         Directory.CreateDirectory(paths.RunDir);
-        foreach (var stale in new[] { paths.QmpSocket, paths.ConsoleSocket, paths.AgentSocket, paths.PidFile, paths.QemuLog })
+        foreach (var stale in new[] { paths.QmpSocket, paths.ConsoleSocket, paths.AgentSocket, paths.HoldSocket, paths.PidFile, paths.QemuLog })
             File.Delete(stale);
 
         var process = ChildProcess.SpawnLogged(qemu, [qemu, .. QemuCommand.Arguments(launch)], paths.QemuLog);

@@ -6,6 +6,10 @@ namespace HybridHypervisor.Domains;
 /// <summary>A built domain kernel: what QEMU boots (<see cref="Vmlinux"/> with <see cref="Initrd"/>) and what it is.</summary>
 public sealed record KernelRecord(string Name, string Dir, string Version, string Package, long SizeBytes, DateTimeOffset Built)
 {
+    /// <summary>What its initramfs can do beyond booting, from the recipe's <c>features</c> file ("hold": a held boot
+    /// for a promotion's cut-over); empty for kernels built before the file existed.</summary>
+    public IReadOnlySet<string> Features { get; init; } = new HashSet<string>();
+
     public string Vmlinux => Path.Combine(Dir, "vmlinux");
     public string Initrd => Path.Combine(Dir, "initrd.img");
 }
@@ -36,7 +40,12 @@ public sealed class KernelStore(string kernelsRoot, string recipesRoot)
         if (!File.Exists(vmlinux) || !File.Exists(initrd)) return null;
         static string Line(string path) => File.Exists(path) ? File.ReadAllText(path).Trim() : "?";
         return new KernelRecord(name, dir, Line(Path.Combine(dir, "version")), Line(Path.Combine(dir, "package")),
-            new FileInfo(vmlinux).Length + new FileInfo(initrd).Length, new DateTimeOffset(File.GetLastWriteTimeUtc(vmlinux), TimeSpan.Zero));
+            new FileInfo(vmlinux).Length + new FileInfo(initrd).Length, new DateTimeOffset(File.GetLastWriteTimeUtc(vmlinux), TimeSpan.Zero))
+        {
+            Features = File.Exists(Path.Combine(dir, "features"))
+                ? File.ReadAllText(Path.Combine(dir, "features")).Split((char[])['\n', ' '], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).ToHashSet(StringComparer.Ordinal)
+                : new HashSet<string>(),
+        };
     }
 
     /// <summary>The one line for a kernel that is not there, with what to do.</summary>

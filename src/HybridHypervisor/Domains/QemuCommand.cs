@@ -33,6 +33,8 @@ public sealed record DomainLaunch
     public long? TscKhz { get; init; }
     /// <summary>Restore: where QEMU reads the saved state from (-incoming); it then waits, paused, for "cont".</summary>
     public string? Incoming { get; init; }
+    /// <summary>Boot held: the initramfs waits on this port's "go" before the network and the root (see <see cref="DomainHold"/>).</summary>
+    public string? HoldSocket { get; init; }
 }
 
 /// <summary>
@@ -51,6 +53,7 @@ public static class QemuCommand
         parts.Add($"vserver.hostname={l.Name}");
         parts.Add($"vserver.ip={l.Address}");
         parts.Add($"vserver.gw={l.Gateway}");
+        if (l.HoldSocket is not null) parts.Add("vserver.hold");
         if (l.Init is { Count: > 0 } init)
         {
             // The kernel hands the words after "--" to the initramfs' /init, which passes them on to init=.
@@ -111,6 +114,11 @@ public static class QemuCommand
             args.AddRange([
                 "-drive", $"id=root,file={Escape(l.Disk)},format={(l.Root == Model.DomainRoot.Ext4 ? "raw" : "qcow2")},if=none,discard=unmap",
                 "-device", "virtio-blk-device,drive=root",
+            ]);
+        if (l.HoldSocket is { } hold)
+            args.AddRange([
+                "-chardev", $"socket,id=hold,path={Escape(hold)},server=on,wait=off",
+                "-device", $"virtserialport,chardev=hold,name={DomainHold.PortName}",
             ]);
         if (l.Incoming is { } incoming) args.AddRange(["-incoming", incoming]);
         return args;

@@ -68,6 +68,24 @@ public sealed class VserverRoot(FleetOptions options, ImageStore images)
         }
     }
 
+    /// <summary>Attaches at <see cref="GuestPaths.Rootfs"/> the root mount the running vserver's init has (<c>vsinit
+    /// grab-root</c>): the same overlay, so a domain can boot from it while the vserver still serves from it.</summary>
+    public void Grab(GuestConfig config, GuestPaths paths, int initPid)
+    {
+        if (HostMounts.IsMountpoint(paths.Rootfs))
+            throw FleetException.Conflict($"{paths.Rootfs} is mounted already: an earlier promotion of '{config.Name}' left it; restart the agent to clean up");
+        Directory.CreateDirectory(paths.VirtiofsDir);
+        Directory.CreateDirectory(paths.Rootfs);
+        try
+        {
+            HostCommand.Run(options.VsinitPath, ["grab-root", initPid.ToString(CultureInfo.InvariantCulture), paths.Rootfs]);
+        }
+        catch (HostCommandException e)
+        {
+            throw new FleetException(FleetError.Failed, $"sharing the running root of '{config.Name}' on {paths.Rootfs} failed: {e.Message}", e);
+        }
+    }
+
     public static void Unmount(GuestPaths paths) => HostMounts.Unmount(paths.Rootfs);
 
     /// <summary>Removes the virtiofs directory once nothing is mounted or served from it: entry by entry, never

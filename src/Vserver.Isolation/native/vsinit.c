@@ -2214,6 +2214,48 @@ static int cmd_mount_root(const char *specpath)
 }
 
 /*
+ * vsinit grab-root PID PATH: attaches at PATH, in the caller's mount
+ * namespace, a clone of the root mount of process PID's mount namespace (a
+ * running vserver's init): the very overlay the vserver runs on, not a second
+ * mount of its layers, so both see the same files while the vserver still
+ * runs.  Promotion serves it to the domain that boots beside the vserver; the
+ * clone keeps the overlay alive after the vserver's namespace is gone.  The
+ * process must be single-threaded (setns of a mount namespace), as it is.
+ */
+static int cmd_grab_root(const char *pidtext, const char *target)
+{
+	unsigned long pid;
+	char path[64];
+	int theirs, ours, tree;
+
+	report_style = REPORT_STDERR;
+	fail_code = 1;
+	if (parse_uint(pidtext, INT_MAX, &pid) < 0 || pid == 0)
+		die(0, "grab-root: '%s' is not a process id", pidtext);
+	snprintf(path, sizeof path, "/proc/%lu/ns/mnt", pid);
+	theirs = open(path, O_RDONLY | O_CLOEXEC);
+	if (theirs < 0)
+		die(errno, "open %s", path);
+	ours = open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC);
+	if (ours < 0)
+		die(errno, "open /proc/self/ns/mnt");
+	/* Entering a mount namespace moves our root and cwd to its root. */
+	if (setns(theirs, CLONE_NEWNS) < 0)
+		die(errno, "setns into the mount namespace of %lu", pid);
+	tree = open_tree(AT_FDCWD, "/", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+	if (tree < 0)
+		die(errno, "open_tree / of process %lu", pid);
+	if (setns(ours, CLONE_NEWNS) < 0)
+		die(errno, "setns back into our mount namespace");
+	if (move_mount(tree, "", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH) < 0)
+		die(errno, "attach the root of %lu on %s", pid, target);
+	close(tree);
+	close(theirs);
+	close(ours);
+	return 0;
+}
+
+/*
  * vsinit userns-exec SPEC: runs `arg...` (with the spec's `env`, if any) as
  * root of a new user namespace with the spec's maps, so a host tool sees a
  * vserver's files with the ids the vserver sees and creates files in its
@@ -2319,10 +2361,12 @@ int main(int argc, char **argv)
 	} else if (!strcmp(cmd, "exec")) {
 		fail_code = 125;
 	}
+	if (!strcmp(cmd, "grab-root") && argc == 4)
+		return cmd_grab_root(argv[2], argv[3]);
 	if (argc != 3 || (strcmp(cmd, "start") && strcmp(cmd, "exec") && strcmp(cmd, "netns")
 			  && strcmp(cmd, "mount-root") && strcmp(cmd, "userns-exec")))
 		die(0, "usage: vsinit start SPECFILE | vsinit exec SPECFILE | vsinit netns PATH"
-		       " | vsinit mount-root SPECFILE | vsinit userns-exec SPECFILE");
+		       " | vsinit mount-root SPECFILE | vsinit userns-exec SPECFILE | vsinit grab-root PID PATH");
 	/* Read while /proc is still the host's. */
 	cap_last = read_cap_last_cap();
 	if (!strcmp(cmd, "start"))

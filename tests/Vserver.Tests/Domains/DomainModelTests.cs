@@ -94,6 +94,20 @@ public sealed class DomainModelTests : IDisposable
     }
 
     [Fact]
+    public void A_held_boot_gets_its_own_serial_port_and_says_so_on_the_kernel_command_line()
+    {
+        var plain = QemuCommand.Arguments(Launch(AcceleratorKind.Tcg));
+        plain.ShouldNotContain($"virtserialport,chardev=hold,name={DomainHold.PortName}");
+        ValueAfter(plain, "-append").ShouldNotContain("vserver.hold");
+        var held = QemuCommand.Arguments(Launch(AcceleratorKind.Tcg) with { HoldSocket = "/run/g/web1/hold.sock" });
+        held.ShouldContain("socket,id=hold,path=/run/g/web1/hold.sock,server=on,wait=off");
+        held.ShouldContain($"virtserialport,chardev=hold,name={DomainHold.PortName}");
+        // On the agent's virtio-serial bus: one bus, two named ports.
+        held.Count(a => a == "virtio-serial-device").ShouldBe(1);
+        ValueAfter(held, "-append").Split(' ').ShouldContain("vserver.hold");
+    }
+
+    [Fact]
     public void An_ext4_root_is_a_raw_disk_and_a_command_becomes_init_with_its_arguments_after_the_separator()
     {
         var args = QemuCommand.Arguments(Launch(AcceleratorKind.Tcg) with
