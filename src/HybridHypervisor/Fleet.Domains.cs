@@ -159,6 +159,7 @@ public sealed partial class Fleet
                 Teardown(paths);
                 g.Removed = true;
                 lock (_fleetLock) _guests.Remove(name);
+                ForgetPorts(g.Config);
                 _log($"saved domain {name} to {file}");
             }
             finally
@@ -220,6 +221,7 @@ public sealed partial class Fleet
             if (Directory.Exists(paths.Dir))
                 throw FleetException.Conflict($"{paths.Dir} already exists but is no guest this agent knows; remove it or pick another name");
             AllocateAddress(saved.Network.Ipv4);
+            RefuseTakenPorts(saved, $"the saved domain '{name}'");
             using var reservation = Admit(saved, "restore", runningOnly: false);
             _store.Save(saved);
             RunningDomain? domain = null;
@@ -245,6 +247,7 @@ public sealed partial class Fleet
                     runtime.Lock.Release();
                 }
                 lock (_fleetLock) _guests[name] = runtime;
+                AddPorts(config);
                 _log($"restored domain {name} from {file}");
                 return View(runtime);
             }

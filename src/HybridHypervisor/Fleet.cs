@@ -140,6 +140,7 @@ public sealed partial class Fleet : IDisposable
         }
         // Find out what domains will run on now rather than at the first start (cached per host boot).
         _ = AcceleratorAsync();
+        RestorePorts();
         StartSampler();
     }
 
@@ -421,6 +422,7 @@ public sealed partial class Fleet : IDisposable
                 Teardown(paths);
                 g.Removed = true;
                 lock (_fleetLock) _guests.Remove(name);
+                ForgetPorts(g.Config);
                 _log($"destroyed guest {name}");
             }
             finally

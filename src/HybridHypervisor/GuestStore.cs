@@ -120,7 +120,7 @@ public sealed class GuestStore(FleetOptions options)
         return c with
         {
             Limits = c.Limits ?? new GuestLimits(),
-            Network = c.Network ?? new GuestNetworkConfig(),
+            Network = c.Network is { } network ? network with { Ports = network.Ports ?? [] } : new GuestNetworkConfig(),
             Security = security with { AllowSyscalls = security.AllowSyscalls ?? [] },
             History = c.History ?? [],
         };

@@ -69,6 +69,7 @@ internal static class Endpoints
             var (plan, view) = await fleet.DemoteAsync(name, request.DryRun, ct);
             return Mapping.ToResult(plan, view);
         });
+        PortEndpoints.Map(v1, fleet);
         v1.MapPost("/restore", async (SaveFileRequest request, CancellationToken ct) =>
         {
             var view = await fleet.RestoreAsync(request.File, ct);

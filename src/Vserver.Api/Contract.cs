@@ -52,6 +52,8 @@ public sealed record GuestInfo
     public required string State { get; init; }
     public string? Image { get; init; }
     public string? Ipv4 { get; init; }
+    /// <summary>Published ports (null: none).</summary>
+    public IReadOnlyList<PortMapping>? Ports { get; init; }
     public long? MemoryBytes { get; init; }
     /// <summary>The memory guarantee admission counts (vserver: soft limit; domain: balloon floor).</summary>
     public long? MemoryMinBytes { get; init; }
@@ -302,6 +304,31 @@ public sealed record PlanSetting
     public required string Value { get; init; }
 }
 
+/// <summary>A published port: <see cref="HostPort"/> on the agent's host (127.0.0.1 and its other addresses) reaches
+/// <see cref="GuestPort"/> on the guest's address. Also the body of POST /v1/guests/{name}/ports.</summary>
+public sealed record PortMapping
+{
+    public int HostPort { get; init; }
+    public int GuestPort { get; init; }
+    /// <summary>tcp (the default) | udp</summary>
+    public string? Protocol { get; init; }
+}
+
+public sealed record GuestPorts
+{
+    public required string Name { get; init; }
+    public string? Ipv4 { get; init; }
+    public required IReadOnlyList<PortMapping> Ports { get; init; }
+}
+
+/// <summary>Published ports, per guest; what every /ports route answers.</summary>
+public sealed record PortList
+{
+    public required IReadOnlyList<GuestPorts> Guests { get; init; }
+    /// <summary>What stands between the ports and some of their clients (e.g. IPv4 forwarding off), one line each.</summary>
+    public IReadOnlyList<string> Notes { get; init; } = [];
+}
+
 public sealed record ErrorResponse
 {
     public required string Error { get; init; }
@@ -334,4 +361,6 @@ public sealed record WaitResponse
 [JsonSerializable(typeof(DemoteRequest))]
 [JsonSerializable(typeof(ConversionResult))]
 [JsonSerializable(typeof(ExecRequest))]
+[JsonSerializable(typeof(PortMapping))]
+[JsonSerializable(typeof(PortList))]
 public sealed partial class ApiJson : JsonSerializerContext;

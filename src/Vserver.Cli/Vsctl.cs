@@ -33,6 +33,7 @@ internal static class Vsctl
             ImageCommand.Create(cli),
             KernelCommand.Create(cli),
             HostCommand.Create(cli),
+            PortCommand.Create(cli),
         };
         root.Options.Add(cli.SocketOption);
         return root;

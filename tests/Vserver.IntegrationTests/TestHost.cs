@@ -194,6 +194,9 @@ public sealed class TestHost : IAsyncDisposable
 
     public string GuestDir(string guest) => Path.Combine(Root, "guests", guest);
 
+    /// <summary>The nftables table (family ip) in which this host's agent keeps its published ports.</summary>
+    public string PortsTable => $"vserver_{Bridge}";
+
     /// <summary>Pids of QEMU processes started for this host (their command lines name its directory).</summary>
     public IReadOnlyList<int> QemuPids(string? guest = null)
     {
@@ -316,6 +319,8 @@ public sealed class TestHost : IAsyncDisposable
                 Run("ip", "link", "del", Tap(Path.GetFileName(g)));
             }
         Run("ip", "link", "del", Bridge);
+        // The published ports' table of this host's agent (named after its bridge); nobody else's.
+        Run("nft", "delete", "table", "ip", PortsTable);
         foreach (var hierarchy in Directory.EnumerateDirectories("/sys/fs/cgroup"))
         {
             var parent = Path.Combine(hierarchy, CgroupParent);

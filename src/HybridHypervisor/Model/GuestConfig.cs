@@ -89,6 +89,22 @@ public sealed record GuestNetworkConfig
     /// <summary>eth0's MAC, kept across promotion and demotion; null for guests created before it was recorded (a
     /// vserver's then is whatever its veth got, a domain's <see cref="Vserver.Isolation.Network.DomainTap.MacFor"/>).</summary>
     public string? Mac { get; init; }
+    /// <summary>Host ports forwarded to the guest's address (the agent's nftables table); kept across promotion.</summary>
+    public IReadOnlyList<PublishedPort> Ports { get; init; } = [];
+
+    /// <summary>Equal for the same address, MAC and ports (the list's contents, not its instance).</summary>
+    public bool Equals(GuestNetworkConfig? other) =>
+        other is not null && Ipv4 == other.Ipv4 && Mac == other.Mac && Ports.SequenceEqual(other.Ports);
+
+    public override int GetHashCode() => HashCode.Combine(Ipv4, Mac, Ports.Count);
+}
+
+/// <summary>A published port: <see cref="HostPort"/> on the host's addresses (127.0.0.1 included) reaches
+/// <see cref="GuestPort"/> on the guest's IPv4 address.</summary>
+public sealed record PublishedPort(int HostPort, int GuestPort, Vserver.Isolation.Network.PortProtocol Protocol = Vserver.Isolation.Network.PortProtocol.Tcp)
+{
+    /// <summary>As the operator writes it: <c>8080:80/tcp</c>.</summary>
+    public override string ToString() => $"{HostPort}:{GuestPort}/{Vserver.Isolation.Network.PortProtocols.Name(Protocol)}";
 }
 
 [JsonConverter(typeof(JsonStringEnumConverter<GuestKind>))]

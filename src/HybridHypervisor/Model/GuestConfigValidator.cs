@@ -76,6 +76,25 @@ public static partial class GuestConfigValidator
         return AllowSyscallsError(security.AllowSyscalls, security.Privileged);
     }
 
+    /// <summary>A published port on its own: both ports within 1..65535.</summary>
+    public static string? PortError(PublishedPort port)
+    {
+        if (port.HostPort is < 1 or > 65535) return $"invalid host port {port.HostPort}: give a port from 1 to 65535";
+        if (port.GuestPort is < 1 or > 65535) return $"invalid guest port {port.GuestPort}: give a port from 1 to 65535";
+        if (!Enum.IsDefined(port.Protocol)) return $"invalid protocol {(int)port.Protocol}: use tcp or udp";
+        return null;
+    }
+
+    /// <summary>A guest's published ports: each valid, no host port and protocol twice.</summary>
+    public static string? PortsError(IReadOnlyList<PublishedPort> ports)
+    {
+        foreach (var port in ports)
+            if (PortError(port) is { } error) return error;
+        var twice = ports.GroupBy(p => (p.HostPort, p.Protocol)).FirstOrDefault(g => g.Count() > 1);
+        return twice is null ? null
+            : $"host port {twice.Key.HostPort}/{Vserver.Isolation.Network.PortProtocols.Name(twice.Key.Protocol)} is published twice; keep one";
+    }
+
     /// <summary>The smallest domain that boots the kernel, its initramfs and a busybox system.</summary>
     public const long MinDomainMemoryBytes = 64L << 20;
 
@@ -101,6 +120,7 @@ public static partial class GuestConfigValidator
         NameError(config.Name)
         ?? (string.IsNullOrEmpty(config.Image) ? "no image given" : null)
         ?? Ipv4Error(config.Network.Ipv4, subnet)
+        ?? PortsError(config.Network.Ports)
         ?? (config.Command is { Count: 0 } ? "empty command: leave --cmd out to run the image's /sbin/init" : null)
         ?? (config.Kind == GuestKind.Domain
             ? (config.Domain is { } d ? DomainError(d, config.Limits.MemoryBytes, hostCpus, HostMemory.TotalBytes)

@@ -46,6 +46,7 @@ internal static class StatusCommand
         [
             ("image", Display.Text(g.Image)),
             ("ipv4", Display.Text(g.Ipv4)),
+            .. PortsLine(g),
             ("memory limit", Display.Bytes(g.MemoryBytes)),
             ("memory min", Guarantee(g.MemoryMinBytes, "soft limit")),
             ("cpus", Display.Number(g.Cpus)),
@@ -97,6 +98,7 @@ internal static class StatusCommand
             ("disk", Display.Bytes(g.DiskBytes)),
             ("image", Display.Text(g.Image)),
             ("ipv4", Display.Text(g.Ipv4)),
+            .. PortsLine(g),
             ("mac", Display.Text(g.Mac)),
             ("restart", Display.Text(g.Restart)),
             ("qemu pid", Display.Number(g.InitPid)),
@@ -111,6 +113,10 @@ internal static class StatusCommand
             ]);
         }
     }
+
+    /// <summary>Published ports, when the guest has some.</summary>
+    private static IEnumerable<(string, string)> PortsLine(GuestInfo g) =>
+        g.Ports is { Count: > 0 } ? [("ports", PortCommand.Summary(g.Ports))] : [];
 
     /// <summary>The memory guarantee and how the kind of guest keeps it.</summary>
     private static string Guarantee(long? bytes, string how) => bytes is { } b ? $"{ByteSize.Format(b)} (guaranteed: {how})" : Display.None;

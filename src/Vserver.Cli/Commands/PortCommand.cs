@@ -1,0 +1,87 @@
+using System.CommandLine;
+using Vserver.Api;
+
+namespace Vserver.Cli.Commands;
+
+/// <summary><c>vsctl port add|list|remove</c>: host ports forwarded to a guest's address (vservers and domains alike).</summary>
+internal static class PortCommand
+{
+    public static Command Create(CliContext cli)
+    {
+        var addName = Common.GuestName();
+        var spec = new Argument<string>("HOSTPORT:GUESTPORT[/tcp|udp]")
+        {
+            Description = "The host port (on 127.0.0.1 and every address of the host) and the guest's port it reaches; tcp unless /udp",
+        };
+        var add = new Command("add", "Publish a guest's port on a host port") { addName, spec };
+        add.SetAction((parse, ct) => cli.RunAsync(parse, client => AddAsync(client, parse.GetValue(addName)!, parse.GetValue(spec)!, cli.Out, ct)));
+
+        var listName = new Argument<string?>("NAME") { Description = "Only this guest's ports [default: every guest's]", Arity = ArgumentArity.ZeroOrOne };
+        var format = Common.Format("table");
+        var list = new Command("list", "List published ports") { listName, format };
+        list.Aliases.Add("ls");
+        list.SetAction((parse, ct) => cli.RunAsync(parse, client => ListAsync(client, parse.GetValue(listName), parse.GetValue(format), cli.Out, ct)));
+
+        var removeName = Common.GuestName();
+        var hostPort = new Argument<string>("HOSTPORT[/tcp|udp]") { Description = "The published host port to withdraw; tcp unless /udp" };
+        var remove = new Command("remove", "Withdraw a published port") { removeName, hostPort };
+        remove.Aliases.Add("rm");
+        remove.SetAction((parse, ct) =>
+            cli.RunAsync(parse, client => RemoveAsync(client, parse.GetValue(removeName)!, parse.GetValue(hostPort)!, cli.Out, ct)));
+
+        return new Command("port", "Publish guests' ports on the host (nftables DNAT; 127.0.0.1:HOSTPORT reaches the guest)") { add, list, remove };
+    }
+
+    public static PortMapping ParseSpec(string text) =>
+        PortSpec.TryParse(text, out var mapping, out var error) ? mapping : throw new UsageException(error);
+
+    public static async Task<int> AddAsync(VserverClient client, string name, string spec, TextWriter stdout, CancellationToken ct)
+    {
+        var port = ParseSpec(spec);
+        var list = await client.PublishPortAsync(name, port, ct);
+        var ip = list.Guests.Count > 0 ? list.Guests[0].Ipv4 : null;
+        stdout.WriteLine($"published {name}: host port {port.HostPort}/{port.Protocol} -> {ip ?? name}:{port.GuestPort}");
+        WriteNotes(list, stdout);
+        return ExitCodes.Ok;
+    }
+
+    public static async Task<int> ListAsync(VserverClient client, string? name, string? format, TextWriter stdout, CancellationToken ct)
+    {
+        var json = Input.IsJson(format, "table");
+        var list = await client.PortsAsync(name, ct);
+        if (json)
+        {
+            Display.Json(stdout, list, ApiJson.Default.PortList);
+            return ExitCodes.Ok;
+        }
+        Write(list, stdout);
+        return ExitCodes.Ok;
+    }
+
+    public static void Write(PortList list, TextWriter stdout)
+    {
+        TextTable.Write(stdout, ["NAME", "PROTO", "HOST PORT", "GUEST"],
+            list.Guests.SelectMany(g => g.Ports.Select(p => new[]
+            {
+                g.Name, p.Protocol ?? "tcp", p.HostPort.ToString(System.Globalization.CultureInfo.InvariantCulture), $"{g.Ipv4}:{p.GuestPort}",
+            })));
+        WriteNotes(list, stdout);
+    }
+
+    public static async Task<int> RemoveAsync(VserverClient client, string name, string hostPort, TextWriter stdout, CancellationToken ct)
+    {
+        if (!PortSpec.TryParseHostPort(hostPort, out var port, out var protocol, out var error)) throw new UsageException(error);
+        await client.UnpublishPortAsync(name, port, protocol, ct);
+        stdout.WriteLine($"withdrew {name}: host port {port}/{protocol}");
+        return ExitCodes.Ok;
+    }
+
+    /// <summary>The guest's ports in <c>vsctl status</c>: <c>8080->80/tcp, 5353->53/udp</c>.</summary>
+    public static string Summary(IReadOnlyList<PortMapping>? ports) =>
+        ports is { Count: > 0 } ? string.Join(", ", ports.Select(p => $"{p.HostPort}->{p.GuestPort}/{p.Protocol ?? "tcp"}")) : Display.None;
+
+    private static void WriteNotes(PortList list, TextWriter stdout)
+    {
+        foreach (var note in list.Notes) stdout.WriteLine($"note: {note}");
+    }
+}

@@ -1,0 +1,159 @@
+using System.ComponentModel;
+using System.Globalization;
+using System.Net;
+using System.Text;
+using System.Text.Json.Serialization;
+using Vserver.Isolation.Processes;
+
+namespace Vserver.Isolation.Network;
+
+[JsonConverter(typeof(JsonStringEnumConverter<PortProtocol>))]
+public enum PortProtocol
+{
+    [JsonStringEnumMemberName("tcp")] Tcp,
+    [JsonStringEnumMemberName("udp")] Udp,
+}
+
+public static class PortProtocols
+{
+    public static string Name(PortProtocol protocol) => protocol == PortProtocol.Udp ? "udp" : "tcp";
+
+    public static bool TryParse(string? text, out PortProtocol protocol)
+    {
+        protocol = PortProtocol.Tcp;
+        switch (text)
+        {
+            case null or "" or "tcp": return true;
+            case "udp": protocol = PortProtocol.Udp; return true;
+            default: return false;
+        }
+    }
+}
+
+/// <summary>One published port: <see cref="HostPort"/> on every address of the host (127.0.0.1 included) reaches
+/// <see cref="GuestPort"/> on the guest's address. <see cref="Owner"/> names the guest in the rule's comment.</summary>
+public sealed record PortForward(PortProtocol Protocol, int HostPort, IPAddress Guest, int GuestPort, string Owner);
+
+/// <summary>
+/// The published ports of one agent as an nftables table of its own, <c>ip vserver_BRIDGE</c>: named after the agent's
+/// bridge, so agents with their own bridges (tests run several side by side) never touch each other's rules, and
+/// nothing else on the host is touched at all. The table is always rewritten whole, in one nft transaction, from the
+/// guests' configs: applying it twice changes nothing, and a failed apply leaves the previous rules in place.
+/// </summary>
+/// <remarks>
+/// What each chain is for:
+/// <list type="bullet">
+/// <item>prerouting: DNAT of connections from other machines (and from guests) to a host address and published port.</item>
+/// <item>output: the same for connections the host itself opens, 127.0.0.1 included; locally made packets never pass
+/// prerouting.</item>
+/// <item>postrouting: a packet from 127.0.0.1 cannot leave through the bridge as it is: the kernel routes it there only
+/// with route_localnet on the bridge, and the guest could not answer it. It is masqueraded to the bridge's address.
+/// Connections from a guest to another guest's published port through the host are masqueraded too, so the answer comes
+/// back through the host (without it the guests would talk past the DNAT, unless br_netfilter happens to catch it).</item>
+/// <item>input: route_localnet also lets a neighbour on the bridge send packets to 127.0.0.0/8 that the host would
+/// accept as its own (a domain controls its whole network stack): those are dropped unless they answer a connection
+/// the host made (the masqueraded replies). Measured: without this rule a guest reaches a host service bound to
+/// 127.0.0.5.</item>
+/// </list>
+/// </remarks>
+public sealed class PortForwarding(HostBridge bridge)
+{
+    public const string Family = "ip";
+
+    public string Table { get; } = TableFor(bridge.Name);
+
+    /// <summary>The agent's table for a bridge (bridge names are letters, digits, '-', '_' and '.', all of which nft takes
+    /// in an identifier after a letter).</summary>
+    public static string TableFor(string bridgeName) => "vserver_" + HostBridge.ValidateName(bridgeName);
+
+    /// <summary>The nft script that replaces the table with <paramref name="forwards"/>, or removes it when there are
+    /// none. "table" before "delete table" makes the delete succeed whether the table existed or not.</summary>
+    public static string Render(string bridgeName, Ipv4Subnet subnet, IReadOnlyList<PortForward> forwards)
+    {
+        var table = TableFor(bridgeName);
+        var text = new StringBuilder();
+        text.Append(CultureInfo.InvariantCulture, $"table {Family} {table}\ndelete table {Family} {table}\n");
+        if (forwards.Count == 0) return text.ToString();
+        var ordered = forwards.OrderBy(f => f.Protocol).ThenBy(f => f.HostPort).ToList();
+        var dnat = ordered.Select(f =>
+            $"fib daddr type local {PortProtocols.Name(f.Protocol)} dport {f.HostPort} dnat to {f.Guest}:{f.GuestPort} comment \"{Comment(f.Owner)}\"").ToList();
+        text.Append(CultureInfo.InvariantCulture, $"table {Family} {table} {{\n");
+        Chain(text, "prerouting", "type nat hook prerouting priority dstnat; policy accept;", dnat);
+        // nft 1.0.6 refuses the name "dstnat" for the output hook; -100 is the same priority.
+        Chain(text, "output", "type nat hook output priority -100; policy accept;", dnat);
+        Chain(text, "postrouting", "type nat hook postrouting priority srcnat; policy accept;",
+        [
+            $"oifname \"{bridgeName}\" ct status dnat ip saddr 127.0.0.0/8 masquerade",
+            $"oifname \"{bridgeName}\" ct status dnat ip saddr {subnet} masquerade",
+        ]);
+        Chain(text, "input", "type filter hook input priority filter; policy accept;",
+        [
+            $"iifname \"{bridgeName}\" ip daddr 127.0.0.0/8 ct state != {{ established, related }} drop",
+        ]);
+        text.Append("}\n");
+        return text.ToString();
+    }
+
+    private static void Chain(StringBuilder text, string name, string type, IEnumerable<string> rules)
+    {
+        text.Append(CultureInfo.InvariantCulture, $"\tchain {name} {{\n\t\t{type}\n");
+        foreach (var rule in rules) text.Append(CultureInfo.InvariantCulture, $"\t\t{rule}\n");
+        text.Append("\t}\n");
+    }
+
+    /// <summary>Guest names are DNS labels; anything else is kept out of the quoted comment all the same.</summary>
+    private static string Comment(string owner) => new(owner.Where(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.').ToArray());
+
+    /// <summary>
+    /// Makes the host's rules what <paramref name="forwards"/> say. With ports the table goes in first and route_localnet
+    /// is switched on after it (the input chain must guard 127.0.0.0/8 before the bridge may carry it); without ports
+    /// route_localnet goes off first and the table goes.
+    /// </summary>
+    public void Apply(Ipv4Subnet subnet, IReadOnlyList<PortForward> forwards)
+    {
+        var script = Render(bridge.Name, subnet, forwards);
+        if (forwards.Count == 0) SetRouteLocalnet(false);
+        Nft(["-f", "-"], script);
+        if (forwards.Count > 0) SetRouteLocalnet(true);
+    }
+
+    /// <summary>The table as nft lists it, or null when it does not exist.</summary>
+    public string? List()
+    {
+        var (code, stdout, _) = HostCommand.TryRun("nft", ["list", "table", Family, Table]);
+        return code == 0 ? stdout : null;
+    }
+
+    private void SetRouteLocalnet(bool on)
+    {
+        var path = $"/proc/sys/net/ipv4/conf/{bridge.Name}/route_localnet";
+        try
+        {
+            File.WriteAllText(path, on ? "1" : "0");
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            if (!on && !bridge.Exists) return;
+            throw new IOException($"cannot write {path}: {e.Message}", e);
+        }
+    }
+
+    /// <summary>Runs nft; a failure carries nft's own error lines (not the excerpt and carets it prints below them).</summary>
+    private static void Nft(IReadOnlyList<string> args, string? stdin)
+    {
+        int code;
+        string stderr;
+        try
+        {
+            (code, _, stderr) = HostCommand.TryRun("nft", args, stdin);
+        }
+        catch (Win32Exception e)
+        {
+            throw new HostCommandException($"nft: cannot run it ({e.Message}); install nftables (apt-get install nftables, or make deps)", -1, "");
+        }
+        if (code == 0) return;
+        var errors = stderr.Split('\n').Select(l => l.Trim()).Where(l => l.Contains("Error:", StringComparison.Ordinal)).ToList();
+        var detail = errors.Count > 0 ? string.Join("; ", errors) : stderr.Trim().Length > 0 ? stderr.Trim() : $"exit code {code}";
+        throw new HostCommandException($"nft {string.Join(' ', args)}: {detail}", code, stderr);
+    }
+}

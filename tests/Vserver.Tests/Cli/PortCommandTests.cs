@@ -1,0 +1,137 @@
+using System.Text.Json;
+using Shouldly;
+using Vserver.Api;
+using Vserver.Cli.Commands;
+using Xunit;
+
+namespace Vserver.Tests.Cli;
+
+/// <summary>vsctl port add|list|remove against a fake agent: the request each sends and what it prints.</summary>
+public class PortCommandTests
+{
+    private static readonly PortList Web1Ports = new()
+    {
+        Guests =
+        [
+            new GuestPorts
+            {
+                Name = "web1", Ipv4 = "10.88.0.2",
+                Ports = [new PortMapping { HostPort = 8080, GuestPort = 80, Protocol = "tcp" }, new PortMapping { HostPort = 5353, GuestPort = 53, Protocol = "udp" }],
+            },
+        ],
+    };
+
+    private static FakeResponse Ports(PortList list, int status = 200) => FakeResponse.Json(list, ApiJson.Default.PortList, status);
+
+    [Fact]
+    public async Task Add_sends_the_parsed_spec_and_says_where_the_port_leads()
+    {
+        await using var agent = FakeAgent.Start();
+        agent.Handler = _ => Ports(Web1Ports, 201);
+        var cli = new CliHarness();
+
+        (await cli.RunAsync(agent.SocketPath, "port", "add", "web1", "5353:53/udp")).ShouldBe(0);
+
+        cli.OutLines.ShouldBe(["published web1: host port 5353/udp -> 10.88.0.2:53"]);
+        var request = agent.Requests.ShouldHaveSingleItem();
+        $"{request.Method} {request.Path}".ShouldBe("POST /v1/guests/web1/ports");
+        JsonSerializer.Deserialize(request.Body, ApiJson.Default.PortMapping)
+            .ShouldBe(new PortMapping { HostPort = 5353, GuestPort = 53, Protocol = "udp" });
+    }
+
+    [Theory]
+    [InlineData("vsctl: invalid host port '0' in '0:80': give a port from 1 to 65535", "port", "add", "web1", "0:80")]
+    [InlineData("vsctl: invalid host port '70000' in '70000:80': give a port from 1 to 65535", "port", "add", "web1", "70000:80")]
+    [InlineData("vsctl: invalid protocol 'sctp' in '80:80/sctp': use tcp or udp", "port", "add", "web1", "80:80/sctp")]
+    [InlineData("vsctl: invalid port spec '80': write HOSTPORT:GUESTPORT[/tcp|udp], e.g. 8080:80 or 5353:53/udp", "port", "add", "web1", "80")]
+    [InlineData("vsctl: invalid host port '8080:80': give the host port alone, e.g. 8080 or 5353/udp", "port", "remove", "web1", "8080:80")]
+    [InlineData("vsctl: --format: invalid value 'yaml': use table or json", "port", "list", "-f", "yaml")]
+    public async Task Bad_input_is_one_line_exit_code_2_and_no_request(string message, params string[] args)
+    {
+        await using var agent = FakeAgent.Start();
+        var cli = new CliHarness();
+
+        (await cli.RunAsync(agent.SocketPath, args)).ShouldBe(2);
+
+        cli.ErrLines.ShouldBe([message]);
+        agent.Requests.ShouldBeEmpty();
+    }
+
+    [Fact]
+    public async Task The_agents_refusal_of_a_taken_port_is_printed_as_is()
+    {
+        await using var agent = FakeAgent.Start();
+        agent.Handler = _ => FakeResponse.Error(409, "host port 8080/tcp is already published for guest 'web2'; pick another host port");
+        var cli = new CliHarness();
+
+        (await cli.RunAsync(agent.SocketPath, "port", "add", "web1", "8080:80")).ShouldBe(1);
+
+        cli.ErrLines.ShouldBe(["vsctl: host port 8080/tcp is already published for guest 'web2'; pick another host port"]);
+    }
+
+    [Fact]
+    public async Task List_shows_every_guests_ports_with_the_address_they_lead_to_and_the_notes()
+    {
+        await using var agent = FakeAgent.Start();
+        agent.Handler = _ => Ports(Web1Ports with
+        {
+            Guests = [.. Web1Ports.Guests, new GuestPorts { Name = "vm1", Ipv4 = "10.88.0.3", Ports = [new PortMapping { HostPort = 2222, GuestPort = 22, Protocol = "tcp" }] }],
+            Notes = ["IPv4 forwarding is off"],
+        });
+        var cli = new CliHarness();
+
+        (await cli.RunAsync(agent.SocketPath, "port", "list")).ShouldBe(0);
+
+        cli.OutLines.ShouldBe(
+        [
+            "NAME   PROTO   HOST PORT   GUEST",
+            "web1   tcp     8080        10.88.0.2:80",
+            "web1   udp     5353        10.88.0.2:53",
+            "vm1    tcp     2222        10.88.0.3:22",
+            "note: IPv4 forwarding is off",
+        ]);
+        agent.Requests.ShouldHaveSingleItem().Path.ShouldBe("/v1/ports");
+    }
+
+    [Fact]
+    public async Task List_of_one_guest_as_json_is_the_agents_answer()
+    {
+        await using var agent = FakeAgent.Start();
+        agent.Handler = _ => Ports(Web1Ports);
+        var cli = new CliHarness();
+
+        (await cli.RunAsync(agent.SocketPath, "port", "ls", "web1", "-f", "json")).ShouldBe(0);
+
+        agent.Requests.ShouldHaveSingleItem().Path.ShouldBe("/v1/guests/web1/ports");
+        var printed = JsonSerializer.Deserialize(cli.Out.ToString(), ApiJson.Default.PortList)!;
+        printed.Guests.ShouldHaveSingleItem().Ports.Select(PortSpec.Format).ShouldBe(["8080:80/tcp", "5353:53/udp"]);
+    }
+
+    [Theory]
+    [InlineData("8080", "DELETE /v1/guests/web1/ports/8080/tcp", "withdrew web1: host port 8080/tcp")]
+    [InlineData("5353/udp", "DELETE /v1/guests/web1/ports/5353/udp", "withdrew web1: host port 5353/udp")]
+    public async Task Remove_names_the_host_port_and_protocol(string port, string route, string line)
+    {
+        await using var agent = FakeAgent.Start();
+        agent.Handler = _ => Ports(Web1Ports);
+        var cli = new CliHarness();
+
+        (await cli.RunAsync(agent.SocketPath, "port", "rm", "web1", port)).ShouldBe(0);
+
+        cli.OutLines.ShouldBe([line]);
+        var request = agent.Requests.ShouldHaveSingleItem();
+        $"{request.Method} {request.Path}".ShouldBe(route);
+    }
+
+    [Fact]
+    public void Status_shows_the_ports_a_guest_publishes()
+    {
+        var output = new StringWriter { NewLine = "\n" };
+        StatusCommand.Write(new GuestInfo
+        {
+            Name = "web1", Kind = "vserver", State = "stopped", Ipv4 = "10.88.0.2", Ports = Web1Ports.Guests[0].Ports,
+        }, new FixedClock(CliHarness.Now), output);
+
+        output.ToString().Split('\n').ShouldContain("ports:        8080->80/tcp, 5353->53/udp");
+    }
+}
