@@ -48,13 +48,8 @@ BRIDGE=vspv$$
 LXC_BRIDGE=vspl$$
 LXC_P=$WORK/lxc
 LXC_NAMES=()
-AGENT_PID=""
-export VSERVER_ROOT=$WORK/root VSERVER_RUN=$WORK/run VSERVER_BRIDGE=$BRIDGE \
-       VSERVER_SUBNET=10.249.0.0/24 VSERVER_CGROUP_PARENT=$ID
-# vsctl must never start an agent of its own (one we would not know to kill).
-export VSCTL_NO_AUTOSTART=1
-SOCK=$VSERVER_RUN/agent.sock
-vsctl() { "$BIN/vsctl" "$@"; }
+SUBNET=10.249.0.0/24
+. "$REPO/bench/lib.sh"
 mkdir -p "$LXC_P" "$WORK/ct"
 
 lxc_remove() {  # NAME: its own overlay unmounted first, so lxc-destroy only sees an empty mount point
@@ -65,50 +60,28 @@ lxc_remove() {  # NAME: its own overlay unmounted first, so lxc-destroy only see
 }
 
 cleanup() {
-    local rc=$? g i
+    local rc=$? g
     trap - EXIT INT TERM
     set +e
-    if [ "$rc" != 0 ] && [ -s "$WORK/agent.log" ]; then
-        echo "--- last lines of the agent's log ($WORK/agent.log):" >&2
-        tail -n 15 "$WORK/agent.log" >&2
-    fi
+    bench_agent_log "$rc"
     [ "${#LXC_NAMES[@]}" = 0 ] || log "removing ${#LXC_NAMES[@]} lxc containers"
     for g in "${LXC_NAMES[@]}"; do lxc_remove "$g"; done
     if [ -n "$AGENT_PID" ] && kill -0 "$AGENT_PID" 2>/dev/null; then
         log "removing the vservers (apply --prune of an empty file)"
         printf 'plans: {}\nservers: []\n' > "$WORK/empty.yaml"
         vsctl apply "$WORK/empty.yaml" --prune --parallel "$PARALLEL" >/dev/null 2>&1
-        kill -TERM "$AGENT_PID" 2>/dev/null
-        for i in $(seq 100); do kill -0 "$AGENT_PID" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$AGENT_PID" 2>/dev/null
-        wait "$AGENT_PID" 2>/dev/null
     fi
-    ip link show "$BRIDGE" >/dev/null 2>&1 && ip link del "$BRIDGE"
-    ip link show "$LXC_BRIDGE" >/dev/null 2>&1 && ip link del "$LXC_BRIDGE"
-    for g in /sys/fs/cgroup/*/"$ID" /sys/fs/cgroup/"$ID"; do
-        [ -d "$g" ] && find "$g" -depth -type d -exec rmdir {} \; 2>/dev/null
-    done
-    awk -v w="$WORK" '$2 == w || index($2, w "/") == 1 { print $2 }' /proc/self/mounts |
-        sort -r | while read -r m; do umount -l "$m"; done
-    rm -rf --one-file-system "$WORK"
+    bench_stop_agent
+    bench_remove_work "$BRIDGE" "$LXC_BRIDGE"
     exit "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-now_ms() { awk '{ printf "%d\n", $1 * 1000 }' /proc/uptime; }
-
 # --- the agent and the image ---------------------------------------------------
 log "starting a private vserverd (root $WORK, bridge $BRIDGE, cgroup parent $ID)"
-mkdir -p "$VSERVER_ROOT" "$VSERVER_RUN"
-"$BIN/vserverd" > "$WORK/agent.log" 2>&1 &
-AGENT_PID=$!
-for i in $(seq 300); do
-    [ -S "$SOCK" ] && vsctl host >/dev/null 2>&1 && break
-    kill -0 "$AGENT_PID" 2>/dev/null || die "vserverd exited during startup"
-    sleep 0.1
-done
+bench_start_agent
 vsctl image build busybox >/dev/null
 LOWER=$VSERVER_ROOT/images/busybox/rootfs
 [ -L "$LOWER/sbin/init" ] || die "no busybox image tree at $LOWER"
