@@ -58,7 +58,7 @@ public sealed partial class Fleet
 
     /// <summary>Publishes <paramref name="port"/> for guest <paramref name="name"/>: refused, with nothing changed, for a
     /// host port another guest (or this one) already publishes or a program on the host holds.</summary>
-    public async Task<GuestPortsView> PublishPortAsync(string name, PublishedPort port, CancellationToken ct = default)
+    public async Task<GuestView> PublishPortAsync(string name, PublishedPort port, CancellationToken ct = default)
     {
         if (GuestConfigValidator.PortError(port) is { } invalid) throw FleetException.Invalid(invalid);
         var g = Find(name);
@@ -73,17 +73,17 @@ public sealed partial class Fleet
                 var config = g.Config with { Network = g.Config.Network with { Ports = [.. g.Config.Network.Ports, port] } };
                 ChangePortsLocked(g, config);
                 _log($"published {port} to guest {name} ({config.Network.Ipv4}:{port.GuestPort})");
-                return PortsView(config);
             }
         }
         finally
         {
             g.Lock.Release();
         }
+        return View(g);
     }
 
     /// <summary>Withdraws the host port <paramref name="hostPort"/>/<paramref name="protocol"/> from guest <paramref name="name"/>.</summary>
-    public async Task<GuestPortsView> UnpublishPortAsync(string name, int hostPort, PortProtocol protocol, CancellationToken ct = default)
+    public async Task<GuestView> UnpublishPortAsync(string name, int hostPort, PortProtocol protocol, CancellationToken ct = default)
     {
         var g = Find(name);
         await g.Lock.WaitAsync(ct);
@@ -98,13 +98,13 @@ public sealed partial class Fleet
                 var config = g.Config with { Network = g.Config.Network with { Ports = ports.Where(p => p != port).ToList() } };
                 ChangePortsLocked(g, config);
                 _log($"withdrew published port {port} from guest {name}");
-                return PortsView(config);
             }
         }
         finally
         {
             g.Lock.Release();
         }
+        return View(g);
     }
 
     /// <summary>Why <paramref name="port"/> cannot be published for <paramref name="guest"/>, or null. Called under the

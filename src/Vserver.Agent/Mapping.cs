@@ -14,7 +14,7 @@ internal static class Mapping
         State = v.State.ToString().ToLowerInvariant(),
         Image = v.Config?.Image,
         Ipv4 = v.Config?.Network.Ipv4,
-        Ports = v.Config?.Network.Ports is { Count: > 0 } ports ? ports.Select(PortEndpoints.ToMapping).ToList() : null,
+        Ports = v.Config?.Network.Ports is { Count: > 0 } ports ? ports.Select(PortEndpoints.ToInfo).ToList() : null,
         MemoryBytes = v.Config?.Limits.MemoryBytes,
         MemoryMinBytes = v.Config is { } c && Fleet.CommitmentOf(c).Guarantee is > 0 and var min ? min : null,
         Cpus = v.Config?.Limits.Cpus,
@@ -119,6 +119,11 @@ internal static class Mapping
 
     public static KernelInfo ToInfo(HybridHypervisor.Domains.KernelRecord k) =>
         new() { Name = k.Name, Version = k.Version, Package = k.Package, SizeBytes = k.SizeBytes, Built = k.Built };
+
+    /// <summary>A restart policy to set; null leaves it as it is.</summary>
+    public static RestartPolicy? ParseRestart(string? text) => text is null
+        ? null
+        : RestartPolicies.TryParse(text, out var policy) ? policy : throw FleetException.Invalid(RestartPolicies.Invalid(text));
 
     public static GuestKind ParseKind(string? kind) => kind switch
     {

@@ -6,37 +6,38 @@ using Vserver.Isolation.Network;
 
 namespace Vserver.Agent;
 
-/// <summary>Published ports: GET /v1/ports, GET and POST /v1/guests/{name}/ports, DELETE /v1/guests/{name}/ports/{hostPort}/{protocol}.
-/// Every route answers with the <see cref="PortList"/> of what it concerns.</summary>
+/// <summary>Published ports: GET /v1/ports and /v1/guests/{name}/ports answer a <see cref="PortList"/>; POST
+/// /v1/guests/{name}/ports (a <see cref="PortInfo"/>) and DELETE /v1/guests/{name}/ports/{hostPort}/{protocol} answer the
+/// guest as it is now.</summary>
 internal static class PortEndpoints
 {
     public static void Map(RouteGroupBuilder v1, Fleet fleet)
     {
         v1.MapGet("/ports", () => ToList(fleet, fleet.Ports()));
         v1.MapGet("/guests/{name}/ports", (string name) => ToList(fleet, fleet.Ports(name)));
-        v1.MapPost("/guests/{name}/ports", async (string name, PortMapping request, CancellationToken ct) =>
+        v1.MapPost("/guests/{name}/ports", async (string name, PortInfo request, CancellationToken ct) =>
         {
             var port = new PublishedPort(request.HostPort, request.GuestPort, Protocol(request.Protocol));
             var view = await fleet.PublishPortAsync(name, port, ct);
-            return Results.Created($"/v1/guests/{name}/ports", ToList(fleet, [view]));
+            return Results.Created($"/v1/guests/{name}/ports", Mapping.ToInfo(view));
         });
         v1.MapDelete("/guests/{name}/ports/{hostPort}/{protocol}", async (string name, string hostPort, string protocol, CancellationToken ct) =>
         {
             if (!int.TryParse(hostPort, NumberStyles.None, CultureInfo.InvariantCulture, out var number) || number is < 1 or > 65535)
                 throw FleetException.Invalid($"invalid host port '{hostPort}': give a port from 1 to 65535");
-            return ToList(fleet, [await fleet.UnpublishPortAsync(name, number, Protocol(protocol), ct)]);
+            return Mapping.ToInfo(await fleet.UnpublishPortAsync(name, number, Protocol(protocol), ct));
         });
     }
 
     private static PortProtocol Protocol(string? text) =>
         PortProtocols.TryParse(text, out var protocol) ? protocol : throw FleetException.Invalid($"invalid protocol '{text}': use tcp or udp");
 
-    public static PortMapping ToMapping(PublishedPort p) =>
+    public static PortInfo ToInfo(PublishedPort p) =>
         new() { HostPort = p.HostPort, GuestPort = p.GuestPort, Protocol = PortProtocols.Name(p.Protocol) };
 
     private static PortList ToList(Fleet fleet, IReadOnlyList<GuestPortsView> views) => new()
     {
-        Guests = views.Select(v => new GuestPorts { Name = v.Guest, Ipv4 = v.Ipv4, Ports = v.Ports.Select(ToMapping).ToList() }).ToList(),
+        Guests = views.Select(v => new GuestPorts { Name = v.Guest, Ipv4 = v.Ipv4, Ports = v.Ports.Select(ToInfo).ToList() }).ToList(),
         Notes = fleet.PortNotes(),
     };
 }

@@ -42,6 +42,10 @@ public sealed record SetLimitsRequest
     public long? MemoryMinBytes { get; init; }
     public double? Cpus { get; init; }
     public int? Pids { get; init; }
+    /// <summary>A vserver's disk quota (grows only).</summary>
+    public long? DiskBytes { get; init; }
+    /// <summary>no | on-failure | always</summary>
+    public string? Restart { get; init; }
 }
 
 public sealed record GuestInfo
@@ -52,8 +56,6 @@ public sealed record GuestInfo
     public required string State { get; init; }
     public string? Image { get; init; }
     public string? Ipv4 { get; init; }
-    /// <summary>Published ports (null: none).</summary>
-    public IReadOnlyList<PortMapping>? Ports { get; init; }
     public long? MemoryBytes { get; init; }
     /// <summary>The memory guarantee admission counts (vserver: soft limit; domain: balloon floor).</summary>
     public long? MemoryMinBytes { get; init; }
@@ -87,6 +89,18 @@ public sealed record GuestInfo
     public string? Mac { get; init; }
     /// <summary>Promotions and demotions, oldest first, one line each ("2026-11-21 10:00:00Z promoted from vserver: ...").</summary>
     public IReadOnlyList<string>? History { get; init; }
+    /// <summary>Published ports (null: none); POST /v1/guests/{name}/ports takes one as its body.</summary>
+    public IReadOnlyList<PortInfo>? Ports { get; init; }
+}
+
+/// <summary>A published port: HOSTPORT on the agent's host (127.0.0.1 and its other addresses) reaches GUESTPORT on the
+/// guest's address.</summary>
+public sealed record PortInfo
+{
+    public int HostPort { get; init; }
+    public int GuestPort { get; init; }
+    /// <summary>tcp | udp</summary>
+    public required string Protocol { get; init; }
 }
 
 public sealed record ExitInfo
@@ -304,21 +318,11 @@ public sealed record PlanSetting
     public required string Value { get; init; }
 }
 
-/// <summary>A published port: <see cref="HostPort"/> on the agent's host (127.0.0.1 and its other addresses) reaches
-/// <see cref="GuestPort"/> on the guest's address. Also the body of POST /v1/guests/{name}/ports.</summary>
-public sealed record PortMapping
-{
-    public int HostPort { get; init; }
-    public int GuestPort { get; init; }
-    /// <summary>tcp (the default) | udp</summary>
-    public string? Protocol { get; init; }
-}
-
 public sealed record GuestPorts
 {
     public required string Name { get; init; }
     public string? Ipv4 { get; init; }
-    public required IReadOnlyList<PortMapping> Ports { get; init; }
+    public required IReadOnlyList<PortInfo> Ports { get; init; }
 }
 
 /// <summary>Published ports, per guest; what every /ports route answers.</summary>
@@ -343,6 +347,7 @@ public sealed record WaitResponse
     DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull)]
 [JsonSerializable(typeof(CreateGuestRequest))]
 [JsonSerializable(typeof(SetLimitsRequest))]
+[JsonSerializable(typeof(PortInfo))]
 [JsonSerializable(typeof(GuestInfo))]
 [JsonSerializable(typeof(GuestList))]
 [JsonSerializable(typeof(BuildImageRequest))]
@@ -361,6 +366,5 @@ public sealed record WaitResponse
 [JsonSerializable(typeof(DemoteRequest))]
 [JsonSerializable(typeof(ConversionResult))]
 [JsonSerializable(typeof(ExecRequest))]
-[JsonSerializable(typeof(PortMapping))]
 [JsonSerializable(typeof(PortList))]
 public sealed partial class ApiJson : JsonSerializerContext;

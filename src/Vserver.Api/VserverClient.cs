@@ -100,6 +100,20 @@ public sealed class VserverClient : IDisposable
             $"v1/guests/{Uri.EscapeDataString(name)}{(force ? "?force=true" : "")}"), ct);
     }
 
+    /// <summary>Published ports of one guest, or of every guest that has some (<paramref name="name"/> null).</summary>
+    public Task<PortList> PortsAsync(string? name = null, CancellationToken ct = default) =>
+        GetAsync(name is null ? "v1/ports" : $"v1/guests/{Uri.EscapeDataString(name)}/ports", ApiJson.Default.PortList, ct);
+
+    public Task<GuestInfo> AddPortAsync(string name, PortInfo port, CancellationToken ct = default) =>
+        SendAsync(HttpMethod.Post, $"v1/guests/{Uri.EscapeDataString(name)}/ports",
+            JsonContent.Create(port, ApiJson.Default.PortInfo), ApiJson.Default.GuestInfo, ct);
+
+    public async Task RemovePortAsync(string name, int hostPort, string protocol, CancellationToken ct = default)
+    {
+        using var response = await SendRawAsync(new HttpRequestMessage(HttpMethod.Delete,
+            $"v1/guests/{Uri.EscapeDataString(name)}/ports/{hostPort}/{Uri.EscapeDataString(protocol)}"), ct);
+    }
+
     public Task<IReadOnlyList<ImageInfo>> ImagesAsync(CancellationToken ct = default) =>
         GetAsync("v1/images", ApiJson.Default.IReadOnlyListImageInfo, ct);
 
@@ -143,18 +157,6 @@ public sealed class VserverClient : IDisposable
     public Task<ConversionResult> DemoteAsync(string name, DemoteRequest request, CancellationToken ct = default) =>
         SendAsync(HttpMethod.Post, $"v1/guests/{Uri.EscapeDataString(name)}/demote",
             JsonContent.Create(request, ApiJson.Default.DemoteRequest), ApiJson.Default.ConversionResult, ct);
-
-    /// <summary>Published ports of one guest, or of every guest that has some (<paramref name="name"/> null).</summary>
-    public Task<PortList> PortsAsync(string? name = null, CancellationToken ct = default) =>
-        GetAsync(name is null ? "v1/ports" : $"v1/guests/{Uri.EscapeDataString(name)}/ports", ApiJson.Default.PortList, ct);
-
-    public Task<PortList> PublishPortAsync(string name, PortMapping port, CancellationToken ct = default) =>
-        SendAsync(HttpMethod.Post, $"v1/guests/{Uri.EscapeDataString(name)}/ports", JsonContent.Create(port, ApiJson.Default.PortMapping),
-            ApiJson.Default.PortList, ct);
-
-    public Task<PortList> UnpublishPortAsync(string name, int hostPort, string protocol, CancellationToken ct = default) =>
-        SendAsync(HttpMethod.Delete, $"v1/guests/{Uri.EscapeDataString(name)}/ports/{hostPort}/{Uri.EscapeDataString(protocol)}", null,
-            ApiJson.Default.PortList, ct);
 
     /// <summary>Opens the exec WebSocket and sends the request; the caller pumps <see cref="ExecStream"/> frames.</summary>
     public async Task<WebSocket> OpenExecAsync(string name, ExecRequest request, CancellationToken ct = default)

@@ -153,8 +153,9 @@ public sealed class PortTests(SharedHost shared) : IClassFixture<SharedHost>
         Host.Vsctl("port", "add", "pt-second", $"{bound}:53/udp").ShouldFailWith($"host port {bound}/udp is in use on this host");
         foreach (var (spec, message) in new[]
         {
-            ("0:80", "invalid host port '0'"), ("65536:80", "invalid host port '65536'"), ("8080:0", "invalid guest port '0'"),
-            ("8080:80/sctp", "invalid protocol 'sctp'"), ("8080", "invalid port spec '8080'"),
+            ("0:80", "invalid port '0:80': expected HOSTPORT:GUESTPORT[/tcp|udp] with ports 1..65535"),
+            ("65536:80", "invalid port '65536:80'"), ("8080:0", "invalid port '8080:0'"),
+            ("8080:80/sctp", "invalid port '8080:80/sctp': the protocol is tcp or udp"), ("8080", "invalid port '8080'"),
         })
         {
             var r = Host.Vsctl("port", "add", "pt-second", spec);
@@ -220,6 +221,29 @@ public sealed class PortTests(SharedHost shared) : IClassFixture<SharedHost>
         Encoding.ASCII.GetString(client.Receive(ref remote)).ShouldBe("pong");
 
         Host.Vsctl("destroy", name).ShouldSucceed();
+    }
+
+    [Fact]
+    public void Ports_in_a_hosting_file_are_published_by_apply_and_withdrawn_when_the_file_drops_them()
+    {
+        const string name = "pt-hosted";
+        var hostPort = Ports.Free();
+        var file = Path.Combine(Host.Dir, "pt-hosted.yaml");
+        void Write(string ports) => File.WriteAllText(file, $"plans:\n  p: {{ memory: 64M }}\nservers:\n  - {{ name: {name}, plan: p{ports} }}\n");
+        Write($", ports: [\"{hostPort}:80\"]");
+
+        Host.Vsctl("apply", file).ShouldSucceed();
+        Host.Vsctl("exec", name, "--", "sh", "-c", $"mkdir -p /srv/www && echo 'page of {name}' > /srv/www/index.html && httpd -p 80 -h /srv/www")
+            .ShouldSucceed();
+        Ports.Page($"http://127.0.0.1:{hostPort}/", TimeSpan.FromSeconds(10)).ShouldBe($"page of {name}\n");
+        Host.Vsctl("apply", file).ShouldSucceed().Stdout.ShouldContain("1 unchanged");
+        Host.Vsctl("export").ShouldSucceed().Stdout.ShouldContain($"\"{hostPort}:80/tcp\"");
+
+        Write("");
+        Host.Vsctl("apply", file).ShouldSucceed();
+        Ports.Page($"http://127.0.0.1:{hostPort}/", TimeSpan.Zero).ShouldBeNull();
+        Host.Vsctl("port", "list", name).ShouldSucceed().Stdout.ShouldNotContain($"{hostPort}");
+        Host.Vsctl("destroy", "--force", name).ShouldSucceed();
     }
 
     [Fact]

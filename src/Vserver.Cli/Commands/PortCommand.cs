@@ -1,5 +1,7 @@
 using System.CommandLine;
+using System.Globalization;
 using Vserver.Api;
+using Vserver.Cli.Hosting;
 
 namespace Vserver.Cli.Commands;
 
@@ -32,16 +34,29 @@ internal static class PortCommand
         return new Command("port", "Publish guests' ports on the host (nftables DNAT; 127.0.0.1:HOSTPORT reaches the guest)") { add, list, remove };
     }
 
-    public static PortMapping ParseSpec(string text) =>
-        PortSpec.TryParse(text, out var mapping, out var error) ? mapping : throw new UsageException(error);
+    /// <summary>HOSTPORT:GUESTPORT[/tcp|udp], as a hosting file writes it.</summary>
+    public static PublishedPort ParseSpec(string text) =>
+        PublishedPort.TryParse(text, out var port, out var error) ? port : throw new UsageException(error);
+
+    /// <summary>A published host port: <c>8080</c> or <c>5353/udp</c>.</summary>
+    public static (int HostPort, string Protocol) ParseHostPort(string text)
+    {
+        var (port, protocol) = text.IndexOf('/', StringComparison.Ordinal) is var slash and >= 0
+            ? (text[..slash], text[(slash + 1)..].ToLowerInvariant())
+            : (text, "tcp");
+        if (protocol is not ("tcp" or "udp")) throw new UsageException($"invalid port '{text}': the protocol is tcp or udp");
+        if (!int.TryParse(port, NumberStyles.None, CultureInfo.InvariantCulture, out var number) || number is < 1 or > 65535)
+            throw new UsageException($"invalid host port '{text}': expected HOSTPORT[/tcp|udp] with a port 1..65535, e.g. 8080 or 5353/udp");
+        return (number, protocol);
+    }
 
     public static async Task<int> AddAsync(VserverClient client, string name, string spec, TextWriter stdout, CancellationToken ct)
     {
         var port = ParseSpec(spec);
-        var list = await client.PublishPortAsync(name, port, ct);
-        var ip = list.Guests.Count > 0 ? list.Guests[0].Ipv4 : null;
-        stdout.WriteLine($"published {name}: host port {port.HostPort}/{port.Protocol} -> {ip ?? name}:{port.GuestPort}");
-        WriteNotes(list, stdout);
+        var guest = await client.AddPortAsync(name, new PortInfo { HostPort = port.HostPort, GuestPort = port.GuestPort, Protocol = port.Protocol }, ct);
+        stdout.WriteLine($"published {name}: host port {port.HostPort}/{port.Protocol} -> {guest.Ipv4 ?? name}:{port.GuestPort}");
+        // What may keep clients away (IPv4 forwarding off) is the host's, not the guest's: asked apart.
+        WriteNotes(await client.PortsAsync(name, ct), stdout);
         return ExitCodes.Ok;
     }
 
@@ -63,22 +78,22 @@ internal static class PortCommand
         TextTable.Write(stdout, ["NAME", "PROTO", "HOST PORT", "GUEST"],
             list.Guests.SelectMany(g => g.Ports.Select(p => new[]
             {
-                g.Name, p.Protocol ?? "tcp", p.HostPort.ToString(System.Globalization.CultureInfo.InvariantCulture), $"{g.Ipv4}:{p.GuestPort}",
+                g.Name, p.Protocol, p.HostPort.ToString(CultureInfo.InvariantCulture), $"{g.Ipv4}:{p.GuestPort}",
             })));
         WriteNotes(list, stdout);
     }
 
     public static async Task<int> RemoveAsync(VserverClient client, string name, string hostPort, TextWriter stdout, CancellationToken ct)
     {
-        if (!PortSpec.TryParseHostPort(hostPort, out var port, out var protocol, out var error)) throw new UsageException(error);
-        await client.UnpublishPortAsync(name, port, protocol, ct);
+        var (port, protocol) = ParseHostPort(hostPort);
+        await client.RemovePortAsync(name, port, protocol, ct);
         stdout.WriteLine($"withdrew {name}: host port {port}/{protocol}");
         return ExitCodes.Ok;
     }
 
     /// <summary>The guest's ports in <c>vsctl status</c>: <c>8080->80/tcp, 5353->53/udp</c>.</summary>
-    public static string Summary(IReadOnlyList<PortMapping>? ports) =>
-        ports is { Count: > 0 } ? string.Join(", ", ports.Select(p => $"{p.HostPort}->{p.GuestPort}/{p.Protocol ?? "tcp"}")) : Display.None;
+    public static string Summary(IReadOnlyList<PortInfo>? ports) =>
+        ports is { Count: > 0 } ? string.Join(", ", ports.Select(p => $"{p.HostPort}->{p.GuestPort}/{p.Protocol}")) : Display.None;
 
     private static void WriteNotes(PortList list, TextWriter stdout)
     {

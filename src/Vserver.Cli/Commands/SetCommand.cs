@@ -12,29 +12,33 @@ internal static class SetCommand
         var memoryMin = Common.MemoryMin();
         var cpus = Common.Cpus();
         var pids = Common.Pids();
+        var restart = new Option<string?>("--restart") { Description = "Restart policy: no, on-failure or always", HelpName = "POLICY" };
         var command = new Command("set",
             "Change a guest's resource limits and guarantee (applied at once if it runs); a domain has only --memory (set live by its balloon) and --memory-min")
         {
-            name, memory, memoryMin, cpus, pids,
+            name, memory, memoryMin, cpus, pids, restart,
         };
         command.SetAction((parse, ct) => cli.RunAsync(parse, client => HandleAsync(client, parse.GetValue(name)!,
-            new Limits(parse.GetValue(memory), parse.GetValue(memoryMin), parse.GetValue(cpus), parse.GetValue(pids)), cli.Out, cli.Err, ct)));
+            new Limits(parse.GetValue(memory), parse.GetValue(memoryMin), parse.GetValue(cpus), parse.GetValue(pids), parse.GetValue(restart)), cli.Out, cli.Err, ct)));
         return command;
     }
 
     /// <summary>The options as typed; null is not given.</summary>
-    public sealed record Limits(string? Memory = null, string? MemoryMin = null, string? Cpus = null, string? Pids = null);
+    public sealed record Limits(string? Memory = null, string? MemoryMin = null, string? Cpus = null, string? Pids = null, string? Restart = null);
 
     public static SetLimitsRequest ToRequest(Limits limits)
     {
         if (limits == new Limits())
-            throw new UsageException("set needs at least one of --memory, --memory-min, --cpus, --pids");
+            throw new UsageException("set needs at least one of --memory, --memory-min, --cpus, --pids, --restart");
         return new SetLimitsRequest
         {
             MemoryBytes = Input.Size("--memory", limits.Memory),
             MemoryMinBytes = Input.Size("--memory-min", limits.MemoryMin),
             Cpus = Input.Cpus("--cpus", limits.Cpus),
             Pids = Input.PositiveInt("--pids", limits.Pids, "process limit"),
+            Restart = limits.Restart is null or "no" or "on-failure" or "always"
+                ? limits.Restart
+                : throw new UsageException($"invalid --restart '{limits.Restart}': use no, on-failure or always"),
         };
     }
 
@@ -51,7 +55,7 @@ internal static class SetCommand
     {
         var min = guest.MemoryMinBytes is { } m ? $", memory min {ByteSize.Format(m)}" : "";
         if (guest.Kind != GuestKinds.Domain)
-            return $"updated {guest.Name}: memory {Display.Bytes(guest.MemoryBytes)}{min}, cpus {Display.Number(guest.Cpus)}, pids {Display.Number(guest.Pids)}";
+            return $"updated {guest.Name}: memory {Display.Bytes(guest.MemoryBytes)}{min}, cpus {Display.Number(guest.Cpus)}, pids {Display.Number(guest.Pids)}, restart {guest.Restart ?? "no"}";
         // The agent balloons a running domain and changes a stopped one's RAM (see Fleet.SetDomainMemoryLockedAsync).
         return guest.State is "running" or "paused"
             ? $"updated {guest.Name}: memory {Display.Bytes(guest.MemoryBytes)} (balloon target, live; maximum {Display.Bytes(guest.MaxMemoryBytes)}){min}"

@@ -1,7 +1,9 @@
 using System.Text.Json;
 using Shouldly;
 using Vserver.Api;
+using Vserver.Cli;
 using Vserver.Cli.Commands;
+using Vserver.Cli.Hosting;
 using Xunit;
 
 namespace Vserver.Tests.Cli;
@@ -16,35 +18,83 @@ public class PortCommandTests
             new GuestPorts
             {
                 Name = "web1", Ipv4 = "10.88.0.2",
-                Ports = [new PortMapping { HostPort = 8080, GuestPort = 80, Protocol = "tcp" }, new PortMapping { HostPort = 5353, GuestPort = 53, Protocol = "udp" }],
+                Ports = [new PortInfo { HostPort = 8080, GuestPort = 80, Protocol = "tcp" }, new PortInfo { HostPort = 5353, GuestPort = 53, Protocol = "udp" }],
             },
         ],
     };
 
     private static FakeResponse Ports(PortList list, int status = 200) => FakeResponse.Json(list, ApiJson.Default.PortList, status);
 
+    [Theory]
+    [InlineData("8080:80", 8080, 80, "tcp")]
+    [InlineData("8080:80/tcp", 8080, 80, "tcp")]
+    [InlineData("5353:53/udp", 5353, 53, "udp")]
+    [InlineData("5353:53/UDP", 5353, 53, "udp")]
+    [InlineData("1:65535", 1, 65535, "tcp")]
+    public void Specs_parse(string text, int host, int guest, string protocol)
+    {
+        PortCommand.ParseSpec(text).ShouldBe(new PublishedPort(host, guest, protocol));
+        PortCommand.ParseSpec(text).ToString().ShouldBe($"{host}:{guest}/{protocol}");
+    }
+
+    [Theory]
+    [InlineData("0:80")]
+    [InlineData("65536:80")]
+    [InlineData("8080:0")]
+    [InlineData("8080:99999999999")]
+    [InlineData("-1:80")]
+    [InlineData("+80:80")]
+    [InlineData("8080")]
+    [InlineData("1:2:3")]
+    [InlineData("http:80")]
+    [InlineData(":80")]
+    public void Bad_specs_are_refused_naming_the_form(string text) =>
+        Should.Throw<UsageException>(() => PortCommand.ParseSpec(text)).Message
+            .ShouldBe($"invalid port '{text}': expected HOSTPORT:GUESTPORT[/tcp|udp] with ports 1..65535, e.g. 8080:80");
+
+    [Theory]
+    [InlineData("8080:80/sctp")]
+    [InlineData("8080:80/")]
+    public void Bad_protocols_are_refused(string text) =>
+        Should.Throw<UsageException>(() => PortCommand.ParseSpec(text)).Message.ShouldBe($"invalid port '{text}': the protocol is tcp or udp");
+
+    [Theory]
+    [InlineData("8080", 8080, "tcp")]
+    [InlineData("5353/udp", 5353, "udp")]
+    [InlineData("5353/UDP", 5353, "udp")]
+    public void A_published_host_port_is_named_by_port_and_protocol(string text, int port, string protocol) =>
+        PortCommand.ParseHostPort(text).ShouldBe((port, protocol));
+
+    [Theory]
+    [InlineData("0", "invalid host port '0': expected HOSTPORT[/tcp|udp] with a port 1..65535, e.g. 8080 or 5353/udp")]
+    [InlineData("8080:80", "invalid host port '8080:80': expected HOSTPORT[/tcp|udp] with a port 1..65535, e.g. 8080 or 5353/udp")]
+    [InlineData("8080/icmp", "invalid port '8080/icmp': the protocol is tcp or udp")]
+    public void A_bad_host_port_is_refused(string text, string message) =>
+        Should.Throw<UsageException>(() => PortCommand.ParseHostPort(text)).Message.ShouldBe(message);
+
     [Fact]
-    public async Task Add_sends_the_parsed_spec_and_says_where_the_port_leads()
+    public async Task Add_sends_the_parsed_spec_and_says_where_the_port_leads_and_what_keeps_others_away()
     {
         await using var agent = FakeAgent.Start();
-        agent.Handler = _ => Ports(Web1Ports, 201);
+        agent.Handler = r => r.Method == "POST"
+            ? FakeResponse.Json(new GuestInfo { Name = "web1", Kind = "vserver", State = "running", Ipv4 = "10.88.0.2", Ports = Web1Ports.Guests[0].Ports },
+                ApiJson.Default.GuestInfo, 201)
+            : Ports(Web1Ports with { Notes = ["IPv4 forwarding is off"] });
         var cli = new CliHarness();
 
         (await cli.RunAsync(agent.SocketPath, "port", "add", "web1", "5353:53/udp")).ShouldBe(0);
 
-        cli.OutLines.ShouldBe(["published web1: host port 5353/udp -> 10.88.0.2:53"]);
-        var request = agent.Requests.ShouldHaveSingleItem();
-        $"{request.Method} {request.Path}".ShouldBe("POST /v1/guests/web1/ports");
-        JsonSerializer.Deserialize(request.Body, ApiJson.Default.PortMapping)
-            .ShouldBe(new PortMapping { HostPort = 5353, GuestPort = 53, Protocol = "udp" });
+        cli.OutLines.ShouldBe(["published web1: host port 5353/udp -> 10.88.0.2:53", "note: IPv4 forwarding is off"]);
+        var requests = agent.Requests.ToArray();
+        requests.Select(r => $"{r.Method} {r.Path}").ShouldBe(["POST /v1/guests/web1/ports", "GET /v1/guests/web1/ports"]);
+        JsonSerializer.Deserialize(requests[0].Body, ApiJson.Default.PortInfo)
+            .ShouldBe(new PortInfo { HostPort = 5353, GuestPort = 53, Protocol = "udp" });
     }
 
     [Theory]
-    [InlineData("vsctl: invalid host port '0' in '0:80': give a port from 1 to 65535", "port", "add", "web1", "0:80")]
-    [InlineData("vsctl: invalid host port '70000' in '70000:80': give a port from 1 to 65535", "port", "add", "web1", "70000:80")]
-    [InlineData("vsctl: invalid protocol 'sctp' in '80:80/sctp': use tcp or udp", "port", "add", "web1", "80:80/sctp")]
-    [InlineData("vsctl: invalid port spec '80': write HOSTPORT:GUESTPORT[/tcp|udp], e.g. 8080:80 or 5353:53/udp", "port", "add", "web1", "80")]
-    [InlineData("vsctl: invalid host port '8080:80': give the host port alone, e.g. 8080 or 5353/udp", "port", "remove", "web1", "8080:80")]
+    [InlineData("vsctl: invalid port '0:80': expected HOSTPORT:GUESTPORT[/tcp|udp] with ports 1..65535, e.g. 8080:80", "port", "add", "web1", "0:80")]
+    [InlineData("vsctl: invalid port '80:80/sctp': the protocol is tcp or udp", "port", "add", "web1", "80:80/sctp")]
+    [InlineData("vsctl: invalid host port '8080:80': expected HOSTPORT[/tcp|udp] with a port 1..65535, e.g. 8080 or 5353/udp", "port", "remove", "web1", "8080:80")]
     [InlineData("vsctl: --format: invalid value 'yaml': use table or json", "port", "list", "-f", "yaml")]
     public async Task Bad_input_is_one_line_exit_code_2_and_no_request(string message, params string[] args)
     {
@@ -75,7 +125,7 @@ public class PortCommandTests
         await using var agent = FakeAgent.Start();
         agent.Handler = _ => Ports(Web1Ports with
         {
-            Guests = [.. Web1Ports.Guests, new GuestPorts { Name = "vm1", Ipv4 = "10.88.0.3", Ports = [new PortMapping { HostPort = 2222, GuestPort = 22, Protocol = "tcp" }] }],
+            Guests = [.. Web1Ports.Guests, new GuestPorts { Name = "vm1", Ipv4 = "10.88.0.3", Ports = [new PortInfo { HostPort = 2222, GuestPort = 22, Protocol = "tcp" }] }],
             Notes = ["IPv4 forwarding is off"],
         });
         var cli = new CliHarness();
@@ -104,7 +154,7 @@ public class PortCommandTests
 
         agent.Requests.ShouldHaveSingleItem().Path.ShouldBe("/v1/guests/web1/ports");
         var printed = JsonSerializer.Deserialize(cli.Out.ToString(), ApiJson.Default.PortList)!;
-        printed.Guests.ShouldHaveSingleItem().Ports.Select(PortSpec.Format).ShouldBe(["8080:80/tcp", "5353:53/udp"]);
+        printed.Guests.ShouldHaveSingleItem().Ports.Select(p => $"{p.HostPort}:{p.GuestPort}/{p.Protocol}").ShouldBe(["8080:80/tcp", "5353:53/udp"]);
     }
 
     [Theory]

@@ -3,7 +3,6 @@ using System.Net.Sockets;
 using HybridHypervisor;
 using HybridHypervisor.Model;
 using Shouldly;
-using Vserver.Api;
 using Vserver.Isolation.Network;
 using Vserver.Isolation.Processes;
 using Xunit;
@@ -75,52 +74,6 @@ public sealed class PortForwardingTests
         // nft --check parses and validates against the running kernel without changing anything.
         var (code, _, stderr) = HostCommand.TryRun("nft", ["--check", "-f", "-"], PortForwarding.Render("vs-chk.0", Subnet, Forwards));
         code.ShouldBe(0, stderr);
-    }
-
-    [Theory]
-    [InlineData("8080:80", 8080, 80, "tcp")]
-    [InlineData("8080:80/tcp", 8080, 80, "tcp")]
-    [InlineData("5353:53/udp", 5353, 53, "udp")]
-    [InlineData("5353:53/UDP", 5353, 53, "udp")]
-    [InlineData("1:65535", 1, 65535, "tcp")]
-    public void Specs_parse(string text, int host, int guest, string protocol)
-    {
-        PortSpec.TryParse(text, out var mapping, out var error).ShouldBeTrue(error);
-        mapping.ShouldBe(new PortMapping { HostPort = host, GuestPort = guest, Protocol = protocol });
-        PortSpec.Format(mapping).ShouldBe($"{host}:{guest}/{protocol}");
-    }
-
-    [Theory]
-    [InlineData("0:80", "invalid host port '0' in '0:80': give a port from 1 to 65535")]
-    [InlineData("65536:80", "invalid host port '65536' in '65536:80': give a port from 1 to 65535")]
-    [InlineData("8080:0", "invalid guest port '0' in '8080:0': give a port from 1 to 65535")]
-    [InlineData("8080:99999999999", "invalid guest port '99999999999' in '8080:99999999999': give a port from 1 to 65535")]
-    [InlineData("-1:80", "invalid host port '-1' in '-1:80': give a port from 1 to 65535")]
-    [InlineData("+80:80", "invalid host port '+80' in '+80:80': give a port from 1 to 65535")]
-    [InlineData("8080:80/sctp", "invalid protocol 'sctp' in '8080:80/sctp': use tcp or udp")]
-    [InlineData("8080:80/", "invalid protocol '' in '8080:80/': use tcp or udp")]
-    [InlineData("8080", "invalid port spec '8080': write HOSTPORT:GUESTPORT[/tcp|udp], e.g. 8080:80 or 5353:53/udp")]
-    [InlineData("1:2:3", "invalid port spec '1:2:3': write HOSTPORT:GUESTPORT[/tcp|udp], e.g. 8080:80 or 5353:53/udp")]
-    [InlineData("http:80", "invalid host port 'http' in 'http:80': give a port from 1 to 65535")]
-    public void Bad_specs_are_refused_with_a_reason(string text, string message)
-    {
-        PortSpec.TryParse(text, out _, out var error).ShouldBeFalse();
-        error.ShouldBe(message);
-    }
-
-    [Theory]
-    [InlineData("8080", 8080, "tcp", null)]
-    [InlineData("5353/udp", 5353, "udp", null)]
-    [InlineData("0", 0, "tcp", "invalid host port '0' in '0': give a port from 1 to 65535")]
-    [InlineData("8080:80", 0, "tcp", "invalid host port '8080:80': give the host port alone, e.g. 8080 or 5353/udp")]
-    [InlineData("8080/icmp", 0, "", "invalid protocol 'icmp' in '8080/icmp': use tcp or udp")]
-    public void A_published_host_port_is_named_by_port_and_protocol(string text, int port, string protocol, string? message)
-    {
-        PortSpec.TryParseHostPort(text, out var parsed, out var parsedProtocol, out var error).ShouldBe(message is null);
-        error.ShouldBe(message ?? "");
-        if (message is not null) return;
-        parsed.ShouldBe(port);
-        parsedProtocol.ShouldBe(protocol);
     }
 
     [Fact]
