@@ -30,12 +30,15 @@ public sealed class VserverRoot(FleetOptions options, ImageStore images)
 
     // ---- the tree ----
 
-    /// <summary>Attaches the vserver's overlay at <see cref="GuestPaths.Rootfs"/> unless something is mounted there already.</summary>
+    /// <summary>Attaches the vserver's overlay at <see cref="GuestPaths.Rootfs"/> unless something is mounted there
+    /// already; a disk quota's layer image is mounted first (it stays mounted while the root is).</summary>
     public void Mount(GuestConfig config, GuestPaths paths)
     {
         var image = images.Find(config.Image)
             ?? throw FleetException.Conflict($"image '{config.Image}' of guest '{config.Name}' is gone; build it again with: vsctl image build {config.Image}");
-        MountOver(config, paths, image.RootfsPath, paths.Upper, paths.Work, paths.Rootfs);
+        if (HostMounts.IsMountpoint(paths.Rootfs)) return;
+        var (upper, work) = Vservers.WritableLayer.Attach(config, paths);
+        MountOver(config, paths, image.RootfsPath, upper, work, paths.Rootfs);
     }
 
     private void MountOver(GuestConfig config, GuestPaths paths, string lower, string upper, string work, string target)
@@ -123,6 +126,7 @@ public sealed class VserverRoot(FleetOptions options, ImageStore images)
             {
                 IdMap = (map.HostBase, map.Count),
                 Binds = [(paths.VirtiofsDir, NamespaceDir), (paths.Rootfs, $"{NamespaceDir}/root")],
+                Detach = [options.GuestsRoot, options.RunGuestsRoot],
                 Args = [.. daemon, $"--socket-path={NamespaceDir}/sock", "-o", $"source={NamespaceDir}/root"],
                 // Its command line names only paths inside its namespace: the environment says whose it is.
                 Env = ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", $"VSERVER_GUEST_RUN={paths.RunDir}"], Masked = [], ReadOnly = [],
@@ -237,6 +241,7 @@ public sealed class VserverRoot(FleetOptions options, ImageStore images)
                 {
                     IdMap = (map.HostBase, map.Count),
                     Binds = [(paths.VirtiofsDir, NamespaceDir), (paths.Rootfs, $"{NamespaceDir}/root"), (temp, $"{NamespaceDir}/disk.ext4")],
+                    Detach = [options.GuestsRoot, options.RunGuestsRoot],
                     Args = [.. mkfs, "-d", $"{NamespaceDir}/root", $"{NamespaceDir}/disk.ext4", kib],
                     Env = ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"], Masked = [], ReadOnly = [],
                 };

@@ -12,29 +12,37 @@ internal static class SetCommand
         var memoryMin = Common.MemoryMin();
         var cpus = Common.Cpus();
         var pids = Common.Pids();
+        var disk = new Option<string?>("--disk")
+        {
+            Description = "A vserver's disk quota, grow only (given at create with --disk); a running vserver's grows live where the agent " +
+                          "may grow a mounted ext4, else at its next start",
+            HelpName = "SIZE",
+        };
         var command = new Command("set",
             "Change a guest's resource limits and guarantee (applied at once if it runs); a domain has only --memory (set live by its balloon) and --memory-min")
         {
-            name, memory, memoryMin, cpus, pids,
+            name, memory, memoryMin, cpus, pids, disk,
         };
         command.SetAction((parse, ct) => cli.RunAsync(parse, client => HandleAsync(client, parse.GetValue(name)!,
-            new Limits(parse.GetValue(memory), parse.GetValue(memoryMin), parse.GetValue(cpus), parse.GetValue(pids)), cli.Out, cli.Err, ct)));
+            new Limits(parse.GetValue(memory), parse.GetValue(memoryMin), parse.GetValue(cpus), parse.GetValue(pids), parse.GetValue(disk)),
+            cli.Out, cli.Err, ct)));
         return command;
     }
 
     /// <summary>The options as typed; null is not given.</summary>
-    public sealed record Limits(string? Memory = null, string? MemoryMin = null, string? Cpus = null, string? Pids = null);
+    public sealed record Limits(string? Memory = null, string? MemoryMin = null, string? Cpus = null, string? Pids = null, string? Disk = null);
 
     public static SetLimitsRequest ToRequest(Limits limits)
     {
         if (limits == new Limits())
-            throw new UsageException("set needs at least one of --memory, --memory-min, --cpus, --pids");
+            throw new UsageException("set needs at least one of --memory, --memory-min, --cpus, --pids, --disk");
         return new SetLimitsRequest
         {
             MemoryBytes = Input.Size("--memory", limits.Memory),
             MemoryMinBytes = Input.Size("--memory-min", limits.MemoryMin),
             Cpus = Input.Cpus("--cpus", limits.Cpus),
             Pids = Input.PositiveInt("--pids", limits.Pids, "process limit"),
+            DiskBytes = Input.Size("--disk", limits.Disk),
         };
     }
 
@@ -51,10 +59,13 @@ internal static class SetCommand
     {
         var min = guest.MemoryMinBytes is { } m ? $", memory min {ByteSize.Format(m)}" : "";
         if (guest.Kind != GuestKinds.Domain)
-            return $"updated {guest.Name}: memory {Display.Bytes(guest.MemoryBytes)}{min}, cpus {Display.Number(guest.Cpus)}, pids {Display.Number(guest.Pids)}";
+            return $"updated {guest.Name}: memory {Display.Bytes(guest.MemoryBytes)}{min}, cpus {Display.Number(guest.Cpus)}, pids {Display.Number(guest.Pids)}" +
+                   (guest.DiskBytes is { } quota ? $", disk {ByteSize.Format(quota)}{StatusCommand.PendingGrow(guest)}" : "");
+        // A domain sharing a promoted vserver's files keeps that vserver's disk quota.
+        var disk = guest.Root == "virtiofs" && guest.DiskBytes is { } q ? $", disk {ByteSize.Format(q)}{StatusCommand.PendingGrow(guest)}" : "";
         // The agent balloons a running domain and changes a stopped one's RAM (see Fleet.SetDomainMemoryLockedAsync).
         return guest.State is "running" or "paused"
-            ? $"updated {guest.Name}: memory {Display.Bytes(guest.MemoryBytes)} (balloon target, live; maximum {Display.Bytes(guest.MaxMemoryBytes)}){min}"
-            : $"updated {guest.Name}: memory {Display.Bytes(guest.MemoryBytes)} (its RAM from the next start){min}";
+            ? $"updated {guest.Name}: memory {Display.Bytes(guest.MemoryBytes)} (balloon target, live; maximum {Display.Bytes(guest.MaxMemoryBytes)}){min}{disk}"
+            : $"updated {guest.Name}: memory {Display.Bytes(guest.MemoryBytes)} (its RAM from the next start){min}{disk}";
     }
 }

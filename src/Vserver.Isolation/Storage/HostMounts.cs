@@ -7,16 +7,31 @@ public static class HostMounts
 {
     /// <summary>Whether something is mounted exactly at <paramref name="path"/> (mountinfo escapes space, tab, newline
     /// and backslash as octal).</summary>
-    public static bool IsMountpoint(string path)
+    public static bool IsMountpoint(string path) => MountLine(path) is not null;
+
+    /// <summary>The source of the topmost mount at <paramref name="path"/> (a loop mount's /dev/loopN), or null if
+    /// nothing is mounted there.</summary>
+    public static string? SourceOf(string path)
+    {
+        var fields = MountLine(path);
+        if (fields is null) return null;
+        // Optional fields end at "-"; filesystem type and source follow.
+        var dash = Array.IndexOf(fields, "-", 6);
+        return dash > 0 && dash + 2 < fields.Length ? fields[dash + 2] : null;
+    }
+
+    /// <summary>The last (topmost) mountinfo line for <paramref name="path"/>, split at spaces.</summary>
+    private static string[]? MountLine(string path)
     {
         var escaped = path.Replace("\\", "\\134", StringComparison.Ordinal).Replace(" ", "\\040", StringComparison.Ordinal)
             .Replace("\t", "\\011", StringComparison.Ordinal).Replace("\n", "\\012", StringComparison.Ordinal);
+        string[]? found = null;
         foreach (var line in File.ReadLines("/proc/self/mountinfo"))
         {
             var fields = line.Split(' ');
-            if (fields.Length > 4 && fields[4] == escaped) return true;
+            if (fields.Length > 4 && fields[4] == escaped) found = fields;
         }
-        return false;
+        return found;
     }
 
     /// <summary>Detaches whatever is mounted at <paramref name="path"/>, stacked mounts included; nothing mounted is fine.</summary>
