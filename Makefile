@@ -48,6 +48,7 @@ bench: build
 	bench/domain-boot
 	bench/density/run.sh
 	bench/promotion/run.sh
+	bench/provision/run.sh
 
 clean:
 	rm -rf $(BIN) $(STAMP) src/*/bin src/*/obj tests/*/bin tests/*/obj

@@ -52,15 +52,10 @@ case $RUNS$DATA_MB$TIMEOUT${GROW_MB// /} in *[!0-9]*) die "RUNS, DATA_MB, GROW_M
 WORK=$(mktemp -d /tmp/vspromo.XXXXXX)
 ID=vspromo-$$
 BRIDGE=vspr$$
-AGENT_PID=""
 PROBE_PID=""
-export VSERVER_ROOT=$WORK/root VSERVER_RUN=$WORK/run VSERVER_BRIDGE=$BRIDGE \
-       VSERVER_SUBNET=10.251.0.0/24 VSERVER_CGROUP_PARENT=$ID
-# vsctl must never start an agent of its own (one we would not know to kill).
-export VSCTL_NO_AUTOSTART=1
-SOCK=$VSERVER_RUN/agent.sock
+SUBNET=10.251.0.0/24
+. "$REPO/bench/lib.sh"
 G=web
-vsctl() { "$BIN/vsctl" "$@"; }
 
 stop_probe() {
     if [ -n "$PROBE_PID" ]; then
@@ -71,46 +66,23 @@ stop_probe() {
 }
 
 cleanup() {
-    local rc=$? i
+    local rc=$?
     trap - EXIT INT TERM
     set +e
     stop_probe
-    if [ "$rc" != 0 ] && [ -s "$WORK/agent.log" ]; then
-        echo "--- last lines of the agent's log ($WORK/agent.log):" >&2
-        tail -n 15 "$WORK/agent.log" >&2
-    fi
-    if [ -n "$AGENT_PID" ] && kill -0 "$AGENT_PID" 2>/dev/null; then
-        vsctl destroy --force "$G" >/dev/null 2>&1
-        kill -TERM "$AGENT_PID" 2>/dev/null
-        for i in $(seq 100); do kill -0 "$AGENT_PID" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$AGENT_PID" 2>/dev/null
-        wait "$AGENT_PID" 2>/dev/null
-    fi
-    ip link show "$BRIDGE" >/dev/null 2>&1 && ip link del "$BRIDGE"
-    for i in /sys/fs/cgroup/*/"$ID" /sys/fs/cgroup/"$ID"; do
-        [ -d "$i" ] && find "$i" -depth -type d -exec rmdir {} \; 2>/dev/null
-    done
-    awk -v w="$WORK" '$2 == w || index($2, w "/") == 1 { print $2 }' /proc/self/mounts |
-        sort -r | while read -r m; do umount -l "$m"; done
-    rm -rf --one-file-system "$WORK"
+    bench_agent_log "$rc"
+    [ -n "$AGENT_PID" ] && vsctl destroy --force "$G" >/dev/null 2>&1
+    bench_stop_agent
+    bench_remove_work "$BRIDGE"
     exit "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-now_ms() { awk '{ printf "%d\n", $1 * 1000 }' /proc/uptime; }
-
 # --- the agent, the kernel, the image, the web server ------------------------
 log "starting a private vserverd (root $WORK, bridge $BRIDGE, cgroup parent $ID)"
-mkdir -p "$VSERVER_ROOT" "$VSERVER_RUN"
-"$BIN/vserverd" > "$WORK/agent.log" 2>&1 &
-AGENT_PID=$!
-for i in $(seq 300); do
-    [ -S "$SOCK" ] && vsctl host >/dev/null 2>&1 && break
-    kill -0 "$AGENT_PID" 2>/dev/null || die "vserverd exited during startup"
-    sleep 0.1
-done
+bench_start_agent
 log "building the domain kernel and the busybox image"
 vsctl kernel build default >/dev/null
 vsctl image build busybox >/dev/null

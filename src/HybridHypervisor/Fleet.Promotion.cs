@@ -410,7 +410,9 @@ public sealed partial class Fleet
             await Task.Run(() => Domains.Roots.CopyFromDisk(vserver, paths, paths.Ext4Disk));
             return;
         }
-        await Task.Run(() => DomainDisk.WithRawExport(paths.Disk, writable: false, raw => Domains.Roots.CopyFromDisk(vserver, paths, raw)));
+        // Writable: a domain powered off by its init leaves ext4's journal to replay, and a read-only device cannot
+        // replay it (the kernel refuses the mount; noload would hide the journal's newest writes).
+        await Task.Run(() => DomainDisk.WithRawExport(paths.Disk, writable: true, raw => Domains.Roots.CopyFromDisk(vserver, paths, raw)));
     }
 
     private async Task<string> RollBackDemotionAsync(GuestRuntime g, GuestConfig domain, GuestPaths paths, bool wasRunning)

@@ -245,7 +245,7 @@ public sealed partial class Fleet : IDisposable
     {
         if (GuestConfigValidator.NameError(request.Name) is { } nameError) throw FleetException.Invalid(nameError);
         if (!RestartPolicies.TryParse(request.Restart, out var restart))
-            throw FleetException.Invalid($"invalid restart policy '{request.Restart}': use no, on-failure or always");
+            throw FleetException.Invalid(RestartPolicies.Invalid(request.Restart));
         var domain = request.Kind == GuestKind.Domain ? DomainSettingsFor(request) : null;
         if (domain is null && (request.Vcpus ?? (object?)request.Kernel) is not null)
             throw FleetException.Invalid($"{(request.Vcpus is not null ? "--vcpus" : "--kernel")} is for domains; add --kind domain, or leave it out for a vserver");
@@ -800,7 +800,8 @@ public sealed partial class Fleet : IDisposable
     }
 
     /// <summary>Changes limits: live on a running guest (the kernel may refuse, e.g. memory below current use), then persisted.</summary>
-    public async Task<GuestView> SetLimitsAsync(string name, GuestLimits changes, CancellationToken ct = default)
+    /// <summary>Changes a guest's limits (live where it runs) and, if given, its restart policy; persisted.</summary>
+    public async Task<GuestView> SetLimitsAsync(string name, GuestLimits changes, RestartPolicy? restart = null, CancellationToken ct = default)
     {
         var g = Find(name);
         await g.Lock.WaitAsync(ct);
@@ -810,6 +811,7 @@ public sealed partial class Fleet : IDisposable
             {
                 if (changes.DiskBytes is { } domainDisk) GrowDiskLocked(g, domainDisk);
                 await SetDomainMemoryLockedAsync(g, changes);
+                SetRestartLocked(g, restart);
                 return View(g);
             }
             var limits = g.Config.Limits with
@@ -825,10 +827,9 @@ public sealed partial class Fleet : IDisposable
             if (changes.DiskBytes is { } disk)
             {
                 GrowDiskLocked(g, disk);
-                if (changes with { DiskBytes = null } == new GuestLimits()) return View(g);
                 limits = limits with { DiskBytes = g.Config.Limits.DiskBytes };
             }
-            if (g.Running is not null)
+            if (g.Running is not null && changes with { DiskBytes = null } != new GuestLimits())
             {
                 try
                 {
@@ -841,12 +842,20 @@ public sealed partial class Fleet : IDisposable
             }
             g.Config = g.Config with { Limits = limits };
             _store.Save(g.Config);
+            SetRestartLocked(g, restart);
         }
         finally
         {
             g.Lock.Release();
         }
         return View(g);
+    }
+
+    private void SetRestartLocked(GuestRuntime g, RestartPolicy? restart)
+    {
+        if (restart is not { } policy || policy == g.Config.Restart) return;
+        g.Config = g.Config with { Restart = policy };
+        _store.Save(g.Config);
     }
 
     /// <summary>A domain's memory: live, a balloon target within its maximum and not below its guarantee; stopped, the

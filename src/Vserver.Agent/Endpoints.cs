@@ -53,7 +53,8 @@ internal static class Endpoints
                 {
                     MemoryBytes = request.MemoryBytes, MemoryMinBytes = request.MemoryMinBytes, Cpus = request.Cpus, Pids = request.Pids,
                     DiskBytes = request.DiskBytes,
-                }, ct)));
+                },
+                Mapping.ParseRestart(request.Restart), ct)));
         v1.Map("/guests/{name}/exec", (HttpContext context, string name) => ExecSession.RunAsync(context, fleet, name));
         v1.Map("/guests/{name}/console", (HttpContext context, string name) => ConsoleSession.RunAsync(context, fleet, name));
         v1.MapPost("/guests/{name}/save", async (string name, SaveFileRequest request, CancellationToken ct) =>

@@ -122,6 +122,11 @@ internal static class Mapping
     public static KernelInfo ToInfo(HybridHypervisor.Domains.KernelRecord k) =>
         new() { Name = k.Name, Version = k.Version, Package = k.Package, SizeBytes = k.SizeBytes, Built = k.Built };
 
+    /// <summary>A restart policy to set; null leaves it as it is.</summary>
+    public static RestartPolicy? ParseRestart(string? text) => text is null
+        ? null
+        : RestartPolicies.TryParse(text, out var policy) ? policy : throw FleetException.Invalid(RestartPolicies.Invalid(text));
+
     public static GuestKind ParseKind(string? kind) => kind switch
     {
         null or "" or "vserver" => GuestKind.Vserver,

@@ -44,8 +44,10 @@ public sealed record SetLimitsRequest
     public long? MemoryMinBytes { get; init; }
     public double? Cpus { get; init; }
     public int? Pids { get; init; }
-    /// <summary>A vserver's disk quota: grow only.</summary>
+    /// <summary>A vserver's disk quota (grows only).</summary>
     public long? DiskBytes { get; init; }
+    /// <summary>no | on-failure | always</summary>
+    public string? Restart { get; init; }
 }
 
 public sealed record GuestInfo
@@ -98,6 +100,16 @@ public sealed record GuestInfo
     public string? Mac { get; init; }
     /// <summary>Promotions and demotions, oldest first, one line each ("2026-11-21 10:00:00Z promoted from vserver: ...").</summary>
     public IReadOnlyList<string>? History { get; init; }
+    public IReadOnlyList<PortInfo>? Ports { get; init; }
+}
+
+/// <summary>A published port: HOSTPORT on the host reaches GUESTPORT of the guest.</summary>
+public sealed record PortInfo
+{
+    public int HostPort { get; init; }
+    public int GuestPort { get; init; }
+    /// <summary>tcp | udp</summary>
+    public required string Protocol { get; init; }
 }
 
 public sealed record ExitInfo
@@ -329,6 +341,7 @@ public sealed record WaitResponse
     DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull)]
 [JsonSerializable(typeof(CreateGuestRequest))]
 [JsonSerializable(typeof(SetLimitsRequest))]
+[JsonSerializable(typeof(PortInfo))]
 [JsonSerializable(typeof(GuestInfo))]
 [JsonSerializable(typeof(GuestList))]
 [JsonSerializable(typeof(BuildImageRequest))]

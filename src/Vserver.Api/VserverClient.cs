@@ -100,6 +100,16 @@ public sealed class VserverClient : IDisposable
             $"v1/guests/{Uri.EscapeDataString(name)}{(force ? "?force=true" : "")}"), ct);
     }
 
+    public Task<GuestInfo> AddPortAsync(string name, PortInfo port, CancellationToken ct = default) =>
+        SendAsync(HttpMethod.Post, $"v1/guests/{Uri.EscapeDataString(name)}/ports",
+            JsonContent.Create(port, ApiJson.Default.PortInfo), ApiJson.Default.GuestInfo, ct);
+
+    public async Task RemovePortAsync(string name, int hostPort, string protocol, CancellationToken ct = default)
+    {
+        using var response = await SendRawAsync(new HttpRequestMessage(HttpMethod.Delete,
+            $"v1/guests/{Uri.EscapeDataString(name)}/ports/{hostPort}/{Uri.EscapeDataString(protocol)}"), ct);
+    }
+
     public Task<IReadOnlyList<ImageInfo>> ImagesAsync(CancellationToken ct = default) =>
         GetAsync("v1/images", ApiJson.Default.IReadOnlyListImageInfo, ct);
 

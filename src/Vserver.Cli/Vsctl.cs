@@ -25,6 +25,8 @@ internal static class Vsctl
             StatCommand.Create(cli),
             TopCommand.Create(cli),
             SetCommand.Create(cli),
+            ApplyCommand.Create(cli),
+            ExportCommand.Create(cli),
             ConsoleCommand.Create(cli),
             SaveCommand.Create(cli),
             RestoreCommand.Create(cli),

@@ -119,6 +119,8 @@ public static class RestartPolicies
         }
     }
 
+    public static string Invalid(string? text) => $"invalid restart policy '{text}': use no, on-failure or always";
+
     public static string Format(RestartPolicy policy) => policy switch
     {
         RestartPolicy.OnFailure => "on-failure",

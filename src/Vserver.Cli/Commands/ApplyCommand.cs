@@ -1,0 +1,217 @@
+using System.CommandLine;
+using Vserver.Api;
+using Vserver.Cli.Hosting;
+
+namespace Vserver.Cli.Commands;
+
+/// <summary>
+/// `vsctl apply FILE`: converges the host to a hosting file. The file is read and checked whole (YAML, plans, names,
+/// addresses, ports, images and kernels on the host) before anything changes; then each server's steps run, servers in
+/// parallel. A server that fails is reported and, if apply created it, removed again; the others go on.
+/// </summary>
+internal static class ApplyCommand
+{
+    public const int DefaultParallel = 4;
+
+    public static Command Create(CliContext cli)
+    {
+        var file = new Argument<string>("FILE") { Description = "The hosting file (YAML: plans and servers; see the README)" };
+        var dryRun = new Option<bool>("--dry-run") { Description = "Print what would change and change nothing" };
+        var prune = new Option<bool>("--prune") { Description = "Also destroy guests the file does not list" };
+        var parallel = new Option<int>("--parallel")
+        {
+            Description = $"Servers worked on at once [default: {DefaultParallel}]",
+            DefaultValueFactory = _ => DefaultParallel,
+            HelpName = "N",
+        };
+        var command = new Command("apply", "Make the host what a hosting file says: create, change, start (and with --prune remove) guests")
+        {
+            file, dryRun, prune, parallel,
+        };
+        command.SetAction((parse, ct) => cli.RunAsync(parse, client => HandleAsync(client, parse.GetValue(file)!,
+            new ApplyOptions(parse.GetValue(dryRun), parse.GetValue(prune), parse.GetValue(parallel)), cli, ct)));
+        return command;
+    }
+
+    public sealed record ApplyOptions(bool DryRun, bool Prune, int Parallel);
+
+    public static async Task<int> HandleAsync(VserverClient client, string path, ApplyOptions options, CliContext cli, CancellationToken ct)
+    {
+        if (options.Parallel is < 1 or > 64) throw new UsageException($"invalid --parallel {options.Parallel}: give 1 to 64");
+        HostingFile file;
+        try
+        {
+            file = HostingFile.Load(path);
+        }
+        catch (HostingFileException e)
+        {
+            throw new UsageException($"{e.Message}; nothing was changed");
+        }
+        await CheckHostHasAsync(client, file, path, ct);
+
+        var list = await client.ListAsync(ct);
+        var plans = ApplyPlanner.Plan(file, list.Guests.Select(CurrentServer.From).ToList(), options.Prune);
+        if (options.DryRun)
+        {
+            foreach (var plan in plans) cli.Out.WriteLine($"{plan.Name}: {(plan.Action == ServerAction.Refused ? "cannot: " : "would ")}{plan.Summary}");
+            cli.Out.WriteLine($"dry run, nothing changed: {Totals(plans.Select(p => (p.Action, Failed: false)).ToList())}");
+            return plans.Any(p => p.Action == ServerAction.Refused) ? ExitCodes.Failed : ExitCodes.Ok;
+        }
+
+        var progress = new ApplyProgress(cli, plans.Count(p => p.Action != ServerAction.Unchanged));
+        var outcomes = new List<(ServerAction Action, bool Failed)>();
+        var gate = new Lock();
+        await Parallel.ForEachAsync(plans, new ParallelOptions { MaxDegreeOfParallelism = options.Parallel, CancellationToken = ct },
+            async (plan, token) =>
+            {
+                var (line, failed) = await RunAsync(client, plan, token);
+                lock (gate) outcomes.Add((plan.Action, failed));
+                if (plan.Action == ServerAction.Unchanged) progress.Quiet(line);
+                else progress.Done(line);
+            });
+        progress.Finish();
+        cli.Out.WriteLine($"applied {path}: {Totals(outcomes)}");
+        return outcomes.Any(o => o.Failed) ? ExitCodes.Failed : ExitCodes.Ok;
+    }
+
+    /// <summary>Images and kernels the plans name must be built: checked before anything changes.</summary>
+    private static async Task CheckHostHasAsync(VserverClient client, HostingFile file, string path, CancellationToken ct)
+    {
+        var images = (await client.ImagesAsync(ct)).Select(i => i.Name).ToHashSet(StringComparer.Ordinal);
+        var used = file.Plans.Values.Where(p => file.Servers.Any(s => s.Plan == p.Name)).ToList();
+        foreach (var plan in used.Where(p => !images.Contains(p.Image)))
+            throw new UsageException($"{path}: plan '{plan.Name}': image '{plan.Image}' is not built on this host; build it with: vsctl image build {plan.Image}; nothing was changed");
+        var domainPlans = used.Where(p => p.Kind == "domain").ToList();
+        if (domainPlans.Count == 0) return;
+        var kernels = (await client.ListKernelsAsync(ct)).Select(k => k.Name).ToHashSet(StringComparer.Ordinal);
+        foreach (var plan in domainPlans.Where(p => !kernels.Contains(p.Kernel ?? "default")))
+            throw new UsageException($"{path}: plan '{plan.Name}': kernel '{plan.Kernel ?? "default"}' is not built on this host; build it with: vsctl kernel build {plan.Kernel ?? "default"}; nothing was changed");
+    }
+
+    /// <summary>Runs one server's steps; a guest this run created is destroyed again if a later step fails.</summary>
+    private static async Task<(string Line, bool Failed)> RunAsync(VserverClient client, ServerPlan plan, CancellationToken ct)
+    {
+        if (plan.Action == ServerAction.Refused) return ($"{plan.Name}: FAILED: {plan.Refusal}", true);
+        if (plan.Action == ServerAction.Unchanged) return ($"{plan.Name}: unchanged", false);
+        var created = false;
+        var done = new List<string>();
+        foreach (var step in plan.Steps)
+        {
+            try
+            {
+                await RunStepAsync(client, plan.Name, step, ct);
+                created |= step is ApplyStep.Create;
+                done.Add(step.Text);
+            }
+            catch (Exception e) when (e is ApiException or HttpRequestException or IOException)
+            {
+                var undo = "";
+                if (created)
+                {
+                    try
+                    {
+                        await client.DestroyAsync(plan.Name, force: true, CancellationToken.None);
+                        undo = "; the new guest was removed again";
+                    }
+                    catch (Exception again) when (again is ApiException or HttpRequestException or IOException)
+                    {
+                        undo = $"; removing the new guest failed too ({CliContext.OneLine(again.Message)}): vsctl destroy --force {plan.Name}";
+                    }
+                }
+                var before = done.Count > 0 && !created ? $" (done before it: {string.Join(", ", done)})" : "";
+                return ($"{plan.Name}: FAILED at '{step.Text}': {CliContext.OneLine(e.Message)}{before}{undo}", true);
+            }
+        }
+        return ($"{plan.Name}: {plan.Summary}", false);
+    }
+
+    private static async Task RunStepAsync(VserverClient client, string name, ApplyStep step, CancellationToken ct)
+    {
+        switch (step)
+        {
+            case ApplyStep.Create create:
+                await client.CreateAsync(create.Request, ct);
+                break;
+            case ApplyStep.SetLimits set:
+                await client.SetLimitsAsync(name, set.Request, ct);
+                break;
+            case ApplyStep.AddPort add:
+                await client.AddPortAsync(name, new PortInfo { HostPort = add.Port.HostPort, GuestPort = add.Port.GuestPort, Protocol = add.Port.Protocol }, ct);
+                break;
+            case ApplyStep.RemovePort remove:
+                await client.RemovePortAsync(name, remove.Port.HostPort, remove.Port.Protocol, ct);
+                break;
+            case ApplyStep.Start:
+                await client.StartAsync(name, ct: ct);
+                break;
+            case ApplyStep.Stop:
+                await client.StopAsync(name, ct: ct);
+                break;
+            case ApplyStep.Destroy:
+                await client.DestroyAsync(name, force: true, ct);
+                break;
+            default:
+                throw new InvalidOperationException($"unknown apply step {step.GetType().Name}");
+        }
+    }
+
+    private static string Totals(IReadOnlyList<(ServerAction Action, bool Failed)> outcomes)
+    {
+        int Count(ServerAction a) => outcomes.Count(o => o.Action == a && !o.Failed);
+        var failed = outcomes.Count(o => o.Failed);
+        return $"{Count(ServerAction.Create)} created, {Count(ServerAction.Change)} changed, {Count(ServerAction.Unchanged)} unchanged, " +
+               $"{Count(ServerAction.Prune)} removed, {failed} failed";
+    }
+
+    /// <summary>Per-server lines; on a terminal also a progress bar on stderr, redrawn below them.</summary>
+    private sealed class ApplyProgress(CliContext cli, int total)
+    {
+        private readonly Lock _gate = new();
+        private readonly bool _bar = total > 0 && cli.Terminal.IsTerminal(2);
+        private int _done;
+
+        public void Done(string line)
+        {
+            lock (_gate)
+            {
+                _done++;
+                Clear();
+                cli.Out.WriteLine(line);
+                cli.Out.Flush();
+                Draw(line);
+            }
+        }
+
+        /// <summary>An unchanged server: a line, but not a step of the bar.</summary>
+        public void Quiet(string line)
+        {
+            lock (_gate)
+            {
+                Clear();
+                cli.Out.WriteLine(line);
+                cli.Out.Flush();
+                if (_done > 0) Draw(line);
+            }
+        }
+
+        public void Finish()
+        {
+            lock (_gate) Clear();
+        }
+
+        private void Clear()
+        {
+            if (_bar) cli.Err.Write("\r\u001b[K");
+        }
+
+        private void Draw(string last)
+        {
+            if (!_bar) return;
+            var width = Math.Clamp((cli.Terminal.Size()?.Cols ?? 80) - 40, 10, 40);
+            var filled = total == 0 ? width : _done * width / total;
+            var name = last.Split(':')[0];
+            cli.Err.Write($"[{new string('#', filled)}{new string('.', width - filled)}] {_done}/{total} {name}");
+            cli.Err.Flush();
+        }
+    }
+}

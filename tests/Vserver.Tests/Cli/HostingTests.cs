@@ -1,0 +1,167 @@
+using Shouldly;
+using Vserver.Cli.Hosting;
+using Xunit;
+
+namespace Vserver.Tests.Cli;
+
+public sealed class HostingTests
+{
+    private const string Example = """
+        plans:
+          small: { memory: 128M, memory-min: 32M, cpus: 0.5, pids: 200, disk: 256M }
+          big:
+            memory: 512M
+            cpus: 2
+          vm: { kind: domain, memory: 256M, cpus: 1.5 }
+        servers:
+          - { name: web1, plan: small, ports: ["8080:80", "5353:53/udp"], restart: on-failure }
+          - name: web2
+            plan: big
+            ip: 10.0.0.20
+          - { name: db1, plan: vm, running: false }
+        """;
+
+    private static HostingFile Parse(string text) => HostingFile.Parse(text, "hosting.yaml");
+
+    private static string ErrorOf(string text) => Should.Throw<HostingFileException>(() => Parse(text)).Message;
+
+    [Fact]
+    public void A_file_gives_plans_and_servers_with_their_settings()
+    {
+        var file = Parse(Example);
+        file.Plans.Keys.ShouldBe(["small", "big", "vm"], ignoreOrder: true);
+        var small = file.Plans["small"];
+        small.MemoryBytes.ShouldBe(128L << 20);
+        small.MemoryMinBytes.ShouldBe(32L << 20);
+        small.Cpus.ShouldBe(0.5);
+        small.Pids.ShouldBe(200);
+        small.DiskBytes.ShouldBe(256L << 20);
+        small.Kind.ShouldBe("vserver");
+        small.Image.ShouldBe("busybox");
+        file.Plans["vm"].DomainVcpus.ShouldBe(2);
+        file.Servers.Select(s => s.Name).ShouldBe(["web1", "web2", "db1"]);
+        file.Servers[0].Ports.ShouldBe([new PublishedPort(8080, 80, "tcp"), new PublishedPort(5353, 53, "udp")]);
+        file.Servers[0].Restart.ShouldBe("on-failure");
+        file.Servers[1].Ipv4.ShouldBe("10.0.0.20");
+        file.Servers[1].Restart.ShouldBe("no");
+        file.Servers[2].Running.ShouldBeFalse();
+    }
+
+    [Theory]
+    [InlineData("plans: {}\nservers:\n  - { name: a, plan: nosuch }", "hosting.yaml:3:22: server 'a': unknown plan 'nosuch' (plans: none)")]
+    [InlineData("plans: { p: {} }\nservers:\n  - { name: a, plan: p }\n  - { name: a, plan: p }", "hosting.yaml:4:5: duplicate server name 'a' (first at line 3)")]
+    [InlineData("plans: { p: {} }\nservers:\n  - { name: a, plan: p, ports: [\"80:80\"] }\n  - { name: b, plan: p, ports: [\"80:8080\"] }", "host port 80/tcp of 'b' is also published by 'a'")]
+    [InlineData("plans: { p: {} }\nservers:\n  - { name: a, plan: p, ports: [\"80:80\", \"80:81/tcp\"] }", "host port 80/tcp is listed twice")]
+    [InlineData("plans: { p: {} }\nservers:\n  - { name: a, plan: p, ports: [\"70000:80\"] }", "invalid port '70000:80'")]
+    [InlineData("plans: { p: {} }\nservers:\n  - { name: a, plan: p, ports: [\"80:80/sctp\"] }", "the protocol is tcp or udp")]
+    [InlineData("plans: { p: { memory: lots } }", "hosting.yaml:1:23: plan 'p': memory:")]
+    [InlineData("plans: { p: { memroy: 1G } }", "unknown key 'memroy' in plan 'p'")]
+    [InlineData("plans: { p: { memory: 64M, memory-min: 1G } }", "memory-min (1G) is above memory (64M)")]
+    [InlineData("plans: { p: { kind: container } }", "kind must be vserver or domain")]
+    [InlineData("plans: { p: { vcpus: 2 } }", "kernel and vcpus are for kind: domain")]
+    [InlineData("plans: { p: {} }\nservers:\n  - { name: Web_1, plan: p }", "invalid server name 'Web_1'")]
+    [InlineData("plans: { p: {} }\nservers:\n  - { name: a, plan: p, ip: 10.0.0 }", "ip must be an IPv4 address")]
+    [InlineData("plans: { p: {} }\nservers:\n  - { name: a, plan: p, ip: 10.0.0.9 }\n  - { name: b, plan: p, ip: 10.0.0.9 }", "address 10.0.0.9 of 'b' is also 'a''s")]
+    [InlineData("plans: { p: {} }\nservers:\n  - { name: a, plan: p, restart: sometimes }", "restart must be no, on-failure or always")]
+    [InlineData("plans: { p: {} }\nservers:\n  - { plan: p }", "a server needs a name")]
+    [InlineData("plans:\n  p: {}\n servers: []", "hosting.yaml:3:")]
+    [InlineData("plans: [a, b]", "'plans' must map plan names")]
+    [InlineData("plans:\n  p: { memory: 64M\nservers: []\n", "hosting.yaml:2:")]
+    [InlineData("hosts: []", "unknown key 'hosts' in the hosting file")]
+    public void Every_mistake_is_one_line_with_the_file_line_and_column(string text, string expected)
+    {
+        var message = ErrorOf(text);
+        message.ShouldContain(expected);
+        message.ShouldStartWith("hosting.yaml:");
+        message.ShouldNotContain("\n");
+    }
+
+    private static CurrentServer Guest(string name, string kind = "vserver", string state = "running", long? memory = 128L << 20,
+        double? cpus = 0.5, IReadOnlyList<PublishedPort>? ports = null, string restart = "on-failure") => new()
+    {
+        Name = name, Kind = kind, Image = "busybox", State = state, Ipv4 = "10.0.0.5", MemoryBytes = memory, MemoryMinBytes = 32L << 20,
+        Cpus = kind == "vserver" ? cpus : null, Pids = kind == "vserver" ? 200 : null, DiskBytes = kind == "vserver" ? 256L << 20 : 2L << 30,
+        Vcpus = kind == "domain" ? 2 : null, Kernel = kind == "domain" ? "default" : null, Restart = restart,
+        Ports = ports ?? [new PublishedPort(8080, 80, "tcp"), new PublishedPort(5353, 53, "udp")],
+    };
+
+    [Fact]
+    public void A_host_that_matches_the_file_needs_nothing_and_a_missing_server_is_created_ported_and_started()
+    {
+        var file = Parse(Example);
+        var plans = ApplyPlanner.Plan(file, [Guest("web1")], prune: false);
+        plans[0].Action.ShouldBe(ServerAction.Unchanged);
+        plans[0].Summary.ShouldBe("unchanged");
+        plans[1].Action.ShouldBe(ServerAction.Create);
+        plans[1].Steps.Select(s => s.Text).ShouldBe(["create (plan big)", "start"]);
+        var create = (ApplyStep.Create)plans[1].Steps[0];
+        create.Request.Ipv4.ShouldBe("10.0.0.20");
+        create.Request.MemoryBytes.ShouldBe(512L << 20);
+        create.Request.Cpus.ShouldBe(2);
+        // A domain: its cpus become vcpus; running: false, so it is not started.
+        plans[2].Steps.Select(s => s.Text).ShouldBe(["create (plan vm)"]);
+        ((ApplyStep.Create)plans[2].Steps[0]).Request.Vcpus.ShouldBe(2);
+    }
+
+    [Fact]
+    public void Differences_become_live_changes_and_ports_are_added_and_removed()
+    {
+        var file = Parse(Example);
+        var now = Guest("web1", memory: 64L << 20, cpus: 1, ports: [new PublishedPort(8080, 80, "tcp"), new PublishedPort(9000, 90, "tcp")], restart: "no");
+        var plan = ApplyPlanner.Plan(file, [now], prune: false)[0];
+        plan.Action.ShouldBe(ServerAction.Change);
+        plan.Summary.ShouldBe("memory 64M -> 128M, cpus 1 -> 0.5, restart no -> on-failure (live), unpublish 9000:90/tcp, publish 5353:53/udp");
+        var set = (ApplyStep.SetLimits)plan.Steps[0];
+        set.Request.MemoryBytes.ShouldBe(128L << 20);
+        set.Request.Cpus.ShouldBe(0.5);
+        set.Request.Pids.ShouldBeNull();
+        set.Request.Restart.ShouldBe("on-failure");
+    }
+
+    [Fact]
+    public void A_running_domain_with_new_ram_is_restarted_and_a_stopped_server_started()
+    {
+        var file = Parse(Example.Replace("running: false", "running: true", StringComparison.Ordinal));
+        var domain = Guest("db1", kind: "domain", memory: 128L << 20, restart: "no", ports: []);
+        var plans = ApplyPlanner.Plan(file, [domain, Guest("web1", state: "stopped")], prune: false);
+        plans[0].Steps.Select(s => s.Text).ShouldBe(["start"]);
+        plans[2].Steps.Select(s => s.Text).ShouldBe(["stop", "memory 128M -> 256M (a domain's RAM: restarted)", "start"]);
+    }
+
+    [Fact]
+    public void What_apply_cannot_change_is_refused_per_server_with_what_to_do()
+    {
+        var file = Parse(Example);
+        ApplyPlanner.Plan(file, [Guest("web1", kind: "domain")], prune: false)[0].Refusal!.ShouldContain("vsctl demote web1");
+        ApplyPlanner.Plan(file, [Guest("web2") with { Ipv4 = "10.0.0.21" }], prune: false)[1].Refusal!.ShouldContain("the file says 10.0.0.20");
+        ApplyPlanner.Plan(file, [Guest("web1") with { DiskBytes = 1L << 30 }], prune: false)[0].Refusal!.ShouldContain("a quota only grows");
+        ApplyPlanner.Plan(file, [Guest("web1") with { DiskBytes = null }], prune: false)[0].Refusal!.ShouldContain("a quota is chosen at creation");
+        ApplyPlanner.Plan(file, [Guest("web1") with { Image = "debian" }], prune: false)[0].Refusal!.ShouldContain("image 'debian'");
+    }
+
+    [Fact]
+    public void Prune_removes_exactly_the_guests_the_file_does_not_list()
+    {
+        var file = Parse(Example);
+        var current = new[] { Guest("web1"), Guest("old1"), Guest("old2", state: "stopped") };
+        ApplyPlanner.Plan(file, current, prune: false).ShouldNotContain(p => p.Action == ServerAction.Prune);
+        ApplyPlanner.Plan(file, current, prune: true).Where(p => p.Action == ServerAction.Prune).Select(p => p.Name).ShouldBe(["old1", "old2"]);
+    }
+
+    [Fact]
+    public void An_export_applied_to_the_host_it_came_from_changes_nothing()
+    {
+        var guests = new[]
+        {
+            Guest("web1"), Guest("web2", ports: []) with { Ipv4 = "10.0.0.6" },
+            Guest("web3", memory: 256L << 20, restart: "no", ports: []) with { Ipv4 = "10.0.0.7" },
+            Guest("db1", kind: "domain", state: "stopped", ports: [new PublishedPort(5432, 5432, "tcp")]) with { Ipv4 = "10.0.0.8" },
+        };
+        var yaml = HostingExport.Write(guests);
+        yaml.ShouldContain("restart: \"no\"");
+        var file = Parse(yaml);
+        file.Plans.Count.ShouldBe(3, yaml);
+        file.Plans.Keys.ShouldContain("vserver-128m");
+        ApplyPlanner.Plan(file, guests, prune: true).ShouldAllBe(p => p.Action == ServerAction.Unchanged, yaml);
+    }
+}
