@@ -171,6 +171,45 @@ public sealed class DiskQuotaTests(SharedHost shared) : IClassFixture<SharedHost
     }
 
     [Fact]
+    public void A_hosting_plan_with_a_disk_gives_its_servers_the_quota_and_raising_it_grows_them()
+    {
+        var dir = Directory.CreateTempSubdirectory("vsquota-").FullName;
+        var file = Path.Combine(dir, "hosting.yaml");
+        const string Hosting = """
+            plans:
+              q: { memory: 64M, disk: 32M }
+            servers:
+              - { name: dqplan1, plan: q }
+              - { name: dqplan2, plan: q }
+            """;
+        try
+        {
+            File.WriteAllText(file, Hosting);
+            Host.Vsctl("apply", file).ShouldSucceed();
+            foreach (var name in new[] { "dqplan1", "dqplan2" })
+            {
+                DiskQuota.Df(Host, name).ShouldShowQuota(32 * M, $"df / inside {name}");
+                var fill = Host.Vsctl("exec", name, "--", "dd", "if=/dev/zero", "of=/fill", "bs=1M", "count=64");
+                fill.Code.ShouldNotBe(0, fill.ToString());
+                fill.Stderr.ShouldContain("No space left on device");
+            }
+            Host.Vsctl("apply", file).ShouldSucceed().Stdout.ShouldContain("0 created, 0 changed, 2 unchanged");
+
+            File.WriteAllText(file, Hosting.Replace("disk: 32M", "disk: 48M", StringComparison.Ordinal));
+            Host.Vsctl("apply", file).ShouldSucceed().Stdout.ShouldContain("disk 32M -> 48M");
+            DiskQuota.Status(Host, "dqplan1").GetProperty("diskBytes").GetInt64().ShouldBe(48 * M);
+            File.WriteAllText(file, Hosting.Replace("disk: 32M", "disk: 16M", StringComparison.Ordinal));
+            Host.Vsctl("apply", file).Stdout.ShouldContain("a quota only grows");
+        }
+        finally
+        {
+            Host.Vsctl("destroy", "--force", "dqplan1");
+            Host.Vsctl("destroy", "--force", "dqplan2");
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
     public void A_vserver_without_a_quota_keeps_its_plain_layer_and_cannot_be_given_one_by_set()
     {
         Host.Vsctl("create", "dq3").ShouldSucceed();
