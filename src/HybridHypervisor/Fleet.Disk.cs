@@ -87,7 +87,10 @@ public sealed partial class Fleet
             if (!g.IsRunning)
             {
                 WritableLayer.Detach(paths);
-                LayerImage.GrowOffline(paths.LayerImage, bytes);
+                if (LayerImage.WaitUntilFree(paths.LayerImage, TimeSpan.FromSeconds(5)))
+                    LayerImage.GrowOffline(paths.LayerImage, bytes);
+                else
+                    _log($"the disk quota of {name} grows to {DomainDisk.FormatSize(bytes)} at its next start: a loop device still holds its image");
             }
             else if (LayerImage.CanGrowOnline)
             {

@@ -52,8 +52,9 @@ public static class WritableLayer
                     throw FleetException.Conflict($"the disk quota image of '{config.Name}' is missing ({paths.LayerImage}): its writable layer is gone; " +
                                                   $"destroy the guest with: vsctl destroy {config.Name}");
                 // A grow that had to wait (the layer was mounted and the agent may not grow a mounted ext4) happens now,
-                // before the mount; never while a loop device (an overlay still going away) holds the file.
-                if (LayerImage.LoopDevices(paths.LayerImage).Count == 0 && LayerImage.FilesystemBytes(paths.LayerImage) < quota)
+                // before the mount; never while a loop device holds the file (the overlay of a run that just ended may
+                // take a moment to go; if it takes longer, the grow waits for another start).
+                if (LayerImage.FilesystemBytes(paths.LayerImage) < quota && LayerImage.WaitUntilFree(paths.LayerImage, TimeSpan.FromSeconds(2)))
                     LayerImage.GrowOffline(paths.LayerImage, quota);
                 LayerImage.Mount(paths.LayerImage, paths.LayerMount);
             }

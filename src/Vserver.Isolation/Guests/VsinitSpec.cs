@@ -46,7 +46,7 @@ public sealed class VsinitSpec
     /// private mount namespace before the user namespace is entered, in order; a later target may lie inside an earlier
     /// one. Lets a tool in the guest's id range reach paths whose host parents it could not walk.</summary>
     public IReadOnlyList<(string Source, string Target)> Binds { get; init; } = [];
-    /// <summary>userns-exec: directories below which every mount is detached in that private namespace after the binds,
+    /// <summary>userns-exec: paths at and below which every mount is detached in that private namespace after the binds,
     /// so a long-lived tool holds no copy of other guests' mounts (a copy would keep a stopped guest's disk quota image
     /// on its loop device).</summary>
     public IReadOnlyList<string> Detach { get; init; } = [];

@@ -20,6 +20,23 @@ public static class HostMounts
         return dash > 0 && dash + 2 < fields.Length ? fields[dash + 2] : null;
     }
 
+    /// <summary>Every mount point and its source, in mountinfo's order (parents before children).</summary>
+    public static IReadOnlyList<(string MountPoint, string Source)> All()
+    {
+        var mounts = new List<(string, string)>();
+        foreach (var line in File.ReadLines("/proc/self/mountinfo"))
+        {
+            var fields = line.Split(' ');
+            var dash = Array.IndexOf(fields, "-", 6);
+            if (fields.Length > 4 && dash > 0 && dash + 2 < fields.Length) mounts.Add((Unescape(fields[4]), fields[dash + 2]));
+        }
+        return mounts;
+    }
+
+    private static string Unescape(string field) =>
+        System.Text.RegularExpressions.Regex.Replace(field, @"\\([0-3][0-7]{2})",
+            m => ((char)Convert.ToInt32(m.Groups[1].Value, 8)).ToString());
+
     /// <summary>The last (topmost) mountinfo line for <paramref name="path"/>, split at spaces.</summary>
     private static string[]? MountLine(string path)
     {

@@ -270,6 +270,19 @@ public static class LayerImage
         return new LayerUsage((long)layer.Blocks * block, (long)(layer.Blocks - layer.BlocksFree) * block, (long)layer.BlocksAvailable * block);
     }
 
+    /// <summary>Whether no loop device holds the image, waiting up to <paramref name="patience"/> for the last one to let
+    /// go (the overlay of a run that just ended goes away a moment after its init).</summary>
+    public static bool WaitUntilFree(string imagePath, TimeSpan patience)
+    {
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        while (LoopDevices(imagePath).Count > 0)
+        {
+            if (clock.Elapsed > patience) return false;
+            Thread.Sleep(20);
+        }
+        return true;
+    }
+
     /// <summary>The loop devices attached to <paramref name="imagePath"/> (sysfs names each one's backing file).</summary>
     public static IReadOnlyList<string> LoopDevices(string imagePath)
     {

@@ -263,7 +263,7 @@ struct spec {
 	/* "INSIDE OUTSIDE COUNT" lines for /proc/PID/{uid,gid}_map; present = user namespace. */
 	struct list uid_map, gid_map;
 	/* userns-exec: paths bound over others in a private mount namespace, pairwise in order;
-	 * directories below which every mount is detached there afterwards. */
+	 * paths at and below which every mount is detached there afterwards. */
 	struct list bind_source, bind_target, detach;
 	struct sock_filter *filter;
 	unsigned short filter_len;
@@ -2278,7 +2278,7 @@ static void unescape_mountinfo(char *s)
  * guests' included.  Held by a long-lived tool (virtiofsd), such a copy would
  * keep a stopped guest's disk quota image on its loop device (and a removed
  * guest's network namespace alive) until the tool ends.  Detaches every mount
- * strictly below `dir`, collected first: the table changes as we go. */
+ * at or below `dir`, collected first: the table changes as we go. */
 static void detach_below(const char *dir)
 {
 	struct list found = { NULL, 0 };
@@ -2305,7 +2305,7 @@ static void detach_below(const char *dir)
 			continue;
 		*end = '\0';
 		unescape_mountinfo(point);
-		if (!strncmp(point, dir, len) && point[len] == '/') {
+		if (!strncmp(point, dir, len) && (point[len] == '/' || point[len] == '\0')) {
 			char *copy = strdup(point);
 
 			if (!copy)
