@@ -1,5 +1,6 @@
 using HybridHypervisor.Domains;
 using HybridHypervisor.Model;
+using HybridHypervisor.Vservers;
 using Vserver.Isolation.Network;
 using Vserver.Isolation.Storage;
 using SharedMemoryAccounting;
@@ -167,7 +168,8 @@ public sealed partial class Fleet
             Kernel = kernelName,
             Vcpus = vcpus,
             MaxMemoryBytes = memoryBytes,
-            DiskBytes = options.Copy ? options.DiskBytes ?? DomainSettings.DefaultDiskBytes : 0,
+            // A copy's disk is at least the vserver's disk quota, so what fitted still fits.
+            DiskBytes = options.Copy ? options.DiskBytes ?? Math.Max(limits.DiskBytes ?? 0, DomainSettings.DefaultDiskBytes) : 0,
             Root = root,
         };
         if ((GuestConfigValidator.DomainError(settings, memoryBytes, _hostCpus, HostMemory.TotalBytes)
@@ -178,7 +180,8 @@ public sealed partial class Fleet
 
         var mac = vserver.Network.Mac ?? GuestNetwork.ReadMac(paths.Netns) ?? DomainTap.MacFor($"{_options.StateRoot}\0{vserver.Name}");
         var rootText = root == DomainRoot.Virtiofs
-            ? "virtiofs: the vserver's files shared in place, nothing copied"
+            ? "virtiofs: the vserver's files shared in place, nothing copied" +
+              (limits.DiskBytes is { } quota ? $"; its disk quota of {DomainDisk.FormatSize(quota)} still applies (the layer image stays mounted while the domain runs)" : "")
             : $"ext4 image {DomainDisk.FormatSize(settings.DiskBytes)} (at least what the files need): a copy of the vserver's files";
         var detail = $"promoted from vserver: kernel {kernelName} ({kernel.Version}), {vcpus} vcpu{(vcpus == 1 ? "" : "s")}, " +
                      $"{memoryBytes >> 20}M, root {(root == DomainRoot.Virtiofs ? "virtiofs" : "ext4 copy")}";
@@ -186,7 +189,8 @@ public sealed partial class Fleet
         {
             Kind = GuestKind.Domain,
             Domain = settings,
-            Limits = new GuestLimits { MemoryBytes = memoryBytes, MemoryMinBytes = min },
+            // A shared root is the vserver's own layer: with a disk quota, its image (see WritableLayer).
+            Limits = new GuestLimits { MemoryBytes = memoryBytes, MemoryMinBytes = min, DiskBytes = root == DomainRoot.Virtiofs ? limits.DiskBytes : null },
             Network = vserver.Network with { Mac = mac },
             History = [.. vserver.History, new GuestEvent(DateTimeOffset.UtcNow, "promoted", detail, limits)],
         };
@@ -253,6 +257,8 @@ public sealed partial class Fleet
                 File.Delete(paths.PidFile);
             }
             DomainDriver.ReleaseRoot(paths);
+            // A vserver still serving (the domain failed beside it) keeps its layer mounted; a stopped one's goes.
+            if (g.Running is null) ReleaseLayer(paths);
             DomainTap.Destroy(paths.Tap);
             File.Delete(paths.Ext4Disk);
             g.Config = vserver;
@@ -302,7 +308,7 @@ public sealed partial class Fleet
                         step.Next("copy the disk's files into a writable layer");
                         await CopyOutOfDiskAsync(vserver, domain.Domain, paths);
                     }
-                    Directory.CreateDirectory(paths.Work);
+                    if (!WritableLayer.HasQuota(vserver)) Directory.CreateDirectory(paths.Work);
                     Directory.CreateDirectory(paths.Rootfs);
                     step.Next("move the address to the vserver");
                     DomainTap.Destroy(paths.Tap);
@@ -360,7 +366,12 @@ public sealed partial class Fleet
             MemoryMinBytes = domain.Limits.MemoryMinBytes,
             Cpus = before?.Cpus ?? settings.Vcpus,
             Pids = before?.Pids,
+            // A shared root's layer is the vserver's own, with its quota's image if it had one; a disk's files are copied
+            // into a plain layer.
+            DiskBytes = settings.Root == DomainRoot.Virtiofs ? domain.Limits.DiskBytes : null,
         };
+        if (settings.Root != DomainRoot.Virtiofs && before?.DiskBytes is { } lostQuota)
+            notes.Add($"its disk quota as a vserver ({DomainDisk.FormatSize(lostQuota)}) is not restored: the files come back in a writable layer on the host's disk");
         if (GuestConfigValidator.LimitsError(limits, _hostCpus) is { } error) throw FleetException.Invalid($"cannot demote '{domain.Name}': {error}");
         var rootText = settings.Root switch
         {
@@ -426,22 +437,8 @@ public sealed partial class Fleet
         }
     }
 
-    /// <summary>Removes a guest's vserver layers (upper and work), renamed away first.</summary>
-    private void DiscardLayers(GuestPaths paths)
-    {
-        foreach (var dir in new[] { paths.Upper, paths.Work })
-        {
-            if (!Directory.Exists(dir)) continue;
-            try
-            {
-                AtomicFile.DeleteDirectory(dir, "discard");
-            }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-            {
-                _log($"removing {dir} failed: {e.Message}");
-            }
-        }
-    }
+    /// <summary>Removes a guest's vserver layers (upper and work, renamed away first, or a disk quota's image).</summary>
+    private void DiscardLayers(GuestPaths paths) => WritableLayer.Discard(paths, _log);
 
     private static string Reason(Exception e) => e.Message.TrimEnd('.');
 

@@ -127,15 +127,21 @@ public sealed partial class Fleet : IDisposable
                 runtime.StopRequested = File.Exists(paths.StoppingMarker);
                 runtime.RunEnded = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
                 WatchExit(runtime, running);
+                ReattachLayer(config, paths);
                 _log($"adopted running guest {config.Name} (init pid {running.InitPid})");
             }
-            else if (File.Exists(paths.PidFile) || File.Exists(paths.ExitFile))
+            else
             {
-                var stopRequested = File.Exists(paths.StoppingMarker);
-                var exit = Vservers.CollectExit(paths);
-                runtime.LastExit = exit;
-                _log($"guest {config.Name} {exit.Description} while no agent was running");
-                if (!stopRequested && ShouldRestart(config.Restart, exit)) ScheduleRestart(runtime, TimeSpan.Zero);
+                // Not running: a disk quota's image mounted by an earlier agent (which died before the run's end) goes.
+                ReleaseLayer(paths);
+                if (File.Exists(paths.PidFile) || File.Exists(paths.ExitFile))
+                {
+                    var stopRequested = File.Exists(paths.StoppingMarker);
+                    var exit = Vservers.CollectExit(paths);
+                    runtime.LastExit = exit;
+                    _log($"guest {config.Name} {exit.Description} while no agent was running");
+                    if (!stopRequested && ShouldRestart(config.Restart, exit)) ScheduleRestart(runtime, TimeSpan.Zero);
+                }
             }
         }
         // Find out what domains will run on now rather than at the first start (cached per host boot).
@@ -157,6 +163,7 @@ public sealed partial class Fleet : IDisposable
             runtime.StopRequested = File.Exists(paths.StoppingMarker);
             runtime.RunEnded = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
             WatchDomainExit(runtime, running);
+            ReattachLayer(runtime.Config, paths);
             _log($"adopted running domain {runtime.Config.Name} (QEMU pid {running.Pid})");
         }
         else if (File.Exists(paths.PidFile))
@@ -169,6 +176,7 @@ public sealed partial class Fleet : IDisposable
             _log($"domain {runtime.Config.Name} {runtime.LastExit.Description}");
             if (!stopRequested && ShouldRestart(runtime.Config.Restart, runtime.LastExit)) ScheduleRestart(runtime, TimeSpan.Zero);
         }
+        if (runtime.Domain is null) ReleaseLayer(paths);
     }
 
     // ---- queries ----
@@ -213,6 +221,7 @@ public sealed partial class Fleet : IDisposable
             return new GuestView(g.Config.Name, g.State, g.Config, domain?.Pid, domain?.StartedAt, g.LastExit, g.RestartCount, null, null)
             {
                 Accelerator = accel?.Display,
+                Disk = DiskViewOf(g.Config),
             };
         }
         var running = g.Running;
@@ -225,7 +234,10 @@ public sealed partial class Fleet : IDisposable
         {
             // The guest ended between the check and the read: no usage to show.
         }
-        return new GuestView(g.Config.Name, g.State, g.Config, running?.InitPid, running?.StartedAt, g.LastExit, g.RestartCount, usage, null);
+        return new GuestView(g.Config.Name, g.State, g.Config, running?.InitPid, running?.StartedAt, g.LastExit, g.RestartCount, usage, null)
+        {
+            Disk = DiskViewOf(g.Config),
+        };
     }
 
     // ---- create / destroy ----
@@ -236,9 +248,11 @@ public sealed partial class Fleet : IDisposable
         if (!RestartPolicies.TryParse(request.Restart, out var restart))
             throw FleetException.Invalid(RestartPolicies.Invalid(request.Restart));
         var domain = request.Kind == GuestKind.Domain ? DomainSettingsFor(request) : null;
-        if (domain is null && (request.Vcpus ?? (object?)request.DiskBytes ?? request.Kernel) is not null)
-            throw FleetException.Invalid($"{(request.Vcpus is not null ? "--vcpus" : request.DiskBytes is not null ? "--disk" : "--kernel")} is for domains; add --kind domain, or leave it out for a vserver");
-        if (domain is null && GuestConfigValidator.LimitsError(request.Limits, _hostCpus) is { } limitsError) throw FleetException.Invalid(limitsError);
+        if (domain is null && (request.Vcpus ?? (object?)request.Kernel) is not null)
+            throw FleetException.Invalid($"{(request.Vcpus is not null ? "--vcpus" : "--kernel")} is for domains; add --kind domain, or leave it out for a vserver");
+        // A vserver's --disk is its disk quota.
+        var limits = domain is null ? request.Limits with { DiskBytes = request.DiskBytes ?? request.Limits.DiskBytes } : request.Limits;
+        if (domain is null && GuestConfigValidator.LimitsError(limits, _hostCpus) is { } limitsError) throw FleetException.Invalid(limitsError);
         if (GuestConfigValidator.Ipv4Error(request.Ipv4, _options.Subnet) is { } ipError) throw FleetException.Invalid(ipError);
         if (GuestConfigValidator.AllowSyscallsError(request.AllowSyscalls, request.Privileged) is { } allowError)
             throw FleetException.Invalid(allowError);
@@ -251,6 +265,7 @@ public sealed partial class Fleet : IDisposable
             throw FleetException.Invalid($"unknown image '{imageName}'; built images: {(built.Length > 0 ? built : "none")}; build one with: vsctl image build {imageName}");
         }
         if (domain is not null && Kernels.Find(domain.Kernel) is null) throw FleetException.Invalid(Kernels.Missing(domain.Kernel));
+        if (domain is null) CheckQuotaFitsImage(limits.DiskBytes, imageName);
 
         await _membership.WaitAsync(ct);
         try
@@ -275,7 +290,7 @@ public sealed partial class Fleet : IDisposable
                 Name = request.Name,
                 Kind = request.Kind,
                 Image = imageName,
-                Limits = domain is null ? request.Limits : new GuestLimits { MemoryBytes = domain.MaxMemoryBytes, MemoryMinBytes = request.Limits.MemoryMinBytes },
+                Limits = domain is null ? limits : new GuestLimits { MemoryBytes = domain.MaxMemoryBytes, MemoryMinBytes = request.Limits.MemoryMinBytes },
                 Domain = domain,
                 Network = new GuestNetworkConfig
                 {
@@ -465,7 +480,17 @@ public sealed partial class Fleet : IDisposable
         if (g.Config.Kind == GuestKind.Domain)
         {
             var accelerator = await RequireAcceleratorAsync(g.Config.Domain!.Kernel);
-            var domain = await Domains.StartAsync(g.Config, paths, accelerator, ct: ct);
+            RunningDomain domain;
+            try
+            {
+                domain = await Domains.StartAsync(g.Config, paths, accelerator, ct: ct);
+            }
+            catch
+            {
+                // A shared root's start may have mounted the vserver's layer image before it failed.
+                ReleaseLayer(paths);
+                throw;
+            }
             await BeginDomainRunAsync(g, domain);
             return;
         }
@@ -534,7 +559,11 @@ public sealed partial class Fleet : IDisposable
         File.Delete(paths.StoppingMarker);
         File.Delete(paths.PidFile);
         await domain.DisposeAsync();
-        if (g.Config.Domain?.Root == DomainRoot.Virtiofs) DomainDriver.ReleaseRoot(paths);
+        if (g.Config.Domain?.Root == DomainRoot.Virtiofs)
+        {
+            DomainDriver.ReleaseRoot(paths);
+            ReleaseLayer(paths);
+        }
         g.Domain = null;
         g.Paused = false;
         g.ConsoleAttached = false;
@@ -714,6 +743,7 @@ public sealed partial class Fleet : IDisposable
         // Waiters learn of the exit now; the cgroup is released before the lock lets anyone start the guest again.
         g.RunEnded.TrySetResult();
         Vservers.ReleaseCgroup(paths);
+        ReleaseLayer(paths);
         return (exit, stopRequested);
     }
 
@@ -781,6 +811,7 @@ public sealed partial class Fleet : IDisposable
         {
             if (g.Config.Kind == GuestKind.Domain)
             {
+                if (changes.DiskBytes is { } domainDisk) GrowDiskLocked(g, domainDisk);
                 await SetDomainMemoryLockedAsync(g, changes);
                 SetRestartLocked(g, restart);
                 return View(g);
@@ -794,7 +825,13 @@ public sealed partial class Fleet : IDisposable
             };
             if (GuestConfigValidator.LimitsError(limits, _hostCpus) is { } error) throw FleetException.Invalid(error);
             using var reservation = AdmitChange(g, g.Config with { Limits = limits });
-            if (g.Running is not null)
+            // The disk first: it is the change most likely to fail (host tools), and it persists itself.
+            if (changes.DiskBytes is { } disk)
+            {
+                GrowDiskLocked(g, disk);
+                limits = limits with { DiskBytes = g.Config.Limits.DiskBytes };
+            }
+            if (g.Running is not null && changes with { DiskBytes = null } != new GuestLimits())
             {
                 try
                 {

@@ -71,4 +71,6 @@ public sealed record GuestView(
 {
     /// <summary>Domains: what they run (or would run) on, e.g. "kvm" or "tcg (emulated: ...)".</summary>
     public string? Accelerator { get; init; }
+    /// <summary>Guests with a disk quota: the quota and its use.</summary>
+    public DiskView? Disk { get; init; }
 }

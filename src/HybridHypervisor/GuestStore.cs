@@ -11,8 +11,13 @@ namespace HybridHypervisor;
 public sealed record GuestPaths(string Dir, string RunDir, string HostVeth, string CgroupPath)
 {
     public string Config => Path.Combine(Dir, "guest.json");
+    /// <summary>A vserver's writable layer without a disk quota; with one, see <see cref="Vservers.WritableLayer"/>.</summary>
     public string Upper => Path.Combine(Dir, "upper");
     public string Work => Path.Combine(Dir, "work");
+    /// <summary>Vservers with a disk quota: the ext4 image of the quota's size, and where the agent loop-mounts it
+    /// (upper/ and work/ inside) while the guest runs.</summary>
+    public string LayerImage => Path.Combine(Dir, "layer.ext4");
+    public string LayerMount => Path.Combine(Dir, "layer");
     public string Rootfs => Path.Combine(Dir, "rootfs");
     public string Console => Path.Combine(Dir, "console.log");
     public string Netns => Path.Combine(RunDir, "netns");

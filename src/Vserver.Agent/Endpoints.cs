@@ -49,7 +49,11 @@ internal static class Endpoints
         v1.MapPost("/guests/{name}/wait", async (string name, CancellationToken ct) => Mapping.ToInfo(await fleet.WaitAsync(name, ct)));
         v1.MapPatch("/guests/{name}/limits", async (string name, SetLimitsRequest request, CancellationToken ct) =>
             Mapping.ToInfo(await fleet.SetLimitsAsync(name,
-                new GuestLimits { MemoryBytes = request.MemoryBytes, MemoryMinBytes = request.MemoryMinBytes, Cpus = request.Cpus, Pids = request.Pids },
+                new GuestLimits
+                {
+                    MemoryBytes = request.MemoryBytes, MemoryMinBytes = request.MemoryMinBytes, Cpus = request.Cpus, Pids = request.Pids,
+                    DiskBytes = request.DiskBytes,
+                },
                 Mapping.ParseRestart(request.Restart), ct)));
         v1.Map("/guests/{name}/exec", (HttpContext context, string name) => ExecSession.RunAsync(context, fleet, name));
         v1.Map("/guests/{name}/console", (HttpContext context, string name) => ConsoleSession.RunAsync(context, fleet, name));

@@ -42,7 +42,10 @@ internal static class Mapping
         Kernel = v.Config?.Domain?.Kernel,
         Vcpus = v.Config?.Domain?.Vcpus,
         MaxMemoryBytes = v.Config?.Domain?.MaxMemoryBytes,
-        DiskBytes = v.Config?.Domain is { Root: not DomainRoot.Virtiofs } d ? d.DiskBytes : null,
+        DiskBytes = v.Config?.Domain is { Root: not DomainRoot.Virtiofs } d ? d.DiskBytes : v.Config?.Limits.DiskBytes,
+        DiskUsedBytes = v.Disk?.Usage?.UsedBytes,
+        DiskFreeBytes = v.Disk?.Usage?.FreeBytes,
+        DiskCurrentBytes = v.Disk is { GrowPending: true } pending ? pending.FilesystemBytes : null,
         Root = v.Config?.Domain?.Root.ToString().ToLowerInvariant(),
         Mac = v.Config?.Network.Mac,
         History = v.Config?.History is { Count: > 0 } h

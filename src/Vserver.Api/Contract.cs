@@ -30,9 +30,11 @@ public sealed record CreateGuestRequest
     public IReadOnlyList<string>? AllowSyscalls { get; init; }
     /// <summary>vserver (default) | domain</summary>
     public string? Kind { get; init; }
-    /// <summary>Domains: the kernel to boot (default "default"), processors, and the root disk's size.</summary>
+    /// <summary>Domains: the kernel to boot (default "default") and processors.</summary>
     public string? Kernel { get; init; }
     public int? Vcpus { get; init; }
+    /// <summary>Domains: the root disk's size [default 2G]. Vservers: a disk quota, the size of the ext4 image the
+    /// writable layer lives in [default: none].</summary>
     public long? DiskBytes { get; init; }
 }
 
@@ -83,7 +85,16 @@ public sealed record GuestInfo
     public int? Vcpus { get; init; }
     /// <summary>Domains: guest RAM (the most the balloon can give back); <see cref="MemoryBytes"/> is the balloon target.</summary>
     public long? MaxMemoryBytes { get; init; }
+    /// <summary>Domains: the root disk's size. Vservers (and domains sharing a promoted vserver's files): the disk quota,
+    /// null without one.</summary>
     public long? DiskBytes { get; init; }
+    /// <summary>Disk quota: what the layer's filesystem holds and what the guest may still write (df / inside), while it
+    /// is mounted (the guest runs).</summary>
+    public long? DiskUsedBytes { get; init; }
+    public long? DiskFreeBytes { get; init; }
+    /// <summary>Disk quota: the layer's size now, when it is below <see cref="DiskBytes"/> because the grow waits for the
+    /// next start (the agent may not grow a mounted ext4 without CAP_SYS_RESOURCE).</summary>
+    public long? DiskCurrentBytes { get; init; }
     /// <summary>Domains: overlay (qcow2 over the image), virtiofs (a promoted vserver's files, shared) or ext4 (a copy).</summary>
     public string? Root { get; init; }
     public string? Mac { get; init; }

@@ -30,12 +30,15 @@ public sealed class VserverRoot(FleetOptions options, ImageStore images)
 
     // ---- the tree ----
 
-    /// <summary>Attaches the vserver's overlay at <see cref="GuestPaths.Rootfs"/> unless something is mounted there already.</summary>
+    /// <summary>Attaches the vserver's overlay at <see cref="GuestPaths.Rootfs"/> unless something is mounted there
+    /// already; a disk quota's layer image is mounted first (it stays mounted while the root is).</summary>
     public void Mount(GuestConfig config, GuestPaths paths)
     {
         var image = images.Find(config.Image)
             ?? throw FleetException.Conflict($"image '{config.Image}' of guest '{config.Name}' is gone; build it again with: vsctl image build {config.Image}");
-        MountOver(config, paths, image.RootfsPath, paths.Upper, paths.Work, paths.Rootfs);
+        if (HostMounts.IsMountpoint(paths.Rootfs)) return;
+        var (upper, work) = Vservers.WritableLayer.Attach(config, paths);
+        MountOver(config, paths, image.RootfsPath, upper, work, paths.Rootfs);
     }
 
     private void MountOver(GuestConfig config, GuestPaths paths, string lower, string upper, string work, string target)
@@ -88,6 +91,21 @@ public sealed class VserverRoot(FleetOptions options, ImageStore images)
 
     public static void Unmount(GuestPaths paths) => HostMounts.Unmount(paths.Rootfs);
 
+    /// <summary>What the private mount namespace of a tool run through <c>vsinit userns-exec</c> detaches after its binds:
+    /// every mount of this agent's guests, and the disk quota layers of other agents' (a private agent beside the system
+    /// one, as bench/ and the tests run). A copy held there by a long-lived tool (virtiofsd) would keep a stopped guest's
+    /// layer image on its loop device until the tool ends.</summary>
+    private string[] ToolDetach() =>
+    [
+        options.GuestsRoot, options.RunGuestsRoot,
+        .. HostMounts.All().Where(m => m.Source.StartsWith("/dev/loop", StringComparison.Ordinal) && IsLayerMountPoint(m.MountPoint))
+            .Select(m => m.MountPoint).Distinct(),
+    ];
+
+    /// <summary>STATEROOT/guests/NAME/layer: where any agent mounts a vserver's disk quota image.</summary>
+    private static bool IsLayerMountPoint(string path) =>
+        Path.GetFileName(path) == "layer" && Path.GetFileName(Path.GetDirectoryName(Path.GetDirectoryName(path))) == "guests";
+
     /// <summary>Removes the virtiofs directory once nothing is mounted or served from it: entry by entry, never
     /// recursively (its root/ is a mount point in virtiofsd's namespace).</summary>
     public static void RemoveNamespaceDir(GuestPaths paths)
@@ -123,6 +141,7 @@ public sealed class VserverRoot(FleetOptions options, ImageStore images)
             {
                 IdMap = (map.HostBase, map.Count),
                 Binds = [(paths.VirtiofsDir, NamespaceDir), (paths.Rootfs, $"{NamespaceDir}/root")],
+                Detach = ToolDetach(),
                 Args = [.. daemon, $"--socket-path={NamespaceDir}/sock", "-o", $"source={NamespaceDir}/root"],
                 // Its command line names only paths inside its namespace: the environment says whose it is.
                 Env = ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", $"VSERVER_GUEST_RUN={paths.RunDir}"], Masked = [], ReadOnly = [],
@@ -237,6 +256,7 @@ public sealed class VserverRoot(FleetOptions options, ImageStore images)
                 {
                     IdMap = (map.HostBase, map.Count),
                     Binds = [(paths.VirtiofsDir, NamespaceDir), (paths.Rootfs, $"{NamespaceDir}/root"), (temp, $"{NamespaceDir}/disk.ext4")],
+                    Detach = ToolDetach(),
                     Args = [.. mkfs, "-d", $"{NamespaceDir}/root", $"{NamespaceDir}/disk.ext4", kib],
                     Env = ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"], Masked = [], ReadOnly = [],
                 };

@@ -32,6 +32,10 @@ public sealed record GuestLimits
     public long? MemoryMinBytes { get; init; }
     public double? Cpus { get; init; }
     public int? Pids { get; init; }
+    /// <summary>Vservers (and a domain promoted from one with a shared root): the disk quota, the size of the ext4 image
+    /// its writable layer lives in (see <see cref="Vservers.WritableLayer"/>). Null: no quota, the layer is a plain
+    /// directory on the host's disk, as for every guest made before quotas existed.</summary>
+    public long? DiskBytes { get; init; }
 }
 
 /// <summary>

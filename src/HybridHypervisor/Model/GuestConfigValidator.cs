@@ -18,6 +18,7 @@ public static partial class GuestConfigValidator
             return $"invalid cpus {c}: give a number above 0 and at most this host's {hostCpus} CPUs, e.g. --cpus 0.5";
         if (limits.Pids is { } p && p < 1)
             return $"invalid pids limit {p}: give a positive number of processes, e.g. --pids 200";
+        if (limits.DiskBytes is { } d && Vserver.Isolation.Storage.LayerImage.QuotaError(d) is { } diskError) return diskError;
         return GuaranteeError(limits.MemoryMinBytes, limits.MemoryBytes, "memory limit");
     }
 

@@ -64,11 +64,7 @@ public sealed class VserverDriver(FleetOptions options, ICgroupHierarchy cgroups
 {
     public void Provision(GuestConfig config, GuestPaths paths)
     {
-        Directory.CreateDirectory(paths.Upper);
-        // The upper layer's root is the guest's "/": owned by the guest's root. Everything below it the overlay
-        // creates with the ids of whoever writes inside, i.e. within the guest's host range.
-        if (config.Security.IdMap is { } map) Vserver.Isolation.Storage.FileOwner.Chown(paths.Upper, checked((uint)map.HostBase), checked((uint)map.HostBase));
-        Directory.CreateDirectory(paths.Work);
+        WritableLayer.Provision(config, paths);
         Directory.CreateDirectory(paths.Rootfs);
         Directory.CreateDirectory(paths.RunDir);
         Failpoints.Hit("create.after-storage");
@@ -95,7 +91,17 @@ public sealed class VserverDriver(FleetOptions options, ICgroupHierarchy cgroups
         File.Delete(paths.StoppingMarker);
         // Left behind only by a monitor that was killed.
         File.Delete(paths.NotifySocket);
-        var cgroup = cgroups.Create(paths.CgroupPath);
+        var (upper, work) = WritableLayer.Attach(config, paths);
+        ICgroup cgroup;
+        try
+        {
+            cgroup = cgroups.Create(paths.CgroupPath);
+        }
+        catch
+        {
+            WritableLayer.Detach(paths);
+            throw;
+        }
         try
         {
             cgroup.Apply(ToCgroupLimits(config.Limits));
@@ -107,8 +113,8 @@ public sealed class VserverDriver(FleetOptions options, ICgroupHierarchy cgroups
                 Hostname = config.Name,
                 Rootfs = paths.Rootfs,
                 Lower = image.RootfsPath,
-                Upper = paths.Upper,
-                Work = paths.Work,
+                Upper = upper,
+                Work = work,
                 Netns = paths.Netns,
                 Cgroups = cgroup.ProcsFiles,
                 CapKeep = CapabilitiesFor(config),
@@ -130,11 +136,13 @@ public sealed class VserverDriver(FleetOptions options, ICgroupHierarchy cgroups
         catch (GuestStartException e)
         {
             cgroup.Destroy();
+            WritableLayer.Detach(paths);
             throw new FleetException(FleetError.Failed, $"starting {config.Name} failed: {e.Message}");
         }
         catch
         {
             cgroup.Destroy();
+            WritableLayer.Detach(paths);
             throw;
         }
     }
@@ -239,6 +247,8 @@ public sealed class VserverDriver(FleetOptions options, ICgroupHierarchy cgroups
         cgroups.Open(paths.CgroupPath)?.Destroy();
         GuestNetwork.Destroy(paths.Netns, paths.HostVeth);
         if (Directory.Exists(paths.RunDir)) Directory.Delete(paths.RunDir, recursive: true);
+        // Before the directory goes: deleting through the mount would empty the image first, then fail on the mount point.
+        WritableLayer.Detach(paths);
         // Renamed first: a crash mid-delete must not leave a directory that looks like a guest.
         if (Directory.Exists(paths.Dir)) Vserver.Isolation.Storage.AtomicFile.DeleteDirectory(paths.Dir, "destroying");
     }

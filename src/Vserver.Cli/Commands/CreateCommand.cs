@@ -42,7 +42,12 @@ internal static class CreateCommand
             CompletionSources = { "vserver", "domain" },
         };
         var vcpus = new Option<string?>("--vcpus") { Description = "Domains: virtual processors [default: 1]", HelpName = "N" };
-        var disk = new Option<string?>("--disk") { Description = "Domains: size of the root disk, e.g. 4G [default: 2G]", HelpName = "SIZE" };
+        var disk = new Option<string?>("--disk")
+        {
+            Description = "Vservers: a disk quota, e.g. 2G: the writable layer lives in an ext4 image of this size [default: none]. " +
+                          "Domains: size of the root disk [default: 2G]",
+            HelpName = "SIZE",
+        };
         var kernel = new Option<string?>("--kernel")
         {
             Description = "Domains: the kernel to boot, built with vsctl kernel build [default: default]",

@@ -12,30 +12,39 @@ internal static class SetCommand
         var memoryMin = Common.MemoryMin();
         var cpus = Common.Cpus();
         var pids = Common.Pids();
+        var disk = new Option<string?>("--disk")
+        {
+            Description = "A vserver's disk quota, grow only (given at create with --disk); a running vserver's grows live where the agent " +
+                          "may grow a mounted ext4, else at its next start",
+            HelpName = "SIZE",
+        };
         var restart = new Option<string?>("--restart") { Description = "Restart policy: no, on-failure or always", HelpName = "POLICY" };
         var command = new Command("set",
             "Change a guest's resource limits and guarantee (applied at once if it runs); a domain has only --memory (set live by its balloon) and --memory-min")
         {
-            name, memory, memoryMin, cpus, pids, restart,
+            name, memory, memoryMin, cpus, pids, disk, restart,
         };
         command.SetAction((parse, ct) => cli.RunAsync(parse, client => HandleAsync(client, parse.GetValue(name)!,
-            new Limits(parse.GetValue(memory), parse.GetValue(memoryMin), parse.GetValue(cpus), parse.GetValue(pids), parse.GetValue(restart)), cli.Out, cli.Err, ct)));
+            new Limits(parse.GetValue(memory), parse.GetValue(memoryMin), parse.GetValue(cpus), parse.GetValue(pids), parse.GetValue(restart),
+                parse.GetValue(disk)), cli.Out, cli.Err, ct)));
         return command;
     }
 
     /// <summary>The options as typed; null is not given.</summary>
-    public sealed record Limits(string? Memory = null, string? MemoryMin = null, string? Cpus = null, string? Pids = null, string? Restart = null);
+    public sealed record Limits(string? Memory = null, string? MemoryMin = null, string? Cpus = null, string? Pids = null, string? Restart = null,
+        string? Disk = null);
 
     public static SetLimitsRequest ToRequest(Limits limits)
     {
         if (limits == new Limits())
-            throw new UsageException("set needs at least one of --memory, --memory-min, --cpus, --pids, --restart");
+            throw new UsageException("set needs at least one of --memory, --memory-min, --cpus, --pids, --disk, --restart");
         return new SetLimitsRequest
         {
             MemoryBytes = Input.Size("--memory", limits.Memory),
             MemoryMinBytes = Input.Size("--memory-min", limits.MemoryMin),
             Cpus = Input.Cpus("--cpus", limits.Cpus),
             Pids = Input.PositiveInt("--pids", limits.Pids, "process limit"),
+            DiskBytes = Input.Size("--disk", limits.Disk),
             Restart = limits.Restart is null or "no" or "on-failure" or "always"
                 ? limits.Restart
                 : throw new UsageException($"invalid --restart '{limits.Restart}': use no, on-failure or always"),
@@ -55,10 +64,13 @@ internal static class SetCommand
     {
         var min = guest.MemoryMinBytes is { } m ? $", memory min {ByteSize.Format(m)}" : "";
         if (guest.Kind != GuestKinds.Domain)
-            return $"updated {guest.Name}: memory {Display.Bytes(guest.MemoryBytes)}{min}, cpus {Display.Number(guest.Cpus)}, pids {Display.Number(guest.Pids)}, restart {guest.Restart ?? "no"}";
+            return $"updated {guest.Name}: memory {Display.Bytes(guest.MemoryBytes)}{min}, cpus {Display.Number(guest.Cpus)}, pids {Display.Number(guest.Pids)}, restart {guest.Restart ?? "no"}" +
+                   (guest.DiskBytes is { } quota ? $", disk {ByteSize.Format(quota)}{StatusCommand.PendingGrow(guest)}" : "");
+        // A domain sharing a promoted vserver's files keeps that vserver's disk quota.
+        var disk = guest.Root == "virtiofs" && guest.DiskBytes is { } q ? $", disk {ByteSize.Format(q)}{StatusCommand.PendingGrow(guest)}" : "";
         // The agent balloons a running domain and changes a stopped one's RAM (see Fleet.SetDomainMemoryLockedAsync).
         return guest.State is "running" or "paused"
-            ? $"updated {guest.Name}: memory {Display.Bytes(guest.MemoryBytes)} (balloon target, live; maximum {Display.Bytes(guest.MaxMemoryBytes)}){min}"
-            : $"updated {guest.Name}: memory {Display.Bytes(guest.MemoryBytes)} (its RAM from the next start){min}";
+            ? $"updated {guest.Name}: memory {Display.Bytes(guest.MemoryBytes)} (balloon target, live; maximum {Display.Bytes(guest.MaxMemoryBytes)}){min}{disk}"
+            : $"updated {guest.Name}: memory {Display.Bytes(guest.MemoryBytes)} (its RAM from the next start){min}{disk}";
     }
 }

@@ -58,6 +58,7 @@ internal static class StatusCommand
             ("syscalls", g.Problem is not null ? Display.None
                 : g.AllowSyscalls is { Count: > 0 } a ? $"default filter, also allowed: {string.Join(", ", a)}" : "default filter"),
             ("command", g.Command is { Count: > 0 } c ? ShellWords.Join(c) : Display.None),
+            ("disk", Disk(g)),
             ("init pid", Display.Number(g.InitPid)),
         ]);
         AddHistory(g, clock, lines);
@@ -95,7 +96,7 @@ internal static class StatusCommand
                 "ext4" => "ext4 image (a copy of the files it had as a vserver)",
                 var r => Display.Text(r is null ? null : $"{r} (qcow2 over its image)"),
             }),
-            ("disk", Display.Bytes(g.DiskBytes)),
+            ("disk", g.Root == "virtiofs" ? Disk(g) : Display.Bytes(g.DiskBytes)),
             ("image", Display.Text(g.Image)),
             ("ipv4", Display.Text(g.Ipv4)),
             .. PortsLine(g),
@@ -117,6 +118,23 @@ internal static class StatusCommand
     /// <summary>Published ports, when the guest has some.</summary>
     private static IEnumerable<(string, string)> PortsLine(GuestInfo g) =>
         g.Ports is { Count: > 0 } ? [("ports", PortCommand.Summary(g.Ports))] : [];
+
+    /// <summary>A disk quota and its use: "1.2M of 64M used, 55M free" while the layer is mounted (the guest runs).</summary>
+    public static string Disk(GuestInfo g)
+    {
+        if (g.Problem is not null) return Display.None;
+        if (g.DiskBytes is not { } quota) return "no quota";
+        var use = g.DiskUsedBytes is { } used && g.DiskFreeBytes is { } free
+            ? $"{ByteSize.Format(used)} of {ByteSize.Format(quota)} used, {ByteSize.Format(free)} free"
+            : $"{ByteSize.Format(quota)} quota (use shown while it runs)";
+        return use + PendingGrow(g);
+    }
+
+    /// <summary>A grow that waits for the next start (the agent could not grow the mounted layer).</summary>
+    public static string PendingGrow(GuestInfo g) =>
+        g.DiskCurrentBytes is { } now && g.DiskBytes is { } quota && now < quota
+            ? $" (the layer is {ByteSize.Format(now)} until its next start, which grows it to {ByteSize.Format(quota)})"
+            : "";
 
     /// <summary>The memory guarantee and how the kind of guest keeps it.</summary>
     private static string Guarantee(long? bytes, string how) => bytes is { } b ? $"{ByteSize.Format(b)} (guaranteed: {how})" : Display.None;

@@ -160,6 +160,8 @@ public static class ApplyPlanner
             {
                 if (now.DiskBytes is { } have && disk < have)
                     return Refuse($"its disk quota is {Size(have)}, plan '{plan.Name}' says {Size(disk)}: a quota only grows");
+                if (now.DiskBytes is null)
+                    return Refuse($"it has no disk quota and plan '{plan.Name}' gives {Size(disk)}: a quota is chosen at creation; destroy it to recreate it");
                 limits = limits with { DiskBytes = disk };
                 Differs("disk", Size(now.DiskBytes), Size(disk));
             }

@@ -46,6 +46,10 @@ public sealed class VsinitSpec
     /// private mount namespace before the user namespace is entered, in order; a later target may lie inside an earlier
     /// one. Lets a tool in the guest's id range reach paths whose host parents it could not walk.</summary>
     public IReadOnlyList<(string Source, string Target)> Binds { get; init; } = [];
+    /// <summary>userns-exec: paths at and below which every mount is detached in that private namespace after the binds,
+    /// so a long-lived tool holds no copy of other guests' mounts (a copy would keep a stopped guest's disk quota image
+    /// on its loop device).</summary>
+    public IReadOnlyList<string> Detach { get; init; } = [];
 
     /// <summary>Kernel interfaces that leak host state or act on the host: hidden behind /dev/null or an empty tmpfs.</summary>
     public static readonly IReadOnlyList<string> DefaultMasked =
@@ -97,6 +101,7 @@ public sealed class VsinitSpec
             Line("bind_source", source);
             Line("bind_target", target);
         }
+        foreach (var dir in Detach) Line("detach", dir);
         foreach (var e in Env) Line("env", e);
         foreach (var a in Args) Line("arg", a);
         Line("cwd", Cwd);

@@ -262,8 +262,9 @@ struct spec {
 	struct list lower, cgroup, mask, readonly, env, arg;
 	/* "INSIDE OUTSIDE COUNT" lines for /proc/PID/{uid,gid}_map; present = user namespace. */
 	struct list uid_map, gid_map;
-	/* userns-exec: paths bound over others in a private mount namespace, pairwise in order. */
-	struct list bind_source, bind_target;
+	/* userns-exec: paths bound over others in a private mount namespace, pairwise in order;
+	 * paths at and below which every mount is detached there afterwards. */
+	struct list bind_source, bind_target, detach;
 	struct sock_filter *filter;
 	unsigned short filter_len;
 	uint64_t cap_keep;
@@ -486,6 +487,8 @@ static void parse_spec(const char *path, struct spec *s)
 			list_add(&s->bind_source, host_path(&c, key, val));
 		} else if (!strcmp(key, "bind_target")) {
 			list_add(&s->bind_target, host_path(&c, key, val));
+		} else if (!strcmp(key, "detach")) {
+			list_add(&s->detach, host_path(&c, key, val));
 		} else if (!strcmp(key, "notify_socket")) {
 			set_once(&c, &s->notify_socket, key, host_path(&c, key, val));
 		} else if (!strcmp(key, "env")) {
@@ -2255,6 +2258,72 @@ static int cmd_grab_root(const char *pidtext, const char *target)
 	return 0;
 }
 
+/* mountinfo escapes space, tab, newline and backslash as \ooo: undone in place. */
+static void unescape_mountinfo(char *s)
+{
+	char *out = s;
+
+	while (*s) {
+		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' && s[2] <= '7' && s[3] >= '0' && s[3] <= '7') {
+			*out++ = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 + (s[3] - '0'));
+			s += 4;
+		} else {
+			*out++ = *s++;
+		}
+	}
+	*out = '\0';
+}
+
+/* A private mount namespace starts with a copy of every host mount, other
+ * guests' included.  Held by a long-lived tool (virtiofsd), such a copy would
+ * keep a stopped guest's disk quota image on its loop device (and a removed
+ * guest's network namespace alive) until the tool ends.  Detaches every mount
+ * at or below `dir`, collected first: the table changes as we go. */
+static void detach_below(const char *dir)
+{
+	struct list found = { NULL, 0 };
+	size_t len = strlen(dir), cap = 0, i;
+	char *line = NULL;
+	FILE *f;
+
+	while (len > 1 && dir[len - 1] == '/')
+		len--;
+	f = fopen("/proc/self/mountinfo", "re");
+	if (!f)
+		die(errno, "open /proc/self/mountinfo");
+	while (getline(&line, &cap, f) > 0) {
+		/* mount id, parent id, major:minor, root, then the mount point */
+		char *point = line, *end;
+		int field;
+
+		for (field = 0; field < 4 && point; field++) {
+			point = strchr(point, ' ');
+			if (point)
+				point++;
+		}
+		if (!point || !(end = strchr(point, ' ')))
+			continue;
+		*end = '\0';
+		unescape_mountinfo(point);
+		if (!strncmp(point, dir, len) && (point[len] == '/' || point[len] == '\0')) {
+			char *copy = strdup(point);
+
+			if (!copy)
+				die(ENOMEM, "strdup");
+			list_add(&found, copy);
+		}
+	}
+	free(line);
+	fclose(f);
+	/* A mount detached with its parent is gone already: EINVAL. */
+	for (i = found.n; i-- > 0;) {
+		if (umount2(found.v[i], MNT_DETACH) < 0 && errno != EINVAL && errno != ENOENT)
+			die(errno, "detach %s", found.v[i]);
+		free(found.v[i]);
+	}
+	free(found.v);
+}
+
 /*
  * vsinit userns-exec SPEC: runs `arg...` (with the spec's `env`, if any) as
  * root of a new user namespace with the spec's maps, so a host tool sees a
@@ -2281,7 +2350,7 @@ static int cmd_userns_exec(const char *specpath)
 	/* Binds made as host root, before the user namespace: its root could not
 	 * walk host directories that are not its own (virtiofsd also insists on
 	 * writing a lock file to /run/virtiofsd). */
-	if (s.bind_source.n) {
+	if (s.bind_source.n || s.detach.n) {
 		size_t i;
 
 		if (unshare(CLONE_NEWNS) < 0)
@@ -2291,6 +2360,9 @@ static int cmd_userns_exec(const char *specpath)
 		for (i = 0; i < s.bind_source.n; i++)
 			if (mount(s.bind_source.v[i], s.bind_target.v[i], NULL, MS_BIND | MS_REC, NULL) < 0)
 				die(errno, "bind %s on %s", s.bind_source.v[i], s.bind_target.v[i]);
+		/* After the binds, which are mounts of their own: their sources may lie below. */
+		for (i = 0; i < s.detach.n; i++)
+			detach_below(s.detach.v[i]);
 	}
 	if (pipe2(p, O_CLOEXEC) < 0)
 		die(errno, "pipe");

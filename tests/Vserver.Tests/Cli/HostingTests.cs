@@ -135,6 +135,7 @@ public sealed class HostingTests
         ApplyPlanner.Plan(file, [Guest("web1", kind: "domain")], prune: false)[0].Refusal!.ShouldContain("vsctl demote web1");
         ApplyPlanner.Plan(file, [Guest("web2") with { Ipv4 = "10.0.0.21" }], prune: false)[1].Refusal!.ShouldContain("the file says 10.0.0.20");
         ApplyPlanner.Plan(file, [Guest("web1") with { DiskBytes = 1L << 30 }], prune: false)[0].Refusal!.ShouldContain("a quota only grows");
+        ApplyPlanner.Plan(file, [Guest("web1") with { DiskBytes = null }], prune: false)[0].Refusal!.ShouldContain("a quota is chosen at creation");
         ApplyPlanner.Plan(file, [Guest("web1") with { Image = "debian" }], prune: false)[0].Refusal!.ShouldContain("image 'debian'");
     }
 

@@ -33,6 +33,9 @@ public class StatusFormatTests
             HostIdCount = 65536,
             AllowSyscalls = ["keyctl"],
             Usage = new GuestUsage { MemoryBytes = 12L << 20, MemoryPeakBytes = 20L << 20, Processes = 3, CpuSeconds = 1.234, OomKills = 1 },
+            DiskBytes = 64L << 20,
+            DiskUsedBytes = 1258291,
+            DiskFreeBytes = 55L << 20,
         }, new FixedClock(CliHarness.Now), output);
 
         output.ToString().ShouldBe("""
@@ -50,6 +53,7 @@ public class StatusFormatTests
             host ids:     1065536-1131071 (0-65535 inside)
             syscalls:     default filter, also allowed: keyctl
             command:      /bin/sh -c 'httpd -f; sleep 1'
+            disk:         1.2M of 64M used, 55M free
             init pid:     4242
             created:      2025-02-27 12:00:00 +00:00 (2d ago)
             started:      2025-03-01 11:55:00 +00:00 (5m ago)
@@ -92,6 +96,7 @@ public class StatusFormatTests
             host ids:     -
             syscalls:     -
             command:      -
+            disk:         -
             init pid:     -
             created:      -
             started:      -

@@ -1,0 +1,128 @@
+using HybridHypervisor.Model;
+using HybridHypervisor.Vservers;
+using Vserver.Isolation.Storage;
+
+namespace HybridHypervisor;
+
+/// <summary>A guest's disk quota as views show it: the quota, the size its layer's filesystem has now (below the quota
+/// while a grow waits for the next start), and what the mounted filesystem reports (null while it is not mounted).</summary>
+public sealed record DiskView(long QuotaBytes, long? FilesystemBytes, LayerUsage? Usage)
+{
+    public bool GrowPending => FilesystemBytes is { } now && now < QuotaBytes;
+}
+
+/// <summary>
+/// Disk quotas (<c>vsctl create --disk</c>, <c>vsctl set --disk</c>): a vserver's writable layer in an ext4 image of the
+/// quota's size (<see cref="WritableLayer"/>). The image is mounted while the vserver (or a domain promoted from it with
+/// its files shared) runs, and unmounted when the run ends.
+/// </summary>
+public sealed partial class Fleet
+{
+    /// <summary>At create, beside the quota's own rules (<see cref="GuestConfigValidator.LimitsError"/>): the layer must
+    /// be able to hold a rewrite of the image's files.</summary>
+    private void CheckQuotaFitsImage(long? diskBytes, string imageName)
+    {
+        if (diskBytes is not { } bytes || Images.Find(imageName) is not { } image) return;
+        if (LayerImage.ImageFitError(bytes, image.SizeBytes, imageName) is { } error) throw FleetException.Invalid(error);
+    }
+
+    /// <summary>After a run (or an agent's start-up finding none): unmounts the quota's image, unless a domain booted from
+    /// the vserver's files still has them mounted on the host (a promotion's root; its end releases the layer).</summary>
+    private void ReleaseLayer(GuestPaths paths)
+    {
+        if (HostMounts.IsMountpoint(paths.Rootfs)) return;
+        try
+        {
+            WritableLayer.Detach(paths);
+        }
+        catch (IOException e)
+        {
+            _log($"unmounting the disk quota image of {Path.GetFileName(paths.Dir)} failed: {e.Message}");
+        }
+    }
+
+    /// <summary>An adopted running guest's layer must be mounted on the host (set --disk and status use it); an operator
+    /// may have unmounted it. Mounting the image again reuses the loop device its overlay holds: one superblock.</summary>
+    private void ReattachLayer(GuestConfig config, GuestPaths paths)
+    {
+        if (!WritableLayer.HasQuota(config) || HostMounts.IsMountpoint(paths.LayerMount)) return;
+        try
+        {
+            LayerImage.Mount(paths.LayerImage, paths.LayerMount);
+            _log($"mounted the disk quota image of running guest {config.Name} again");
+        }
+        catch (Exception e) when (e is DiskException or IOException)
+        {
+            _log($"guest {config.Name}: {e.Message}");
+        }
+    }
+
+    /// <summary>
+    /// <c>set --disk</c>, under the guest's lock: grow only. A stopped guest's image grows at once (offline); a running
+    /// one's grows online when the agent holds CAP_SYS_RESOURCE (the kernel's condition for growing a mounted ext4),
+    /// otherwise at its next start, which its view says. Persisted.
+    /// </summary>
+    private void GrowDiskLocked(GuestRuntime g, long bytes)
+    {
+        var name = g.Config.Name;
+        var paths = _store.PathsFor(name);
+        if (g.Config.Limits.DiskBytes is not { } quota)
+            throw FleetException.Conflict(g.Config.Kind == GuestKind.Domain
+                ? $"'{name}' is a domain: its disk is its own ({DomainDisk.FormatSize(g.Config.Domain?.DiskBytes ?? 0)}), set at create or promotion; --disk grows a vserver's quota"
+                : $"'{name}' has no disk quota: its writable layer is a directory on the host's disk; a quota is given at create (vsctl create NAME --disk SIZE)");
+        if (LayerImage.QuotaError(bytes) is { } error) throw FleetException.Invalid(error);
+        long now;
+        try
+        {
+            now = LayerImage.FilesystemBytes(paths.LayerImage);
+        }
+        catch (Exception e) when (e is IOException or DiskException)
+        {
+            throw new FleetException(FleetError.Failed, $"reading the disk quota image of '{name}' failed: {e.Message}", e);
+        }
+        if (LayerImage.GrowError(name, Math.Max(quota, now), bytes) is { } shrink) throw FleetException.Invalid(shrink);
+        if (bytes == quota) return;
+        try
+        {
+            if (!g.IsRunning)
+            {
+                WritableLayer.Detach(paths);
+                if (LayerImage.WaitUntilFree(paths.LayerImage, TimeSpan.FromSeconds(5)))
+                    LayerImage.GrowOffline(paths.LayerImage, bytes);
+                else
+                    _log($"the disk quota of {name} grows to {DomainDisk.FormatSize(bytes)} at its next start: a loop device still holds its image");
+            }
+            else if (LayerImage.CanGrowOnline)
+            {
+                LayerImage.GrowOnline(paths.LayerImage, paths.LayerMount, bytes);
+            }
+            else
+            {
+                _log($"the disk quota of {name} grows to {DomainDisk.FormatSize(bytes)} at its next start: growing a mounted ext4 needs CAP_SYS_RESOURCE, which the agent does not have");
+            }
+        }
+        catch (Exception e) when (e is DiskException or IOException)
+        {
+            throw new FleetException(FleetError.Failed, $"growing the disk quota of '{name}' to {DomainDisk.FormatSize(bytes)} failed: {e.Message}", e);
+        }
+        g.Config = g.Config with { Limits = g.Config.Limits with { DiskBytes = bytes } };
+        _store.Save(g.Config);
+    }
+
+    /// <summary>The quota and its use, for views; null without a quota.</summary>
+    private DiskView? DiskViewOf(GuestConfig config)
+    {
+        if (config.Limits.DiskBytes is not { } quota) return null;
+        var paths = _store.PathsFor(config.Name);
+        long? now;
+        try
+        {
+            now = LayerImage.FilesystemBytes(paths.LayerImage);
+        }
+        catch (Exception e) when (e is IOException or DiskException or UnauthorizedAccessException)
+        {
+            now = null;
+        }
+        return new DiskView(quota, now, LayerImage.Usage(paths.LayerMount, paths.Dir));
+    }
+}

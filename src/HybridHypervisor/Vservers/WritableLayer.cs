@@ -1,0 +1,101 @@
+using HybridHypervisor.Model;
+using Vserver.Isolation.Storage;
+
+namespace HybridHypervisor.Vservers;
+
+/// <summary>
+/// Where a vserver's writable layer (the overlay's upper and work directories) lives. Without a disk quota: upper/ and
+/// work/ in the guest's directory, on the host's disk. With one (<see cref="GuestLimits.DiskBytes"/>): the same pair
+/// inside guests/NAME/layer.ext4, an ext4 image of the quota's size (<see cref="LayerImage"/>), loop-mounted at
+/// guests/NAME/layer/ while something runs from it (the vserver, or the domain a promotion booted from its files) and
+/// unmounted when nothing does, so a stopped vserver holds no loop device.
+/// </summary>
+public static class WritableLayer
+{
+    public static bool HasQuota(GuestConfig config) => config.Limits.DiskBytes is not null;
+
+    public static string Upper(GuestConfig config, GuestPaths paths) =>
+        HasQuota(config) ? Path.Combine(paths.LayerMount, "upper") : paths.Upper;
+
+    public static string Work(GuestConfig config, GuestPaths paths) =>
+        HasQuota(config) ? Path.Combine(paths.LayerMount, "work") : paths.Work;
+
+    /// <summary>At create: the empty layer. The upper layer's root is the guest's "/", owned by the guest's root;
+    /// everything below it the overlay creates with the ids of whoever writes inside, i.e. within the guest's host range.</summary>
+    public static void Provision(GuestConfig config, GuestPaths paths)
+    {
+        var root = config.Security.IdMap is { } map ? checked((uint)map.HostBase) : 0u;
+        if (config.Limits.DiskBytes is { } quota)
+        {
+            LayerImage.Create(paths.LayerImage, quota, root);
+            return;
+        }
+        Directory.CreateDirectory(paths.Upper);
+        if (root != 0) FileOwner.Chown(paths.Upper, root, root);
+        Directory.CreateDirectory(paths.Work);
+    }
+
+    /// <summary>
+    /// Before an overlay is made over the layer: a quota's image is mounted (unless it is already), grown first to the
+    /// quota if a grow waits for it and nothing holds the image, and its upper/ must be there. Returns upper and work.
+    /// </summary>
+    public static (string Upper, string Work) Attach(GuestConfig config, GuestPaths paths)
+    {
+        var upper = Upper(config, paths);
+        var work = Work(config, paths);
+        if (config.Limits.DiskBytes is not { } quota) return (upper, work);
+        try
+        {
+            if (!HostMounts.IsMountpoint(paths.LayerMount))
+            {
+                if (!File.Exists(paths.LayerImage))
+                    throw FleetException.Conflict($"the disk quota image of '{config.Name}' is missing ({paths.LayerImage}): its writable layer is gone; " +
+                                                  $"destroy the guest with: vsctl destroy {config.Name}");
+                // A grow that had to wait (the layer was mounted and the agent may not grow a mounted ext4) happens now,
+                // before the mount; never while a loop device holds the file (the overlay of a run that just ended may
+                // take a moment to go; if it takes longer, the grow waits for another start).
+                if (LayerImage.FilesystemBytes(paths.LayerImage) < quota && LayerImage.WaitUntilFree(paths.LayerImage, TimeSpan.FromSeconds(2)))
+                    LayerImage.GrowOffline(paths.LayerImage, quota);
+                LayerImage.Mount(paths.LayerImage, paths.LayerMount);
+            }
+            if (!Directory.Exists(upper))
+                throw FleetException.Conflict($"the disk quota image of '{config.Name}' ({paths.LayerImage}) has no upper/ directory: its writable layer is gone");
+            Directory.CreateDirectory(work);
+        }
+        catch (DiskException e)
+        {
+            throw new FleetException(FleetError.Failed, $"the writable layer of '{config.Name}': {e.Message}", e);
+        }
+        return (upper, work);
+    }
+
+    /// <summary>Unmounts a quota's image (the loop device goes with its last user); nothing to do without one.</summary>
+    public static void Detach(GuestPaths paths) => LayerImage.Unmount(paths.LayerMount);
+
+    /// <summary>Removes the layer of either kind: the mount, the image, the directories.</summary>
+    public static void Discard(GuestPaths paths, Action<string> log)
+    {
+        try
+        {
+            Detach(paths);
+            File.Delete(paths.LayerImage);
+            if (Directory.Exists(paths.LayerMount) && !HostMounts.IsMountpoint(paths.LayerMount)) Directory.Delete(paths.LayerMount);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            log($"removing the disk quota image {paths.LayerImage} failed: {e.Message}");
+        }
+        foreach (var dir in new[] { paths.Upper, paths.Work })
+        {
+            if (!Directory.Exists(dir)) continue;
+            try
+            {
+                AtomicFile.DeleteDirectory(dir, "discard");
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                log($"removing {dir} failed: {e.Message}");
+            }
+        }
+    }
+}
