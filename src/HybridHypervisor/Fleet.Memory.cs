@@ -233,9 +233,8 @@ public sealed partial class Fleet
             {
                 try
                 {
-                    var (stats, memory) = ReadMemory(vserver);
+                    var stats = WriteMeminfo(g, vserver, host);
                     g.RecordCpu(now, stats.CpuUsage);
-                    WriteInPlace(_store.PathsFor(g.Config.Name).Meminfo, GuestMeminfo.Render(host, memory, g.Config.Limits.MemoryBytes));
                     vservers.Add(new VserverCharge(g.Config.Name, stats.MemoryBytes, g.Config.Limits.MemoryMinBytes ?? 0));
                 }
                 catch (Exception e) when (e is CgroupException or IOException or UnauthorizedAccessException)
@@ -286,6 +285,28 @@ public sealed partial class Fleet
     }
 
     /// <summary>A vserver's cgroup counters and its memory breakdown, read together (throws CgroupException once it is gone).</summary>
+    /// <summary>Rewrites a running vserver's own /proc/meminfo from its cgroup and limit; returns the cgroup's stats.</summary>
+    private CgroupStats WriteMeminfo(GuestRuntime g, Vservers.RunningVserver vserver, MemInfo host)
+    {
+        var (stats, memory) = ReadMemory(vserver);
+        WriteInPlace(_store.PathsFor(g.Config.Name).Meminfo, GuestMeminfo.Render(host, memory, g.Config.Limits.MemoryBytes));
+        return stats;
+    }
+
+    /// <summary>After a change of its limit: the vserver's /proc/meminfo says so at once, not at the next sample.</summary>
+    private void RefreshMeminfo(GuestRuntime g)
+    {
+        if (g.Running is not { } vserver) return;
+        try
+        {
+            WriteMeminfo(g, vserver, _proc.ReadMemInfo());
+        }
+        catch (Exception e) when (e is CgroupException or IOException or UnauthorizedAccessException)
+        {
+            // The sampler writes it within a second anyway.
+        }
+    }
+
     private static (CgroupStats Stats, CgroupMemory Memory) ReadMemory(Vservers.RunningVserver vserver)
     {
         var stats = vserver.Cgroup.ReadStats();

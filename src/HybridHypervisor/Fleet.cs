@@ -844,6 +844,7 @@ public sealed partial class Fleet : IDisposable
             }
             g.Config = g.Config with { Limits = limits };
             _store.Save(g.Config);
+            RefreshMeminfo(g);
             SetRestartLocked(g, restart);
         }
         finally

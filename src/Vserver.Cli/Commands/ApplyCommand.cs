@@ -95,11 +95,12 @@ internal static class ApplyCommand
         if (plan.Action == ServerAction.Unchanged) return ($"{plan.Name}: unchanged", false);
         var created = false;
         var done = new List<string>();
+        var notes = new List<string>();
         foreach (var step in plan.Steps)
         {
             try
             {
-                await RunStepAsync(client, plan.Name, step, ct);
+                if (await RunStepAsync(client, plan.Name, step, ct) is { } note) notes.Add(note);
                 created |= step is ApplyStep.Create;
                 done.Add(step.Text);
             }
@@ -122,10 +123,11 @@ internal static class ApplyCommand
                 return ($"{plan.Name}: FAILED at '{step.Text}': {CliContext.OneLine(e.Message)}{before}{undo}", true);
             }
         }
-        return ($"{plan.Name}: {plan.Summary}", false);
+        return ($"{plan.Name}: {plan.Summary}{string.Concat(notes.Select(n => $"; {n}"))}", false);
     }
 
-    private static async Task RunStepAsync(VserverClient client, string name, ApplyStep step, CancellationToken ct)
+    /// <summary>Runs one step; returns what the operator should know beyond the step's own text, if anything.</summary>
+    private static async Task<string?> RunStepAsync(VserverClient client, string name, ApplyStep step, CancellationToken ct)
     {
         switch (step)
         {
@@ -133,7 +135,10 @@ internal static class ApplyCommand
                 await client.CreateAsync(create.Request, ct);
                 break;
             case ApplyStep.SetLimits set:
-                await client.SetLimitsAsync(name, set.Request, ct);
+                var guest = await client.SetLimitsAsync(name, set.Request, ct);
+                // A running vserver's layer image grows online only where the agent may resize a mounted ext4.
+                if (set.Request.DiskBytes is not null && StatusCommand.PendingGrow(guest) is { Length: > 0 } pending)
+                    return $"the disk does not grow live here: {pending.Trim().TrimStart('(').TrimEnd(')')}";
                 break;
             case ApplyStep.AddPort add:
                 await client.AddPortAsync(name, new PortInfo { HostPort = add.Port.HostPort, GuestPort = add.Port.GuestPort, Protocol = add.Port.Protocol }, ct);
@@ -153,6 +158,7 @@ internal static class ApplyCommand
             default:
                 throw new InvalidOperationException($"unknown apply step {step.GetType().Name}");
         }
+        return null;
     }
 
     private static string Totals(IReadOnlyList<(ServerAction Action, bool Failed)> outcomes)
