@@ -72,15 +72,15 @@ public sealed partial class Fleet
                     await hold.ReleaseAsync(ct);
                     step.Next("wait for the domain to come up");
                     await WaitUpAsync(domain, paths, options.BootTimeout ?? DefaultBootTimeout, ct);
-                    step.Next("record the domain");
-                    g.Config = domainConfig;
-                    _store.Save(domainConfig);
                 }
                 else
                 {
                     if (wasRunning) await StopLockedAsync(g, _options.DefaultStopTimeout);
                     await PromoteStoppedAsync();
                 }
+                step.Next("record the domain");
+                g.Config = domainConfig;
+                _store.Save(domainConfig);
             }
             catch (Exception e)
             {
@@ -94,6 +94,7 @@ public sealed partial class Fleet
             _log($"promoted {name} to a domain ({plan.Settings.First(s => s.What == "root").Value}) {step.Summary()}");
             return (plan, View(g));
 
+            // The vserver is stopped (or was not running): copy if asked, move the address, boot.
             async Task PromoteStoppedAsync()
             {
                 if (options.Copy)
@@ -114,9 +115,6 @@ public sealed partial class Fleet
                     step.Next("wait for the domain to come up");
                     await WaitUpAsync(domain, paths, options.BootTimeout ?? DefaultBootTimeout, ct);
                 }
-                step.Next("record the domain");
-                g.Config = domainConfig;
-                _store.Save(domainConfig);
             }
         }
         finally
