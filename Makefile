@@ -34,11 +34,13 @@ $(BIN)/vsinit: src/Vserver.Isolation/native/vsinit.c | deps
 	gcc -O2 -Wall -Wextra -Werror -o $@ $<
 
 # Every test: unit tests of pure logic, then integration tests that run real vservers as root, then the escape and
-# abuse attempts of tests/Security, made from inside real vservers.
+# abuse attempts of tests/Security, made from inside real vservers, then tests/Faults: the agent killed at every step,
+# a host restart, guests killed from outside, a full state disk, many clients at once.
 test: build
 	$(DOTNET) test tests/Vserver.Tests -c $(CONFIG) --no-build -nologo
 	VSERVER_BIN=$(BIN) $(DOTNET) test tests/Vserver.IntegrationTests -c $(CONFIG) --no-build -nologo
 	VSERVER_BIN=$(BIN) $(DOTNET) test tests/Security -c $(CONFIG) --no-build -nologo
+	VSERVER_BIN=$(BIN) $(DOTNET) test tests/Faults -c $(CONFIG) --no-build -nologo
 
 demo: build
 	examples/tour.sh

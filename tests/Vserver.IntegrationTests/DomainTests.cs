@@ -3,28 +3,6 @@ using System.Text.Json;
 
 namespace Vserver.IntegrationTests;
 
-/// <summary>One agent with the busybox image and the default domain kernel, built with vsctl as an operator would.</summary>
-public sealed class DomainHost : IAsyncLifetime
-{
-    public TestHost Host { get; private set; } = null!;
-
-    public async ValueTask InitializeAsync()
-    {
-        Host = await TestHost.StartAsync();
-        try
-        {
-            Host.Vsctl("kernel", "build", "default").ShouldSucceed();
-        }
-        catch
-        {
-            await Host.DisposeAsync();
-            throw;
-        }
-    }
-
-    public async ValueTask DisposeAsync() => await Host.DisposeAsync();
-}
-
 /// <summary>Domains booted for real (TCG on these machines): each test uses its own domain names.</summary>
 public sealed class DomainTests(DomainHost shared) : IClassFixture<DomainHost>
 {

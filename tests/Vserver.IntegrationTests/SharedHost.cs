@@ -9,3 +9,26 @@ public sealed class SharedHost : IAsyncLifetime
 
     public async ValueTask DisposeAsync() => await Host.DisposeAsync();
 }
+
+/// <summary>One agent with the busybox image and the default domain kernel, built with vsctl as an operator would, for a
+/// class that boots domains.</summary>
+public sealed class DomainHost : IAsyncLifetime
+{
+    public TestHost Host { get; private set; } = null!;
+
+    public async ValueTask InitializeAsync()
+    {
+        Host = await TestHost.StartAsync();
+        try
+        {
+            Host.Vsctl("kernel", "build", "default").ShouldSucceed();
+        }
+        catch
+        {
+            await Host.DisposeAsync();
+            throw;
+        }
+    }
+
+    public async ValueTask DisposeAsync() => await Host.DisposeAsync();
+}
