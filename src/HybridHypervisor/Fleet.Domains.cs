@@ -114,18 +114,24 @@ public sealed partial class Fleet
                 var accelerator = domain.Accelerator;
                 var wasPaused = g.Paused;
                 long migrationOffset;
+                _store.BeginIntent(name, new GuestIntent { Operation = "save", Began = DateTimeOffset.UtcNow, WasRunning = true, WasPaused = wasPaused, File = file, PartFile = part });
+                Failpoints.Hit("save.after-intent");
                 try
                 {
                     migrationOffset = SaveFile.WriteHeader(part, new SaveHeader { Config = g.Config, Accelerator = accelerator.Kind, SavedAt = DateTimeOffset.UtcNow });
+                    Failpoints.Hit("save.after-header");
                     if (!wasPaused) await domain.Qmp.StopAsync(ct);
+                    Failpoints.Hit("save.after-pause");
                     // The default cap (128 MiB/s) would make a save of a large guest needlessly slow; a file takes any rate.
                     await domain.Qmp.MigrateSetParametersAsync(maxBandwidthBytesPerSecond: 8L << 30, ct: ct);
                     await domain.Qmp.MigrateAsync("exec:cat >> " + QmpMigrationUri.ShellQuote(part), ct);
                     await WaitForMigrationAsync(domain, part, ct);
+                    Failpoints.Hit("save.after-migrate");
                 }
                 catch (Exception e)
                 {
                     File.Delete(part);
+                    _store.EndIntent(name);
                     if (!wasPaused && !domain.Ended.IsCompleted)
                     {
                         try
@@ -144,18 +150,23 @@ public sealed partial class Fleet
                 domain.EndedByHost = true;
                 await DomainDriver.StopAsync(domain, TimeSpan.Zero);
                 await EndDomainRunLockedAsync(g, domain);
+                Failpoints.Hit("save.after-qemu-end");
                 try
                 {
                     SaveFile.Finish(part, migrationOffset, paths.Disk);
+                    Failpoints.Hit("save.after-finish");
                     File.Move(part, file);
+                    Failpoints.Hit("save.after-rename");
                 }
                 catch (Exception e) when (e is IOException or UnauthorizedAccessException)
                 {
                     File.Delete(part);
+                    _store.EndIntent(name);
                     throw new FleetException(FleetError.Failed,
                         $"saving {name} failed writing {file}: {e.Message}; the domain is stopped with its disk intact: start it with: vsctl start {name}", e);
                 }
                 _store.Save(g.Config with { Phase = GuestPhase.Destroying });
+                Failpoints.Hit("save.after-mark");
                 Teardown(paths);
                 g.Removed = true;
                 lock (_fleetLock) _guests.Remove(name);
@@ -224,18 +235,23 @@ public sealed partial class Fleet
             RefuseTakenPorts(saved, $"the saved domain '{name}'");
             using var reservation = Admit(saved, "restore", runningOnly: false);
             _store.Save(saved);
+            Failpoints.Hit("restore.after-config");
             RunningDomain? domain = null;
             try
             {
                 Directory.CreateDirectory(paths.RunDir);
                 SaveFile.ExtractDisk(file, layout, paths.Disk);
+                Failpoints.Hit("restore.after-disk");
                 // The overlay names its base by absolute path: point it at this host's copy of the image's base.
                 var (basePath, _) = BaseDisk.EnsureBase(Path.GetDirectoryName(image.RootfsPath)!, image.RootfsPath);
                 HostCommand.Run("qemu-img", ["rebase", "-u", "-f", "qcow2", "-F", "raw", "-b", basePath, paths.Disk]);
                 domain = await Domains.StartAsync(saved, paths, accelerator, SaveFile.IncomingUri(file, layout), ct: ct);
+                Failpoints.Hit("restore.after-start");
                 await WaitForIncomingAsync(domain, paths, ct);
+                Failpoints.Hit("restore.after-incoming");
                 var config = saved with { Phase = GuestPhase.Ready };
                 _store.Save(config);
+                Failpoints.Hit("restore.after-ready");
                 var runtime = new GuestRuntime(config);
                 await runtime.Lock.WaitAsync(ct);
                 try

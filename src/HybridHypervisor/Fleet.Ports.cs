@@ -134,6 +134,7 @@ public sealed partial class Fleet
         try
         {
             ApplyPortsLocked(g.Config.Name, config);
+            Failpoints.Hit("ports.after-rules");
         }
         catch (Exception e) when (e is Vserver.Isolation.Processes.HostCommandException or IOException)
         {
@@ -153,7 +154,12 @@ public sealed partial class Fleet
 
     /// <summary>Rewrites the table from every guest's config, with <paramref name="changedConfig"/> standing for guest
     /// <paramref name="changed"/>'s. A host port two configs claim (hand-edited files) goes to the first guest by name.</summary>
-    private void ApplyPortsLocked(string? changed = null, GuestConfig? changedConfig = null)
+    private void ApplyPortsLocked(string? changed = null, GuestConfig? changedConfig = null) =>
+        PortForwarding.Apply(_options.Subnet, ExpectedForwards(changed, changedConfig));
+
+    /// <summary>The forwards the guests' configs ask for (what <see cref="ApplyPortsLocked"/> writes and the host check
+    /// compares the live table with).</summary>
+    private List<PortForward> ExpectedForwards(string? changed = null, GuestConfig? changedConfig = null, bool quiet = false)
     {
         List<GuestConfig> configs;
         lock (_fleetLock)
@@ -168,14 +174,14 @@ public sealed partial class Fleet
             {
                 if (taken.TryGetValue((port.HostPort, port.Protocol), out var first))
                 {
-                    _log($"WARNING: guest {config.Name} publishes host port {port.HostPort}/{PortProtocols.Name(port.Protocol)}, as {first} does: only {first} gets it");
+                    if (!quiet) _log($"WARNING: guest {config.Name} publishes host port {port.HostPort}/{PortProtocols.Name(port.Protocol)}, as {first} does: only {first} gets it");
                     continue;
                 }
                 taken[(port.HostPort, port.Protocol)] = config.Name;
                 forwards.Add(new PortForward(port.Protocol, port.HostPort, address, port.GuestPort, config.Name));
             }
         }
-        PortForwarding.Apply(_options.Subnet, forwards);
+        return forwards;
     }
 
     /// <summary>Rewrites the table from the configs; a failure is logged (the guest change it follows has happened).</summary>

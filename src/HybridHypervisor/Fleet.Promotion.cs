@@ -51,6 +51,8 @@ public sealed partial class Fleet
 
             var accelerator = await RequireAcceleratorAsync(domainConfig.Domain!.Kernel);
             using var reservation = AdmitChange(g, domainConfig, "promote");
+            _store.BeginIntent(name, new GuestIntent { Operation = "promote", Began = DateTimeOffset.UtcNow, WasRunning = wasRunning, Copy = options.Copy });
+            Failpoints.Hit("promote.after-intent");
             var step = new StepClock(beside ? "share the running vserver's root" : "stop the vserver");
             RunningDomain? domain = null;
             try
@@ -59,38 +61,48 @@ public sealed partial class Fleet
                 {
                     // The domain's kernel boots while the vserver still serves; the vserver stops once the kernel is up.
                     Domains.Roots.Grab(vserver, paths, g.Running!.InitPid);
+                    Failpoints.Hit("promote.after-grab");
                     step.Next("boot the domain beside the vserver");
                     domain = await Domains.StartAsync(domainConfig, paths, accelerator, ct: ct, hold: true);
+                    Failpoints.Hit("promote.after-boot");
                     await using var hold = await DomainHold.ConnectAsync(paths.HoldSocket, ct);
                     step.Next("wait for the domain's kernel");
                     await hold.WaitReadyAsync(options.BootTimeout ?? DefaultBootTimeout, ct);
+                    Failpoints.Hit("promote.after-ready");
                     step.Next("stop the vserver");
                     await StopLockedAsync(g, _options.DefaultStopTimeout);
+                    Failpoints.Hit("promote.after-stop");
                     step.Next("move the address to the domain");
                     GuestNetwork.Destroy(paths.Netns, paths.HostVeth);
                     Failpoints.Hit("promote.before-release");
                     await hold.ReleaseAsync(ct);
                     step.Next("wait for the domain to come up");
                     await WaitUpAsync(domain, paths, options.BootTimeout ?? DefaultBootTimeout, ct);
+                    Failpoints.Hit("promote.after-up");
                 }
                 else
                 {
                     if (wasRunning) await StopLockedAsync(g, _options.DefaultStopTimeout);
+                    Failpoints.Hit("promote.after-stop");
                     await PromoteStoppedAsync();
                 }
                 step.Next("record the domain");
                 g.Config = domainConfig;
                 _store.Save(domainConfig);
+                Failpoints.Hit("promote.after-record");
             }
             catch (Exception e)
             {
                 var rollback = await RollBackPromotionAsync(g, vserver, paths, domain, wasRunning);
+                _store.EndIntent(name);
                 throw new FleetException(e is FleetException { Kind: FleetError.Conflict } ? FleetError.Conflict : FleetError.Failed,
                     $"promoting '{name}' failed at step '{step.Current}': {Reason(e)}; {rollback}", e);
             }
             if (domain is not null) await BeginDomainRunAsync(g, domain);
             // The copy is the domain's root now; the vserver's own layers are no longer anyone's.
             if (options.Copy) DiscardLayers(paths);
+            Failpoints.Hit("promote.after-discard");
+            _store.EndIntent(name);
             _log($"promoted {name} to a domain ({plan.Settings.First(s => s.What == "root").Value}) {step.Summary()}");
             return (plan, View(g));
 
@@ -101,6 +113,7 @@ public sealed partial class Fleet
                 {
                     step.Next("copy the root into an ext4 image");
                     var size = Domains.Roots.CopyToExt4(vserver, paths, domainConfig.Domain.DiskBytes);
+                    Failpoints.Hit("promote.after-copy");
                     DomainDriver.ReleaseRoot(paths);
                     domainConfig = domainConfig with { Domain = domainConfig.Domain with { DiskBytes = size } };
                 }
@@ -112,6 +125,7 @@ public sealed partial class Fleet
                 {
                     step.Next("boot the domain");
                     domain = await Domains.StartAsync(domainConfig, paths, accelerator, ct: ct);
+                    Failpoints.Hit("promote.after-boot");
                     step.Next("wait for the domain to come up");
                     await WaitUpAsync(domain, paths, options.BootTimeout ?? DefaultBootTimeout, ct);
                 }
@@ -296,40 +310,50 @@ public sealed partial class Fleet
 
                 using var reservation = AdmitChange(g, vserver, "demote");
                 var wasRunning = g.IsRunning;
+                _store.BeginIntent(name, new GuestIntent { Operation = "demote", Began = DateTimeOffset.UtcNow, WasRunning = wasRunning });
+                Failpoints.Hit("demote.after-intent");
                 var step = new StepClock("stop the domain");
                 try
                 {
                     if (wasRunning) await StopLockedAsync(g, _options.DefaultStopTimeout);
+                    Failpoints.Hit("demote.after-stop");
                     var root = domain.Domain!.Root;
                     if (root != DomainRoot.Virtiofs)
                     {
                         step.Next("copy the disk's files into a writable layer");
                         await CopyOutOfDiskAsync(vserver, domain.Domain, paths);
+                        Failpoints.Hit("demote.after-copy");
                     }
                     if (!WritableLayer.HasQuota(vserver)) Directory.CreateDirectory(paths.Work);
                     Directory.CreateDirectory(paths.Rootfs);
                     step.Next("move the address to the vserver");
                     DomainTap.Destroy(paths.Tap);
+                    Failpoints.Hit("demote.after-tap");
                     Vservers.EnsureNetwork(vserver, paths);
+                    Failpoints.Hit("demote.after-network");
                     step.Next("record the vserver");
                     // Recorded before it starts: an agent that dies from here on finds a vserver and adopts or starts it.
                     g.Config = vserver;
                     _store.Save(vserver);
+                    Failpoints.Hit("demote.after-record");
                     if (wasRunning)
                     {
                         step.Next("start the vserver");
                         await StartLockedAsync(g, ct);
+                        Failpoints.Hit("demote.after-start");
                     }
                 }
                 catch (Exception e)
                 {
                     var rollback = await RollBackDemotionAsync(g, domain, paths, wasRunning);
+                    _store.EndIntent(name);
                     throw new FleetException(e is FleetException { Kind: FleetError.Conflict } ? FleetError.Conflict : FleetError.Failed,
                         $"demoting '{name}' failed at step '{step.Current}': {Reason(e)}; {rollback}", e);
                 }
                 // The files live in the writable layer now; the disk the domain booted from is no one's.
                 File.Delete(paths.Ext4Disk);
                 File.Delete(paths.Disk);
+                _store.EndIntent(name);
                 _log($"demoted {name} to a vserver {step.Summary()}");
                 return (plan, View(g));
             }

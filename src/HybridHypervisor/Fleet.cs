@@ -7,13 +7,14 @@ using Vserver.Isolation.Cgroups;
 using Vserver.Isolation.Guests;
 using Vserver.Isolation.Images;
 using Vserver.Isolation.Network;
+using Vserver.Isolation.Storage;
 
 namespace HybridHypervisor;
 
 /// <summary>What a caller asks for when creating a guest; sizes already in bytes.</summary>
 public sealed record CreateGuest(string Name, string? Image, GuestLimits Limits, string? Ipv4, string? Restart, IReadOnlyList<string>? Command,
     bool Privileged = false, IReadOnlyList<string>? AllowSyscalls = null, GuestKind Kind = GuestKind.Vserver, string? Kernel = null,
-    int? Vcpus = null, long? DiskBytes = null);
+    int? Vcpus = null, long? DiskBytes = null, bool Autostart = false);
 
 /// <summary>
 /// The fleet: every guest on this host, one lifecycle. The agent maps HTTP onto these calls and holds no
@@ -79,18 +80,18 @@ public sealed partial class Fleet : IDisposable
     private async Task<AcceleratorChoice> RequireAcceleratorAsync(string kernel) =>
         await (AcceleratorAsync() ?? throw FleetException.Conflict(Kernels.Missing(kernel)));
 
-    /// <summary>Loads every guest, finishes or undoes work an earlier agent left half-done, adopts running vservers,
-    /// and applies restart policies to those that ended while no agent was watching.</summary>
+    /// <summary>Loads every guest, finishes or undoes work an earlier agent left half-done, adopts running guests,
+    /// removes whatever no guest owns, applies restart policies to those that ended while no agent was watching, and
+    /// after a host (re)boot starts the guests marked autostart.</summary>
     public void Initialize()
     {
         if (!File.Exists(_options.VsinitPath))
             throw new FileNotFoundException($"vsinit not found at {_options.VsinitPath}; build it with: make build (or set VSERVER_VSINIT)");
+        var booted = HostBooted();
         Directory.CreateDirectory(_options.GuestsRoot);
         Directory.CreateDirectory(_options.RunGuestsRoot);
         Images.CleanStaging();
         Kernels.CleanStaging();
-        foreach (var leftover in Directory.EnumerateDirectories(_options.GuestsRoot, ".*"))
-            Directory.Delete(leftover, recursive: true);
         Bridge.Ensure();
         LoadPoolSettings();
 
@@ -100,57 +101,86 @@ public sealed partial class Fleet : IDisposable
             _broken[b.Name] = b;
             _log($"guest {b.Name} is broken: {b.Problem}");
         }
+        // Restarts wait until the sweep below has run: a guest started meanwhile would look half-made to it.
+        var restarts = new List<GuestRuntime>();
         foreach (var config in configs)
         {
-            var paths = _store.PathsFor(config.Name);
-            if (config.Phase != GuestPhase.Ready)
+            try
             {
-                // An agent died while creating or destroying this guest: nothing of it may stay behind.
-                _log($"removing guest {config.Name}, left {config.Phase.ToString().ToLowerInvariant()} by an agent that died");
-                Teardown(paths);
-                continue;
+                LoadGuest(config, restarts);
             }
-            var runtime = new GuestRuntime(config);
-            _guests[config.Name] = runtime;
-            if (config.Kind == GuestKind.Domain)
+            catch (Exception e)
             {
-                AdoptDomain(runtime, paths);
-                continue;
-            }
-            // A promotion interrupted by the agent's death may have left a QEMU, virtiofsd, mount or tap of this name.
-            if (DomainTap.Exists(paths.Tap) || Directory.Exists(paths.VirtiofsDir)) DomainDriver.Teardown(paths);
-            var running = Vservers.Adopt(paths);
-            if (running is not null)
-            {
-                runtime.Running = running;
-                runtime.Paused = running.Cgroup.ReadStats().Frozen;
-                runtime.StopRequested = File.Exists(paths.StoppingMarker);
-                runtime.RunEnded = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-                WatchExit(runtime, running);
-                ReattachLayer(config, paths);
-                _log($"adopted running guest {config.Name} (init pid {running.InitPid})");
-            }
-            else
-            {
-                // Not running: a disk quota's image mounted by an earlier agent (which died before the run's end) goes.
-                ReleaseLayer(paths);
-                if (File.Exists(paths.PidFile) || File.Exists(paths.ExitFile))
-                {
-                    var stopRequested = File.Exists(paths.StoppingMarker);
-                    var exit = Vservers.CollectExit(paths);
-                    runtime.LastExit = exit;
-                    _log($"guest {config.Name} {exit.Description} while no agent was running");
-                    if (!stopRequested && ShouldRestart(config.Restart, exit)) ScheduleRestart(runtime, TimeSpan.Zero);
-                }
+                // One guest the agent cannot take over must not keep it from serving the others.
+                var problem = $"taking it over after the last agent failed: {e.Message}; see vsctl host check, or remove it with: vsctl destroy --force {config.Name}";
+                _guests.Remove(config.Name);
+                _broken[config.Name] = new BrokenGuest(config.Name, problem);
+                _log($"guest {config.Name} is broken: {problem}");
             }
         }
+        RecoverInterruptedOperations();
+        RestorePorts();
+        var orphans = CheckHostLocked(_guests.Values.ToList(), _broken.Keys.ToHashSet(StringComparer.Ordinal), repair: true);
+        if (orphans.Count > 0) _log($"removed {orphans.Count(o => o.Repaired)} of {orphans.Count} things no guest owned (see above)");
+        foreach (var runtime in restarts) ScheduleRestart(runtime, TimeSpan.Zero);
+        FinishInterruptedStops();
         // Find out what domains will run on now rather than at the first start (cached per host boot).
         _ = AcceleratorAsync();
-        RestorePorts();
+        RecordBoot();
+        if (booted) AutostartAfterBoot();
         StartSampler();
     }
 
-    private void AdoptDomain(GuestRuntime runtime, GuestPaths paths)
+    /// <summary>One guest at start-up: torn down if an agent died creating or destroying it, else adopted if it runs,
+    /// or its end while no agent watched recorded.</summary>
+    private void LoadGuest(GuestConfig config, List<GuestRuntime> restarts)
+    {
+        var paths = _store.PathsFor(config.Name);
+        if (config.Phase != GuestPhase.Ready)
+        {
+            // An agent died while creating or destroying this guest: nothing of it may stay behind.
+            _log($"removing guest {config.Name}, left {config.Phase.ToString().ToLowerInvariant()} by an agent that died");
+            Teardown(paths);
+            return;
+        }
+        var runtime = new GuestRuntime(config);
+        _guests[config.Name] = runtime;
+        if (config.Kind == GuestKind.Domain)
+        {
+            AdoptDomain(runtime, paths, restarts);
+            return;
+        }
+        // A promotion interrupted by the agent's death may have left a QEMU, virtiofsd, mount or tap of this name.
+        if (DomainTap.Exists(paths.Tap) || Directory.Exists(paths.VirtiofsDir)) DomainDriver.Teardown(paths);
+        var running = Vservers.Adopt(paths);
+        if (running is not null)
+        {
+            runtime.Running = running;
+            runtime.Paused = running.Cgroup.ReadStats().Frozen;
+            runtime.StopRequested = File.Exists(paths.StoppingMarker);
+            runtime.RunEnded = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            WatchExit(runtime, running);
+            ReattachLayer(config, paths);
+            ReconcileLimits(runtime);
+            _log($"adopted running guest {config.Name} (init pid {running.InitPid})");
+        }
+        else
+        {
+            // Not running: a disk quota's image mounted by an earlier agent (which died before the run's end) goes.
+            ReleaseLayer(paths);
+            if (File.Exists(paths.PidFile) || File.Exists(paths.ExitFile))
+            {
+                var stopRequested = File.Exists(paths.StoppingMarker);
+                var exit = Vservers.CollectExit(paths);
+                runtime.LastExit = exit;
+                _log($"guest {config.Name} {exit.Description} while no agent was running");
+                if (!stopRequested && ShouldRestart(config.Restart, exit)) restarts.Add(runtime);
+            }
+            AtomicFile.Delete(paths.StoppingMarker);
+        }
+    }
+
+    private void AdoptDomain(GuestRuntime runtime, GuestPaths paths, List<GuestRuntime> restarts)
     {
         // QEMU outliving the agent means the host has not rebooted: the accelerator answer cached for this boot holds.
         var accelerator = AcceleratorAsync()?.GetAwaiter().GetResult()
@@ -164,6 +194,7 @@ public sealed partial class Fleet : IDisposable
             runtime.RunEnded = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
             WatchDomainExit(runtime, running);
             ReattachLayer(runtime.Config, paths);
+            ReconcileLimits(runtime);
             _log($"adopted running domain {runtime.Config.Name} (QEMU pid {running.Pid})");
         }
         else if (File.Exists(paths.PidFile))
@@ -174,9 +205,13 @@ public sealed partial class Fleet : IDisposable
             File.Delete(paths.StoppingMarker);
             runtime.LastExit = new GuestExit(null, null, DateTimeOffset.UtcNow, "ended while no agent was running (status unknown)", Reset: false);
             _log($"domain {runtime.Config.Name} {runtime.LastExit.Description}");
-            if (!stopRequested && ShouldRestart(runtime.Config.Restart, runtime.LastExit)) ScheduleRestart(runtime, TimeSpan.Zero);
+            if (!stopRequested && ShouldRestart(runtime.Config.Restart, runtime.LastExit)) restarts.Add(runtime);
         }
-        if (runtime.Domain is null) ReleaseLayer(paths);
+        if (runtime.Domain is null)
+        {
+            ReleaseLayer(paths);
+            AtomicFile.Delete(paths.StoppingMarker);
+        }
     }
 
     // ---- queries ----
@@ -298,6 +333,7 @@ public sealed partial class Fleet : IDisposable
                     Mac = Vserver.Isolation.Network.DomainTap.MacFor($"{_options.StateRoot}\0{request.Name}"),
                 },
                 Restart = restart,
+                Autostart = request.Autostart,
                 Command = request.Command,
                 Created = DateTimeOffset.UtcNow,
                 Phase = GuestPhase.Creating,
@@ -313,6 +349,7 @@ public sealed partial class Fleet : IDisposable
                 Failpoints.Hit("create.after-network");
                 config = config with { Phase = GuestPhase.Ready };
                 _store.Save(config);
+                Failpoints.Hit("create.after-ready");
             }
             catch (Exception e)
             {
@@ -669,7 +706,9 @@ public sealed partial class Fleet : IDisposable
         {
             g.StopRequested = true;
             File.WriteAllText(_store.PathsFor(g.Config.Name).StoppingMarker, "");
+            Failpoints.Hit("stop.after-marker");
             await DomainDriver.StopAsync(domain, timeout);
+            Failpoints.Hit("stop.after-exit");
             var (domainExit, _) = await EndDomainRunLockedAsync(g, domain);
             _log($"stopped domain {g.Config.Name}: {domainExit.Description}");
             return;
@@ -678,17 +717,20 @@ public sealed partial class Fleet : IDisposable
         var paths = _store.PathsFor(g.Config.Name);
         g.StopRequested = true;
         File.WriteAllText(paths.StoppingMarker, "");
+        Failpoints.Hit("stop.after-marker");
         // Frozen tasks cannot act on any signal, not even SIGKILL, until thawed.
         if (g.Paused) running.Cgroup.Thaw();
         var ended = running.Monitor.Exited;
         var servicesDone = false;
         if (timeout > TimeSpan.Zero && running.Init?.Signal(15) == true)
             servicesDone = await InitLeftAloneAsync(running, ended, timeout);
+        Failpoints.Hit("stop.after-term");
         if (!ended.IsCompleted)
         {
             if (running.Init is null || !running.Init.Signal(9)) running.Cgroup.Destroy();
             await Task.WhenAny(ended, Task.Delay(TimeSpan.FromSeconds(10)));
         }
+        Failpoints.Hit("stop.after-exit");
         // The exit handler needs the lock we hold: collect the exit here instead.
         var (exit, _) = EndRunLocked(g, running);
         if (servicesDone && exit.Signal == 9)
@@ -801,9 +843,10 @@ public sealed partial class Fleet : IDisposable
         return View(g);
     }
 
-    /// <summary>Changes limits: live on a running guest (the kernel may refuse, e.g. memory below current use), then persisted.</summary>
-    /// <summary>Changes a guest's limits (live where it runs) and, if given, its restart policy; persisted.</summary>
-    public async Task<GuestView> SetLimitsAsync(string name, GuestLimits changes, RestartPolicy? restart = null, CancellationToken ct = default)
+    /// <summary>Changes a guest's limits (live where it runs; the kernel may refuse, e.g. memory below current use) and,
+    /// if given, its restart policy and autostart; persisted.</summary>
+    public async Task<GuestView> SetLimitsAsync(string name, GuestLimits changes, RestartPolicy? restart = null, bool? autostart = null,
+        CancellationToken ct = default)
     {
         var g = Find(name);
         await g.Lock.WaitAsync(ct);
@@ -813,7 +856,7 @@ public sealed partial class Fleet : IDisposable
             {
                 if (changes.DiskBytes is { } domainDisk) GrowDiskLocked(g, domainDisk);
                 await SetDomainMemoryLockedAsync(g, changes);
-                SetRestartLocked(g, restart);
+                SetRestartLocked(g, restart, autostart);
                 return View(g);
             }
             var limits = g.Config.Limits with
@@ -830,12 +873,14 @@ public sealed partial class Fleet : IDisposable
             {
                 GrowDiskLocked(g, disk);
                 limits = limits with { DiskBytes = g.Config.Limits.DiskBytes };
+                Failpoints.Hit("set.after-disk");
             }
             if (g.Running is not null && changes with { DiskBytes = null } != new GuestLimits())
             {
                 try
                 {
                     Vservers.Apply(g.Running, limits);
+                    Failpoints.Hit("set.after-live");
                 }
                 catch (CgroupException e)
                 {
@@ -844,8 +889,9 @@ public sealed partial class Fleet : IDisposable
             }
             g.Config = g.Config with { Limits = limits };
             _store.Save(g.Config);
+            Failpoints.Hit("set.after-save");
             RefreshMeminfo(g);
-            SetRestartLocked(g, restart);
+            SetRestartLocked(g, restart, autostart);
         }
         finally
         {
@@ -854,11 +900,13 @@ public sealed partial class Fleet : IDisposable
         return View(g);
     }
 
-    private void SetRestartLocked(GuestRuntime g, RestartPolicy? restart)
+    /// <summary>What happens to the guest when it ends or the host boots: its restart policy and autostart.</summary>
+    private void SetRestartLocked(GuestRuntime g, RestartPolicy? restart, bool? autostart)
     {
-        if (restart is not { } policy || policy == g.Config.Restart) return;
-        g.Config = g.Config with { Restart = policy };
-        _store.Save(g.Config);
+        var changed = g.Config with { Restart = restart ?? g.Config.Restart, Autostart = autostart ?? g.Config.Autostart };
+        if (changed == g.Config) return;
+        _store.Save(changed);
+        g.Config = changed;
     }
 
     /// <summary>A domain's memory: live, a balloon target within its maximum and not below its guarantee; stopped, the
@@ -888,6 +936,7 @@ public sealed partial class Fleet : IDisposable
         {
             await running.Qmp.BalloonAsync(size);
             g.BalloonCurrent = size;
+            Failpoints.Hit("set.after-live");
         }
         g.Config = changed;
         _store.Save(g.Config);

@@ -11,6 +11,8 @@ namespace HybridHypervisor;
 public sealed record GuestPaths(string Dir, string RunDir, string HostVeth, string CgroupPath)
 {
     public string Config => Path.Combine(Dir, "guest.json");
+    /// <summary>The intent journal of an operation in flight (see <see cref="Model.GuestIntent"/>).</summary>
+    public string Intent => Path.Combine(Dir, "intent.json");
     /// <summary>A vserver's writable layer without a disk quota; with one, see <see cref="Vservers.WritableLayer"/>.</summary>
     public string Upper => Path.Combine(Dir, "upper");
     public string Work => Path.Combine(Dir, "work");
@@ -100,6 +102,43 @@ public sealed class GuestStore(FleetOptions options)
         AtomicFile.WriteAllText(paths.Config, JsonSerializer.Serialize(config, ConfigJson.Default.GuestConfig) + "\n");
     }
 
+    /// <summary>Records an operation before its first side effect (see <see cref="GuestIntent"/>).</summary>
+    public void BeginIntent(string name, GuestIntent intent) =>
+        AtomicFile.WriteAllText(PathsFor(name).Intent, JsonSerializer.Serialize(intent, ConfigJson.Default.GuestIntent) + "\n");
+
+    /// <summary>The operation is over (finished or rolled back).</summary>
+    public void EndIntent(string name)
+    {
+        var path = PathsFor(name).Intent;
+        if (!File.Exists(path)) return;
+        File.Delete(path);
+        AtomicFile.FsyncDirectory(Path.GetDirectoryName(path)!);
+    }
+
+    /// <summary>The journal an agent that died left, or null; a torn or unreadable one (it cannot be: it is written
+    /// atomically) counts as none.</summary>
+    public GuestIntent? ReadIntent(string name)
+    {
+        var path = PathsFor(name).Intent;
+        try
+        {
+            return File.Exists(path) ? JsonSerializer.Deserialize(File.ReadAllText(path), ConfigJson.Default.GuestIntent) : null;
+        }
+        catch (JsonException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>A guest directory holding nothing but a config's temp file: a create that died before its config's first
+    /// write finished. It never existed; it is removed, not listed as broken.</summary>
+    public bool IsStillborn(string name)
+    {
+        var dir = PathsFor(name).Dir;
+        return !File.Exists(PathsFor(name).Config)
+            && Directory.EnumerateFileSystemEntries(dir).All(e => Path.GetFileName(e).StartsWith(".guest.json.tmp-", StringComparison.Ordinal));
+    }
+
     public (IReadOnlyList<GuestConfig> Guests, IReadOnlyList<BrokenGuest> Broken) LoadAll(int hostCpus)
     {
         var guests = new List<GuestConfig>();
@@ -109,6 +148,11 @@ public sealed class GuestStore(FleetOptions options)
         {
             var name = Path.GetFileName(dir);
             if (name.StartsWith('.')) continue;
+            if (IsStillborn(name))
+            {
+                Directory.Delete(dir, recursive: true);
+                continue;
+            }
             var (config, problem) = Load(name, hostCpus);
             if (config is not null) guests.Add(config);
             else broken.Add(new BrokenGuest(name, problem!));

@@ -16,6 +16,14 @@ internal static class Endpoints
             fleet.SetPool(request.ReserveBytes, request.Overcommit, request.MinFreeBytes, request.Ksm);
             return HostAsync(fleet);
         });
+        v1.MapPost("/host/check", async (HostCheckRequest request, CancellationToken ct) => Mapping.ToReport(await fleet.CheckHostAsync(request.Repair, ct)));
+        v1.MapPost("/debug/failpoints", (FailpointRequest request) =>
+        {
+            if (!Failpoints.Armable) return Results.NotFound(new ErrorResponse { Error = "crash points are off: the agent was not started with VSERVER_FAILPOINTS=armable" });
+            var reached = Failpoints.Reached;
+            Failpoints.ArmAfter(request.After);
+            return Results.Ok(new FailpointResult { Reached = reached });
+        });
         v1.MapGet("/stat", async (string[]? name, CancellationToken ct) => Mapping.ToStat(await fleet.StatAsync(name ?? [], ct)));
         v1.MapGet("/guests", () => new GuestList
         {
@@ -28,7 +36,7 @@ internal static class Endpoints
             var view = await fleet.CreateAsync(new CreateGuest(request.Name, request.Image,
                 new GuestLimits { MemoryBytes = request.MemoryBytes, MemoryMinBytes = request.MemoryMinBytes, Cpus = request.Cpus, Pids = request.Pids },
                 request.Ipv4, request.Restart, request.Command, request.Privileged, request.AllowSyscalls, Mapping.ParseKind(request.Kind),
-                request.Kernel, request.Vcpus, request.DiskBytes), ct);
+                request.Kernel, request.Vcpus, request.DiskBytes, request.Autostart), ct);
             return Results.Created($"/v1/guests/{view.Name}", Mapping.ToInfo(view));
         });
         v1.MapDelete("/guests/{name}", async (string name, bool? force, CancellationToken ct) =>
@@ -54,7 +62,7 @@ internal static class Endpoints
                     MemoryBytes = request.MemoryBytes, MemoryMinBytes = request.MemoryMinBytes, Cpus = request.Cpus, Pids = request.Pids,
                     DiskBytes = request.DiskBytes,
                 },
-                Mapping.ParseRestart(request.Restart), ct)));
+                Mapping.ParseRestart(request.Restart), request.Autostart, ct)));
         v1.Map("/guests/{name}/exec", (HttpContext context, string name) => ExecSession.RunAsync(context, fleet, name));
         v1.Map("/guests/{name}/console", (HttpContext context, string name) => ConsoleSession.RunAsync(context, fleet, name));
         v1.MapPost("/guests/{name}/save", async (string name, SaveFileRequest request, CancellationToken ct) =>

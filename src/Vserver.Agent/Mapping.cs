@@ -20,6 +20,7 @@ internal static class Mapping
         Cpus = v.Config?.Limits.Cpus,
         Pids = v.Config?.Limits.Pids,
         Restart = v.Config is null ? null : RestartPolicies.Format(v.Config.Restart),
+        Autostart = v.Config?.Autostart ?? false,
         Command = v.Config?.InitCommand,
         InitPid = v.InitPid,
         Created = v.Config?.Created,
@@ -51,6 +52,14 @@ internal static class Mapping
         History = v.Config?.History is { Count: > 0 } h
             ? h.Select(e => $"{e.At.UtcDateTime:yyyy-MM-dd HH:mm:ss}Z {e.Detail}").ToList()
             : null,
+    };
+
+    public static HostCheckReport ToReport(HostCheckView v) => new()
+    {
+        Guests = v.Guests,
+        Orphans = v.Orphans.Select(o => new OrphanInfo { Kind = o.Kind, What = o.What, Why = o.Why, Repaired = o.Repaired, Error = o.Error }).ToList(),
+        Busy = v.Busy,
+        Problems = v.Problems,
     };
 
     public static ConversionResult ToResult(ConversionPlan plan, GuestView? view) => new()

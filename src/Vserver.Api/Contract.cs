@@ -36,6 +36,9 @@ public sealed record CreateGuestRequest
     /// <summary>Domains: the root disk's size [default 2G]. Vservers: a disk quota, the size of the ext4 image the
     /// writable layer lives in [default: none].</summary>
     public long? DiskBytes { get; init; }
+    /// <summary>Started by the agent after the host boots.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
+    public bool Autostart { get; init; }
 }
 
 public sealed record SetLimitsRequest
@@ -48,6 +51,8 @@ public sealed record SetLimitsRequest
     public long? DiskBytes { get; init; }
     /// <summary>no | on-failure | always</summary>
     public string? Restart { get; init; }
+    /// <summary>Whether the agent starts the guest after the host boots.</summary>
+    public bool? Autostart { get; init; }
 }
 
 public sealed record GuestInfo
@@ -64,6 +69,8 @@ public sealed record GuestInfo
     public double? Cpus { get; init; }
     public int? Pids { get; init; }
     public string? Restart { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
+    public bool Autostart { get; init; }
     public IReadOnlyList<string>? Command { get; init; }
     public int? InitPid { get; init; }
     public DateTimeOffset? Created { get; init; }
@@ -349,6 +356,48 @@ public sealed record ErrorResponse
     public required string Error { get; init; }
 }
 
+/// <summary>POST /v1/host/check: find (and with <see cref="Repair"/> remove) what no guest owns.</summary>
+public sealed record HostCheckRequest
+{
+    public bool Repair { get; init; }
+}
+
+public sealed record HostCheckReport
+{
+    /// <summary>How many guests the check matched the host against.</summary>
+    public int Guests { get; init; }
+    public IReadOnlyList<OrphanInfo> Orphans { get; init; } = [];
+    /// <summary>Guests in the middle of an operation: their things were not judged.</summary>
+    public IReadOnlyList<string> Busy { get; init; } = [];
+    /// <summary>What is wrong that no repair of the host fixes (a broken config, overlapping id ranges).</summary>
+    public IReadOnlyList<string> Problems { get; init; } = [];
+}
+
+/// <summary>One thing on the host that no guest owns.</summary>
+public sealed record OrphanInfo
+{
+    /// <summary>process | mount | loop device | cgroup | interface | directory | nftables</summary>
+    public required string Kind { get; init; }
+    public required string What { get; init; }
+    public required string Why { get; init; }
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
+    public bool Repaired { get; init; }
+    public string? Error { get; init; }
+}
+
+/// <summary>POST /v1/debug/failpoints (an agent started with VSERVER_FAILPOINTS=armable only): the agent kills itself
+/// at the <see cref="After"/>th crash point it reaches from now; 0 disarms.</summary>
+public sealed record FailpointRequest
+{
+    public int After { get; init; }
+}
+
+public sealed record FailpointResult
+{
+    /// <summary>Crash points reached since the previous request.</summary>
+    public long Reached { get; init; }
+}
+
 public sealed record WaitResponse
 {
     public required GuestInfo Guest { get; init; }
@@ -378,4 +427,8 @@ public sealed record WaitResponse
 [JsonSerializable(typeof(ConversionResult))]
 [JsonSerializable(typeof(ExecRequest))]
 [JsonSerializable(typeof(PortList))]
+[JsonSerializable(typeof(HostCheckRequest))]
+[JsonSerializable(typeof(HostCheckReport))]
+[JsonSerializable(typeof(FailpointRequest))]
+[JsonSerializable(typeof(FailpointResult))]
 public sealed partial class ApiJson : JsonSerializerContext;

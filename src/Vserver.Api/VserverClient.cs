@@ -68,6 +68,16 @@ public sealed class VserverClient : IDisposable
         GetAsync(names is { Count: > 0 } ? "v1/stat?" + string.Join('&', names.Select(n => "name=" + Uri.EscapeDataString(n))) : "v1/stat",
             ApiJson.Default.StatReport, ct);
 
+    /// <summary>What on the host no guest owns; with <paramref name="repair"/> it is removed.</summary>
+    public Task<HostCheckReport> CheckHostAsync(bool repair, CancellationToken ct = default) =>
+        SendAsync(HttpMethod.Post, "v1/host/check", JsonContent.Create(new HostCheckRequest { Repair = repair }, ApiJson.Default.HostCheckRequest),
+            ApiJson.Default.HostCheckReport, ct);
+
+    /// <summary>Tests: arms the agent's crash points (see <see cref="FailpointRequest"/>).</summary>
+    public Task<FailpointResult> ArmFailpointAsync(int after, CancellationToken ct = default) =>
+        SendAsync(HttpMethod.Post, "v1/debug/failpoints", JsonContent.Create(new FailpointRequest { After = after }, ApiJson.Default.FailpointRequest),
+            ApiJson.Default.FailpointResult, ct);
+
     public Task<GuestList> ListAsync(CancellationToken ct = default) => GetAsync("v1/guests", ApiJson.Default.GuestList, ct);
 
     public Task<GuestInfo> GetAsync(string name, CancellationToken ct = default) =>

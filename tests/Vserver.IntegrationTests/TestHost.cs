@@ -293,6 +293,30 @@ public sealed class TestHost : IAsyncDisposable
     /// <summary>Removes whatever the agent could not: processes in our cgroups, netns mounts, veths, the bridge, cgroups, files.</summary>
     private void CleanUpLeftovers()
     {
+        PowerOff();
+        try
+        {
+            Directory.Delete(Dir, recursive: true);
+        }
+        catch (IOException)
+        {
+        }
+    }
+
+    /// <summary>
+    /// What a power cut and reboot do to this host's guests, short of the state root: the agent and every guest process
+    /// killed, every mount and loop device under the test's directory gone, the guests' interfaces, the bridge, the
+    /// published ports' table and the cgroups gone, and the run root (a tmpfs after a real reboot) emptied.
+    /// </summary>
+    public async Task SimulateHostRestartAsync()
+    {
+        await KillAgentAsync();
+        PowerOff();
+        if (Directory.Exists(RunDir)) Directory.Delete(RunDir, recursive: true);
+    }
+
+    private void PowerOff()
+    {
         foreach (var hierarchy in Directory.EnumerateDirectories("/sys/fs/cgroup"))
         {
             var parent = Path.Combine(hierarchy, CgroupParent);
@@ -305,13 +329,11 @@ public sealed class TestHost : IAsyncDisposable
                         if (int.TryParse(line, out var pid)) Run("kill", "-9", pid.ToString(System.Globalization.CultureInfo.InvariantCulture));
             }
         }
-        foreach (var pid in QemuPids().Concat(VirtiofsdPids())) Run("kill", "-9", pid.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        foreach (var pid in QemuPids().Concat(VirtiofsdPids()).Concat(ProcessesNaming(RunDir + "/")))
+            Run("kill", "-9", pid.ToString(System.Globalization.CultureInfo.InvariantCulture));
         Thread.Sleep(100);
-        foreach (var line in File.ReadAllLines("/proc/self/mountinfo"))
-        {
-            var mountPoint = line.Split(' ')[4];
-            if (mountPoint.StartsWith(Dir, StringComparison.Ordinal)) Run("umount", "-l", mountPoint);
-        }
+        foreach (var mountPoint in MountsUnder(Dir).Reverse()) Run("umount", "-l", mountPoint);
+        foreach (var device in LoopDevicesUnder(Dir)) Run("losetup", "-d", device);
         if (Directory.Exists(Path.Combine(Root, "guests")))
             foreach (var g in Directory.EnumerateDirectories(Path.Combine(Root, "guests")))
             {
@@ -328,12 +350,142 @@ public sealed class TestHost : IAsyncDisposable
             foreach (var cg in Directory.EnumerateDirectories(parent)) TryRmdir(cg);
             TryRmdir(parent);
         }
+    }
+
+    public bool AgentAlive => _agent is { HasExited: false };
+
+    /// <summary>Mount points at or below <paramref name="dir"/>, in mountinfo's order (parents first).</summary>
+    public static IReadOnlyList<string> MountsUnder(string dir) =>
+        File.ReadAllLines("/proc/self/mountinfo").Select(l => UnescapeMount(l.Split(' ')[4]))
+            .Where(m => m == dir || m.StartsWith(dir + "/", StringComparison.Ordinal)).ToList();
+
+    private static string UnescapeMount(string field) =>
+        System.Text.RegularExpressions.Regex.Replace(field, @"\\([0-3][0-7]{2})", m => ((char)Convert.ToInt32(m.Groups[1].Value, 8)).ToString());
+
+    /// <summary>Loop devices whose backing file lies under <paramref name="dir"/>.</summary>
+    public static IReadOnlyList<string> LoopDevicesUnder(string dir)
+    {
+        var devices = new List<string>();
+        foreach (var block in Directory.EnumerateDirectories("/sys/block", "loop*"))
+        {
+            try
+            {
+                var backing = File.ReadAllText(Path.Combine(block, "loop", "backing_file")).Trim();
+                if (backing.StartsWith(dir + "/", StringComparison.Ordinal)) devices.Add("/dev/" + Path.GetFileName(block));
+            }
+            catch (IOException)
+            {
+            }
+        }
+        return devices;
+    }
+
+    /// <summary>Pids of processes whose command line names a path under <paramref name="prefix"/> (vsinit monitors and
+    /// execs name their spec in the guest's run directory).</summary>
+    public static IReadOnlyList<int> ProcessesNaming(string prefix)
+    {
+        var pids = new List<int>();
+        foreach (var proc in Directory.EnumerateDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(proc), out var pid) || pid == Environment.ProcessId) continue;
+            try
+            {
+                if (File.ReadAllText(Path.Combine(proc, "cmdline")).Replace('\0', ' ').Contains(prefix, StringComparison.Ordinal)) pids.Add(pid);
+            }
+            catch (IOException)
+            {
+            }
+        }
+        return pids;
+    }
+
+    /// <summary>
+    /// The invariants after any crash, checked from outside the agent: each guest the agent lists is whole (not broken)
+    /// and nothing on the host carries this host's names without belonging to a listed guest in the state it is in.
+    /// </summary>
+    public async Task ShouldHaveNothingOrphanedAsync()
+    {
+        using var client = Client();
+        var guests = (await client.ListAsync()).Guests;
+        var why = $"guests: {string.Join(", ", guests.Select(g => $"{g.Name} {g.Kind} {g.State}"))}\nagent log:\n{AgentLog}";
+        guests.Where(g => g.State == "broken").Select(g => $"{g.Name}: {g.Problem}").ShouldBeEmpty(why);
+        bool Running(GuestInfo g) => g.State is "running" or "paused";
+        var names = guests.Select(g => g.Name).ToHashSet();
+        // Directories: one per listed guest, no leftovers.
+        var guestsDir = Path.Combine(Root, "guests");
+        Joined((Directory.Exists(guestsDir) ? Directory.EnumerateDirectories(guestsDir).Select(Path.GetFileName).OfType<string>() : []).Order())
+            .ShouldBe(Joined(names.Order()), $"guest directories\n{why}");
+        var runGuests = Path.Combine(RunDir, "guests");
+        (Directory.Exists(runGuests) ? Directory.EnumerateDirectories(runGuests).Select(Path.GetFileName) : [])
+            .Where(n => !names.Contains(n!)).ShouldBeEmpty($"run directories of no guest\n{why}");
+        // Cgroups: exactly the running vservers'.
+        var cgroups = Directory.EnumerateDirectories("/sys/fs/cgroup").Select(h => Path.Combine(h, CgroupParent)).Where(Directory.Exists)
+            .SelectMany(Directory.EnumerateDirectories).Select(Path.GetFileName).OfType<string>().Distinct().Order().ToList();
+        Joined(cgroups).ShouldBe(Joined(guests.Where(g => g.Kind == "vserver" && Running(g)).Select(g => g.Name).Order()), $"cgroups\n{why}");
+        // Mounts: a vserver's netns; anything else only under a running guest's directories.
+        foreach (var mount in MountsUnder(Dir).Where(m => m != Dir))
+        {
+            var rel = mount.StartsWith(Path.Combine(RunDir, "guests") + "/", StringComparison.Ordinal) ? mount[(runGuests.Length + 1)..]
+                : mount.StartsWith(guestsDir + "/", StringComparison.Ordinal) ? mount[(guestsDir.Length + 1)..] : null;
+            rel.ShouldNotBeNull($"mount {mount} outside any guest's directories\n{why}");
+            var guest = guests.FirstOrDefault(g => g.Name == rel.Split('/')[0]);
+            guest.ShouldNotBeNull($"mount {mount} of no guest\n{why}");
+            if (mount == Path.Combine(runGuests, guest.Name, "netns")) guest.Kind.ShouldBe("vserver", $"netns mount of a domain: {mount}\n{why}");
+            else Running(guest).ShouldBeTrue($"mount {mount} of stopped guest {guest.Name}\n{why}");
+        }
+        // Loop devices: a running guest's layer image only.
+        foreach (var device in LoopDevicesUnder(Root))
+        {
+            var backing = File.ReadAllText($"/sys/block/{Path.GetFileName(device)}/loop/backing_file").Trim();
+            var owner = guests.FirstOrDefault(g => backing.StartsWith(Path.Combine(guestsDir, g.Name) + "/", StringComparison.Ordinal));
+            (owner is not null && Running(owner)).ShouldBeTrue($"loop device {device} on {backing} of no running guest\n{why}");
+        }
+        // Processes: QEMU and virtiofsd of running domains only, vsinit of running vservers only.
+        foreach (var g in guests)
+        {
+            var run = Path.Combine(runGuests, g.Name) + "/";
+            if (!Running(g))
+            {
+                ProcessesNaming(run).ShouldBeEmpty($"processes of stopped guest {g.Name}\n{why}");
+                VirtiofsdPids(g.Name).ShouldBeEmpty($"virtiofsd of stopped guest {g.Name}\n{why}");
+            }
+            else if (g.Kind == "domain") Joined(QemuPids(g.Name).Select(p => p.ToString(System.Globalization.CultureInfo.InvariantCulture))).ShouldBe($"{g.InitPid}", $"QEMU of {g.Name}\n{why}");
+        }
+        ProcessesNaming(runGuests + "/").Where(p => !guests.Any(g => ProcessNames(p, Path.Combine(runGuests, g.Name) + "/")))
+            .ShouldBeEmpty($"processes of no guest\n{why}");
+        // Interfaces on the bridge: the vservers' veths and the domains' taps.
+        var expected = guests.Select(g => g.Kind == "vserver" ? HostVeth(g.Name) : Tap(g.Name)).ToHashSet();
+        foreach (var link in Directory.EnumerateDirectories("/sys/class/net").Select(Path.GetFileName).OfType<string>())
+        {
+            var master = new FileInfo($"/sys/class/net/{link}/master").LinkTarget;
+            if (master is not null && Path.GetFileName(master) == Bridge) expected.ShouldContain(link, $"interface {link} on the bridge\n{why}");
+            foreach (var g in guests)
+                if (link == (g.Kind == "vserver" ? Tap(g.Name) : HostVeth(g.Name)))
+                    throw new ShouldAssertException($"{link}: an interface of the other kind for {g.Kind} {g.Name}\n{why}");
+        }
+        // Published ports: the table holds exactly the listed guests' ports.
+        var table = Run("nft", "list", "table", "ip", PortsTable);
+        var rules = System.Text.RegularExpressions.Regex.Matches(table.Code == 0 ? table.Stdout : "", @"(tcp|udp) dport (\d+) dnat (?:ip )?to ([0-9.]+):(\d+)")
+            .Select(m => $"{m.Groups[1].Value} {m.Groups[2].Value} {m.Groups[3].Value}:{m.Groups[4].Value}").ToHashSet();
+        Joined(rules.Order()).ShouldBe(Joined(guests.SelectMany(g => (g.Ports ?? []).Select(p => $"{p.Protocol} {p.HostPort} {g.Ipv4}:{p.GuestPort}")).Order()),
+            $"published ports' rules\n{why}");
+        // Id ranges: never shared.
+        var ranges = guests.Where(g => g.HostIdBase is not null).OrderBy(g => g.HostIdBase).ToList();
+        for (var i = 1; i < ranges.Count; i++)
+            (ranges[i].HostIdBase >= ranges[i - 1].HostIdBase + ranges[i - 1].HostIdCount).ShouldBeTrue($"id ranges overlap\n{why}");
+    }
+
+    private static string Joined(IEnumerable<string> items) => string.Join(", ", items);
+
+    private static bool ProcessNames(int pid, string prefix)
+    {
         try
         {
-            Directory.Delete(Dir, recursive: true);
+            return File.ReadAllText($"/proc/{pid}/cmdline").Replace('\0', ' ').Contains(prefix, StringComparison.Ordinal);
         }
         catch (IOException)
         {
+            return true;
         }
     }
 

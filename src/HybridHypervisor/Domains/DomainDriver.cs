@@ -140,6 +140,7 @@ public sealed class DomainDriver(FleetOptions options, HostBridge bridge, ImageS
         var started = DateTimeOffset.UtcNow;
         try
         {
+            Failpoints.Hit("domain-start.after-spawn");
             using var connectCts = CancellationTokenSource.CreateLinkedTokenSource(ct);
             var connect = QmpClient.ConnectAsync(paths.QmpSocket, QmpTimeout, connectCts.Token);
             var first = await Task.WhenAny(connect, process.Exited);
@@ -153,6 +154,7 @@ public sealed class DomainDriver(FleetOptions options, HostBridge bridge, ImageS
             }
             var qmp = await connect;
             var status = await qmp.QueryStatusAsync(ct);
+            Failpoints.Hit("domain-start.after-qmp");
             return new RunningDomain(process, qmp, accelerator, started, paths.AgentSocket, paths.QemuLog, paused: !status.Running);
         }
         catch (Exception e)

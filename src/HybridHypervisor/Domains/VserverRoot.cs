@@ -185,7 +185,7 @@ public sealed class VserverRoot(FleetOptions options, ImageStore images)
                 process.Exited.Wait(TimeSpan.FromSeconds(5));
             }
         }
-        File.Delete(paths.VirtiofsdPidFile);
+        AtomicFile.Delete(paths.VirtiofsdPidFile);
     }
 
     /// <summary>The guest's virtiofsd by its pid file, if that process is still a virtiofsd serving this guest.</summary>

@@ -11,6 +11,9 @@ public sealed record GuestConfig
     public GuestLimits Limits { get; init; } = new();
     public GuestNetworkConfig Network { get; init; } = new();
     public RestartPolicy Restart { get; init; } = RestartPolicy.No;
+    /// <summary>Started by the agent when the host has (re)booted, all such guests at once (Incus boot.autostart, xl's
+    /// /etc/xen/auto). A guest without it is listed stopped after a reboot, nothing of it lost.</summary>
+    public bool Autostart { get; init; }
     /// <summary>The guest's init and its arguments; null means the image's /sbin/init.</summary>
     public IReadOnlyList<string>? Command { get; init; }
     public DateTimeOffset Created { get; init; }
@@ -148,6 +151,7 @@ public static class RestartPolicies
 [JsonSourceGenerationOptions(System.Text.Json.JsonSerializerDefaults.Web, WriteIndented = true,
     DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull, UseStringEnumConverter = true)]
 [JsonSerializable(typeof(GuestConfig))]
+[JsonSerializable(typeof(GuestIntent))]
 [JsonSerializable(typeof(SharedMemoryAccounting.PoolSettings))]
 internal sealed partial class ConfigJson : JsonSerializerContext;
 

@@ -86,12 +86,14 @@ public sealed class VserverDriver(FleetOptions options, ICgroupHierarchy cgroups
         var image = images.Find(config.Image)
             ?? throw FleetException.Conflict($"image '{config.Image}' of guest '{config.Name}' is gone; build it again with: vsctl image build {config.Image}");
         EnsureNetwork(config, paths);
+        Failpoints.Hit("start.after-network");
         File.Delete(paths.PidFile);
         File.Delete(paths.ExitFile);
         File.Delete(paths.StoppingMarker);
         // Left behind only by a monitor that was killed.
         File.Delete(paths.NotifySocket);
         var (upper, work) = WritableLayer.Attach(config, paths);
+        Failpoints.Hit("start.after-layer");
         ICgroup cgroup;
         try
         {
@@ -104,6 +106,7 @@ public sealed class VserverDriver(FleetOptions options, ICgroupHierarchy cgroups
         }
         try
         {
+            Failpoints.Hit("start.after-cgroup");
             cgroup.Apply(ToCgroupLimits(config.Limits));
             WriteSeccompFilter(config, paths);
             WriteInitialMeminfo(config, paths);
@@ -130,7 +133,9 @@ public sealed class VserverDriver(FleetOptions options, ICgroupHierarchy cgroups
             };
             // Runtime state under the run root, rewritten at every start: no fsync needed.
             File.WriteAllText(paths.Spec, spec.Render());
+            Failpoints.Hit("start.after-spec");
             var started = Vsinit.Start(options.VsinitPath, paths.Spec);
+            Failpoints.Hit("start.after-exec");
             return new RunningVserver(started.Monitor, ProcessHandle.TryOpen(started.InitPid), started.InitPid, cgroup, DateTimeOffset.UtcNow);
         }
         catch (GuestStartException e)
@@ -245,10 +250,13 @@ public sealed class VserverDriver(FleetOptions options, ICgroupHierarchy cgroups
     public void Teardown(GuestPaths paths)
     {
         cgroups.Open(paths.CgroupPath)?.Destroy();
+        Failpoints.Hit("teardown.after-cgroup");
         GuestNetwork.Destroy(paths.Netns, paths.HostVeth);
+        Failpoints.Hit("teardown.after-network");
         if (Directory.Exists(paths.RunDir)) Directory.Delete(paths.RunDir, recursive: true);
         // Before the directory goes: deleting through the mount would empty the image first, then fail on the mount point.
         WritableLayer.Detach(paths);
+        Failpoints.Hit("teardown.after-layer");
         // Renamed first: a crash mid-delete must not leave a directory that looks like a guest.
         if (Directory.Exists(paths.Dir)) Vserver.Isolation.Storage.AtomicFile.DeleteDirectory(paths.Dir, "destroying");
     }

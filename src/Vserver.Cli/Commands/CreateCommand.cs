@@ -25,6 +25,10 @@ internal static class CreateCommand
             Description = "The guest's init command as one string, split like a shell does (quotes, backslashes) [default: /sbin/init]",
             HelpName = "COMMAND",
         };
+        var autostart = new Option<bool>("--autostart")
+        {
+            Description = "Start the guest whenever the host boots (the agent starts all such guests at once)",
+        };
         var privileged = new Option<bool>("--privileged")
         {
             Description = "Run without a user namespace: root inside is root on the host (with fewer capabilities). Only for guests that cannot work otherwise",
@@ -55,7 +59,7 @@ internal static class CreateCommand
         };
         var command = new Command("create", "Create a guest (stopped): a vserver, or with --kind domain a VM")
         {
-            name, kind, image, memory, memoryMin, cpus, pids, ip, restart, cmd, privileged, allowSyscall, vcpus, disk, kernel,
+            name, kind, image, memory, memoryMin, cpus, pids, ip, restart, autostart, cmd, privileged, allowSyscall, vcpus, disk, kernel,
         };
         command.SetAction((parse, ct) =>
         {
@@ -69,6 +73,7 @@ internal static class CreateCommand
                 Pids = parse.GetValue(pids),
                 Ip = parse.GetValue(ip),
                 Restart = parse.GetValue(restart),
+                Autostart = parse.GetValue(autostart),
                 Cmd = parse.GetValue(cmd),
                 Privileged = parse.GetValue(privileged),
                 AllowSyscalls = parse.GetValue(allowSyscall) ?? [],
@@ -92,6 +97,7 @@ internal static class CreateCommand
         public string? Pids { get; init; }
         public string? Ip { get; init; }
         public string? Restart { get; init; }
+        public bool Autostart { get; init; }
         public string? Cmd { get; init; }
         public bool Privileged { get; init; }
         public IReadOnlyList<string> AllowSyscalls { get; init; } = [];
@@ -112,6 +118,7 @@ internal static class CreateCommand
         Pids = Input.PositiveInt("--pids", o.Pids, "process limit"),
         Ipv4 = o.Ip,
         Restart = Input.OneOf("--restart", o.Restart, "no", "on-failure", "always"),
+        Autostart = o.Autostart,
         Command = o.Cmd is null ? null : Input.Command("--cmd", o.Cmd),
         Privileged = o.Privileged,
         AllowSyscalls = o.AllowSyscalls.Count > 0 ? o.AllowSyscalls : null,

@@ -6,7 +6,7 @@ namespace Vserver.Cli.Commands;
 
 /// <summary>
 /// <c>vsctl host</c> (also <c>vsctl info</c>): the agent's settings, what domains run on here and the shared memory pool;
-/// <c>vsctl host set</c> changes the pool's settings.
+/// <c>vsctl host set</c> changes the pool's settings; <c>vsctl host check [--repair]</c> finds (and removes) what no guest owns.
 /// </summary>
 internal static class HostCommand
 {
@@ -18,6 +18,7 @@ internal static class HostCommand
         {
             format,
             CreateSet(cli),
+            CreateCheck(cli),
         };
         command.Aliases.Add("info");
         command.SetAction((parse, ct) => cli.RunAsync(parse, client => HandleAsync(client, parse.GetValue(format), cli.Out, cli.Err, ct)));
@@ -56,6 +57,46 @@ internal static class HostCommand
             new Settings(parse.GetValue(reserve), parse.GetValue(overcommit), parse.GetValue(minFree), parse.GetValue(ksm)),
             parse.GetValue(format), cli.Out, cli.Err, ct)));
         return command;
+    }
+
+    private static Command CreateCheck(CliContext cli)
+    {
+        var repair = new Option<bool>("--repair") { Description = "Remove what the check finds (processes killed, mounts detached, cgroups, interfaces, directories removed, rules rewritten)" };
+        var format = Common.Format("text");
+        var command = new Command("check",
+            "List what on this host carries the agent's names but belongs to no guest in the state it is in (left by a crash or by hand): " +
+            "processes, mounts, loop devices, cgroups, interfaces, directories, published-port rules. Exit 1 if anything is found (and, with --repair, not removed)")
+        {
+            repair, format,
+        };
+        command.SetAction((parse, ct) => cli.RunAsync(parse, client => CheckAsync(client, parse.GetValue(repair), parse.GetValue(format), cli.Out, ct)));
+        return command;
+    }
+
+    public static async Task<int> CheckAsync(VserverClient client, bool repair, string? format, TextWriter stdout, CancellationToken ct)
+    {
+        var json = Input.IsJson(format, "text");
+        var report = await client.CheckHostAsync(repair, ct);
+        var clean = report.Orphans.All(o => o.Repaired) && report.Problems.Count == 0;
+        if (json)
+        {
+            Display.Json(stdout, report, ApiJson.Default.HostCheckReport);
+            return clean ? ExitCodes.Ok : ExitCodes.Failed;
+        }
+        if (report.Orphans.Count == 0)
+            stdout.WriteLine($"nothing orphaned: {report.Guests} guest{(report.Guests == 1 ? "" : "s")} checked against processes, mounts, loop devices, " +
+                             "cgroups, interfaces, directories and published-port rules");
+        else if (repair)
+            TextTable.Write(stdout, ["KIND", "WHAT", "WHY", "REPAIR"],
+                report.Orphans.Select(o => (IReadOnlyList<string?>)[o.Kind, o.What, o.Why, o.Repaired ? "removed" : $"failed: {o.Error}"]).ToList());
+        else
+        {
+            TextTable.Write(stdout, ["KIND", "WHAT", "WHY"], report.Orphans.Select(o => (IReadOnlyList<string?>)[o.Kind, o.What, o.Why]).ToList());
+            stdout.WriteLine($"{report.Orphans.Count} orphaned; remove them with: vsctl host check --repair");
+        }
+        if (report.Busy.Count > 0) stdout.WriteLine($"not judged, in the middle of an operation: {string.Join(", ", report.Busy)}");
+        foreach (var problem in report.Problems) stdout.WriteLine($"problem: {problem}");
+        return clean ? ExitCodes.Ok : ExitCodes.Failed;
     }
 
     /// <summary>The options of <c>host set</c> as typed; null is not given.</summary>

@@ -19,25 +19,31 @@ internal static class SetCommand
             HelpName = "SIZE",
         };
         var restart = new Option<string?>("--restart") { Description = "Restart policy: no, on-failure or always", HelpName = "POLICY" };
+        var autostart = new Option<string?>("--autostart")
+        {
+            Description = "Whether the agent starts the guest when the host boots: on or off",
+            HelpName = "on|off",
+            CompletionSources = { "on", "off" },
+        };
         var command = new Command("set",
             "Change a guest's resource limits and guarantee (applied at once if it runs); a domain has only --memory (set live by its balloon) and --memory-min")
         {
-            name, memory, memoryMin, cpus, pids, disk, restart,
+            name, memory, memoryMin, cpus, pids, disk, restart, autostart,
         };
         command.SetAction((parse, ct) => cli.RunAsync(parse, client => HandleAsync(client, parse.GetValue(name)!,
             new Limits(parse.GetValue(memory), parse.GetValue(memoryMin), parse.GetValue(cpus), parse.GetValue(pids), parse.GetValue(restart),
-                parse.GetValue(disk)), cli.Out, cli.Err, ct)));
+                parse.GetValue(disk), parse.GetValue(autostart)), cli.Out, cli.Err, ct)));
         return command;
     }
 
     /// <summary>The options as typed; null is not given.</summary>
     public sealed record Limits(string? Memory = null, string? MemoryMin = null, string? Cpus = null, string? Pids = null, string? Restart = null,
-        string? Disk = null);
+        string? Disk = null, string? Autostart = null);
 
     public static SetLimitsRequest ToRequest(Limits limits)
     {
         if (limits == new Limits())
-            throw new UsageException("set needs at least one of --memory, --memory-min, --cpus, --pids, --disk, --restart");
+            throw new UsageException("set needs at least one of --memory, --memory-min, --cpus, --pids, --disk, --restart, --autostart");
         return new SetLimitsRequest
         {
             MemoryBytes = Input.Size("--memory", limits.Memory),
@@ -48,6 +54,7 @@ internal static class SetCommand
             Restart = limits.Restart is null or "no" or "on-failure" or "always"
                 ? limits.Restart
                 : throw new UsageException($"invalid --restart '{limits.Restart}': use no, on-failure or always"),
+            Autostart = Input.OnOff("--autostart", limits.Autostart),
         };
     }
 
@@ -64,7 +71,7 @@ internal static class SetCommand
     {
         var min = guest.MemoryMinBytes is { } m ? $", memory min {ByteSize.Format(m)}" : "";
         if (guest.Kind != GuestKinds.Domain)
-            return $"updated {guest.Name}: memory {Display.Bytes(guest.MemoryBytes)}{min}, cpus {Display.Number(guest.Cpus)}, pids {Display.Number(guest.Pids)}, restart {guest.Restart ?? "no"}" +
+            return $"updated {guest.Name}: memory {Display.Bytes(guest.MemoryBytes)}{min}, cpus {Display.Number(guest.Cpus)}, pids {Display.Number(guest.Pids)}, restart {guest.Restart ?? "no"}, autostart {(guest.Autostart ? "on" : "off")}" +
                    (guest.DiskBytes is { } quota ? $", disk {ByteSize.Format(quota)}{StatusCommand.PendingGrow(guest)}" : "");
         // A domain sharing a promoted vserver's files keeps that vserver's disk quota.
         var disk = guest.Root == "virtiofs" && guest.DiskBytes is { } q ? $", disk {ByteSize.Format(q)}{StatusCommand.PendingGrow(guest)}" : "";

@@ -52,6 +52,7 @@ internal static class StatusCommand
             ("cpus", Display.Number(g.Cpus)),
             ("pids limit", Display.Number(g.Pids)),
             ("restart", Display.Text(g.Restart)),
+            ("autostart", g.Problem is not null ? Display.None : g.Autostart ? "yes: started when the host boots" : "no"),
             ("privileged", g.Problem is not null ? Display.None : g.Privileged ? "yes: root inside is root on the host" : "no"),
             ("host ids", g.HostIdBase is { } b && g.HostIdCount is { } n
                 ? string.Create(CultureInfo.InvariantCulture, $"{b}-{b + n - 1} (0-{n - 1} inside)") : Display.None),
@@ -102,6 +103,7 @@ internal static class StatusCommand
             .. PortsLine(g),
             ("mac", Display.Text(g.Mac)),
             ("restart", Display.Text(g.Restart)),
+            ("autostart", g.Problem is not null ? Display.None : g.Autostart ? "yes: started when the host boots" : "no"),
             ("qemu pid", Display.Number(g.InitPid)),
         ]);
         AddHistory(g, clock, lines);

@@ -22,6 +22,7 @@ public sealed record CurrentServer
     public string? Kernel { get; init; }
     public int? Vcpus { get; init; }
     public string Restart { get; init; } = "no";
+    public bool Autostart { get; init; }
     public IReadOnlyList<PublishedPort> Ports { get; init; } = [];
 
     public static CurrentServer From(GuestInfo g) => new()
@@ -39,6 +40,7 @@ public sealed record CurrentServer
         Kernel = g.Kernel,
         Vcpus = g.Vcpus,
         Restart = g.Restart ?? "no",
+        Autostart = g.Autostart,
         Ports = PortsOf(g),
     };
 
@@ -107,6 +109,7 @@ public static class ApplyPlanner
             Vcpus = plan.DomainVcpus,
             Ipv4 = server.Ipv4,
             Restart = server.Restart,
+            Autostart = server.Autostart,
         };
         var steps = new List<ApplyStep> { new ApplyStep.Create(request, $"plan {plan.Name}") };
         steps.AddRange(server.Ports.Select(p => new ApplyStep.AddPort(p)));
@@ -181,6 +184,11 @@ public static class ApplyPlanner
         {
             limits = limits with { Restart = server.Restart };
             Differs("restart", now.Restart, server.Restart);
+        }
+        if (server.Autostart != now.Autostart)
+        {
+            limits = limits with { Autostart = server.Autostart };
+            Differs("autostart", now.Autostart ? "true" : "false", server.Autostart ? "true" : "false");
         }
         if (changes.Count > 0)
         {

@@ -56,6 +56,7 @@ public static class HostingExport
             // Quoted: YAML 1.1 readers take a bare no for false.
             yaml.Append(CultureInfo.InvariantCulture, $"    restart: \"{g.Restart}\"\n");
             yaml.Append(CultureInfo.InvariantCulture, $"    running: {(g.State is "running" or "paused" ? "true" : "false")}\n");
+            if (g.Autostart) yaml.Append("    autostart: true\n");
         }
         return yaml.ToString();
     }

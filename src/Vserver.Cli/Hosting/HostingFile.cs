@@ -41,6 +41,8 @@ public sealed record HostingServer
     public string Restart { get; init; } = "no";
     /// <summary>Whether apply leaves it running (default) or stopped.</summary>
     public bool Running { get; init; } = true;
+    /// <summary>Whether the agent starts it after the host boots (default false).</summary>
+    public bool Autostart { get; init; }
     /// <summary>Where it is declared (line:column), for messages.</summary>
     public string At { get; init; } = "";
 }
@@ -99,7 +101,7 @@ public sealed partial class HostingFile
     public required IReadOnlyList<HostingServer> Servers { get; init; }
 
     private static readonly string[] PlanKeys = ["kind", "image", "memory", "memory-min", "cpus", "pids", "disk", "kernel", "vcpus"];
-    private static readonly string[] ServerKeys = ["name", "plan", "ip", "ports", "restart", "running"];
+    private static readonly string[] ServerKeys = ["name", "plan", "ip", "ports", "restart", "running", "autostart"];
 
     [GeneratedRegex(@"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\z")]
     private static partial Regex Label();
@@ -307,12 +309,15 @@ public sealed partial class HostingFile
             }
             var restart = Optional(map, "restart") ?? "no";
             if (restart is not ("no" or "on-failure" or "always")) throw Error(Child(map, "restart")!, $"{owner}: restart must be no, on-failure or always, not '{restart}'");
-            var running = true;
-            if (Optional(map, "running") is { } runningText)
-            {
-                if (!bool.TryParse(runningText, out running)) throw Error(Child(map, "running")!, $"{owner}: running must be true or false, not '{runningText}'");
-            }
-            return new HostingServer { Name = name, Plan = plan, Ipv4 = ip, Ports = ports, Restart = restart, Running = running, At = At(node) };
+            var running = Flag(map, "running", owner, true);
+            var autostart = Flag(map, "autostart", owner, false);
+            return new HostingServer { Name = name, Plan = plan, Ipv4 = ip, Ports = ports, Restart = restart, Running = running, Autostart = autostart, At = At(node) };
+        }
+
+        bool Flag(YamlMappingNode map, string key, string owner, bool absent)
+        {
+            if (Optional(map, key) is not { } text) return absent;
+            return bool.TryParse(text, out var value) ? value : throw Error(Child(map, key)!, $"{owner}: {key} must be true or false, not '{text}'");
         }
     }
 }

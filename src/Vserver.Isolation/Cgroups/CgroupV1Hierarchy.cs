@@ -116,6 +116,13 @@ public sealed class CgroupV1Hierarchy : ICgroupHierarchy
 
     public bool Exists(string path) => ExistsNormalized(CgroupPath.Normalize(path));
 
+    public IReadOnlyList<string> Children(string path)
+    {
+        string normalized = CgroupPath.Normalize(path);
+        return MountPoints.Select(m => CgroupPath.Join(m, normalized)).Where(Fs.DirectoryExists)
+            .SelectMany(Fs.SubDirectories).Select(d => System.IO.Path.GetFileName(d)!).Distinct().Order(StringComparer.Ordinal).ToList();
+    }
+
     private bool ExistsNormalized(string normalized) =>
         MountPoints.Any(m => Fs.DirectoryExists(CgroupPath.Join(m, normalized)));
 

@@ -59,6 +59,12 @@ public sealed class CgroupV2Hierarchy : ICgroupHierarchy
 
     public bool Exists(string path) => Fs.DirectoryExists(CgroupPath.Join(Root, CgroupPath.Normalize(path)));
 
+    public IReadOnlyList<string> Children(string path)
+    {
+        string dir = CgroupPath.Join(Root, CgroupPath.Normalize(path));
+        return Fs.DirectoryExists(dir) ? Fs.SubDirectories(dir).Select(d => System.IO.Path.GetFileName(d)!).Order(StringComparer.Ordinal).ToList() : [];
+    }
+
     /// <summary>Enables the required (and available optional) controllers in <paramref name="dir"/>'s subtree_control.</summary>
     private void EnableControllers(string dir)
     {

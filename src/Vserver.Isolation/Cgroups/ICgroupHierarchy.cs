@@ -21,4 +21,8 @@ public interface ICgroupHierarchy
 
     /// <summary>True when the cgroup exists (on v1: in at least one managed controller hierarchy).</summary>
     bool Exists(string path);
+
+    /// <summary>The names of the cgroups directly below <paramref name="path"/> (on v1: in any managed controller
+    /// hierarchy), sorted; empty when it does not exist.</summary>
+    IReadOnlyList<string> Children(string path);
 }

@@ -38,6 +38,19 @@ public static partial class AtomicFile
         Directory.Delete(doomed, recursive: true);
     }
 
+    /// <summary>File.Delete that is also fine when the directory is gone (a run directory after a reboot or a crash
+    /// before it was made).</summary>
+    public static void Delete(string path)
+    {
+        try
+        {
+            File.Delete(path);
+        }
+        catch (DirectoryNotFoundException)
+        {
+        }
+    }
+
     public static void FsyncDirectory(string dir)
     {
         var fd = Libc.Open(dir, Libc.O_RDONLY | Libc.O_CLOEXEC, 0);

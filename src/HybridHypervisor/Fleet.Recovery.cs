@@ -1,0 +1,218 @@
+using HybridHypervisor.Domains;
+using HybridHypervisor.Model;
+using Vserver.Isolation.Network;
+using Vserver.Isolation.Storage;
+
+namespace HybridHypervisor;
+
+/// <summary>
+/// What an agent does at start-up about the agent before it: operations it left half-done are finished or rolled back
+/// (by the config's phase, the stopping marker, or the intent journal of <see cref="GuestIntent"/>), a running guest's
+/// live limits are made what its config says again, and after a host boot the guests marked autostart start.
+/// </summary>
+public sealed partial class Fleet
+{
+    /// <summary>The run root is emptied by a reboot (tmpfs /run) and holds the boot id the last agent saw: no file, or
+    /// another id, means the host has started since.</summary>
+    private string BootMarker => Path.Combine(_options.RunRoot, "boot-id");
+
+    private static string CurrentBootId()
+    {
+        try
+        {
+            return File.ReadAllText("/proc/sys/kernel/random/boot_id").Trim();
+        }
+        catch (IOException)
+        {
+            return "unknown";
+        }
+    }
+
+    private bool HostBooted() => !File.Exists(BootMarker) || File.ReadAllText(BootMarker).Trim() != CurrentBootId();
+
+    private void RecordBoot()
+    {
+        Directory.CreateDirectory(_options.RunRoot);
+        AtomicFile.WriteAllText(BootMarker, CurrentBootId() + "\n");
+    }
+
+    /// <summary>Every guest marked autostart, all at once (no order among them: none depends on another), in the
+    /// background: the agent answers meanwhile. A guest that fails to start is logged and listed stopped.</summary>
+    private void AutostartAfterBoot()
+    {
+        List<GuestRuntime> guests;
+        lock (_fleetLock) guests = _guests.Values.Where(g => g.Config.Autostart && !g.IsRunning).ToList();
+        if (guests.Count == 0) return;
+        _log($"the host has started: starting {guests.Count} guest{(guests.Count == 1 ? "" : "s")} marked autostart: " +
+             string.Join(", ", guests.Select(g => g.Config.Name)));
+        Autostarting = Task.Run(() => Parallel.ForEachAsync(guests, new ParallelOptions { MaxDegreeOfParallelism = Math.Max(4, _hostCpus * 2) },
+            async (g, ct) =>
+            {
+                await g.Lock.WaitAsync(ct);
+                try
+                {
+                    if (g.Removed || g.IsRunning) return;
+                    await StartLockedAsync(g, ct);
+                    _log($"autostarted guest {g.Config.Name}");
+                }
+                catch (Exception e)
+                {
+                    _log($"autostarting guest {g.Config.Name} failed: {e.Message}");
+                }
+                finally
+                {
+                    g.Lock.Release();
+                }
+            }));
+    }
+
+    /// <summary>The autostart of this agent's start-up, when the host had just booted (for tests and the log).</summary>
+    public Task Autostarting { get; private set; } = Task.CompletedTask;
+
+    /// <summary>An adopted guest runs with the limits its config records: a `set` the agent died in may have changed
+    /// the cgroup (or balloon) without recording it. The config is what the operator was last told.</summary>
+    private void ReconcileLimits(GuestRuntime g)
+    {
+        try
+        {
+            if (g.Running is { } running) Vservers.Apply(running, g.Config.Limits);
+            else if (g.Domain is { } domain && g.Config.Limits.MemoryBytes is { } target)
+            {
+                domain.Qmp.BalloonAsync(target).GetAwaiter().GetResult();
+                g.BalloonCurrent = target;
+            }
+        }
+        catch (Exception e)
+        {
+            _log($"guest {g.Config.Name}: applying its recorded limits again failed: {e.Message}");
+        }
+    }
+
+    /// <summary>A stop the agent died in (its marker is still there and the guest still runs) is carried out.</summary>
+    private void FinishInterruptedStops()
+    {
+        List<GuestRuntime> stopping;
+        lock (_fleetLock) stopping = _guests.Values.Where(g => g.StopRequested && g.IsRunning).ToList();
+        foreach (var g in stopping)
+        {
+            _log($"finishing the stop of {g.Config.Name} that an earlier agent began");
+            _ = Task.Run(async () =>
+            {
+                try
+                {
+                    await StopAsync(g.Config.Name);
+                }
+                catch (FleetException e)
+                {
+                    _log($"finishing the stop of {g.Config.Name} failed: {e.Message}");
+                }
+            });
+        }
+    }
+
+    /// <summary>Each guest's intent journal, if an agent died with one open: finish or roll back what it names.</summary>
+    private void RecoverInterruptedOperations()
+    {
+        foreach (var g in _guests.Values.ToList())
+        {
+            if (_store.ReadIntent(g.Config.Name) is not { } intent) continue;
+            var paths = _store.PathsFor(g.Config.Name);
+            string outcome;
+            try
+            {
+                outcome = intent.Operation switch
+                {
+                    "promote" => RecoverPromotion(g, intent, paths),
+                    "demote" => RecoverDemotion(g, intent, paths),
+                    "save" => RecoverSave(g, intent, paths),
+                    _ => $"unknown operation '{intent.Operation}' ignored",
+                };
+                _store.EndIntent(g.Config.Name);
+            }
+            catch (Exception e)
+            {
+                outcome = $"recovering failed ({e.Message}); vsctl host check --repair removes what it left";
+            }
+            _log($"{intent.Operation} of {g.Config.Name} was interrupted by the agent's death: {outcome}");
+        }
+    }
+
+    /// <summary>The config says which side of "record the domain" the agent died on: before, the vserver is restored
+    /// (running again if it ran); after, the domain is finished (the copy's source layers go, it runs if the vserver did).</summary>
+    private string RecoverPromotion(GuestRuntime g, GuestIntent intent, GuestPaths paths)
+    {
+        if (g.Config.Kind == GuestKind.Vserver)
+        {
+            DomainDriver.Teardown(paths);
+            File.Delete(paths.Ext4Disk);
+            if (g.Running is null) ReleaseLayer(paths);
+            Vservers.EnsureNetwork(g.Config, paths);
+            g.StopRequested = false;
+            AtomicFile.Delete(paths.StoppingMarker);
+            if (intent.WasRunning && !g.IsRunning) StartLockedAsync(g).GetAwaiter().GetResult();
+            return $"rolled back: it is the vserver it was{(intent.WasRunning ? ", running" : "")}";
+        }
+        if (intent.Copy) DiscardLayers(paths);
+        GuestNetwork.Destroy(paths.Netns, paths.HostVeth);
+        Vservers.ReleaseCgroup(paths);
+        Domains.EnsureTap(paths);
+        if (intent.WasRunning && !g.IsRunning) StartLockedAsync(g).GetAwaiter().GetResult();
+        return $"finished: it is a domain{(intent.WasRunning ? ", running" : "")}";
+    }
+
+    /// <summary>Like <see cref="RecoverPromotion"/> the other way: before "record the vserver" the domain is restored
+    /// (a copied-out layer goes), after it the vserver is finished (the domain's disk goes).</summary>
+    private string RecoverDemotion(GuestRuntime g, GuestIntent intent, GuestPaths paths)
+    {
+        if (g.Config.Kind == GuestKind.Domain)
+        {
+            GuestNetwork.Destroy(paths.Netns, paths.HostVeth);
+            Vservers.ReleaseCgroup(paths);
+            if (g.Config.Domain!.Root != DomainRoot.Virtiofs) DiscardLayers(paths);
+            Domains.EnsureTap(paths);
+            g.StopRequested = false;
+            AtomicFile.Delete(paths.StoppingMarker);
+            if (intent.WasRunning && !g.IsRunning) StartLockedAsync(g).GetAwaiter().GetResult();
+            return $"rolled back: it is the domain it was{(intent.WasRunning ? ", running" : "")}";
+        }
+        DomainDriver.Teardown(paths);
+        File.Delete(paths.Ext4Disk);
+        File.Delete(paths.Disk);
+        Vservers.EnsureNetwork(g.Config, paths);
+        if (intent.WasRunning && !g.IsRunning) StartLockedAsync(g).GetAwaiter().GetResult();
+        return $"finished: it is a vserver{(intent.WasRunning ? ", running" : "")}";
+    }
+
+    /// <summary>A save whose file was renamed into place is finished (the domain lives in the file now and goes from
+    /// here); otherwise the part file goes and the domain goes on: resumed if QEMU still runs, stopped with its disk
+    /// intact if QEMU had already ended.</summary>
+    private string RecoverSave(GuestRuntime g, GuestIntent intent, GuestPaths paths)
+    {
+        if (intent.File is { } file && File.Exists(file))
+        {
+            if (g.Domain is { } running)
+            {
+                running.EndedByHost = true;
+                running.KillAsync().GetAwaiter().GetResult();
+                EndDomainRunLockedAsync(g, running).GetAwaiter().GetResult();
+            }
+            _store.Save(g.Config with { Phase = GuestPhase.Destroying });
+            Teardown(paths);
+            g.Removed = true;
+            lock (_fleetLock) _guests.Remove(g.Config.Name);
+            return $"finished: it is saved in {file} and gone from this host (vsctl restore {file})";
+        }
+        if (intent.PartFile is { } part) File.Delete(part);
+        if (g.Domain is { } domain)
+        {
+            if (!intent.WasPaused && domain.Paused)
+            {
+                domain.Qmp.ContAsync(CancellationToken.None).GetAwaiter().GetResult();
+                domain.Paused = g.Paused = false;
+            }
+            return "rolled back: it runs on, nothing saved";
+        }
+        g.LastExit = new Vservers.GuestExit(null, null, DateTimeOffset.UtcNow, "its save was interrupted by the agent's death after QEMU ended; the disk is intact", Reset: false);
+        return $"rolled back: nothing saved; it is stopped with its disk intact (vsctl start {g.Config.Name})";
+    }
+}
