@@ -17,7 +17,14 @@ internal sealed class Torture(TestHost host)
     public int Kills { get; private set; }
     public List<string> Log { get; } = [];
 
-    public Task StartAgentAsync() => host.StartAgentAsync(Armable);
+    /// <summary>Where the current agent's lines begin in the host's agent log.</summary>
+    private int _logStart;
+
+    public Task StartAgentAsync()
+    {
+        _logStart = host.AgentLog.Length;
+        return host.StartAgentAsync(Armable);
+    }
 
     /// <summary>
     /// For n = 1, 2, ...: <paramref name="setup"/> brings the guest to the operation's starting state, the agent is armed
@@ -132,17 +139,24 @@ internal sealed class Torture(TestHost host)
         if (Find(name) is null) host.Vsctl(["create", name, .. createArgs]).ShouldSucceed();
     }
 
+    /// <summary>A stop an agent died in is finished by the next one, in the background: wait for it to end.</summary>
+    private async Task<GuestInfo> SettledAsync(string name)
+    {
+        if (host.AgentLog[_logStart..].Contains($"finishing the stop of {name} ", StringComparison.Ordinal))
+            await WaitForAsync(name, g => g is null || g.State is "stopped" or "crashed", "stopped, as the stop an earlier agent began");
+        return await WaitForAsync(name, g => g is not null, "there");
+    }
+
     public async Task RunningAsync(string name)
     {
-        // A stop an earlier agent began may still be finishing: wait for the guest to settle, then start it.
-        var g = await WaitForAsync(name, g => g is not null, "there");
+        var g = await SettledAsync(name);
         if (g.State != "running") host.Vsctl("start", name).ShouldSucceed();
         await WaitForAsync(name, g => g?.State == "running", "running");
     }
 
     public async Task StoppedAsync(string name)
     {
-        var g = await WaitForAsync(name, g => g is not null, "there");
+        var g = await SettledAsync(name);
         if (g.State is "running" or "paused") host.Vsctl("stop", name).ShouldSucceed();
         await WaitForAsync(name, g => g?.State is "stopped" or "crashed", "stopped");
     }

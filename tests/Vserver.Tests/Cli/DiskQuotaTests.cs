@@ -30,7 +30,7 @@ public sealed class DiskQuotaTests
         JsonSerializer.Deserialize(requests[0].Body, ApiJson.Default.CreateGuestRequest)
             .ShouldBe(new CreateGuestRequest { Name = "web1", DiskBytes = 64 * M });
         requests[1].Body.ShouldBe($$"""{"diskBytes":{{2 * G}}}""");
-        cli.OutLines[1].ShouldBe("updated web1: memory -, cpus -, pids -, restart no, disk 2G (the layer is 64M until its next start, which grows it to 2G)");
+        cli.OutLines[1].ShouldBe("updated web1: memory -, cpus -, pids -, restart no, autostart off, disk 2G (the layer is 64M until its next start, which grows it to 2G)");
     }
 
     [Fact]

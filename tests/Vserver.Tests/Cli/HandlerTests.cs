@@ -92,7 +92,7 @@ public class HandlerTests
     [InlineData("POST /v1/guests/web1/resume", "resumed web1", "resume", "web1")]
     [InlineData("DELETE /v1/guests/web1", "destroyed web1", "destroy", "web1")]
     [InlineData("DELETE /v1/guests/web1?force=true", "destroyed web1", "destroy", "web1", "--force")]
-    [InlineData("PATCH /v1/guests/web1/limits", "updated web1: memory 512M, cpus 1, pids 100, restart no", "set", "web1", "--memory", "512M")]
+    [InlineData("PATCH /v1/guests/web1/limits", "updated web1: memory 512M, cpus 1, pids 100, restart no, autostart off", "set", "web1", "--memory", "512M")]
     public async Task Lifecycle_verbs_send_one_request_and_print_one_line(string route, string line, params string[] args)
     {
         await using var agent = FakeAgent.Start();

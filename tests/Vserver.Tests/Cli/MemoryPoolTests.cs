@@ -202,7 +202,7 @@ public class MemoryPoolTests
         (await cli.RunAsync(agent.SocketPath, "create", "web1", "--memory", "256M", "--memory-min", "64M")).ShouldBe(0);
         (await cli.RunAsync(agent.SocketPath, "set", "web1", "--memory-min", "0.5G")).ShouldBe(0);
 
-        cli.OutLines.ShouldBe(["created web1 (vserver)", "updated web1: memory 256M, memory min 64M, cpus 1, pids -, restart no"]);
+        cli.OutLines.ShouldBe(["created web1 (vserver)", "updated web1: memory 256M, memory min 64M, cpus 1, pids -, restart no, autostart off"]);
         var requests = agent.Requests.ToArray();
         JsonSerializer.Deserialize(requests[0].Body, ApiJson.Default.CreateGuestRequest).ShouldBe(
             new CreateGuestRequest { Name = "web1", MemoryBytes = 256 * M, MemoryMinBytes = 64 * M });

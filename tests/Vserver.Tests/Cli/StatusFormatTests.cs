@@ -49,6 +49,7 @@ public class StatusFormatTests
             cpus:         0.5
             pids limit:   200
             restart:      on-failure
+            autostart:    no
             privileged:   no
             host ids:     1065536-1131071 (0-65535 inside)
             syscalls:     default filter, also allowed: keyctl
@@ -92,6 +93,7 @@ public class StatusFormatTests
             cpus:         -
             pids limit:   -
             restart:      -
+            autostart:    -
             privileged:   -
             host ids:     -
             syscalls:     -
@@ -150,6 +152,7 @@ public class StatusFormatTests
             ipv4:          10.88.0.3
             mac:           52:54:00:12:34:56
             restart:       no
+            autostart:     no
             qemu pid:      5151
             created:       2025-03-01 11:00:00 +00:00 (1h ago)
             started:       2025-03-01 11:59:00 +00:00 (1m ago)

@@ -17,7 +17,7 @@ public class ValidationTests
     [InlineData("vsctl: --restart: invalid value 'sometimes': use no, on-failure or always", "create", "web1", "--restart", "sometimes")]
     [InlineData("vsctl: --cmd: unterminated single quote", "create", "web1", "--cmd", "sh -c 'sleep")]
     [InlineData("vsctl: --cmd: the command is empty", "create", "web1", "--cmd", "  ")]
-    [InlineData("vsctl: set needs at least one of --memory, --memory-min, --cpus, --pids, --disk, --restart", "set", "web1")]
+    [InlineData("vsctl: set needs at least one of --memory, --memory-min, --cpus, --pids, --disk, --restart, --autostart", "set", "web1")]
     [InlineData("vsctl: --memory-min: invalid size '64Q': give a number with an optional K, M, G or T suffix, e.g. 256M", "create", "web1", "--memory-min", "64Q")]
     [InlineData("vsctl: --memory-min: invalid size '-1M': a size cannot be negative", "set", "web1", "--memory-min=-1M")]
     [InlineData("vsctl: host set needs at least one of --reserve, --overcommit, --min-free, --ksm", "host", "set")]
