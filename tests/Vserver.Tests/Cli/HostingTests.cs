@@ -154,14 +154,27 @@ public sealed class HostingTests
         var guests = new[]
         {
             Guest("web1"), Guest("web2", ports: []) with { Ipv4 = "10.0.0.6" },
-            Guest("web3", memory: 256L << 20, restart: "no", ports: []) with { Ipv4 = "10.0.0.7" },
+            Guest("web3", memory: 256L << 20, restart: "no", ports: []) with { Ipv4 = "10.0.0.7", Autostart = true },
             Guest("db1", kind: "domain", state: "stopped", ports: [new PublishedPort(5432, 5432, "tcp")]) with { Ipv4 = "10.0.0.8" },
         };
         var yaml = HostingExport.Write(guests);
         yaml.ShouldContain("restart: \"no\"");
+        yaml.ShouldContain("autostart: true");
         var file = Parse(yaml);
         file.Plans.Count.ShouldBe(3, yaml);
         file.Plans.Keys.ShouldContain("vserver-128m");
         ApplyPlanner.Plan(file, guests, prune: true).ShouldAllBe(p => p.Action == ServerAction.Unchanged, yaml);
+    }
+
+    [Fact]
+    public void Autostart_is_a_server_flag_changed_in_place()
+    {
+        var file = Parse(Example.Replace("restart: on-failure }", "restart: on-failure, autostart: true }", StringComparison.Ordinal));
+        file.Servers[0].Autostart.ShouldBeTrue();
+        file.Servers[1].Autostart.ShouldBeFalse();
+        var plans = ApplyPlanner.Plan(file, [Guest("web1")], prune: false);
+        plans[0].Steps.Select(s => s.Text).ShouldBe(["autostart false -> true (live)"]);
+        ErrorOf(Example.Replace("restart: on-failure }", "autostart: sometimes }", StringComparison.Ordinal))
+            .ShouldContain("server 'web1': autostart must be true or false, not 'sometimes'");
     }
 }
