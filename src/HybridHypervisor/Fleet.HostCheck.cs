@@ -88,12 +88,16 @@ public sealed partial class Fleet
         {
             var name = FirstSegment(cmdline, runPrefix);
             if (name is null || !Judged(name)) continue;
-            if (owners.TryGetValue(name, out var o) && o.Running
-                && !(o.Kind == GuestKind.Domain && cmdline.Contains("qemu-system", StringComparison.Ordinal) && pid != o.Pid)) continue;
+            var qemu = cmdline.Contains("qemu-system", StringComparison.Ordinal);
+            var domainProcess = qemu || cmdline.Contains("virtiofsd", StringComparison.Ordinal);
+            owners.TryGetValue(name, out var o);
+            // A running vserver owns its vsinit processes, a running domain its QEMU (the one it runs) and virtiofsd.
+            var why = o is null || !o.Running ? Whose(name)
+                : o.Kind == GuestKind.Vserver ? (domainProcess ? $"a domain's process, and '{name}' is a vserver" : null)
+                : qemu && pid != o.Pid ? $"a second QEMU of running domain '{name}'" : null;
+            if (why is null) continue;
             var program = Path.GetFileName(cmdline.Split(' ')[0]);
-            found.Add((new HostOrphan("process", $"pid {pid} ({program})",
-                owners.TryGetValue(name, out var owner) && owner.Running ? $"a second QEMU of running domain '{name}'" : Whose(name)),
-                () => KillOrphan(pid, runPrefix + name + "/")));
+            found.Add((new HostOrphan("process", $"pid {pid} ({program})", why), () => KillOrphan(pid, runPrefix + name + "/")));
         }
 
         // Cgroups below the agent's parent: a running vserver's own.

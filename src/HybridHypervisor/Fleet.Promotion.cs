@@ -71,6 +71,9 @@ public sealed partial class Fleet
                     Failpoints.Hit("promote.after-ready");
                     step.Next("stop the vserver");
                     await StopLockedAsync(g, _options.DefaultStopTimeout);
+                    // The vserver's end cleared the run directory's pid file, which QEMU had written: the next agent
+                    // finds (adopts) the domain by it.
+                    File.WriteAllText(paths.PidFile, $"{domain.Pid}\n");
                     Failpoints.Hit("promote.after-stop");
                     step.Next("move the address to the domain");
                     GuestNetwork.Destroy(paths.Netns, paths.HostVeth);

@@ -449,7 +449,12 @@ public sealed class TestHost : IAsyncDisposable
                 ProcessesNaming(run).ShouldBeEmpty($"processes of stopped guest {g.Name}\n{why}");
                 VirtiofsdPids(g.Name).ShouldBeEmpty($"virtiofsd of stopped guest {g.Name}\n{why}");
             }
-            else if (g.Kind == "domain") Joined(QemuPids(g.Name).Select(p => p.ToString(System.Globalization.CultureInfo.InvariantCulture))).ShouldBe($"{g.InitPid}", $"QEMU of {g.Name}\n{why}");
+            else if (g.Kind == "vserver")
+            {
+                QemuPids(g.Name).ShouldBeEmpty($"QEMU of vserver {g.Name}\n{why}");
+                VirtiofsdPids(g.Name).ShouldBeEmpty($"virtiofsd of vserver {g.Name}\n{why}");
+            }
+            else Joined(QemuPids(g.Name).Select(p => p.ToString(System.Globalization.CultureInfo.InvariantCulture))).ShouldBe($"{g.InitPid}", $"QEMU of {g.Name}\n{why}");
         }
         ProcessesNaming(runGuests + "/").Where(p => !guests.Any(g => ProcessNames(p, Path.Combine(runGuests, g.Name) + "/")))
             .ShouldBeEmpty($"processes of no guest\n{why}");
