@@ -35,11 +35,11 @@ public sealed partial class Fleet
         try
         {
             List<GuestRuntime> guests;
-            List<string> broken;
+            List<BrokenGuest> broken;
             lock (_fleetLock)
             {
                 guests = _guests.Values.ToList();
-                broken = _broken.Keys.ToList();
+                broken = _broken.Values.ToList();
             }
             var busy = new List<string>();
             foreach (var g in guests)
@@ -47,8 +47,8 @@ public sealed partial class Fleet
                 if (await g.Lock.WaitAsync(TimeSpan.FromMilliseconds(200), ct)) held.Add(g);
                 else busy.Add(g.Config.Name);
             }
-            var orphans = CheckHostLocked(held, busy.Concat(broken).ToHashSet(StringComparer.Ordinal), repair);
-            var problems = broken.Select(b => $"guest '{b}' is broken: {_broken.GetValueOrDefault(b)?.Problem}").Concat(IdRangeProblems(guests)).ToList();
+            var orphans = CheckHostLocked(held, busy.Concat(broken.Select(b => b.Name)).ToHashSet(StringComparer.Ordinal), repair);
+            var problems = broken.Select(b => $"guest '{b.Name}' is broken: {b.Problem}").Concat(IdRangeProblems(guests)).ToList();
             return new HostCheckView(orphans, busy, problems, guests.Count + broken.Count);
         }
         finally
@@ -127,7 +127,7 @@ public sealed partial class Fleet
         }
 
         // Loop devices backing a disk quota's image: a running guest's (its overlay, or a shared root, holds it).
-        foreach (var (device, backing) in LoopDevicesUnder(_options.GuestsRoot + "/"))
+        foreach (var (device, backing) in LayerImage.AttachedLoopDevices().Where(l => l.Backing.StartsWith(_options.GuestsRoot + "/", StringComparison.Ordinal)))
         {
             var name = FirstSegment(backing, _options.GuestsRoot + "/")!;
             if (!name.StartsWith('.') && !Judged(name)) continue;
@@ -282,24 +282,6 @@ public sealed partial class Fleet
         if (!cmdline.Contains(names.TrimEnd('/'), StringComparison.Ordinal)) return;
         handle.Signal(9);
         if (!handle.Exited.Wait(TimeSpan.FromSeconds(5))) throw new InvalidOperationException($"pid {pid} did not end within 5 s of SIGKILL");
-    }
-
-    private static IEnumerable<(string Device, string Backing)> LoopDevicesUnder(string prefix)
-    {
-        foreach (var dir in Directory.EnumerateDirectories("/sys/block", "loop*"))
-        {
-            string backing;
-            try
-            {
-                backing = File.ReadAllText(Path.Combine(dir, "loop", "backing_file")).TrimEnd('\n');
-            }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-            {
-                continue;
-            }
-            if (backing.EndsWith(" (deleted)", StringComparison.Ordinal)) backing = backing[..^" (deleted)".Length];
-            if (backing.StartsWith(prefix, StringComparison.Ordinal)) yield return ("/dev/" + Path.GetFileName(dir), backing);
-        }
     }
 
     private static string? MasterOf(string link)

@@ -264,33 +264,40 @@ public sealed partial class Fleet
     {
         try
         {
-            if (domain is not null)
-            {
-                domain.EndedByHost = true;
-                await domain.KillAsync();
-                await domain.DisposeAsync();
-                File.Delete(paths.PidFile);
-            }
-            DomainDriver.ReleaseRoot(paths);
-            // A vserver still serving (the domain failed beside it) keeps its layer mounted; a stopped one's goes.
-            if (g.Running is null) ReleaseLayer(paths);
-            DomainTap.Destroy(paths.Tap);
-            File.Delete(paths.Ext4Disk);
-            g.Config = vserver;
-            _store.Save(vserver);
-            Vservers.EnsureNetwork(vserver, paths);
-            // A domain booting beside the vserver fails before the vserver stops: it never stopped serving.
-            var served = g.IsRunning;
-            if (wasRunning && !served) await StartLockedAsync(g);
-            return served
-                ? $"rolled back: '{vserver.Name}' is still the vserver it was and never stopped serving"
-                : $"rolled back: '{vserver.Name}' is a vserver again{(wasRunning ? " and runs" : "")}, with its files and address";
+            return await UndoPromotionAsync(g, vserver, paths, domain, wasRunning);
         }
         catch (Exception e)
         {
             _log($"rolling back the promotion of {vserver.Name} failed: {e.Message}");
             return $"rolling back failed too ({Reason(e)}): '{vserver.Name}' is a vserver again; start it with: vsctl start {vserver.Name}";
         }
+    }
+
+    /// <summary>Makes the guest the vserver it was (running again if it ran): after a failed promotion, and at start-up
+    /// after one the agent died in (<paramref name="domain"/> null: the caller has ended its QEMU). Throws on failure.</summary>
+    private async Task<string> UndoPromotionAsync(GuestRuntime g, GuestConfig vserver, GuestPaths paths, RunningDomain? domain, bool wasRunning)
+    {
+        if (domain is not null)
+        {
+            domain.EndedByHost = true;
+            await domain.KillAsync();
+            await domain.DisposeAsync();
+            File.Delete(paths.PidFile);
+        }
+        DomainDriver.ReleaseRoot(paths);
+        // A vserver still serving (the domain failed beside it) keeps its layer mounted; a stopped one's goes.
+        if (g.Running is null) ReleaseLayer(paths);
+        DomainTap.Destroy(paths.Tap);
+        File.Delete(paths.Ext4Disk);
+        g.Config = vserver;
+        _store.Save(vserver);
+        Vservers.EnsureNetwork(vserver, paths);
+        // A domain booting beside the vserver fails before the vserver stops: it never stopped serving.
+        var served = g.IsRunning;
+        if (wasRunning && !served) await StartLockedAsync(g);
+        return served
+            ? $"rolled back: '{vserver.Name}' is still the vserver it was and never stopped serving"
+            : $"rolled back: '{vserver.Name}' is a vserver again{(wasRunning ? " and runs" : "")}, with its files and address";
     }
 
     // ---- demote ----
@@ -444,22 +451,29 @@ public sealed partial class Fleet
     {
         try
         {
-            if (g.Running is not null) await StopLockedAsync(g, TimeSpan.Zero);
-            GuestNetwork.Destroy(paths.Netns, paths.HostVeth);
-            Vservers.ReleaseCgroup(paths);
-            // A copied-out layer is the demotion's; a shared root's layer is the domain's own and stays.
-            if (domain.Domain!.Root != DomainRoot.Virtiofs) DiscardLayers(paths);
-            g.Config = domain;
-            _store.Save(domain);
-            Domains.EnsureTap(paths);
-            if (wasRunning) await StartLockedAsync(g);
-            return $"rolled back: '{domain.Name}' is a domain again{(wasRunning ? " and runs" : "")}";
+            return await UndoDemotionAsync(g, domain, paths, wasRunning);
         }
         catch (Exception e)
         {
             _log($"rolling back the demotion of {domain.Name} failed: {e.Message}");
             return $"rolling back failed too ({Reason(e)}): '{domain.Name}' is a domain again; start it with: vsctl start {domain.Name}";
         }
+    }
+
+    /// <summary>Makes the guest the domain it was (running again if it ran, unless its QEMU never stopped): after a failed
+    /// demotion, and at start-up after one the agent died in. Throws on failure.</summary>
+    private async Task<string> UndoDemotionAsync(GuestRuntime g, GuestConfig domain, GuestPaths paths, bool wasRunning)
+    {
+        if (g.Running is not null) await StopLockedAsync(g, TimeSpan.Zero);
+        GuestNetwork.Destroy(paths.Netns, paths.HostVeth);
+        Vservers.ReleaseCgroup(paths);
+        // A copied-out layer is the demotion's; a shared root's layer is the domain's own and stays.
+        if (domain.Domain!.Root != DomainRoot.Virtiofs) DiscardLayers(paths);
+        g.Config = domain;
+        _store.Save(domain);
+        Domains.EnsureTap(paths);
+        if (wasRunning && !g.IsRunning) await StartLockedAsync(g);
+        return $"rolled back: '{domain.Name}' is a domain again{(wasRunning ? " and runs" : "")}";
     }
 
     /// <summary>Removes a guest's vserver layers (upper and work, renamed away first, or a disk quota's image).</summary>

@@ -45,7 +45,7 @@ public sealed partial class Fleet
         if (guests.Count == 0) return;
         _log($"the host has started: starting {guests.Count} guest{(guests.Count == 1 ? "" : "s")} marked autostart: " +
              string.Join(", ", guests.Select(g => g.Config.Name)));
-        Autostarting = Task.Run(() => Parallel.ForEachAsync(guests, new ParallelOptions { MaxDegreeOfParallelism = Math.Max(4, _hostCpus * 2) },
+        _ = Task.Run(() => Parallel.ForEachAsync(guests, new ParallelOptions { MaxDegreeOfParallelism = Math.Max(4, _hostCpus * 2) },
             async (g, ct) =>
             {
                 await g.Lock.WaitAsync(ct);
@@ -65,9 +65,6 @@ public sealed partial class Fleet
                 }
             }));
     }
-
-    /// <summary>The autostart of this agent's start-up, when the host had just booted (for tests and the log).</summary>
-    public Task Autostarting { get; private set; } = Task.CompletedTask;
 
     /// <summary>An adopted guest runs with the limits its config records: a `set` the agent died in may have changed
     /// the cgroup (or balloon) without recording it. The config is what the operator was last told.</summary>
@@ -143,14 +140,10 @@ public sealed partial class Fleet
     {
         if (g.Config.Kind == GuestKind.Vserver)
         {
+            // The promotion's QEMU, found by its pid file; the rest is what a failed promotion undoes.
             DomainDriver.Teardown(paths);
-            File.Delete(paths.Ext4Disk);
-            if (g.Running is null) ReleaseLayer(paths);
-            Vservers.EnsureNetwork(g.Config, paths);
-            g.StopRequested = false;
-            AtomicFile.Delete(paths.StoppingMarker);
-            if (intent.WasRunning && !g.IsRunning) StartLockedAsync(g).GetAwaiter().GetResult();
-            return $"rolled back: it is the vserver it was{(intent.WasRunning ? ", running" : "")}";
+            ForgetInterruptedStop(g, paths);
+            return UndoPromotionAsync(g, g.Config, paths, domain: null, intent.WasRunning).GetAwaiter().GetResult();
         }
         if (intent.Copy) DiscardLayers(paths);
         GuestNetwork.Destroy(paths.Netns, paths.HostVeth);
@@ -160,20 +153,21 @@ public sealed partial class Fleet
         return $"finished: it is a domain{(intent.WasRunning ? ", running" : "")}";
     }
 
+    /// <summary>A conversion stops the guest on its way: a rollback means it runs on, so that stop is not finished.</summary>
+    private static void ForgetInterruptedStop(GuestRuntime g, GuestPaths paths)
+    {
+        g.StopRequested = false;
+        AtomicFile.Delete(paths.StoppingMarker);
+    }
+
     /// <summary>Like <see cref="RecoverPromotion"/> the other way: before "record the vserver" the domain is restored
     /// (a copied-out layer goes), after it the vserver is finished (the domain's disk goes).</summary>
     private string RecoverDemotion(GuestRuntime g, GuestIntent intent, GuestPaths paths)
     {
         if (g.Config.Kind == GuestKind.Domain)
         {
-            GuestNetwork.Destroy(paths.Netns, paths.HostVeth);
-            Vservers.ReleaseCgroup(paths);
-            if (g.Config.Domain!.Root != DomainRoot.Virtiofs) DiscardLayers(paths);
-            Domains.EnsureTap(paths);
-            g.StopRequested = false;
-            AtomicFile.Delete(paths.StoppingMarker);
-            if (intent.WasRunning && !g.IsRunning) StartLockedAsync(g).GetAwaiter().GetResult();
-            return $"rolled back: it is the domain it was{(intent.WasRunning ? ", running" : "")}";
+            ForgetInterruptedStop(g, paths);
+            return UndoDemotionAsync(g, g.Config, paths, intent.WasRunning).GetAwaiter().GetResult();
         }
         DomainDriver.Teardown(paths);
         File.Delete(paths.Ext4Disk);

@@ -287,7 +287,13 @@ public static class LayerImage
     public static IReadOnlyList<string> LoopDevices(string imagePath)
     {
         var full = Path.GetFullPath(imagePath);
-        var devices = new List<string>();
+        return AttachedLoopDevices().Where(l => l.Backing == full).Select(l => l.Device).ToList();
+    }
+
+    /// <summary>Every attached loop device and its backing file (sysfs appends " (deleted)" to a deleted one's name; it
+    /// is cut off).</summary>
+    public static IEnumerable<(string Device, string Backing)> AttachedLoopDevices()
+    {
         foreach (var dir in Directory.EnumerateDirectories("/sys/block", "loop*"))
         {
             string backing;
@@ -299,9 +305,9 @@ public static class LayerImage
             {
                 continue; // not attached
             }
-            if (backing == full || backing == full + " (deleted)") devices.Add("/dev/" + Path.GetFileName(dir));
+            if (backing.EndsWith(" (deleted)", StringComparison.Ordinal)) backing = backing[..^" (deleted)".Length];
+            yield return ("/dev/" + Path.GetFileName(dir), backing);
         }
-        return devices;
     }
 
     private static string LastLine(string text, int code) =>
