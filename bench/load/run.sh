@@ -51,21 +51,21 @@ case $CLIENTS$DURATION$LIST_RUNS$PARALLEL${LIST_COUNTS// /} in *[!0-9]*) die "CL
 for n in $LIST_COUNTS; do [ "$n" -ge 1 ] && [ "$n" -le 1000 ] || die "LIST_COUNTS must be 1 to 1000 (one /22 of addresses)"; done
 [ "$CLIENTS" -ge 1 ] && [ "$LIST_RUNS" -ge 1 ] || die "CLIENTS and LIST_RUNS must be at least 1"
 
-# --- work dir, networks and cleanup ------------------------------------------------------------------------------
-WORK=$(mktemp -d /tmp/vsload.XXXXXX)
-ID=vsload-$$
-BRIDGE=vsld$$
-LXC_BRIDGE=vsll$$
+# --- networks, work dir and cleanup ------------------------------------------------------------------------------
 # A /22 each (up to 1000 guests at list time), outside the 10.200-10.249 that the tests pick /24s from. Nothing routes
 # beyond the bridges, and the lxc bridge has no address.
 SUBNET=10.196.0.0/22
 LXC_NET=10.197
-LXC_P=$WORK/lxc
-. "$REPO/bench/lib.sh"
-. "$HERE/leaks.sh"
 for net in "$SUBNET" "$LXC_NET.0.0/22"; do
     [ -z "$(ip route show root "$net")" ] || die "something on this host already routes into $net: $(ip route show root "$net" | head -n 1)"
 done
+WORK=$(mktemp -d /tmp/vsload.XXXXXX)
+ID=vsload-$$
+BRIDGE=vsld$$
+LXC_BRIDGE=vsll$$
+LXC_P=$WORK/lxc
+. "$REPO/bench/lib.sh"
+. "$HERE/leaks.sh"
 mkdir -p "$LXC_P" "$WORK/ct" "$WORK/vs" "$WORK/api" "$WORK/lxcl"
 CLIENT_PIDS=()
 
