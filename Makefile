@@ -51,6 +51,7 @@ bench: build
 	bench/density/run.sh
 	bench/promotion/run.sh
 	bench/provision/run.sh
+	bench/load/run.sh
 
 clean:
 	rm -rf $(BIN) $(STAMP) src/*/bin src/*/obj tests/*/bin tests/*/obj

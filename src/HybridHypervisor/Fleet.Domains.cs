@@ -39,8 +39,7 @@ public sealed partial class Fleet
     /// </summary>
     public async Task<Stream> AttachConsoleAsync(string name, CancellationToken ct = default)
     {
-        var g = Find(name);
-        await g.Lock.WaitAsync(ct);
+        var g = await LockGuestAsync(name, ct);
         try
         {
             if (g.Config.Kind != GuestKind.Domain)
@@ -95,8 +94,7 @@ public sealed partial class Fleet
         await _membership.WaitAsync(ct);
         try
         {
-            var g = Find(name);
-            await g.Lock.WaitAsync(ct);
+            var g = await LockGuestAsync(name, ct);
             try
             {
                 if (g.Config.Kind != GuestKind.Domain)
@@ -225,7 +223,7 @@ public sealed partial class Fleet
         {
             lock (_fleetLock)
             {
-                if (_guests.ContainsKey(name) || _broken.ContainsKey(name))
+                if (_guests.ContainsKey(name) || _broken.ContainsKey(name) || _creating.ContainsKey(name))
                     throw FleetException.Conflict($"a guest named '{name}' already exists; destroy it first to restore {file}");
             }
             var paths = _store.PathsFor(name);

@@ -36,16 +36,20 @@ public sealed partial class Fleet
         {
             List<GuestRuntime> guests;
             List<BrokenGuest> broken;
+            // Guests being provisioned hold no lock a check could take: they are busy until their create returns. No
+            // create can begin meanwhile (it claims its name under the membership lock held here).
+            var busy = new List<string>();
             lock (_fleetLock)
             {
                 guests = _guests.Values.ToList();
                 broken = _broken.Values.ToList();
+                busy.AddRange(_creating.Keys);
             }
-            var busy = new List<string>();
             foreach (var g in guests)
             {
-                if (await g.Lock.WaitAsync(TimeSpan.FromMilliseconds(200), ct)) held.Add(g);
-                else busy.Add(g.Config.Name);
+                if (!await g.Lock.WaitAsync(TimeSpan.FromMilliseconds(200), ct)) busy.Add(g.Config.Name);
+                else if (g.Removed) g.Lock.Release(); // destroyed while we waited: whatever still carries its name is an orphan
+                else held.Add(g);
             }
             var orphans = CheckHostLocked(held, busy.Concat(broken.Select(b => b.Name)).ToHashSet(StringComparer.Ordinal), repair);
             var problems = broken.Select(b => $"guest '{b.Name}' is broken: {b.Problem}").Concat(IdRangeProblems(guests)).ToList();

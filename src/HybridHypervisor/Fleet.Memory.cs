@@ -234,6 +234,7 @@ public sealed partial class Fleet
                 try
                 {
                     var stats = WriteMeminfo(g, vserver, host);
+                    g.LastSample = new UsageSample(vserver, stats);
                     g.RecordCpu(now, stats.CpuUsage);
                     vservers.Add(new VserverCharge(g.Config.Name, stats.MemoryBytes, g.Config.Limits.MemoryMinBytes ?? 0));
                 }

@@ -26,8 +26,7 @@ public sealed partial class Fleet
 
     public async Task<(ConversionPlan Plan, GuestView? Guest)> PromoteAsync(string name, PromoteOptions options, CancellationToken ct = default)
     {
-        var g = Find(name);
-        await g.Lock.WaitAsync(ct);
+        var g = await LockGuestAsync(name, ct);
         try
         {
             var vserver = g.Config;
@@ -307,8 +306,7 @@ public sealed partial class Fleet
         await _membership.WaitAsync(ct);
         try
         {
-            var g = Find(name);
-            await g.Lock.WaitAsync(ct);
+            var g = await LockGuestAsync(name, ct);
             try
             {
                 var domain = g.Config;

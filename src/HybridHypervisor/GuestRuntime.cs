@@ -26,6 +26,9 @@ internal sealed class GuestRuntime(GuestConfig config)
     public long? BalloonCurrent { get; set; }
     private (DateTimeOffset At, TimeSpan Cpu)? _cpuLast, _cpuBefore;
 
+    /// <summary>The sampler's last reading of a running vserver's cgroup (once a second): what a list shows.</summary>
+    public UsageSample? LastSample { get; set; }
+
     /// <summary>The sampler's look at the guest's CPU time (kept: the last two).</summary>
     public void RecordCpu(DateTimeOffset at, TimeSpan cpu)
     {
@@ -56,6 +59,9 @@ internal sealed class GuestRuntime(GuestConfig config)
         return tcs;
     }
 }
+
+/// <summary>A cgroup reading of one run of a vserver: a reading of an earlier run says nothing of the current one.</summary>
+internal sealed record UsageSample(RunningVserver Run, Vserver.Isolation.Cgroups.CgroupStats Stats);
 
 /// <summary>A snapshot of a guest for callers: config, state, and what its cgroup says right now.</summary>
 public sealed record GuestView(
