@@ -266,6 +266,7 @@ public sealed partial class Fleet : IDisposable
         }
         if (domain is not null && Kernels.Find(domain.Kernel) is null) throw FleetException.Invalid(Kernels.Missing(domain.Kernel));
         if (domain is null) CheckQuotaFitsImage(limits.DiskBytes, imageName);
+        if (domain is null && limits.DiskBytes is { } quota) StateDisk.EnsureRoomForQuota(request.Name, quota, _options.StateRoot);
 
         await _membership.WaitAsync(ct);
         try
@@ -304,10 +305,11 @@ public sealed partial class Fleet : IDisposable
                 Security = security,
             };
             using var reservation = Admit(config, "create", runningOnly: false);
-            _store.Save(config);
-            Failpoints.Hit("create.after-config");
             try
             {
+                // Inside: a config that fails to write half-way (a full state disk) leaves a directory to remove.
+                _store.Save(config);
+                Failpoints.Hit("create.after-config");
                 if (domain is null) Vservers.Provision(config, paths);
                 else Domains.Provision(config, paths);
                 Failpoints.Hit("create.after-network");
@@ -317,7 +319,8 @@ public sealed partial class Fleet : IDisposable
             catch (Exception e)
             {
                 Teardown(paths);
-                throw e as FleetException ?? new FleetException(FleetError.Failed, $"creating {request.Name} failed: {e.Message}", e);
+                throw StateDisk.Refusal(e, paths.Dir, _options.StateRoot)
+                    ?? new FleetException(FleetError.Failed, $"creating {request.Name} failed: {e.Message}", e);
             }
             var runtime = new GuestRuntime(config);
             lock (_fleetLock) _guests[config.Name] = runtime;
@@ -432,7 +435,15 @@ public sealed partial class Fleet : IDisposable
                     await StopLockedAsync(g, TimeSpan.Zero);
                 }
                 var paths = _store.PathsFor(name);
-                _store.Save(g.Config with { Phase = GuestPhase.Destroying });
+                try
+                {
+                    _store.Save(g.Config with { Phase = GuestPhase.Destroying });
+                }
+                catch (FleetException e) when (e.InnerException is { } io && StateDisk.IsFull(io))
+                {
+                    // Destroying is how an operator frees a full state disk: go on without the crash-safety mark.
+                    _log($"destroying guest {name} without marking it first: {e.Message}");
+                }
                 Failpoints.Hit("destroy.after-mark");
                 Teardown(paths);
                 g.Removed = true;
@@ -842,8 +853,18 @@ public sealed partial class Fleet : IDisposable
                     throw new FleetException(FleetError.Conflict, $"cannot apply the new limits to running guest '{name}': {e.Message}", e);
                 }
             }
-            g.Config = g.Config with { Limits = limits };
-            _store.Save(g.Config);
+            var changed = g.Config with { Limits = limits };
+            try
+            {
+                _store.Save(changed);
+            }
+            catch (FleetException) when (g.Running is { } running)
+            {
+                // Not recorded (a full state disk): the guest keeps the limits its config still holds.
+                TryApplyLimits(running, g.Config.Limits);
+                throw;
+            }
+            g.Config = changed;
             RefreshMeminfo(g);
             SetRestartLocked(g, restart);
         }
@@ -857,8 +878,21 @@ public sealed partial class Fleet : IDisposable
     private void SetRestartLocked(GuestRuntime g, RestartPolicy? restart)
     {
         if (restart is not { } policy || policy == g.Config.Restart) return;
-        g.Config = g.Config with { Restart = policy };
-        _store.Save(g.Config);
+        var changed = g.Config with { Restart = policy };
+        _store.Save(changed);
+        g.Config = changed;
+    }
+
+    private void TryApplyLimits(RunningVserver running, GuestLimits limits)
+    {
+        try
+        {
+            Vservers.Apply(running, limits);
+        }
+        catch (CgroupException e)
+        {
+            _log($"putting back the recorded limits of a running guest failed: {e.Message}");
+        }
     }
 
     /// <summary>A domain's memory: live, a balloon target within its maximum and not below its guarantee; stopped, the
@@ -889,8 +923,8 @@ public sealed partial class Fleet : IDisposable
             await running.Qmp.BalloonAsync(size);
             g.BalloonCurrent = size;
         }
+        _store.Save(changed);
         g.Config = changed;
-        _store.Save(g.Config);
     }
 
     /// <summary>How long an exec waits for a freshly started domain's guest agent (a TCG boot takes a few seconds).</summary>

@@ -185,7 +185,8 @@ public sealed class VserverRoot(FleetOptions options, ImageStore images)
                 process.Exited.Wait(TimeSpan.FromSeconds(5));
             }
         }
-        File.Delete(paths.VirtiofsdPidFile);
+        // The run directory is missing for a guest whose create failed before making it (File.Delete would throw).
+        if (File.Exists(paths.VirtiofsdPidFile)) File.Delete(paths.VirtiofsdPidFile);
     }
 
     /// <summary>The guest's virtiofsd by its pid file, if that process is still a virtiofsd serving this guest.</summary>
