@@ -613,7 +613,7 @@ public sealed partial class Fleet : IDisposable
         if (stableRun) g.RestartCount = 0;
         var delay = TimeSpan.FromMilliseconds(Math.Min(100 * Math.Pow(2, Math.Min(g.RestartCount, 10)), 10_000));
         g.RestartCount++;
-        ScheduleRestart(g, delay);
+        ScheduleRestart(g, delay, exit);
     }
 
     private static bool ShouldRestart(RestartPolicy policy, GuestExit exit) =>
@@ -624,23 +624,37 @@ public sealed partial class Fleet : IDisposable
             _ => false,
         };
 
-    private void ScheduleRestart(GuestRuntime g, TimeSpan delay)
+    /// <summary>Starts the guest again after <paramref name="delay"/>, unless it was stopped, started or removed
+    /// meanwhile. A restart that fails (its image gone, a full disk, QEMU refusing) is tried again with the back-off,
+    /// and the status says why it is still down: <paramref name="cause"/> (the exit being answered) with the failure.</summary>
+    private void ScheduleRestart(GuestRuntime g, TimeSpan delay, GuestExit? cause = null)
     {
         g.RestartPending = true;
+        // A run started after this one ended (start, then another death) makes this restart stale, even if a new
+        // restart is pending by the time it wakes: that one keeps its own back-off.
+        var ended = g.RunEnded;
         _ = Task.Run(async () =>
         {
             await Task.Delay(delay);
             await g.Lock.WaitAsync();
             try
             {
-                if (g.Removed || g.IsRunning || !g.RestartPending) return;
+                if (g.Removed || g.IsRunning || !g.RestartPending || !ReferenceEquals(g.RunEnded, ended)) return;
                 g.RestartPending = false;
                 await StartLockedAsync(g);
+                if (cause is not null) g.LastExit = cause;
                 _log($"restarted guest {g.Config.Name} (restart policy {RestartPolicies.Format(g.Config.Restart)})");
             }
             catch (Exception e)
             {
                 _log($"restarting guest {g.Config.Name} failed: {e.Message}");
+                var answered = cause ?? g.LastExit;
+                if (g.Removed || g.IsRunning || answered is null) return;
+                g.LastExit = answered with
+                {
+                    Reason = $"{answered.Description}; restarting it failed: {e.Message} (tried again with back-off until it starts or is stopped)",
+                };
+                ScheduleBackedOffRestart(g, answered, answered.At);
             }
             finally
             {
@@ -853,7 +867,8 @@ public sealed partial class Fleet : IDisposable
                     throw new FleetException(FleetError.Conflict, $"cannot apply the new limits to running guest '{name}': {e.Message}", e);
                 }
             }
-            var changed = g.Config with { Limits = limits };
+            // One write for both: a full state disk refuses the whole set, never half of it.
+            var changed = g.Config with { Limits = limits, Restart = restart ?? g.Config.Restart };
             try
             {
                 _store.Save(changed);
@@ -861,12 +876,11 @@ public sealed partial class Fleet : IDisposable
             catch (FleetException) when (g.Running is { } running)
             {
                 // Not recorded (a full state disk): the guest keeps the limits its config still holds.
-                TryApplyLimits(running, g.Config.Limits);
+                TryApplyLimits(name, running, g.Config.Limits);
                 throw;
             }
             g.Config = changed;
             RefreshMeminfo(g);
-            SetRestartLocked(g, restart);
         }
         finally
         {
@@ -883,7 +897,7 @@ public sealed partial class Fleet : IDisposable
         g.Config = changed;
     }
 
-    private void TryApplyLimits(RunningVserver running, GuestLimits limits)
+    private void TryApplyLimits(string name, RunningVserver running, GuestLimits limits)
     {
         try
         {
@@ -891,7 +905,7 @@ public sealed partial class Fleet : IDisposable
         }
         catch (CgroupException e)
         {
-            _log($"putting back the recorded limits of a running guest failed: {e.Message}");
+            _log($"guest {name}: putting back its recorded limits failed: {e.Message}");
         }
     }
 

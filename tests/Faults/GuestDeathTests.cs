@@ -156,6 +156,49 @@ public sealed class GuestDeathTests
     }
 
     [Fact]
+    public async Task A_restart_that_fails_is_tried_again_with_back_off_and_the_status_says_why_it_is_down()
+    {
+        await using var host = await TestHost.StartAsync();
+        host.Vsctl("create", "retry", "--restart", "always").ShouldSucceed();
+        host.Vsctl("start", "retry").ShouldSucceed();
+        var before = await GuestDeath.StatusAsync(host, "retry");
+        var pid = GuestDeath.RunningPid(before);
+
+        // Its image goes away (moved aside from outside) just before it dies: the restart cannot start it.
+        var image = Path.Combine(host.Root, "images", "busybox");
+        var aside = Path.Combine(host.Root, "images", ".busybox-aside");
+        Directory.Move(image, aside);
+        try
+        {
+            await GuestDeath.KillAndWatchAsync(host, "retry", pid, before);
+            using var client = host.Client();
+            var clock = Stopwatch.StartNew();
+            GuestInfo down;
+            do
+            {
+                await Task.Delay(50, TestContext.Current.CancellationToken);
+                down = await client.GetAsync("retry", TestContext.Current.CancellationToken);
+                down.State.ShouldNotBe("running");
+                clock.Elapsed.ShouldBeLessThan(TimeSpan.FromSeconds(10), $"not three failed restarts: {down.LastExit?.Description}, restarts {down.RestartCount}");
+            }
+            while (down.RestartCount < 4);
+            // Three tries failed and a fourth is due: 0.1 + 0.2 + 0.4 s of back-off went by, not a storm of tries.
+            clock.Elapsed.ShouldBeGreaterThan(TimeSpan.FromSeconds(0.6));
+            down.LastExit!.Signal.ShouldBe(9);
+            host.Vsctl("status", "retry").ShouldSucceed().Stdout.ShouldMatch(
+                @"(?m)^last exit:\s+killed by signal 9 \(SIGKILL\); restarting it failed: image 'busybox' of guest 'retry' is gone; build it again with: vsctl image build busybox \(tried again with back-off until it starts or is stopped\)");
+        }
+        finally
+        {
+            Directory.Move(aside, image);
+        }
+        // With the image back, a later try starts it, and the status shows the exit that caused it, nothing stale.
+        var again = await GuestDeath.RunningAgainAsync(host, "retry", pid, TimeSpan.FromSeconds(15));
+        again.LastExit!.Description.ShouldBe("killed by signal 9 (SIGKILL)");
+        host.Vsctl("exec", "retry", "--", "hostname").ShouldSucceed().Stdout.Trim().ShouldBe("retry");
+    }
+
+    [Fact]
     public async Task Without_a_restart_policy_a_killed_init_stays_stopped_and_an_init_that_exits_leaves_its_code()
     {
         await using var host = await TestHost.StartAsync();
