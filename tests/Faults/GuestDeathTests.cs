@@ -133,12 +133,12 @@ public sealed class GuestDeathTests
         }
         var shown = string.Join(", ", delays.Select(d => $"{d.TotalMilliseconds:0} ms"));
         GuestDeath.Note($"delays before restarts 1-6: {shown}");
-        // The schedule is 100 ms doubling per quick death (to 10 s); each delay also holds the start itself (~0.1 s here),
-        // so the schedule is a lower bound and the growth is checked as a ratio.
+        // The schedule is 100 ms doubling per quick death (to 10 s); each delay also holds the start itself (0.1 s idle,
+        // a few tenths on a busy host), so the schedule is a lower bound and the growth is checked as a difference.
         for (var i = 0; i < delays.Count; i++)
             delays[i].ShouldBeGreaterThanOrEqualTo(TimeSpan.FromMilliseconds(100 << i), $"restart {i + 1} came before its back-off: {shown}");
-        delays[0].ShouldBeLessThan(TimeSpan.FromSeconds(1), $"the first restart of a crash should be quick: {shown}");
-        delays[5].ShouldBeGreaterThan(delays[0] * 8, $"six quick deaths in a row were restarted about as fast as the first: {shown}");
+        delays[0].ShouldBeLessThan(TimeSpan.FromSeconds(2), $"the first restart of a crash should be quick: {shown}");
+        (delays[5] - delays[0]).ShouldBeGreaterThan(TimeSpan.FromSeconds(2.5), $"the sixth quick death was restarted about as fast as the first: {shown}");
 
         // A seventh death: the restart now waits twice as long, and a stop in that wait cancels it for good.
         var last = GuestDeath.RunningPid(status);
