@@ -308,6 +308,7 @@ public sealed partial class Fleet : IDisposable
         }
         if (domain is not null && Kernels.Find(domain.Kernel) is null) throw FleetException.Invalid(Kernels.Missing(domain.Kernel));
         if (domain is null) CheckQuotaFitsImage(limits.DiskBytes, imageName);
+        if (domain is null && limits.DiskBytes is { } quota) StateDisk.EnsureRoomForQuota(request.Name, quota, _options.StateRoot);
 
         GuestConfig config;
         GuestPaths paths;
@@ -377,7 +378,8 @@ public sealed partial class Fleet : IDisposable
             {
                 Teardown(paths);
                 lock (_fleetLock) _creating.Remove(config.Name);
-                throw e as FleetException ?? new FleetException(FleetError.Failed, $"creating {request.Name} failed: {e.Message}", e);
+                throw StateDisk.Refusal(e, paths.Dir, _options.StateRoot)
+                    ?? new FleetException(FleetError.Failed, $"creating {request.Name} failed: {e.Message}", e);
             }
             runtime = new GuestRuntime(config);
             lock (_fleetLock)
@@ -487,7 +489,15 @@ public sealed partial class Fleet : IDisposable
                 await StopLockedAsync(g, TimeSpan.Zero);
             }
             var paths = _store.PathsFor(name);
-            _store.Save(g.Config with { Phase = GuestPhase.Destroying });
+            try
+            {
+                _store.Save(g.Config with { Phase = GuestPhase.Destroying });
+            }
+            catch (FleetException e) when (e.InnerException is { } io && StateDisk.IsFull(io))
+            {
+                // Destroying is how an operator frees a full state disk: go on without the crash-safety mark.
+                _log($"destroying guest {name} without marking it first: {e.Message}");
+            }
             Failpoints.Hit("destroy.after-mark");
             Teardown(paths);
             g.Removed = true;
@@ -671,7 +681,7 @@ public sealed partial class Fleet : IDisposable
         if (stableRun) g.RestartCount = 0;
         var delay = TimeSpan.FromMilliseconds(Math.Min(100 * Math.Pow(2, Math.Min(g.RestartCount, 10)), 10_000));
         g.RestartCount++;
-        ScheduleRestart(g, delay);
+        ScheduleRestart(g, delay, exit);
     }
 
     private static bool ShouldRestart(RestartPolicy policy, GuestExit exit) =>
@@ -682,23 +692,37 @@ public sealed partial class Fleet : IDisposable
             _ => false,
         };
 
-    private void ScheduleRestart(GuestRuntime g, TimeSpan delay)
+    /// <summary>Starts the guest again after <paramref name="delay"/>, unless it was stopped, started or removed
+    /// meanwhile. A restart that fails (its image gone, a full disk, QEMU refusing) is tried again with the back-off,
+    /// and the status says why it is still down: <paramref name="cause"/> (the exit being answered) with the failure.</summary>
+    private void ScheduleRestart(GuestRuntime g, TimeSpan delay, GuestExit? cause = null)
     {
         g.RestartPending = true;
+        // A run started after this one ended (start, then another death) makes this restart stale, even if a new
+        // restart is pending by the time it wakes: that one keeps its own back-off.
+        var ended = g.RunEnded;
         _ = Task.Run(async () =>
         {
             await Task.Delay(delay);
             await g.Lock.WaitAsync();
             try
             {
-                if (g.Removed || g.IsRunning || !g.RestartPending) return;
+                if (g.Removed || g.IsRunning || !g.RestartPending || !ReferenceEquals(g.RunEnded, ended)) return;
                 g.RestartPending = false;
                 await StartLockedAsync(g);
+                if (cause is not null) g.LastExit = cause;
                 _log($"restarted guest {g.Config.Name} (restart policy {RestartPolicies.Format(g.Config.Restart)})");
             }
             catch (Exception e)
             {
                 _log($"restarting guest {g.Config.Name} failed: {e.Message}");
+                var answered = cause ?? g.LastExit;
+                if (g.Removed || g.IsRunning || answered is null) return;
+                g.LastExit = answered with
+                {
+                    Reason = $"{answered.Description}; restarting it failed: {e.Message} (tried again with back-off until it starts or is stopped)",
+                };
+                ScheduleBackedOffRestart(g, answered, answered.At);
             }
             finally
             {
@@ -915,11 +939,21 @@ public sealed partial class Fleet : IDisposable
                     throw new FleetException(FleetError.Conflict, $"cannot apply the new limits to running guest '{name}': {e.Message}", e);
                 }
             }
-            g.Config = g.Config with { Limits = limits };
-            _store.Save(g.Config);
+            // One write for limits, restart policy and autostart: a full state disk refuses the whole set, never half.
+            var changed = g.Config with { Limits = limits, Restart = restart ?? g.Config.Restart, Autostart = autostart ?? g.Config.Autostart };
+            try
+            {
+                _store.Save(changed);
+            }
+            catch (FleetException) when (g.Running is { } running)
+            {
+                // Not recorded (a full state disk): the guest keeps the limits its config still holds.
+                TryApplyLimits(name, running, g.Config.Limits);
+                throw;
+            }
+            g.Config = changed;
             Failpoints.Hit("set.after-save");
             RefreshMeminfo(g);
-            SetRestartLocked(g, restart, autostart);
         }
         finally
         {
@@ -935,6 +969,18 @@ public sealed partial class Fleet : IDisposable
         if (changed == g.Config) return;
         _store.Save(changed);
         g.Config = changed;
+    }
+
+    private void TryApplyLimits(string name, RunningVserver running, GuestLimits limits)
+    {
+        try
+        {
+            Vservers.Apply(running, limits);
+        }
+        catch (CgroupException e)
+        {
+            _log($"guest {name}: putting back its recorded limits failed: {e.Message}");
+        }
     }
 
     /// <summary>A domain's memory: live, a balloon target within its maximum and not below its guarantee; stopped, the
@@ -966,8 +1012,8 @@ public sealed partial class Fleet : IDisposable
             g.BalloonCurrent = size;
             Failpoints.Hit("set.after-live");
         }
+        _store.Save(changed);
         g.Config = changed;
-        _store.Save(g.Config);
     }
 
     /// <summary>How long an exec waits for a freshly started domain's guest agent (a TCG boot takes a few seconds).</summary>

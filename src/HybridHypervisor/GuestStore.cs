@@ -95,11 +95,15 @@ public sealed class GuestStore(FleetOptions options)
         return null;
     }
 
+    /// <summary>Replaces the guest's config whole; on a full state disk the old one stays and the refusal says so.</summary>
     public void Save(GuestConfig config)
     {
         var paths = PathsFor(config.Name);
-        Directory.CreateDirectory(paths.Dir);
-        AtomicFile.WriteAllText(paths.Config, JsonSerializer.Serialize(config, ConfigJson.Default.GuestConfig) + "\n");
+        StateDisk.Write(paths.Config, options.StateRoot, () =>
+        {
+            Directory.CreateDirectory(paths.Dir);
+            AtomicFile.WriteAllText(paths.Config, JsonSerializer.Serialize(config, ConfigJson.Default.GuestConfig) + "\n");
+        });
     }
 
     /// <summary>Records an operation before its first side effect (see <see cref="GuestIntent"/>).</summary>

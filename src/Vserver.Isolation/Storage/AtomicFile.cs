@@ -14,7 +14,8 @@ public static partial class AtomicFile
         var temp = Path.Combine(dir, $".{Path.GetFileName(path)}.tmp-{Environment.ProcessId}-{Environment.CurrentManagedThreadId}");
         try
         {
-            using (var stream = new FileStream(temp, FileMode.Create, FileAccess.Write, FileShare.None, 4096, FileOptions.None))
+            // Unbuffered (the bytes go in one write): a write that fails (ENOSPC) fails here, not again in Dispose.
+            using (var stream = new FileStream(temp, FileMode.Create, FileAccess.Write, FileShare.None, bufferSize: 0, FileOptions.None))
             {
                 stream.Write(bytes);
                 stream.Flush(flushToDisk: true);
@@ -34,7 +35,16 @@ public static partial class AtomicFile
     public static void DeleteDirectory(string dir, string why)
     {
         var doomed = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(dir))!, $".{Path.GetFileName(dir)}.{why}-{Guid.NewGuid():N}");
-        Directory.Move(dir, doomed);
+        try
+        {
+            Directory.Move(dir, doomed);
+        }
+        catch (IOException e) when (e.HResult is 28 or 122) // ENOSPC, EDQUOT
+        {
+            // The longer name needed a new directory block on a full disk: deleting in place is what frees space.
+            Directory.Delete(dir, recursive: true);
+            return;
+        }
         Directory.Delete(doomed, recursive: true);
     }
 
