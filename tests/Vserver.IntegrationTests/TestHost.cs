@@ -34,6 +34,9 @@ public sealed class TestHost : IAsyncDisposable
 {
     private Process? _agent;
     private readonly StringBuilder _agentLog = new();
+    /// <summary>Every guest name this host has been asked to create or has listed: whatever carries one of these names
+    /// and belongs to no listed guest is a leftover, even when its directory (by which cleanup finds guests) is gone.</summary>
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, byte> _names = new(StringComparer.Ordinal);
 
     public string Id { get; }
     public string Dir { get; }
@@ -155,6 +158,7 @@ public sealed class TestHost : IAsyncDisposable
     public CommandResult VsctlWith(string? stdin, params string[] args)
     {
         var env = new Dictionary<string, string>(Env) { ["VSCTL_NO_AUTOSTART"] = "1" };
+        if (args is ["create", var created, ..]) Seen(created);
         return RunWith(env, stdin, Binaries.Vsctl, args);
     }
 
@@ -181,6 +185,9 @@ public sealed class TestHost : IAsyncDisposable
         }
         return new CommandResult(p.ExitCode, stdout.Result, stderr.Result);
     }
+
+    /// <summary>Records guest names the test made some other way (the API, a hosting file).</summary>
+    public void Seen(string guest) => _names.TryAdd(guest, 0);
 
     /// <summary>The host interface name the agent derives for a guest's veth (same rule as GuestStore).</summary>
     public string HostVeth(string guest)
@@ -269,6 +276,7 @@ public sealed class TestHost : IAsyncDisposable
                 {
                     foreach (var g in (await client.ListAsync()).Guests)
                     {
+                        Seen(g.Name);
                         try
                         {
                             await client.DestroyAsync(g.Name, force: true);
@@ -334,12 +342,11 @@ public sealed class TestHost : IAsyncDisposable
         Thread.Sleep(100);
         foreach (var mountPoint in MountsUnder(Dir).Reverse()) Run("umount", "-l", mountPoint);
         foreach (var device in LoopDevicesUnder(Dir)) Run("losetup", "-d", device);
-        if (Directory.Exists(Path.Combine(Root, "guests")))
-            foreach (var g in Directory.EnumerateDirectories(Path.Combine(Root, "guests")))
-            {
-                Run("ip", "link", "del", HostVeth(Path.GetFileName(g)));
-                Run("ip", "link", "del", Tap(Path.GetFileName(g)));
-            }
+        var guestsDir = Path.Combine(Root, "guests");
+        foreach (var g in (Directory.Exists(guestsDir) ? Directory.EnumerateDirectories(guestsDir).Select(Path.GetFileName).OfType<string>() : [])
+                 .Concat(_names.Keys).Distinct())
+            foreach (var link in new[] { HostVeth(g), Tap(g) })
+                if (Directory.Exists($"/sys/class/net/{link}")) Run("ip", "link", "del", link);
         Run("ip", "link", "del", Bridge);
         // The published ports' table of this host's agent (named after its bridge); nobody else's.
         Run("nft", "delete", "table", "ip", PortsTable);
@@ -411,6 +418,7 @@ public sealed class TestHost : IAsyncDisposable
         guests.Where(g => g.State == "broken").Select(g => $"{g.Name}: {g.Problem}").ShouldBeEmpty(why);
         bool Running(GuestInfo g) => g.State is "running" or "paused";
         var names = guests.Select(g => g.Name).ToHashSet();
+        foreach (var name in names) Seen(name);
         // Directories: one per listed guest, no leftovers.
         var guestsDir = Path.Combine(Root, "guests");
         Joined((Directory.Exists(guestsDir) ? Directory.EnumerateDirectories(guestsDir).Select(Path.GetFileName).OfType<string>() : []).Order())
@@ -468,6 +476,17 @@ public sealed class TestHost : IAsyncDisposable
                 if (link == (g.Kind == "vserver" ? Tap(g.Name) : HostVeth(g.Name)))
                     throw new ShouldAssertException($"{link}: an interface of the other kind for {g.Kind} {g.Name}\n{why}");
         }
+        // A guest's own interface is on the bridge (a tap or veth that lost it leaves the guest without a network), and
+        // names of guests that are gone have none, on the bridge or off it.
+        foreach (var g in guests)
+        {
+            var own = g.Kind == "vserver" ? HostVeth(g.Name) : Tap(g.Name);
+            if (Directory.Exists($"/sys/class/net/{own}"))
+                Path.GetFileName(new FileInfo($"/sys/class/net/{own}/master").LinkTarget).ShouldBe(Bridge, $"master of {own} ({g.Kind} {g.Name})\n{why}");
+        }
+        foreach (var gone in _names.Keys.Where(n => !names.Contains(n)))
+            foreach (var link in new[] { HostVeth(gone), Tap(gone) })
+                Directory.Exists($"/sys/class/net/{link}").ShouldBeFalse($"interface {link} of guest {gone}, which is gone\n{why}");
         // Published ports: the table holds exactly the listed guests' ports.
         var table = Run("nft", "list", "table", "ip", PortsTable);
         var rules = System.Text.RegularExpressions.Regex.Matches(table.Code == 0 ? table.Stdout : "", @"(tcp|udp) dport (\d+) dnat (?:ip )?to ([0-9.]+):(\d+)")
