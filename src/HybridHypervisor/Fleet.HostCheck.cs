@@ -159,7 +159,15 @@ public sealed partial class Fleet
         foreach (var link in Directory.EnumerateDirectories("/sys/class/net").Select(Path.GetFileName).OfType<string>())
         {
             var onBridge = MasterOf(link) == Bridge.Name;
-            if (expected.TryGetValue(link, out var e) ? e.Ok : !onBridge) continue;
+            if (expected.TryGetValue(link, out var e) && e.Ok && !onBridge && owners.ContainsKey(e.Name))
+            {
+                // The guest's own, but off the bridge (a master that was never set, a bridge deleted under it): the
+                // guest has no network. Not an orphan; the repair plugs it back in.
+                found.Add((new HostOrphan("interface", link, $"the {(link.StartsWith("vt", StringComparison.Ordinal) ? "tap" : "veth")} of guest '{e.Name}' is not on bridge {Bridge.Name}"),
+                    () => HostCommand.Run("ip", ["link", "set", link, "master", Bridge.Name, "up"])));
+                continue;
+            }
+            if (e.Name is not null ? e.Ok : !onBridge) continue;
             found.Add((new HostOrphan("interface", link, e.Name is { } n
                     ? $"the {(link.StartsWith("vt", StringComparison.Ordinal) ? "tap" : "veth")} of a {(owners[n].Kind == GuestKind.Vserver ? "domain" : "vserver")}, and '{n}' is a {owners[n].Kind.ToString().ToLowerInvariant()}"
                     : $"on bridge {Bridge.Name} and no guest's"),

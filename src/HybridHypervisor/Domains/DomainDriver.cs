@@ -199,6 +199,7 @@ public sealed class DomainDriver(FleetOptions options, HostBridge bridge, ImageS
             {
                 // A paused guest cannot act on the power button.
                 if (running.Paused) await running.Qmp.ContAsync();
+                running.PowerdownRequested = true;
                 await running.Qmp.SystemPowerdownAsync();
                 await Task.WhenAny(running.Ended, Task.Delay(timeout));
             }

@@ -19,6 +19,7 @@ public sealed class RunningDomain : IAsyncDisposable
     private Task<GuestAgentClient>? _agent;
     private string? _shutdownReason;
     private bool _shutdownByGuest;
+    private readonly Task _watchingEvents;
 
     internal RunningDomain(ProcessHandle qemu, QmpClient qmp, AcceleratorChoice accelerator, DateTimeOffset startedAt, string agentSocket,
         string qemuLog, bool paused)
@@ -30,7 +31,7 @@ public sealed class RunningDomain : IAsyncDisposable
         _agentSocket = agentSocket;
         _qemuLog = qemuLog;
         Paused = paused;
-        _ = WatchEventsAsync();
+        _watchingEvents = WatchEventsAsync();
         Ended = EndAsync();
     }
 
@@ -41,6 +42,9 @@ public sealed class RunningDomain : IAsyncDisposable
     public bool Paused { get; set; }
     /// <summary>Set before the agent itself ends QEMU (stop, destroy, save), so that end is not taken for a crash.</summary>
     public bool EndedByHost { get; set; }
+    /// <summary>Set when the agent pressed the power button (a stop): QEMU ending cleanly after that is the guest
+    /// powering off, even if its SHUTDOWN event was never read.</summary>
+    public bool PowerdownRequested { get; set; }
 
     /// <summary>Completes once QEMU has exited, with why.</summary>
     public Task<GuestExit> Ended { get; }
@@ -61,8 +65,10 @@ public sealed class RunningDomain : IAsyncDisposable
     private async Task<GuestExit> EndAsync()
     {
         var exit = await _qemu.Exited;
-        // The SHUTDOWN event comes before QEMU closes the socket; let the reader deliver it.
-        await Task.WhenAny(Qmp.Completion, Task.Delay(TimeSpan.FromSeconds(2)));
+        // The SHUTDOWN event comes before QEMU closes the socket: wait until the watcher has taken every event (its loop
+        // ends with the connection). Waiting for the connection's end alone raced the watcher, and on a saturated host a
+        // clean power-off was taken for a crash.
+        await Task.WhenAny(_watchingEvents, Task.Delay(TimeSpan.FromSeconds(10)));
         string? reason;
         bool byGuest;
         lock (_gate)
@@ -76,6 +82,7 @@ public sealed class RunningDomain : IAsyncDisposable
         return reason switch
         {
             "guest-shutdown" when byGuest => new GuestExit(code ?? 0, null, at, "the guest powered off", Reset: false),
+            null when PowerdownRequested && code == 0 => new GuestExit(0, null, at, "the guest powered off", Reset: false),
             "guest-reset" when byGuest => new GuestExit(code ?? 0, null, at, "the guest rebooted", Reset: true),
             "guest-panic" => new GuestExit(code, signal, at, "the guest's kernel panicked", Crashed: true, Reset: false),
             not null when EndedByHost => new GuestExit(code ?? 0, null, at, "stopped by the agent", Reset: false),
