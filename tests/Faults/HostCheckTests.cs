@@ -41,7 +41,7 @@ public sealed class HostCheckTests : IAsyncLifetime
         Directory.CreateDirectory(ghostRun);
         var stray = _stray = Process.Start("bash", ["-c", "while :; do sleep 0.2; done", Path.Combine(ghostRun, "qemu")]);
         // A cgroup of no guest under the agent's parent, in every hierarchy the parent is in.
-        var ghostCgroups = Directory.EnumerateDirectories("/sys/fs/cgroup").Select(h => Path.Combine(h, _host.CgroupParent))
+        var ghostCgroups = TestHost.CgroupHierarchies.Select(h => Path.Combine(h, _host.CgroupParent))
             .Where(Directory.Exists).Select(p => Path.Combine(p, "ghost")).ToList();
         ghostCgroups.ShouldNotBeEmpty("the running guest's cgroup parent");
         foreach (var cg in ghostCgroups) Directory.CreateDirectory(cg);

@@ -330,7 +330,7 @@ public sealed partial class LoadTests
     /// directory, running from it (vsinit monitors and exec helpers name their spec there), or backing a loop device.</summary>
     private static void ShouldHaveNothingOfTheHostLeft(TestHost host)
     {
-        foreach (var hierarchy in Directory.EnumerateDirectories("/sys/fs/cgroup"))
+        foreach (var hierarchy in TestHost.CgroupHierarchies)
         {
             var parent = Path.Combine(hierarchy, host.CgroupParent);
             if (Directory.Exists(parent)) Directory.EnumerateDirectories(parent).ShouldBeEmpty($"cgroups left under {parent}");

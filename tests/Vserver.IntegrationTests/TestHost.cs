@@ -249,8 +249,13 @@ public sealed class TestHost : IAsyncDisposable
         return pids;
     }
 
+    /// <summary>The cgroup hierarchies to look in: each v1 hierarchy (and a v2 one mounted beside them), or on a pure
+    /// cgroup v2 host the one unified tree.</summary>
+    public static IReadOnlyList<string> CgroupHierarchies =>
+        File.Exists("/sys/fs/cgroup/cgroup.controllers") ? ["/sys/fs/cgroup"] : Directory.EnumerateDirectories("/sys/fs/cgroup").ToList();
+
     public bool CgroupExists(string guest) =>
-        Directory.EnumerateDirectories("/sys/fs/cgroup").Any(h => Directory.Exists(Path.Combine(h, CgroupParent, guest)));
+        CgroupHierarchies.Any(h => Directory.Exists(Path.Combine(h, CgroupParent, guest)));
 
     /// <summary>What a failed create or a destroy must not leave: the guest's dir, veth, netns mount, cgroup, processes.</summary>
     public void ShouldHaveNoTraceOf(string guest)
@@ -325,7 +330,7 @@ public sealed class TestHost : IAsyncDisposable
 
     private void PowerOff()
     {
-        foreach (var hierarchy in Directory.EnumerateDirectories("/sys/fs/cgroup"))
+        foreach (var hierarchy in CgroupHierarchies)
         {
             var parent = Path.Combine(hierarchy, CgroupParent);
             if (!Directory.Exists(parent)) continue;
@@ -350,7 +355,7 @@ public sealed class TestHost : IAsyncDisposable
         Run("ip", "link", "del", Bridge);
         // The published ports' table of this host's agent (named after its bridge); nobody else's.
         Run("nft", "delete", "table", "ip", PortsTable);
-        foreach (var hierarchy in Directory.EnumerateDirectories("/sys/fs/cgroup"))
+        foreach (var hierarchy in CgroupHierarchies)
         {
             var parent = Path.Combine(hierarchy, CgroupParent);
             if (!Directory.Exists(parent)) continue;
@@ -427,7 +432,7 @@ public sealed class TestHost : IAsyncDisposable
         (Directory.Exists(runGuests) ? Directory.EnumerateDirectories(runGuests).Select(Path.GetFileName) : [])
             .Where(n => !names.Contains(n!)).ShouldBeEmpty($"run directories of no guest\n{why}");
         // Cgroups: exactly the running vservers'.
-        var cgroups = Directory.EnumerateDirectories("/sys/fs/cgroup").Select(h => Path.Combine(h, CgroupParent)).Where(Directory.Exists)
+        var cgroups = CgroupHierarchies.Select(h => Path.Combine(h, CgroupParent)).Where(Directory.Exists)
             .SelectMany(Directory.EnumerateDirectories).Select(Path.GetFileName).OfType<string>().Distinct().Order().ToList();
         Joined(cgroups).ShouldBe(Joined(guests.Where(g => g.Kind == "vserver" && Running(g)).Select(g => g.Name).Order()), $"cgroups\n{why}");
         // Mounts: a vserver's netns; anything else only under a running guest's directories.
