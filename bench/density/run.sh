@@ -44,24 +44,14 @@ MARKER="busybox init: /etc/init.d/rcS starting on"
 # (net/bridge/br_private.h, br_if.c); the 1024th port is refused with EXFULL.
 BRIDGE_PORTS=1023
 
-die() { echo "bench/density: $*" >&2; exit 1; }
-log() { echo "== $*" >&2; }
-
-HERE=$(cd "$(dirname "$0")" && pwd)
-REPO=$(cd "$HERE/../.." && pwd)
-BIN=$REPO/bin
-
-[ "$(id -u)" = 0 ] || die "must run as root (vservers, lxc containers, domains, bridges, cgroups)"
+BENCH=bench/density
+. "$(dirname "$0")/../preamble.sh"
 case $N$N_DOMAINS$N_LARGE$SETTLE$TIMEOUT$JOBS in *[!0-9]*) die "N, N_DOMAINS, N_LARGE, SETTLE, TIMEOUT and JOBS must be whole numbers" ;; esac
 [ "$N" -ge 1 ] && [ "$JOBS" -ge 1 ] || die "N and JOBS must be 1 or more"
 [ "$N_LARGE" -le 65000 ] || die "N_LARGE must be at most 65000 (the bench agent's /16 subnet)"
-missing=""
 need=(lxc-create lxc-start lxc-stop lxc-destroy lxc-info ip curl awk mountpoint)
 [ "$N_DOMAINS" = 0 ] || need+=(qemu-system-x86_64)
-for c in "${need[@]}"; do command -v "$c" >/dev/null 2>&1 || missing="$missing $c"; done
-[ -z "$missing" ] || die "missing:$missing (needs: lxc iproute2 curl util-linux qemu-system-x86; \`make deps\`)"
-[ -x "$BIN/vserverd" ] && [ -x "$BIN/vsctl" ] && [ -x "$BIN/vsinit" ] ||
-    die "$BIN/vserverd, $BIN/vsctl or $BIN/vsinit missing: run make build first"
+bench_require "vservers, lxc containers, domains, bridges, cgroups" "${need[@]}"
 
 # --- work dir and cleanup ---------------------------------------------------
 WORK=$(mktemp -d /tmp/vsdensity.XXXXXX)

@@ -35,18 +35,10 @@ SKIP_LXC=${SKIP_LXC:-0}
 SKIP_API=${SKIP_API:-0}
 SKIP_LIST=${SKIP_LIST:-0}
 
-die() { echo "bench/load: $*" >&2; exit 1; }
-log() { echo "== $*" >&2; }
-
-HERE=$(cd "$(dirname "$0")" && pwd)
-REPO=$(cd "$HERE/../.." && pwd)
-BIN=$REPO/bin
-
-[ "$(id -u)" = 0 ] || die "must run as root (vservers, lxc containers, bridges, cgroups)"
-for c in lxc-create lxc-start lxc-attach lxc-stop lxc-destroy lxc-ls ip awk curl losetup mountpoint sha256sum; do
-    command -v "$c" >/dev/null 2>&1 || die "missing $c (make deps installs lxc, iproute2, util-linux, curl)"
-done
-[ -x "$BIN/vserverd" ] && [ -x "$BIN/vsctl" ] && [ -x "$BIN/vsinit" ] || die "$BIN/vserverd, vsctl or vsinit missing: run make build first"
+BENCH=bench/load
+. "$(dirname "$0")/../preamble.sh"
+bench_require "vservers, lxc containers, bridges, cgroups" \
+    lxc-create lxc-start lxc-attach lxc-stop lxc-destroy lxc-ls ip awk curl losetup mountpoint sha256sum
 case $CLIENTS$DURATION$LIST_RUNS$PARALLEL${LIST_COUNTS// /} in *[!0-9]*) die "CLIENTS, DURATION, LIST_COUNTS, LIST_RUNS and PARALLEL must be whole numbers" ;; esac
 for n in $LIST_COUNTS; do [ "$n" -ge 1 ] && [ "$n" -le 1000 ] || die "LIST_COUNTS must be 1 to 1000 (one /22 of addresses)"; done
 [ "$CLIENTS" -ge 1 ] && [ "$LIST_RUNS" -ge 1 ] || die "CLIENTS and LIST_RUNS must be at least 1"

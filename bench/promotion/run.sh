@@ -32,19 +32,10 @@ DATA_MB=${DATA_MB:-100}
 GROW_MB=${GROW_MB:-200 400}
 TIMEOUT=${TIMEOUT:-120}
 
-die() { echo "bench/promotion: $*" >&2; exit 1; }
-log() { echo "== $*" >&2; }
-
-HERE=$(cd "$(dirname "$0")" && pwd)
-REPO=$(cd "$HERE/../.." && pwd)
-BIN=$REPO/bin
-
-[ "$(id -u)" = 0 ] || die "must run as root (vservers, domains, taps, bridge, cgroups)"
-for c in curl ip awk qemu-system-x86_64; do
-    command -v "$c" >/dev/null 2>&1 || die "missing $c (make deps installs it)"
-done
+BENCH=bench/promotion
+. "$(dirname "$0")/../preamble.sh"
+bench_require "vservers, domains, taps, bridge, cgroups" curl ip awk qemu-system-x86_64
 [ -x /usr/lib/qemu/virtiofsd ] || die "missing /usr/lib/qemu/virtiofsd (qemu-system-common; make deps)"
-[ -x "$BIN/vserverd" ] && [ -x "$BIN/vsctl" ] || die "$BIN/vserverd or $BIN/vsctl missing: run make build first"
 case $RUNS$DATA_MB$TIMEOUT${GROW_MB// /} in *[!0-9]*) die "RUNS, DATA_MB, GROW_MB and TIMEOUT must be whole numbers" ;; esac
 [ "$RUNS" -ge 1 ] || die "RUNS must be 1 or more"
 

@@ -26,18 +26,9 @@ set -euo pipefail
 N=${N:-200}
 PARALLEL=${PARALLEL:-4}
 
-die() { echo "bench/provision: $*" >&2; exit 1; }
-log() { echo "== $*" >&2; }
-
-HERE=$(cd "$(dirname "$0")" && pwd)
-REPO=$(cd "$HERE/../.." && pwd)
-BIN=$REPO/bin
-
-[ "$(id -u)" = 0 ] || die "must run as root (vservers, lxc containers, bridges, cgroups)"
-for c in lxc-create lxc-start lxc-stop lxc-destroy lxc-info ip awk mountpoint; do
-    command -v "$c" >/dev/null 2>&1 || die "missing $c (make deps installs lxc, iproute2, util-linux)"
-done
-[ -x "$BIN/vserverd" ] && [ -x "$BIN/vsctl" ] || die "$BIN/vserverd or $BIN/vsctl missing: run make build first"
+BENCH=bench/provision
+. "$(dirname "$0")/../preamble.sh"
+bench_require "vservers, lxc containers, bridges, cgroups" lxc-create lxc-start lxc-stop lxc-destroy lxc-info ip awk mountpoint
 case $N$PARALLEL in *[!0-9]*) die "N and PARALLEL must be whole numbers" ;; esac
 [ "$N" -ge 3 ] && [ "$N" -le 250 ] || die "N must be 3 to 250 (one /24 of addresses for each side)"
 

@@ -30,7 +30,21 @@ public static class HostCommand
         foreach (var a in args) psi.ArgumentList.Add(a);
         if (env is not null)
             foreach (var (k, v) in env) psi.Environment[k] = v;
-        using var process = Process.Start(psi) ?? throw new HostCommandException($"{program}: could not start", -1, "");
+        Process process;
+        try
+        {
+            process = Process.Start(psi) ?? throw new HostCommandException($"{program}: could not start", -1, "");
+        }
+        catch (System.ComponentModel.Win32Exception e)
+        {
+            // As a shell would: 127 for a program that is not there, 126 for one that cannot run. The caller decides
+            // what a failed command means; an agent must not die of a host tool that is missing.
+            var missing = e.NativeErrorCode == 2;
+            return (missing ? 127 : 126, "", missing
+                ? $"{program}: not found on PATH (ENOENT); install it (make deps installs every tool vserver needs)"
+                : $"{program}: cannot run it: {e.Message} (errno {e.NativeErrorCode})");
+        }
+        using var _ = process;
         var stdoutTask = process.StandardOutput.ReadToEndAsync();
         var stderrTask = process.StandardError.ReadToEndAsync();
         if (stdin is not null) process.StandardInput.Write(stdin);
