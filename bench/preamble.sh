@@ -19,3 +19,10 @@ bench_require() {
     [ -x "$BIN/vserverd" ] && [ -x "$BIN/vsctl" ] && [ -x "$BIN/vsinit" ] ||
         die "$BIN/vserverd, $BIN/vsctl or $BIN/vsinit missing: run make build first"
 }
+
+# bench_on_exit FUNC: FUNC runs at every exit, also after Ctrl-C or a TERM (which exit 130 and 143 as a shell would).
+bench_on_exit() {
+    trap "$1" EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+}

@@ -136,9 +136,7 @@ cleanup() {
     rm -rf --one-file-system "$WORK"
     exit "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+bench_on_exit cleanup
 
 # --- the agent, the image, the kernel ---------------------------------------
 log "starting a private vserverd (root $WORK, bridge $BRIDGE, subnet $VSERVER_SUBNET, cgroup parent $ID)"

@@ -88,9 +88,7 @@ cleanup() {
     bench_remove_work "$BRIDGE" "$LXC_BRIDGE"
     exit "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+bench_on_exit cleanup
 
 # --- the agent, the image, the lxc side's tree --------------------------------------------------------------------
 log "starting a private vserverd (root $WORK, bridge $BRIDGE, subnet $SUBNET, cgroup parent $ID)"

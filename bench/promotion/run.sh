@@ -67,9 +67,7 @@ cleanup() {
     bench_remove_work "$BRIDGE"
     exit "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+bench_on_exit cleanup
 
 # --- the agent, the kernel, the image, the web server ------------------------
 log "starting a private vserverd (root $WORK, bridge $BRIDGE, cgroup parent $ID)"

@@ -66,9 +66,7 @@ cleanup() {
     bench_remove_work "$BRIDGE" "$LXC_BRIDGE"
     exit "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+bench_on_exit cleanup
 
 # --- the agent and the image ---------------------------------------------------
 log "starting a private vserverd (root $WORK, bridge $BRIDGE, cgroup parent $ID)"

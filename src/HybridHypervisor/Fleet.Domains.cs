@@ -166,9 +166,7 @@ public sealed partial class Fleet
                 _store.Save(g.Config with { Phase = GuestPhase.Destroying });
                 Failpoints.Hit("save.after-mark");
                 Teardown(paths);
-                g.Removed = true;
-                lock (_fleetLock) _guests.Remove(name);
-                ForgetPorts(g.Config);
+                ForgetTornDown(g);
                 _log($"saved domain {name} to {file}");
             }
             finally

@@ -500,15 +500,22 @@ public sealed partial class Fleet : IDisposable
             }
             Failpoints.Hit("destroy.after-mark");
             Teardown(paths);
-            g.Removed = true;
-            lock (_fleetLock) _guests.Remove(name);
-            ForgetPorts(g.Config);
+            ForgetTornDown(g);
             _log($"destroyed guest {name}");
         }
         finally
         {
             g.Lock.Release();
         }
+    }
+
+    /// <summary>After a guest's teardown (destroy, or a save that moved it into a file): it leaves the fleet, whoever
+    /// waits for its lock is told there is no such guest, and its published ports leave the table.</summary>
+    private void ForgetTornDown(GuestRuntime g)
+    {
+        g.Removed = true;
+        lock (_fleetLock) _guests.Remove(g.Config.Name);
+        ForgetPorts(g.Config);
     }
 
     private async Task DestroyBrokenAsync(string name, bool force, CancellationToken ct)
