@@ -26,6 +26,9 @@ public sealed record HostCheckView(IReadOnlyList<HostOrphan> Orphans, IReadOnlyL
 /// </summary>
 public sealed partial class Fleet
 {
+    /// <summary>How long the check lets loop devices of layers just unmounted go by themselves, all of them together.</summary>
+    private static readonly TimeSpan LoopSettle = TimeSpan.FromSeconds(3);
+
     /// <summary>The check under the membership lock and every idle guest's lock; a guest in the middle of an operation
     /// is reported busy and its things are left alone.</summary>
     public async Task<HostCheckView> CheckHostAsync(bool repair, CancellationToken ct = default)
@@ -131,13 +134,16 @@ public sealed partial class Fleet
         }
 
         // Loop devices backing a disk quota's image: a running guest's (its overlay, or a shared root, holds it).
+        var settling = System.Diagnostics.Stopwatch.StartNew();
         foreach (var (device, backing) in LayerImage.AttachedLoopDevices().Where(l => l.Backing.StartsWith(_options.GuestsRoot + "/", StringComparison.Ordinal)))
         {
             var name = FirstSegment(backing, _options.GuestsRoot + "/")!;
             if (!name.StartsWith('.') && !Judged(name)) continue;
             if (owners.TryGetValue(name, out var o) && o.Running && (o.Kind == GuestKind.Vserver || o.SharedRoot)) continue;
-            // The overlay of a run that just ended lets go a moment after its init.
-            if (LayerImage.WaitUntilFree(backing, TimeSpan.FromSeconds(1))) continue;
+            // A layer just unmounted stays on its device a moment: the overlay of a run that just ended lets go after its
+            // init, and a vserver starting anywhere on the host holds a copy of every host mount from its clone to its
+            // pivot_root. Three seconds in all, however many devices there are.
+            if (LayerImage.WaitUntilFree(backing, LoopSettle - settling.Elapsed)) continue;
             found.Add((new HostOrphan("loop device", $"{device} ({backing})", name.StartsWith('.') ? "its image was deleted with its guest" : Whose(name)),
                 () => HostCommand.Run("losetup", ["-d", device])));
         }
