@@ -338,29 +338,10 @@ public sealed partial class LoadTests
         var ports = $"/sys/class/net/{host.Bridge}/brif";
         Directory.Exists(ports).ShouldBeTrue($"the agent's bridge {host.Bridge} is gone");
         Directory.EnumerateFileSystemEntries(ports).Select(Path.GetFileName).ShouldBeEmpty($"interfaces left on {host.Bridge}");
-        File.ReadAllLines("/proc/self/mountinfo").Select(l => l.Split(' ')[4])
-            .Where(m => m.StartsWith(host.Dir + "/", StringComparison.Ordinal)).ShouldBeEmpty("mounts left under the host's directory");
-        var processes = new List<string>();
-        foreach (var proc in Directory.EnumerateDirectories("/proc"))
-        {
-            if (!int.TryParse(Path.GetFileName(proc), out var pid)) continue;
-            try
-            {
-                var cmdline = File.ReadAllText(Path.Combine(proc, "cmdline")).Replace('\0', ' ');
-                if (cmdline.Contains(host.Dir + "/", StringComparison.Ordinal)) processes.Add($"{pid}: {cmdline}");
-            }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-            {
-                // Ended while we looked.
-            }
-        }
-        processes.ShouldBeEmpty("processes of the host's guests left running");
-        var loops = Directory.EnumerateDirectories("/sys/block", "loop*")
-            .Select(d => Path.Combine(d, "loop", "backing_file"))
-            .Where(File.Exists)
-            .Select(f => File.ReadAllText(f).Trim())
-            .Where(b => b.StartsWith(host.Dir + "/", StringComparison.Ordinal));
-        loops.ShouldBeEmpty("loop devices left on the host's files");
+        TestHost.MountsUnder(host.Dir).Where(m => m != host.Dir).ShouldBeEmpty("mounts left under the host's directory");
+        TestHost.Processes().Where(p => p.CommandLine.Contains(host.Dir + "/", StringComparison.Ordinal)).Select(p => $"{p.Pid}: {p.CommandLine}")
+            .ShouldBeEmpty("processes of the host's guests left running");
+        TestHost.LoopDevicesUnder(host.Dir).Select(l => l.Backing).ShouldBeEmpty("loop devices left on the host's files");
         foreach (var dir in new[] { Path.Combine(host.Root, "guests"), Path.Combine(host.RunDir, "guests") })
             if (Directory.Exists(dir)) Directory.EnumerateFileSystemEntries(dir).ShouldBeEmpty($"entries left in {dir}");
     }

@@ -208,20 +208,8 @@ public sealed class TestHost : IAsyncDisposable
     public IReadOnlyList<int> QemuPids(string? guest = null)
     {
         var needle = guest is null ? Dir + "/" : Path.Combine(RunDir, "guests", guest) + "/";
-        var pids = new List<int>();
-        foreach (var proc in Directory.EnumerateDirectories("/proc"))
-        {
-            if (!int.TryParse(Path.GetFileName(proc), out var pid)) continue;
-            try
-            {
-                var cmdline = File.ReadAllText(Path.Combine(proc, "cmdline")).Replace('\0', ' ');
-                if (cmdline.Contains("qemu-system", StringComparison.Ordinal) && cmdline.Contains(needle, StringComparison.Ordinal)) pids.Add(pid);
-            }
-            catch (IOException)
-            {
-            }
-        }
-        return pids;
+        return Processes().Where(p => p.CommandLine.Contains("qemu-system", StringComparison.Ordinal) && p.CommandLine.Contains(needle, StringComparison.Ordinal))
+            .Select(p => p.Pid).ToList();
     }
 
     /// <summary>Pids of virtiofsd processes serving this host's guests (their command line or, inside a user namespace,
@@ -230,14 +218,11 @@ public sealed class TestHost : IAsyncDisposable
     {
         var needle = guest is null ? Dir + "/" : Path.Combine(RunDir, "guests", guest) + "/";
         var pids = new List<int>();
-        foreach (var proc in Directory.EnumerateDirectories("/proc"))
+        foreach (var (pid, cmdline) in Processes().Where(p => p.CommandLine.Contains("virtiofsd", StringComparison.Ordinal)))
         {
-            if (!int.TryParse(Path.GetFileName(proc), out var pid)) continue;
             try
             {
-                var cmdline = File.ReadAllText(Path.Combine(proc, "cmdline")).Replace('\0', ' ');
-                if (!cmdline.Contains("virtiofsd", StringComparison.Ordinal)) continue;
-                var environ = File.ReadAllText(Path.Combine(proc, "environ")).Replace('\0', ' ') + " ";
+                var environ = File.ReadAllText($"/proc/{pid}/environ").Replace('\0', ' ') + " ";
                 if (cmdline.Contains(needle, StringComparison.Ordinal) || environ.Contains($"VSERVER_GUEST_RUN={needle.TrimEnd('/')} ", StringComparison.Ordinal)
                     || (guest is null && environ.Contains($"VSERVER_GUEST_RUN={needle}", StringComparison.Ordinal)))
                     pids.Add(pid);
@@ -346,7 +331,7 @@ public sealed class TestHost : IAsyncDisposable
             Run("kill", "-9", pid.ToString(System.Globalization.CultureInfo.InvariantCulture));
         Thread.Sleep(100);
         foreach (var mountPoint in MountsUnder(Dir).Reverse()) Run("umount", "-l", mountPoint);
-        foreach (var device in LoopDevicesUnder(Dir)) Run("losetup", "-d", device);
+        foreach (var (device, _) in LoopDevicesUnder(Dir)) Run("losetup", "-d", device);
         var guestsDir = Path.Combine(Root, "guests");
         foreach (var g in (Directory.Exists(guestsDir) ? Directory.EnumerateDirectories(guestsDir).Select(Path.GetFileName).OfType<string>() : [])
                  .Concat(_names.Keys).Distinct())
@@ -374,16 +359,16 @@ public sealed class TestHost : IAsyncDisposable
     private static string UnescapeMount(string field) =>
         System.Text.RegularExpressions.Regex.Replace(field, @"\\([0-3][0-7]{2})", m => ((char)Convert.ToInt32(m.Groups[1].Value, 8)).ToString());
 
-    /// <summary>Loop devices whose backing file lies under <paramref name="dir"/>.</summary>
-    public static IReadOnlyList<string> LoopDevicesUnder(string dir)
+    /// <summary>Loop devices whose backing file lies under <paramref name="dir"/>, with that file.</summary>
+    public static IReadOnlyList<(string Device, string Backing)> LoopDevicesUnder(string dir)
     {
-        var devices = new List<string>();
+        var devices = new List<(string, string)>();
         foreach (var block in Directory.EnumerateDirectories("/sys/block", "loop*"))
         {
             try
             {
                 var backing = File.ReadAllText(Path.Combine(block, "loop", "backing_file")).Trim();
-                if (backing.StartsWith(dir + "/", StringComparison.Ordinal)) devices.Add("/dev/" + Path.GetFileName(block));
+                if (backing.StartsWith(dir + "/", StringComparison.Ordinal)) devices.Add(("/dev/" + Path.GetFileName(block), backing));
             }
             catch (IOException)
             {
@@ -394,21 +379,26 @@ public sealed class TestHost : IAsyncDisposable
 
     /// <summary>Pids of processes whose command line names a path under <paramref name="prefix"/> (vsinit monitors and
     /// execs name their spec in the guest's run directory).</summary>
-    public static IReadOnlyList<int> ProcessesNaming(string prefix)
+    public static IReadOnlyList<int> ProcessesNaming(string prefix) =>
+        Processes().Where(p => p.Pid != Environment.ProcessId && p.CommandLine.Contains(prefix, StringComparison.Ordinal)).Select(p => p.Pid).ToList();
+
+    /// <summary>The host's processes with their command lines (NULs as spaces); one that ends while read is left out.</summary>
+    public static IEnumerable<(int Pid, string CommandLine)> Processes()
     {
-        var pids = new List<int>();
         foreach (var proc in Directory.EnumerateDirectories("/proc"))
         {
-            if (!int.TryParse(Path.GetFileName(proc), out var pid) || pid == Environment.ProcessId) continue;
+            if (!int.TryParse(Path.GetFileName(proc), out var pid)) continue;
+            string cmdline;
             try
             {
-                if (File.ReadAllText(Path.Combine(proc, "cmdline")).Replace('\0', ' ').Contains(prefix, StringComparison.Ordinal)) pids.Add(pid);
+                cmdline = File.ReadAllText(Path.Combine(proc, "cmdline")).Replace('\0', ' ');
             }
-            catch (IOException)
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
+                continue;
             }
+            yield return (pid, cmdline);
         }
-        return pids;
     }
 
     /// <summary>
@@ -447,17 +437,8 @@ public sealed class TestHost : IAsyncDisposable
             else Running(guest).ShouldBeTrue($"mount {mount} of stopped guest {guest.Name}\n{why}");
         }
         // Loop devices: a running guest's layer image only.
-        foreach (var device in LoopDevicesUnder(Root))
+        foreach (var (device, backing) in LoopDevicesUnder(Root))
         {
-            string backing;
-            try
-            {
-                backing = File.ReadAllText($"/sys/block/{Path.GetFileName(device)}/loop/backing_file").Trim();
-            }
-            catch (IOException)
-            {
-                continue; // detached meanwhile
-            }
             var owner = guests.FirstOrDefault(g => backing.StartsWith(Path.Combine(guestsDir, g.Name) + "/", StringComparison.Ordinal));
             if (owner is not null && Running(owner)) continue;
             (await LoopDeviceHoldersAsync(device, backing)).ShouldBeEmpty($"loop device {device} on {backing} of no running guest; held by\n{why}");
@@ -478,8 +459,9 @@ public sealed class TestHost : IAsyncDisposable
             }
             else Joined(QemuPids(g.Name).Select(p => p.ToString(System.Globalization.CultureInfo.InvariantCulture))).ShouldBe($"{g.InitPid}", $"QEMU of {g.Name}\n{why}");
         }
-        ProcessesNaming(runGuests + "/").Where(p => !guests.Any(g => ProcessNames(p, Path.Combine(runGuests, g.Name) + "/")))
-            .ShouldBeEmpty($"processes of no guest\n{why}");
+        Processes().Where(p => p.Pid != Environment.ProcessId && p.CommandLine.Contains(runGuests + "/", StringComparison.Ordinal)
+                               && !guests.Any(g => p.CommandLine.Contains(Path.Combine(runGuests, g.Name) + "/", StringComparison.Ordinal)))
+            .Select(p => p.Pid).ShouldBeEmpty($"processes of no guest\n{why}");
         // Interfaces on the bridge: the vservers' veths and the domains' taps.
         var expected = guests.Select(g => g.Kind == "vserver" ? HostVeth(g.Name) : Tap(g.Name)).ToHashSet();
         foreach (var link in Directory.EnumerateDirectories("/sys/class/net").Select(Path.GetFileName).OfType<string>())
@@ -538,30 +520,18 @@ public sealed class TestHost : IAsyncDisposable
         }
         var imageDir = Path.GetDirectoryName(backing.Replace(" (deleted)", "", StringComparison.Ordinal))!;
         var holders = new List<string>();
-        foreach (var proc in Directory.EnumerateDirectories("/proc").Where(d => int.TryParse(Path.GetFileName(d), out _)))
+        foreach (var (pid, cmdline) in Processes())
         {
             try
             {
-                foreach (var line in File.ReadLines(Path.Combine(proc, "mountinfo")).Where(l => l.Split(' ')[2] == majorMinor || l.Contains(imageDir + "/", StringComparison.Ordinal)))
-                    holders.Add($"pid {Path.GetFileName(proc)} ({File.ReadAllText(Path.Combine(proc, "cmdline")).Replace('\0', ' ').Trim()}): {line}");
+                foreach (var line in File.ReadLines($"/proc/{pid}/mountinfo").Where(l => l.Split(' ')[2] == majorMinor || l.Contains(imageDir + "/", StringComparison.Ordinal)))
+                    holders.Add($"pid {pid} ({cmdline.Trim()}): {line}");
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
             }
         }
         return holders.Count > 0 ? holders.Take(20).ToList() : [$"{device} ({majorMinor}): still attached after 5 s, mounted in no process's namespace"];
-    }
-
-    private static bool ProcessNames(int pid, string prefix)
-    {
-        try
-        {
-            return File.ReadAllText($"/proc/{pid}/cmdline").Replace('\0', ' ').Contains(prefix, StringComparison.Ordinal);
-        }
-        catch (IOException)
-        {
-            return true;
-        }
     }
 
     private static void TryWrite(string path, string value)
