@@ -137,23 +137,6 @@ client_files() {  # DIR K
     : > "$LAT"; : > "$ERRORS"; : > "$REFUSED"; : > "$NAMES"
 }
 
-vs_client() {  # K END_USEC
-    local k=$1 end=$2 i=0 n ok
-    client_files "$WORK/vs" "$k"
-    while [ "$(usec)" -lt "$end" ]; do
-        # Each name twice in a row: a new guest takes the name (veth, cgroup, dirs) the last one just gave up.
-        i=$((i + 1)) n=l$k-$(( (i + 1) / 2 )) ok=1
-        [ $((i % 2)) = 1 ] && echo "$n" >> "$NAMES"
-        op vserver create "$n" vsctl create "$n" || continue
-        if op vserver start "$n" vsctl start "$n"; then
-            op vserver exec "$n" vsctl exec "$n" -- hostname && check_exec vserver "$n"
-            op vserver stop "$n" vsctl stop "$n" || ok=0
-        fi
-        if [ "$ok" = 1 ]; then op vserver destroy "$n" vsctl destroy "$n"
-        else op vserver destroy "$n" vsctl destroy --force "$n"; fi
-    done
-}
-
 # One call of the REST API: the answer on stdout; an error answer (the agent's JSON, one line) on stderr and exit 1.
 api() {  # METHOD PATH [JSON]
     local out
@@ -166,21 +149,43 @@ api() {  # METHOD PATH [JSON]
     fi
 }
 
-api_client() {  # K END_USEC
-    local k=$1 end=$2 i=0 n ok
-    client_files "$WORK/api" "$k"
+# The agent's verbs as each side gives them: vsctl, or the REST API with curl (exec is vsctl's on both: curl speaks no
+# WebSocket).
+vserver_verb() {  # VERB NAME
+    case $1 in
+        create | start | stop | destroy) vsctl "$1" "$2" ;;
+        destroy-force) vsctl destroy --force "$2" ;;
+        exec) vsctl exec "$2" -- hostname ;;
+    esac
+}
+api_verb() {  # VERB NAME
+    case $1 in
+        create) api POST guests "{\"name\":\"$2\"}" ;;
+        start | stop) api POST "guests/$2/$1" ;;
+        destroy) api DELETE "guests/$2" ;;
+        destroy-force) api DELETE "guests/$2?force=true" ;;
+        exec) vsctl exec "$2" -- hostname ;;
+    esac
+}
+
+guest_client() {  # SIDE (vserver or api) NAME_PREFIX DIR K END_USEC
+    local side=$1 prefix=$2 k=$4 end=$5 i=0 n ok
+    client_files "$3" "$k"
     while [ "$(usec)" -lt "$end" ]; do
-        i=$((i + 1)) n=a$k-$(( (i + 1) / 2 )) ok=1
+        # Each name twice in a row: a new guest takes the name (veth, cgroup, dirs) the last one just gave up.
+        i=$((i + 1)) n=$prefix$k-$(( (i + 1) / 2 )) ok=1
         [ $((i % 2)) = 1 ] && echo "$n" >> "$NAMES"
-        op api create "$n" api POST guests "{\"name\":\"$n\"}" || continue
-        if op api start "$n" api POST "guests/$n/start"; then
-            op api exec "$n" vsctl exec "$n" -- hostname && check_exec api "$n"
-            op api stop "$n" api POST "guests/$n/stop" || ok=0
+        op "$side" create "$n" "${side}_verb" create "$n" || continue
+        if op "$side" start "$n" "${side}_verb" start "$n"; then
+            op "$side" exec "$n" "${side}_verb" exec "$n" && check_exec "$side" "$n"
+            op "$side" stop "$n" "${side}_verb" stop "$n" || ok=0
         fi
-        if [ "$ok" = 1 ]; then op api destroy "$n" api DELETE "guests/$n"
-        else op api destroy "$n" api DELETE "guests/$n?force=true"; fi
+        if [ "$ok" = 1 ]; then op "$side" destroy "$n" "${side}_verb" destroy "$n"
+        else op "$side" destroy "$n" "${side}_verb" destroy-force "$n"; fi
     done
 }
+vs_client() { guest_client vserver l "$WORK/vs" "$@"; }  # K END_USEC
+api_client() { guest_client api a "$WORK/api" "$@"; }  # K END_USEC
 
 # What an operator does for one LXC container with its own writable layer over the shared image tree, a veth on a
 # bridge with an address, the same /proc and /sys as a vserver.
