@@ -58,12 +58,7 @@ public sealed class VserverCrashTests(VserverTortureHost shared, ITestOutputHelp
         var t = new Torture(Host);
         const string x = "tx";
         string[] create = ["--disk", "32M", "--memory", "64M"];
-        await t.EveryPointAsync("create", () => Task.Run(() => t.Gone(x)), () => Host.Vsctl(["create", x, .. create]), () => t.WholeOrGoneAsync(x));
-        await t.EveryPointAsync("start", async () =>
-        {
-            t.Exists(x, create);
-            await t.StoppedAsync(x);
-        }, () => Host.Vsctl("start", x), () => t.WholeOrGoneAsync(x));
+        await t.CreateAndStartAsync(x, create);
         var memory = 64;
         await t.EveryPointAsync("set", () => t.RunningAsync(x), () => Host.Vsctl("set", x, "--memory", $"{memory += 8}M"), () => LimitIsTheRecordedOneAsync(x));
         await t.EveryPointAsync("port add", async () =>
@@ -146,12 +141,7 @@ public sealed class DomainCrashTests(DomainTortureHost shared, ITestOutputHelper
         var t = new Torture(Host);
         const string d = "td";
         string[] create = ["--kind", "domain", "--memory", "128M"];
-        await t.EveryPointAsync("create domain", () => Task.Run(() => t.Gone(d)), () => Host.Vsctl(["create", d, .. create]), () => t.WholeOrGoneAsync(d));
-        await t.EveryPointAsync("start domain", async () =>
-        {
-            t.Exists(d, create);
-            await t.StoppedAsync(d);
-        }, () => Host.Vsctl("start", d), () => t.WholeOrGoneAsync(d));
+        await t.CreateAndStartAsync(d, create, "domain");
         await t.EveryPointAsync("stop domain", () => t.RunningAsync(d), () => Host.Vsctl("stop", "--timeout", "0", d));
 
         var save = Path.Combine(Host.Dir, "td.save");

@@ -51,6 +51,19 @@ internal sealed class Torture(TestHost host)
         throw new ShouldAssertException($"{what}: still dying after 60 crash points; a loop?");
     }
 
+    /// <summary>A guest's create and then its start, each killed at every crash point (<paramref name="kind"/>, if given,
+    /// names the steps in the log); after every kill the guest must be whole or gone.</summary>
+    public async Task CreateAndStartAsync(string name, string[] create, string? kind = null)
+    {
+        var suffix = kind is null ? "" : " " + kind;
+        await EveryPointAsync("create" + suffix, () => Task.Run(() => Gone(name)), () => host.Vsctl(["create", name, .. create]), () => WholeOrGoneAsync(name));
+        await EveryPointAsync("start" + suffix, async () =>
+        {
+            Exists(name, create);
+            await StoppedAsync(name);
+        }, () => host.Vsctl("start", name), () => WholeOrGoneAsync(name));
+    }
+
     /// <summary>Starts <paramref name="operation"/> (an API call: it reaches the agent at once) and SIGKILLs the agent
     /// from outside after a random delay of up to <paramref name="maxDelayMs"/>; counts a kill only if the call was still
     /// under way then.</summary>
