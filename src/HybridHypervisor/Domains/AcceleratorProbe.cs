@@ -27,12 +27,16 @@ public static class AcceleratorProbe
 
     public static readonly TimeSpan DefaultTimeout = TimeSpan.FromSeconds(20);
 
+    /// <summary>The device QEMU's <c>-accel kvm</c> opens.</summary>
+    public const string KvmDevice = "/dev/kvm";
+
+    /// <param name="kvmDevice">The device checked before QEMU is tried: <see cref="KvmDevice"/>, or (in tests) a stand-in.</param>
     public static async Task<AcceleratorChoice> ChooseAsync(string qemu, string vmlinux, string initrd, string cacheFile,
-        TimeSpan timeout, CancellationToken ct = default)
+        TimeSpan timeout, string kvmDevice = KvmDevice, CancellationToken ct = default)
     {
         var bootId = (await File.ReadAllTextAsync("/proc/sys/kernel/random/boot_id", ct)).Trim();
         if (ReadCache(cacheFile, bootId) is { } cached) return cached;
-        var choice = await ProbeAsync(qemu, vmlinux, initrd, bootId, timeout, ct);
+        var choice = await ProbeAsync(qemu, vmlinux, initrd, kvmDevice, bootId, timeout, ct);
         Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(cacheFile))!);
         Vserver.Isolation.Storage.AtomicFile.WriteAllText(cacheFile, JsonSerializer.Serialize(choice, ProbeJson.Default.AcceleratorChoice) + "\n");
         return choice;
@@ -51,18 +55,33 @@ public static class AcceleratorProbe
         }
     }
 
-    private static async Task<AcceleratorChoice> ProbeAsync(string qemu, string vmlinux, string initrd, string bootId,
+    /// <summary>Why the KVM device rules KVM out before QEMU is tried, or null when it opens. Three kinds of host are
+    /// seen: no device at all (a machine that is itself a microVM), a device that opens but cannot run a stock guest
+    /// (PVM; only the test boot tells), and working KVM.</summary>
+    public static string? DeviceRefusal(string kvmDevice)
+    {
+        if (!File.Exists(kvmDevice))
+            return $"no {kvmDevice} on this host (ENOENT): its kernel offers no KVM, or the machine it runs in passes none through";
+        try
+        {
+            using var kvm = File.Open(kvmDevice, FileMode.Open, FileAccess.ReadWrite);
+            return null;
+        }
+        catch (UnauthorizedAccessException e)
+        {
+            return $"{kvmDevice} cannot be opened (EACCES: {e.Message}); the agent must run as root or in group kvm";
+        }
+        catch (IOException e)
+        {
+            return $"{kvmDevice} cannot be opened: {e.Message}";
+        }
+    }
+
+    private static async Task<AcceleratorChoice> ProbeAsync(string qemu, string vmlinux, string initrd, string kvmDevice, string bootId,
         TimeSpan timeout, CancellationToken ct)
     {
         AcceleratorChoice Tcg(string why) => new(AcceleratorKind.Tcg, why, bootId);
-        try
-        {
-            using var kvm = File.Open("/dev/kvm", FileMode.Open, FileAccess.ReadWrite);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            return Tcg($"/dev/kvm cannot be opened: {e.Message}");
-        }
+        if (DeviceRefusal(kvmDevice) is { } refusal) return Tcg(refusal);
 
         var psi = new ProcessStartInfo(qemu)
         {
