@@ -68,7 +68,7 @@ public sealed partial class Fleet
         var paths = _store.PathsFor(name);
         if (g.Config.Limits.DiskBytes is not { } quota)
             throw FleetException.Conflict(g.Config.Kind == GuestKind.Domain
-                ? $"'{name}' is a domain: its disk is its own ({DomainDisk.FormatSize(g.Config.Domain?.DiskBytes ?? 0)}), set at create or promotion; --disk grows a vserver's quota"
+                ? $"'{name}' is a domain: its disk is its own ({DiskSize.Format(g.Config.Domain?.DiskBytes ?? 0)}), set at create or promotion; --disk grows a vserver's quota"
                 : $"'{name}' has no disk quota: its writable layer is a directory on the host's disk; a quota is given at create (vsctl create NAME --disk SIZE)");
         if (LayerImage.QuotaError(bytes) is { } error) throw FleetException.Invalid(error);
         long now;
@@ -90,7 +90,7 @@ public sealed partial class Fleet
                 if (LayerImage.WaitUntilFree(paths.LayerImage, TimeSpan.FromSeconds(5)))
                     LayerImage.GrowOffline(paths.LayerImage, bytes);
                 else
-                    _log($"the disk quota of {name} grows to {DomainDisk.FormatSize(bytes)} at its next start: a loop device still holds its image");
+                    _log($"the disk quota of {name} grows to {DiskSize.Format(bytes)} at its next start: a loop device still holds its image");
             }
             else if (LayerImage.CanGrowOnline)
             {
@@ -98,12 +98,12 @@ public sealed partial class Fleet
             }
             else
             {
-                _log($"the disk quota of {name} grows to {DomainDisk.FormatSize(bytes)} at its next start: growing a mounted ext4 needs CAP_SYS_RESOURCE, which the agent does not have");
+                _log($"the disk quota of {name} grows to {DiskSize.Format(bytes)} at its next start: growing a mounted ext4 needs CAP_SYS_RESOURCE, which the agent does not have");
             }
         }
         catch (Exception e) when (e is DiskException or IOException)
         {
-            throw new FleetException(FleetError.Failed, $"growing the disk quota of '{name}' to {DomainDisk.FormatSize(bytes)} failed: {e.Message}", e);
+            throw new FleetException(FleetError.Failed, $"growing the disk quota of '{name}' to {DiskSize.Format(bytes)} failed: {e.Message}", e);
         }
         g.Config = g.Config with { Limits = g.Config.Limits with { DiskBytes = bytes } };
         _store.Save(g.Config);

@@ -11,11 +11,6 @@ using Vserver.Isolation.Storage;
 
 namespace HybridHypervisor;
 
-/// <summary>What a caller asks for when creating a guest; sizes already in bytes.</summary>
-public sealed record CreateGuest(string Name, string? Image, GuestLimits Limits, string? Ipv4, string? Restart, IReadOnlyList<string>? Command,
-    bool Privileged = false, IReadOnlyList<string>? AllowSyscalls = null, GuestKind Kind = GuestKind.Vserver, string? Kernel = null,
-    int? Vcpus = null, long? DiskBytes = null, bool Autostart = false);
-
 /// <summary>
 /// The fleet: every guest on this host, one lifecycle. The agent maps HTTP onto these calls and holds no
 /// virtualization logic of its own.
@@ -341,7 +336,7 @@ public sealed partial class Fleet : IDisposable
                 Network = new GuestNetworkConfig
                 {
                     Ipv4 = address.ToString(),
-                    Mac = Vserver.Isolation.Network.DomainTap.MacFor($"{_options.StateRoot}\0{request.Name}"),
+                    Mac = HybridHypervisor.Domains.DomainTap.MacFor($"{_options.StateRoot}\0{request.Name}"),
                 },
                 Restart = restart,
                 Autostart = request.Autostart,

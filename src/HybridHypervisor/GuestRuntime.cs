@@ -3,8 +3,6 @@ using HybridHypervisor.Vservers;
 
 namespace HybridHypervisor;
 
-public enum GuestState { Stopped, Running, Paused, Broken, Crashed }
-
 /// <summary>The agent's live view of one guest. Every change happens under <see cref="Lock"/>.</summary>
 internal sealed class GuestRuntime(GuestConfig config)
 {
@@ -62,21 +60,3 @@ internal sealed class GuestRuntime(GuestConfig config)
 
 /// <summary>A cgroup reading of one run of a vserver: a reading of an earlier run says nothing of the current one.</summary>
 internal sealed record UsageSample(RunningVserver Run, Vserver.Isolation.Cgroups.CgroupStats Stats);
-
-/// <summary>A snapshot of a guest for callers: config, state, and what its cgroup says right now.</summary>
-public sealed record GuestView(
-    string Name,
-    GuestState State,
-    GuestConfig? Config,
-    int? InitPid,
-    DateTimeOffset? StartedAt,
-    GuestExit? LastExit,
-    int RestartCount,
-    Vserver.Isolation.Cgroups.CgroupStats? Usage,
-    string? Problem)
-{
-    /// <summary>Domains: what they run (or would run) on, e.g. "kvm" or "tcg (emulated: ...)".</summary>
-    public string? Accelerator { get; init; }
-    /// <summary>Guests with a disk quota: the quota and its use.</summary>
-    public DiskView? Disk { get; init; }
-}

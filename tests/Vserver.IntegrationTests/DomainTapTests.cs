@@ -1,3 +1,4 @@
+using HybridHypervisor.Domains;
 using System.Security.Cryptography;
 using Vserver.Isolation.Network;
 

@@ -1,3 +1,4 @@
+using HybridHypervisor.Domains;
 using System.Diagnostics;
 using System.Globalization;
 using System.Security.Cryptography;

@@ -1,3 +1,4 @@
+using HybridHypervisor.Domains;
 using System.Text.Json.Serialization;
 
 namespace HybridHypervisor.Model;
@@ -94,7 +95,7 @@ public sealed record GuestNetworkConfig
 {
     public string? Ipv4 { get; init; }
     /// <summary>eth0's MAC, kept across promotion and demotion; null for guests created before it was recorded (a
-    /// vserver's then is whatever its veth got, a domain's <see cref="Vserver.Isolation.Network.DomainTap.MacFor"/>).</summary>
+    /// vserver's then is whatever its veth got, a domain's <see cref="HybridHypervisor.Domains.DomainTap.MacFor"/>).</summary>
     public string? Mac { get; init; }
     /// <summary>Host ports forwarded to the guest's address (the agent's nftables table); kept across promotion.</summary>
     public IReadOnlyList<PublishedPort> Ports { get; init; } = [];

@@ -107,9 +107,9 @@ public static partial class GuestConfigValidator
             return $"invalid vcpus {domain.Vcpus}: give 1 to {hostCpus} (this host's cores); a domain with more vcpus than cores only runs slower";
         var max = domain.MaxMemoryBytes;
         if (max < MinDomainMemoryBytes)
-            return $"memory {Vserver.Isolation.Storage.DomainDisk.FormatSize(max)} is too small for a domain; give at least --memory 64M";
+            return $"memory {Vserver.Isolation.Storage.DiskSize.Format(max)} is too small for a domain; give at least --memory 64M";
         if (max > hostMemoryBytes)
-            return $"memory {Vserver.Isolation.Storage.DomainDisk.FormatSize(max)} is more than this host has ({hostMemoryBytes >> 20}M); give less";
+            return $"memory {Vserver.Isolation.Storage.DiskSize.Format(max)} is more than this host has ({hostMemoryBytes >> 20}M); give less";
         if (max % (1L << 20) != 0) return $"memory {max} bytes is not a whole number of MiB; give e.g. --memory {max >> 20}M";
         if (targetBytes is { } t && (t < MinDomainMemoryBytes || t > max))
             return $"memory target {t >> 20}M is outside this domain's range of 64M to its maximum of {max >> 20}M";

@@ -98,7 +98,7 @@ public static class LayerImage
         return journalBlocks * 4096;
     }
 
-    private static string Show(long bytes) => DomainDisk.FormatSize(bytes);
+    private static string Show(long bytes) => DiskSize.Format(bytes);
 
     // ---- the image ----
 

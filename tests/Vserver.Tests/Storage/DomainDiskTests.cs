@@ -1,3 +1,4 @@
+using HybridHypervisor.Domains;
 using Shouldly;
 using Xunit;
 using Vserver.Isolation.Storage;
@@ -40,7 +41,7 @@ public sealed class DomainDiskTests
     [InlineData(1000L, "1000")]
     [InlineData(0L, "0")]
     public void Sizes_are_shown_in_the_largest_exact_unit(long bytes, string expected) =>
-        DomainDisk.FormatSize(bytes).ShouldBe(expected);
+        DiskSize.Format(bytes).ShouldBe(expected);
 
     [Fact]
     public void Too_small_a_disk_gets_one_line_naming_the_image_and_the_size_to_give()

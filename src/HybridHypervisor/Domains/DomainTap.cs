@@ -1,8 +1,9 @@
 using System.Security.Cryptography;
 using System.Text;
+using Vserver.Isolation.Network;
 using Vserver.Isolation.Processes;
 
-namespace Vserver.Isolation.Network;
+namespace HybridHypervisor.Domains;
 
 /// <summary>
 /// A domain's network: a tap device on the host bridge, beside the vservers' veths, that QEMU opens by name

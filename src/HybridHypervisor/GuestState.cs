@@ -1,0 +1,3 @@
+namespace HybridHypervisor;
+
+public enum GuestState { Stopped, Running, Paused, Broken, Crashed }
