@@ -26,37 +26,6 @@ public sealed partial class Fleet
         if (LayerImage.ImageFitError(bytes, image.SizeBytes, imageName) is { } error) throw FleetException.Invalid(error);
     }
 
-    /// <summary>After a run (or an agent's start-up finding none): unmounts the quota's image, unless a domain booted from
-    /// the vserver's files still has them mounted on the host (a promotion's root; its end releases the layer).</summary>
-    private void ReleaseLayer(GuestPaths paths)
-    {
-        if (HostMounts.IsMountpoint(paths.Rootfs)) return;
-        try
-        {
-            WritableLayer.Detach(paths);
-        }
-        catch (IOException e)
-        {
-            _log($"unmounting the disk quota image of {Path.GetFileName(paths.Dir)} failed: {e.Message}");
-        }
-    }
-
-    /// <summary>An adopted running guest's layer must be mounted on the host (set --disk and status use it); an operator
-    /// may have unmounted it. Mounting the image again reuses the loop device its overlay holds: one superblock.</summary>
-    private void ReattachLayer(GuestConfig config, GuestPaths paths)
-    {
-        if (!WritableLayer.HasQuota(config) || HostMounts.IsMountpoint(paths.LayerMount)) return;
-        try
-        {
-            LayerImage.Mount(paths.LayerImage, paths.LayerMount);
-            _log($"mounted the disk quota image of running guest {config.Name} again");
-        }
-        catch (Exception e) when (e is DiskException or IOException)
-        {
-            _log($"guest {config.Name}: {e.Message}");
-        }
-    }
-
     /// <summary>
     /// <c>set --disk</c>, under the guest's lock: grow only. A stopped guest's image grows at once (offline); a running
     /// one's grows online when the agent holds CAP_SYS_RESOURCE (the kernel's condition for growing a mounted ext4),

@@ -147,7 +147,7 @@ public sealed partial class Fleet
                 g.StopRequested = true;
                 domain.EndedByHost = true;
                 await DomainDriver.StopAsync(domain, TimeSpan.Zero);
-                await EndDomainRunLockedAsync(g, domain);
+                await EndRunLockedAsync(g, domain);
                 Failpoints.Hit("save.after-qemu-end");
                 try
                 {
@@ -211,7 +211,7 @@ public sealed partial class Fleet
         var image = Images.Find(saved.Image)
             ?? throw FleetException.Conflict($"the saved domain's image '{saved.Image}' is not built here; build it with: vsctl image build {saved.Image}");
         if (Kernels.Find(saved.Domain!.Kernel) is null) throw FleetException.Conflict(Kernels.Missing(saved.Domain.Kernel));
-        var accelerator = await RequireAcceleratorAsync(saved.Domain.Kernel);
+        var accelerator = await Domains.RequireAcceleratorAsync(saved.Domain.Kernel);
         if (accelerator.Kind != layout.Header.Accelerator)
             throw FleetException.Conflict($"{file} was saved under {layout.Header.Accelerator.ToString().ToLowerInvariant()} and domains here run under " +
                 $"{accelerator.Kind.ToString().ToLowerInvariant()}: QEMU cannot restore it across accelerators");
@@ -241,7 +241,7 @@ public sealed partial class Fleet
                 // The overlay names its base by absolute path: point it at this host's copy of the image's base.
                 var (basePath, _) = BaseDisk.EnsureBase(Path.GetDirectoryName(image.RootfsPath)!, image.RootfsPath);
                 HostCommand.Run("qemu-img", ["rebase", "-u", "-f", "qcow2", "-F", "raw", "-b", basePath, paths.Disk]);
-                domain = await Domains.StartAsync(saved, paths, accelerator, SaveFile.IncomingUri(file, layout), ct: ct);
+                domain = await Domains.LaunchAsync(saved, paths, accelerator, SaveFile.IncomingUri(file, layout), ct: ct);
                 Failpoints.Hit("restore.after-start");
                 await WaitForIncomingAsync(domain, paths, ct);
                 Failpoints.Hit("restore.after-incoming");
@@ -252,7 +252,8 @@ public sealed partial class Fleet
                 await runtime.Lock.WaitAsync(ct);
                 try
                 {
-                    await BeginDomainRunAsync(runtime, domain);
+                    await Domains.SetBalloonTargetAsync(config, domain);
+                    BeginRun(runtime, domain);
                 }
                 finally
                 {

@@ -83,7 +83,7 @@ public sealed partial class Fleet
     private List<HostOrphan> CheckHostLocked(IReadOnlyList<GuestRuntime> guests, HashSet<string> untouchable, bool repair)
     {
         var owners = guests.ToDictionary(g => g.Config.Name, g => new Ownership(g.Config.Name, g.Config.Kind, g.IsRunning,
-            g.Config.Domain?.Root == DomainRoot.Virtiofs, g.Domain?.Pid ?? g.Running?.Monitor.Pid), StringComparer.Ordinal);
+            g.Config.Domain?.Root == DomainRoot.Virtiofs, g.Domain?.Pid ?? g.Vserver?.Monitor.Pid), StringComparer.Ordinal);
         var found = new List<(HostOrphan Orphan, Action Repair)>();
         bool Judged(string name) => !untouchable.Contains(name);
         string Whose(string name) => owners.ContainsKey(name) ? $"guest '{name}' is not running" : $"no guest '{name}' exists";
@@ -164,19 +164,19 @@ public sealed partial class Fleet
         }
         foreach (var link in Directory.EnumerateDirectories("/sys/class/net").Select(Path.GetFileName).OfType<string>())
         {
-            var onBridge = MasterOf(link) == Bridge.Name;
+            var onBridge = MasterOf(link) == Network.BridgeName;
             if (expected.TryGetValue(link, out var e) && e.Ok && !onBridge && owners.ContainsKey(e.Name))
             {
                 // The guest's own, but off the bridge (a master that was never set, a bridge deleted under it): the
                 // guest has no network. Not an orphan; the repair plugs it back in.
-                found.Add((new HostOrphan("interface", link, $"the {(link.StartsWith("vt", StringComparison.Ordinal) ? "tap" : "veth")} of guest '{e.Name}' is not on bridge {Bridge.Name}"),
-                    () => HostCommand.Run("ip", ["link", "set", link, "master", Bridge.Name, "up"])));
+                found.Add((new HostOrphan("interface", link, $"the {(link.StartsWith("vt", StringComparison.Ordinal) ? "tap" : "veth")} of guest '{e.Name}' is not on bridge {Network.BridgeName}"),
+                    () => HostCommand.Run("ip", ["link", "set", link, "master", Network.BridgeName, "up"])));
                 continue;
             }
             if (e.Name is not null ? e.Ok : !onBridge) continue;
             found.Add((new HostOrphan("interface", link, e.Name is { } n
                     ? $"the {(link.StartsWith("vt", StringComparison.Ordinal) ? "tap" : "veth")} of a {(owners[n].Kind == GuestKind.Vserver ? "domain" : "vserver")}, and '{n}' is a {owners[n].Kind.ToString().ToLowerInvariant()}"
-                    : $"on bridge {Bridge.Name} and no guest's"),
+                    : $"on bridge {Network.BridgeName} and no guest's"),
                 () => HostCommand.TryRun("ip", ["link", "del", link])));
         }
 
@@ -204,12 +204,12 @@ public sealed partial class Fleet
         // Published ports: the live table against what the configs ask for.
         lock (_portsLock)
         {
-            var want = ForwardKeys(PortForwarding.Render(Bridge.Name, _options.Subnet, ExpectedForwards(quiet: true)));
-            var have = ForwardKeys(PortForwarding.List() ?? "");
+            var want = ForwardKeys(PortForwarding.Render(Network.BridgeName, _options.Subnet, ExpectedForwards(quiet: true)));
+            var have = ForwardKeys(Network.ListForwards() ?? "");
             var extra = have.Except(want).ToList();
             var missing = want.Except(have).ToList();
             if (extra.Count + missing.Count > 0)
-                found.Add((new HostOrphan("nftables", $"table {PortForwarding.Family} {PortForwarding.Table}",
+                found.Add((new HostOrphan("nftables", $"table {Network.PortTable}",
                     string.Join("; ", extra.Select(r => $"{r}: no guest publishes it").Concat(missing.Select(r => $"{r}: published but missing")))),
                     () => ApplyPortsLocked()));
         }

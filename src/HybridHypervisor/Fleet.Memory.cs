@@ -229,7 +229,7 @@ public sealed partial class Fleet
         var vservers = new List<VserverCharge>();
         foreach (var g in running)
         {
-            if (g.Running is { } vserver)
+            if (g.Vserver is { } vserver)
             {
                 try
                 {
@@ -247,11 +247,11 @@ public sealed partial class Fleet
             {
                 if (_proc.CpuTime(domain.Pid) is { } cpu) g.RecordCpu(now, cpu);
                 // A domain adopted from an earlier agent may still be held low by that agent's pressure: ask QEMU.
-                if (g.BalloonCurrent is null)
+                if (domain.BalloonCurrent is null)
                 {
                     try
                     {
-                        g.BalloonCurrent = await domain.Qmp.QueryBalloonAsync();
+                        domain.BalloonCurrent = await domain.Qmp.QueryBalloonAsync();
                     }
                     catch (Exception e) when (e is QmpException or IOException or ObjectDisposedException)
                     {
@@ -260,7 +260,7 @@ public sealed partial class Fleet
                 }
                 var commitment = CommitmentOf(g.Config);
                 var target = g.Config.Limits.MemoryBytes ?? g.Config.Domain!.MaxMemoryBytes;
-                domains.Add((g, new BalloonedDomain(g.Config.Name, commitment.Guarantee, target, g.BalloonCurrent ?? target)));
+                domains.Add((g, new BalloonedDomain(g.Config.Name, commitment.Guarantee, target, domain.BalloonCurrent ?? target)));
             }
         }
 
@@ -297,7 +297,7 @@ public sealed partial class Fleet
     /// <summary>After a change of its limit: the vserver's /proc/meminfo says so at once, not at the next sample.</summary>
     private void RefreshMeminfo(GuestRuntime g)
     {
-        if (g.Running is not { } vserver) return;
+        if (g.Vserver is not { } vserver) return;
         try
         {
             WriteMeminfo(g, vserver, _proc.ReadMemInfo());
@@ -321,8 +321,7 @@ public sealed partial class Fleet
         try
         {
             if (g.Domain is not { } domain) return;
-            await domain.Qmp.BalloonAsync(bytes);
-            g.BalloonCurrent = bytes;
+            await domain.SetBalloonAsync(bytes);
         }
         catch (Exception e) when (e is QmpException or IOException or ObjectDisposedException)
         {
@@ -366,7 +365,7 @@ public sealed partial class Fleet
         var now = DateTimeOffset.UtcNow;
         foreach (var g in guests)
         {
-            if (g.Running is { } vserver)
+            if (g.Vserver is { } vserver)
             {
                 try
                 {
@@ -394,7 +393,7 @@ public sealed partial class Fleet
             long? balloon = null, target = null, ksm = null;
             if (g.Domain is { } domain)
             {
-                target = g.BalloonCurrent ?? g.Config.Limits.MemoryBytes;
+                target = domain.BalloonCurrent ?? g.Config.Limits.MemoryBytes;
                 try
                 {
                     balloon = await domain.Qmp.QueryBalloonAsync(ct);

@@ -19,9 +19,6 @@ public sealed partial class Fleet
     /// <summary>Serialises changes of published ports and every rewrite of the table, so two guests cannot take one
     /// host port and rewrites never interleave. Taken after a guest's lock, never before.</summary>
     private readonly Lock _portsLock = new();
-    private PortForwarding? _portForwarding;
-
-    public PortForwarding PortForwarding => _portForwarding ??= new PortForwarding(Bridge);
 
     /// <summary>The published ports of one guest, or of every guest that has some (<paramref name="name"/> null).</summary>
     public IReadOnlyList<GuestPortsView> Ports(string? name = null)
@@ -155,7 +152,7 @@ public sealed partial class Fleet
     /// <summary>Rewrites the table from every guest's config, with <paramref name="changedConfig"/> standing for guest
     /// <paramref name="changed"/>'s. A host port two configs claim (hand-edited files) goes to the first guest by name.</summary>
     private void ApplyPortsLocked(string? changed = null, GuestConfig? changedConfig = null) =>
-        PortForwarding.Apply(_options.Subnet, ExpectedForwards(changed, changedConfig));
+        Network.ApplyForwards(_options.Subnet, ExpectedForwards(changed, changedConfig));
 
     /// <summary>The forwards the guests' configs ask for (what <see cref="ApplyPortsLocked"/> writes and the host check
     /// compares the live table with).</summary>
@@ -193,7 +190,7 @@ public sealed partial class Fleet
         }
         catch (Exception e) when (e is Vserver.Isolation.Processes.HostCommandException or IOException)
         {
-            _log($"WARNING: rewriting the published ports' table {PortForwarding.Table} failed: {e.Message}");
+            _log($"WARNING: rewriting the published ports' table {Network.PortTable} failed: {e.Message}");
         }
     }
 
@@ -221,7 +218,7 @@ public sealed partial class Fleet
             return;
         }
         lock (_portsLock) TryApplyPortsLocked();
-        _log($"published ports: {count} in nftables table {PortForwarding.Family} {PortForwarding.Table}");
+        _log($"published ports: {count} in nftables table {Network.PortTable}");
     }
 
     /// <summary>Restoring a saved guest: its published ports must still be free.</summary>

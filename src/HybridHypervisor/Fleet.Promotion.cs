@@ -1,3 +1,4 @@
+using HybridHypervisor.Guests;
 using HybridHypervisor.Domains;
 using HybridHypervisor.Model;
 using HybridHypervisor.Vservers;
@@ -48,7 +49,7 @@ public sealed partial class Fleet
             };
             if (options.DryRun) return (plan, null);
 
-            var accelerator = await RequireAcceleratorAsync(domainConfig.Domain!.Kernel);
+            var accelerator = await Domains.RequireAcceleratorAsync(domainConfig.Domain!.Kernel);
             using var reservation = AdmitChange(g, domainConfig, "promote");
             _store.BeginIntent(name, new GuestIntent { Operation = "promote", Began = DateTimeOffset.UtcNow, WasRunning = wasRunning, Copy = options.Copy });
             Failpoints.Hit("promote.after-intent");
@@ -59,10 +60,10 @@ public sealed partial class Fleet
                 if (beside)
                 {
                     // The domain's kernel boots while the vserver still serves; the vserver stops once the kernel is up.
-                    Domains.Roots.Grab(vserver, paths, g.Running!.InitPid);
+                    Domains.Roots.Grab(vserver, paths, g.Vserver!.InitPid);
                     Failpoints.Hit("promote.after-grab");
                     step.Next("boot the domain beside the vserver");
-                    domain = await Domains.StartAsync(domainConfig, paths, accelerator, ct: ct, hold: true);
+                    domain = await Domains.LaunchAsync(domainConfig, paths, accelerator, ct: ct, hold: true);
                     Failpoints.Hit("promote.after-boot");
                     await using var hold = await DomainHold.ConnectAsync(paths.HoldSocket, ct);
                     step.Next("wait for the domain's kernel");
@@ -100,7 +101,11 @@ public sealed partial class Fleet
                 throw new FleetException(e is FleetException { Kind: FleetError.Conflict } ? FleetError.Conflict : FleetError.Failed,
                     $"promoting '{name}' failed at step '{step.Current}': {Reason(e)}; {rollback}", e);
             }
-            if (domain is not null) await BeginDomainRunAsync(g, domain);
+            if (domain is not null)
+            {
+                await Domains.SetBalloonTargetAsync(g.Config, domain);
+                BeginRun(g, domain);
+            }
             // The copy is the domain's root now; the vserver's own layers are no longer anyone's.
             if (options.Copy) DiscardLayers(paths);
             Failpoints.Hit("promote.after-discard");
@@ -126,7 +131,7 @@ public sealed partial class Fleet
                 if (wasRunning)
                 {
                     step.Next("boot the domain");
-                    domain = await Domains.StartAsync(domainConfig, paths, accelerator, ct: ct);
+                    domain = await Domains.LaunchAsync(domainConfig, paths, accelerator, ct: ct);
                     Failpoints.Hit("promote.after-boot");
                     step.Next("wait for the domain to come up");
                     await WaitUpAsync(domain, paths, options.BootTimeout ?? DefaultBootTimeout, ct);
@@ -192,7 +197,7 @@ public sealed partial class Fleet
         if (root == DomainRoot.Virtiofs && !File.Exists(VserverRoot.VirtiofsdProgram))
             throw FleetException.Conflict($"{VserverRoot.VirtiofsdProgram} not found: a shared root needs it (Debian: apt-get install qemu-system-common, or run make deps); or promote with --copy");
 
-        var mac = vserver.Network.Mac ?? GuestNetwork.ReadMac(paths.Netns) ?? DomainTap.MacFor($"{_options.StateRoot}\0{vserver.Name}");
+        var mac = vserver.Network.Mac ?? GuestNetwork.ReadMac(paths.Netns) ?? GuestAllocator.Mac(_options.StateRoot, vserver.Name);
         var rootText = root == DomainRoot.Virtiofs
             ? "virtiofs: the vserver's files shared in place, nothing copied" +
               (limits.DiskBytes is { } quota ? $"; its disk quota of {DiskSize.Format(quota)} still applies (the layer image stays mounted while the domain runs)" : "")
@@ -229,7 +234,7 @@ public sealed partial class Fleet
         if (options.Copy) return "--copy needs the files still, so the vserver stops before they are copied";
         if (Kernels.Find(domain.Domain!.Kernel) is { } kernel && !kernel.Features.Contains("hold"))
             return $"kernel '{kernel.Name}' was built before held boots existed; rebuild it: vsctl kernel rm {kernel.Name} && vsctl kernel build {kernel.Name}";
-        if (g.Running is null) return "the vserver's init is not known";
+        if (g.Vserver is null) return "the vserver's init is not known";
         var pool = Pool;
         lock (_fleetLock)
         {
@@ -285,7 +290,7 @@ public sealed partial class Fleet
         }
         DomainDriver.ReleaseRoot(paths);
         // A vserver still serving (the domain failed beside it) keeps its layer mounted; a stopped one's goes.
-        if (g.Running is null) ReleaseLayer(paths);
+        if (g.Run is null) WritableLayer.Release(paths, _log);
         DomainTap.Destroy(paths.Tap);
         File.Delete(paths.Ext4Disk);
         g.Config = vserver;
@@ -409,7 +414,7 @@ public sealed partial class Fleet
             DomainRoot.Ext4 => $"the files of its ext4 image ({paths.Ext4Disk}) copied into a writable layer over image {domain.Image}",
             _ => $"the files of its disk ({paths.Disk}) copied into a writable layer over image {domain.Image}",
         };
-        var mac = domain.Network.Mac ?? DomainTap.MacFor($"{_options.StateRoot}\0{domain.Name}");
+        var mac = domain.Network.Mac ?? GuestAllocator.Mac(_options.StateRoot, domain.Name);
         var vserver = domain with
         {
             Kind = GuestKind.Vserver,
@@ -462,7 +467,7 @@ public sealed partial class Fleet
     /// demotion, and at start-up after one the agent died in. Throws on failure.</summary>
     private async Task<string> UndoDemotionAsync(GuestRuntime g, GuestConfig domain, GuestPaths paths, bool wasRunning)
     {
-        if (g.Running is not null) await StopLockedAsync(g, TimeSpan.Zero);
+        if (g.Vserver is not null) await StopLockedAsync(g, TimeSpan.Zero);
         GuestNetwork.Destroy(paths.Netns, paths.HostVeth);
         Vservers.ReleaseCgroup(paths);
         // A copied-out layer is the demotion's; a shared root's layer is the domain's own and stays.

@@ -1,3 +1,4 @@
+using HybridHypervisor.Guests;
 using HybridHypervisor.Domains;
 using HybridHypervisor.Model;
 using Vserver.Isolation.Network;
@@ -66,25 +67,6 @@ public sealed partial class Fleet
             }));
     }
 
-    /// <summary>An adopted guest runs with the limits its config records: a `set` the agent died in may have changed
-    /// the cgroup (or balloon) without recording it. The config is what the operator was last told.</summary>
-    private void ReconcileLimits(GuestRuntime g)
-    {
-        try
-        {
-            if (g.Running is { } running) Vservers.Apply(running, g.Config.Limits);
-            else if (g.Domain is { } domain && g.Config.Limits.MemoryBytes is { } target)
-            {
-                domain.Qmp.BalloonAsync(target).GetAwaiter().GetResult();
-                g.BalloonCurrent = target;
-            }
-        }
-        catch (Exception e)
-        {
-            _log($"guest {g.Config.Name}: applying its recorded limits again failed: {e.Message}");
-        }
-    }
-
     /// <summary>A stop the agent died in (its marker is still there and the guest still runs) is carried out.</summary>
     private void FinishInterruptedStops()
     {
@@ -141,7 +123,7 @@ public sealed partial class Fleet
         if (g.Config.Kind == GuestKind.Vserver)
         {
             // The promotion's QEMU, found by its pid file; the rest is what a failed promotion undoes.
-            DomainDriver.Teardown(paths);
+            Domains.Teardown(paths);
             ForgetInterruptedStop(g, paths);
             return UndoPromotionAsync(g, g.Config, paths, domain: null, intent.WasRunning).GetAwaiter().GetResult();
         }
@@ -169,7 +151,7 @@ public sealed partial class Fleet
             ForgetInterruptedStop(g, paths);
             return UndoDemotionAsync(g, g.Config, paths, intent.WasRunning).GetAwaiter().GetResult();
         }
-        DomainDriver.Teardown(paths);
+        Domains.Teardown(paths);
         File.Delete(paths.Ext4Disk);
         File.Delete(paths.Disk);
         Vservers.EnsureNetwork(g.Config, paths);
@@ -188,7 +170,7 @@ public sealed partial class Fleet
             {
                 running.EndedByHost = true;
                 running.KillAsync().GetAwaiter().GetResult();
-                EndDomainRunLockedAsync(g, running).GetAwaiter().GetResult();
+                EndRunLockedAsync(g, running).GetAwaiter().GetResult();
             }
             _store.Save(g.Config with { Phase = GuestPhase.Destroying });
             Teardown(paths);
@@ -202,11 +184,11 @@ public sealed partial class Fleet
             if (!intent.WasPaused && domain.Paused)
             {
                 domain.Qmp.ContAsync(CancellationToken.None).GetAwaiter().GetResult();
-                domain.Paused = g.Paused = false;
+                domain.Paused = false;
             }
             return "rolled back: it runs on, nothing saved";
         }
-        g.LastExit = new Vservers.GuestExit(null, null, DateTimeOffset.UtcNow, "its save was interrupted by the agent's death after QEMU ended; the disk is intact", Reset: false);
+        g.LastExit = new GuestExit(null, null, DateTimeOffset.UtcNow, "its save was interrupted by the agent's death after QEMU ended; the disk is intact", Reset: false);
         return $"rolled back: nothing saved; it is stopped with its disk intact (vsctl start {g.Config.Name})";
     }
 }

@@ -1,3 +1,5 @@
+using HybridHypervisor.Domains;
+using HybridHypervisor.Guests;
 using HybridHypervisor.Model;
 using HybridHypervisor.Vservers;
 
@@ -8,20 +10,21 @@ internal sealed class GuestRuntime(GuestConfig config)
 {
     public SemaphoreSlim Lock { get; } = new(1, 1);
     public GuestConfig Config { get; set; } = config;
-    public RunningVserver? Running { get; set; }
-    /// <summary>A domain's run: its QEMU, QMP connection and guest agent.</summary>
-    public Domains.RunningDomain? Domain { get; set; }
+    /// <summary>The current run, of whichever kind; null while stopped.</summary>
+    public IGuestRun? Run { get; set; }
+    /// <summary>For what only a vserver has (its cgroup, its init): the current run if this is a vserver.</summary>
+    public RunningVserver? Vserver => Run as RunningVserver;
+    /// <summary>For what only a domain has (QMP, its balloon, its console): the current run if this is a domain.</summary>
+    public RunningDomain? Domain => Run as RunningDomain;
     /// <summary>One `vsctl console` at a time: QEMU's console socket takes one client.</summary>
     public bool ConsoleAttached { get; set; }
-    public bool Paused { get; set; }
+    public bool Paused => Run?.Paused ?? false;
     public bool StopRequested { get; set; }
     /// <summary>The restart policy will start the guest again after a back-off delay; a stop cancels it.</summary>
     public bool RestartPending { get; set; }
     public GuestExit? LastExit { get; set; }
     public int RestartCount { get; set; }
     public bool Removed { get; set; }
-    /// <summary>A running domain's balloon target as last set (pressure may hold it below the configured one).</summary>
-    public long? BalloonCurrent { get; set; }
     private (DateTimeOffset At, TimeSpan Cpu)? _cpuLast, _cpuBefore;
 
     /// <summary>The sampler's last reading of a running vserver's cgroup (once a second): what a list shows.</summary>
@@ -45,7 +48,7 @@ internal sealed class GuestRuntime(GuestConfig config)
     /// <summary>Completed when the current run ends; replaced at each start.</summary>
     public TaskCompletionSource RunEnded { get; set; } = Completed();
 
-    public bool IsRunning => Running is not null || Domain is not null;
+    public bool IsRunning => Run is not null;
 
     public GuestState State => !IsRunning ? (LastExit is { Crashed: true } ? GuestState.Crashed : GuestState.Stopped)
         : Paused ? GuestState.Paused : GuestState.Running;

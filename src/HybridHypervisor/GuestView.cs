@@ -1,3 +1,4 @@
+using HybridHypervisor.Guests;
 using HybridHypervisor.Model;
 using HybridHypervisor.Vservers;
 

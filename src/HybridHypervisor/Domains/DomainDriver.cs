@@ -1,5 +1,9 @@
+using HybridHypervisor.Domains.GuestAgent;
 using HybridHypervisor.Domains.Qmp;
+using HybridHypervisor.Guests;
 using HybridHypervisor.Model;
+using HybridHypervisor.Vservers;
+using Vserver.Isolation.Guests;
 using Vserver.Isolation.Images;
 using Vserver.Isolation.Network;
 using Vserver.Isolation.Processes;
@@ -13,10 +17,49 @@ namespace HybridHypervisor.Domains;
 /// is adopted by the next agent through its pid file and QMP socket). Knows nothing of HTTP or of the fleet's
 /// bookkeeping.
 /// </summary>
-public sealed class DomainDriver(FleetOptions options, HostBridge bridge, ImageStore images, KernelStore kernels)
+public sealed class DomainDriver(FleetOptions options, HostBridge bridge, ImageStore images, KernelStore kernels, Action<string> log)
+    : IGuestDriver
 {
     public const string QemuProgram = "qemu-system-x86_64";
     private static readonly TimeSpan QmpTimeout = TimeSpan.FromSeconds(15);
+    /// <summary>How long an exec waits for a freshly started domain's guest agent (a TCG boot takes a few seconds).</summary>
+    private static readonly TimeSpan GuestAgentReadyTimeout = TimeSpan.FromSeconds(60);
+    private readonly Lock _acceleratorLock = new();
+    private Task<AcceleratorChoice>? _accelerator;
+
+    public GuestKind Kind => GuestKind.Domain;
+
+    /// <summary>What domains run on: probed once per host boot by booting the domain kernel under KVM (see
+    /// <see cref="AcceleratorProbe"/>); null while no kernel is built to probe with.</summary>
+    public Task<AcceleratorChoice>? AcceleratorAsync()
+    {
+        lock (_acceleratorLock)
+        {
+            if (_accelerator is { IsFaulted: false, IsCanceled: false }) return _accelerator;
+            var kernel = kernels.Find(DomainSettings.DefaultKernel) ?? (kernels.List() is [var first, ..] ? first : null);
+            if (kernel is null) return null;
+            var qemu = FindProgram(QemuProgram) ?? QemuProgram;
+            _accelerator = Task.Run(async () =>
+            {
+                var choice = await AcceleratorProbe.ChooseAsync(qemu, kernel.Vmlinux, kernel.Initrd,
+                    Path.Combine(options.RunRoot, "accelerator.json"), AcceleratorProbe.DefaultTimeout);
+                log(choice.Kind == AcceleratorKind.Kvm ? "domains run under KVM" : $"WARNING: domains run emulated: {choice.Display}");
+                return choice;
+            });
+            return _accelerator;
+        }
+    }
+
+    /// <summary>What the probe found, if it has finished: a view only reads it (starting the probe is start-up's and
+    /// start's job).</summary>
+    public AcceleratorChoice? ProbedAccelerator()
+    {
+        lock (_acceleratorLock) return _accelerator is { IsCompletedSuccessfully: true } probe ? probe.Result : null;
+    }
+
+    /// <summary>The accelerator a domain starts with, or a refusal saying which kernel to build.</summary>
+    public async Task<AcceleratorChoice> RequireAcceleratorAsync(string kernel) =>
+        await (AcceleratorAsync() ?? throw FleetException.Conflict(kernels.Missing(kernel)));
 
     /// <summary>Promoted vservers' roots: the shared tree and its virtiofsd, the copies.</summary>
     public VserverRoot Roots { get; } = new(options, images);
@@ -52,7 +95,7 @@ public sealed class DomainDriver(FleetOptions options, HostBridge bridge, ImageS
 
     /// <summary>Removes what only a domain owns on the host (a QEMU left running, its tap); safe on a half-created or
     /// already half-removed one. The directories go with the rest of the guest's teardown.</summary>
-    public static void Teardown(GuestPaths paths)
+    public void Teardown(GuestPaths paths)
     {
         if (ReadPid(paths) is { } pid && IsOurQemu(pid, paths)) KillAndWait(pid);
         ReleaseRoot(paths);
@@ -95,7 +138,7 @@ public sealed class DomainDriver(FleetOptions options, HostBridge bridge, ImageS
             VirtiofsSocket = paths.VirtiofsSocket,
             Init = config.Command,
             Tap = paths.Tap,
-            Mac = config.Network.Mac ?? DomainTap.MacFor($"{options.StateRoot}\0{config.Name}"),
+            Mac = config.Network.Mac ?? GuestAllocator.Mac(options.StateRoot, config.Name),
             Address = $"{config.Network.Ipv4}/{options.Subnet.PrefixLength}",
             Gateway = options.Subnet.Gateway.ToString(),
             QmpSocket = paths.QmpSocket,
@@ -111,7 +154,7 @@ public sealed class DomainDriver(FleetOptions options, HostBridge bridge, ImageS
 
     /// <summary>Starts QEMU and connects to its QMP socket. If QEMU is missing or dies at start, the error carries what it
     /// printed, and nothing is left running. <paramref name="hold"/>: the initramfs waits for <see cref="DomainHold"/>'s go.</summary>
-    public async Task<RunningDomain> StartAsync(GuestConfig config, GuestPaths paths, AcceleratorChoice accelerator, string? incoming = null,
+    public async Task<RunningDomain> LaunchAsync(GuestConfig config, GuestPaths paths, AcceleratorChoice accelerator, string? incoming = null,
         bool hold = false, CancellationToken ct = default)
     {
         if (RootDisk(config.Domain!, paths) is { } disk && !File.Exists(disk))
@@ -168,9 +211,137 @@ public sealed class DomainDriver(FleetOptions options, HostBridge bridge, ImageS
         }
     }
 
+    // ---- the guest-driver interface ----
+
+    public async Task<IGuestRun> StartAsync(GuestConfig config, GuestPaths paths, CancellationToken ct)
+    {
+        var accelerator = await RequireAcceleratorAsync(config.Domain!.Kernel);
+        RunningDomain domain;
+        try
+        {
+            domain = await LaunchAsync(config, paths, accelerator, ct: ct);
+        }
+        catch
+        {
+            // A shared root's start may have mounted the vserver's layer image before it failed.
+            WritableLayer.Release(paths, log);
+            throw;
+        }
+        await SetBalloonTargetAsync(config, domain);
+        return domain;
+    }
+
+    /// <summary>A started domain boots with all of its maximum memory; its balloon goes to the configured target.</summary>
+    public async Task SetBalloonTargetAsync(GuestConfig config, RunningDomain domain)
+    {
+        domain.BalloonCurrent = config.Domain!.MaxMemoryBytes;
+        if (config.Limits.MemoryBytes is not { } target || target >= config.Domain.MaxMemoryBytes) return;
+        try
+        {
+            await domain.SetBalloonAsync(target);
+        }
+        catch (QmpException e)
+        {
+            log($"domain {config.Name}: setting the balloon to {target >> 20}M failed: {e.Message}");
+        }
+    }
+
+    /// <summary>A domain whose QEMU outlived an earlier agent, with its shared root's layer mounted again and its balloon at
+    /// the recorded target (a `set` the agent died in may have moved it without recording it).</summary>
+    public async Task<IGuestRun?> AdoptAsync(GuestConfig config, GuestPaths paths)
+    {
+        // QEMU outliving the agent means the host has not rebooted: the accelerator answer cached for this boot holds.
+        var accelerator = AcceleratorAsync() is { } probe ? await probe : new AcceleratorChoice(AcceleratorKind.Tcg, "no kernel to probe with", "");
+        var running = await AdoptQemuAsync(paths, accelerator);
+        if (running is null) return null;
+        WritableLayer.Reattach(config, paths, log);
+        try
+        {
+            await ApplyLimitsAsync(config, paths, running);
+        }
+        catch (Exception e) when (e is QmpException or IOException or ObjectDisposedException)
+        {
+            log($"domain {config.Name}: applying its recorded limits again failed: {e.Message}");
+        }
+        return running;
+    }
+
+    public GuestExit? CollectUnwatchedEnd(GuestConfig config, GuestPaths paths)
+    {
+        GuestExit? exit = null;
+        if (File.Exists(paths.PidFile))
+        {
+            ReleaseRoot(paths);
+            File.Delete(paths.PidFile);
+            exit = new GuestExit(null, null, DateTimeOffset.UtcNow, "ended while no agent was running (status unknown)", Reset: false);
+        }
+        WritableLayer.Release(paths, log);
+        return exit;
+    }
+
+    public Task StopAsync(IGuestRun run, TimeSpan timeout) => StopAsync((RunningDomain)run, timeout);
+
+    /// <summary>QEMU's exit with what QMP said of it; its connections close, a shared root's virtiofsd and mounts go.</summary>
+    public async Task<GuestExit> EndRunAsync(GuestConfig config, GuestPaths paths, IGuestRun run)
+    {
+        var domain = (RunningDomain)run;
+        var exit = await domain.Ended;
+        File.Delete(paths.PidFile);
+        await domain.DisposeAsync();
+        if (config.Domain?.Root == DomainRoot.Virtiofs)
+        {
+            ReleaseRoot(paths);
+            WritableLayer.Release(paths, log);
+        }
+        return exit;
+    }
+
+    /// <summary>xl pause/unpause: the vcpus stop; memory, devices and the console stay.</summary>
+    public async Task SetPausedAsync(IGuestRun run, bool paused, CancellationToken ct)
+    {
+        var domain = (RunningDomain)run;
+        if (paused) await domain.Qmp.StopAsync(ct);
+        else await domain.Qmp.ContAsync(ct);
+        domain.Paused = paused;
+    }
+
+    /// <summary>A running domain's memory limit is its balloon target.</summary>
+    public async Task ApplyLimitsAsync(GuestConfig config, GuestPaths paths, IGuestRun run)
+    {
+        var domain = (RunningDomain)run;
+        if (config.Limits.MemoryBytes is { } target && target != domain.BalloonCurrent) await domain.SetBalloonAsync(target);
+    }
+
+    public async Task<IGuestProcess> ExecAsync(GuestConfig config, GuestPaths paths, IGuestRun run, GuestCommand command, CancellationToken ct)
+    {
+        var name = config.Name;
+        GuestAgentClient agent;
+        try
+        {
+            agent = await ((RunningDomain)run).AgentAsync(GuestAgentReadyTimeout, ct);
+        }
+        catch (Exception e) when (e is not OperationCanceledException || !ct.IsCancellationRequested)
+        {
+            throw FleetException.Conflict($"the guest agent of domain '{name}' does not answer ({e.Message}); " +
+                $"see its console with: vsctl console {name}");
+        }
+        try
+        {
+            return await agent.StartAsync(command, ct);
+        }
+        catch (GuestCommandException e)
+        {
+            return new RefusedGuestProcess(e.Message, e.ExitCode);
+        }
+        catch (GuestAgentException e)
+        {
+            throw FleetException.Conflict($"exec in domain '{name}' failed: {e.Message}");
+        }
+    }
+
     /// <summary>Finds a domain whose QEMU outlived an earlier agent: the pid file's process must still be the QEMU of
     /// this guest (its command line names this guest's QMP socket).</summary>
-    public async Task<RunningDomain?> AdoptAsync(GuestPaths paths, AcceleratorChoice accelerator, CancellationToken ct = default)
+    private async Task<RunningDomain?> AdoptQemuAsync(GuestPaths paths, AcceleratorChoice accelerator, CancellationToken ct = default)
     {
         if (ReadPid(paths) is not { } pid || !IsOurQemu(pid, paths)) return null;
         var process = ProcessHandle.TryOpen(pid);

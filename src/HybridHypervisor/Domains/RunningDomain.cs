@@ -1,6 +1,6 @@
 using HybridHypervisor.Domains.GuestAgent;
 using HybridHypervisor.Domains.Qmp;
-using HybridHypervisor.Vservers;
+using HybridHypervisor.Guests;
 using Vserver.Isolation.Processes;
 
 namespace HybridHypervisor.Domains;
@@ -10,7 +10,7 @@ namespace HybridHypervisor.Domains;
 /// its QMP connection, and the guest agent connection opened at the first exec. Watches QMP events so that when QEMU
 /// ends, <see cref="Ended"/> tells why: the guest powered off or rebooted, or QEMU died on its own (crashed).
 /// </summary>
-public sealed class RunningDomain : IAsyncDisposable
+public sealed class RunningDomain : IGuestRun, IAsyncDisposable
 {
     private readonly ProcessHandle _qemu;
     private readonly string _agentSocket;
@@ -40,6 +40,10 @@ public sealed class RunningDomain : IAsyncDisposable
     public int Pid => _qemu.Pid;
     public DateTimeOffset StartedAt { get; }
     public bool Paused { get; set; }
+    /// <summary>The balloon target as last set (pressure may hold it below the configured one); null for a domain adopted
+    /// from an earlier agent until QEMU is asked.</summary>
+    public long? BalloonCurrent { get; set; }
+    Task IGuestRun.Exited => Ended;
     /// <summary>Set before the agent itself ends QEMU (stop, destroy, save), so that end is not taken for a crash.</summary>
     public bool EndedByHost { get; set; }
     /// <summary>Set when the agent pressed the power button (a stop): QEMU ending cleanly after that is the guest
@@ -98,6 +102,13 @@ public sealed class RunningDomain : IAsyncDisposable
     {
         var line = DomainDriver.LastLines(_qemuLog, 1);
         return line.Length > 0 ? $": {line}" : "";
+    }
+
+    /// <summary>Moves the balloon (the guest's memory target) and records where it is.</summary>
+    public async Task SetBalloonAsync(long bytes, CancellationToken ct = default)
+    {
+        await Qmp.BalloonAsync(bytes, ct);
+        BalloonCurrent = bytes;
     }
 
     /// <summary>The guest agent connection, opened once per run; waits until the agent inside answers.</summary>

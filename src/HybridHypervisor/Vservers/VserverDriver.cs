@@ -1,5 +1,6 @@
-using System.Globalization;
 using System.Net;
+using HybridHypervisor.Domains.GuestAgent;
+using HybridHypervisor.Guests;
 using HybridHypervisor.Model;
 using Vserver.Isolation.Cgroups;
 using Vserver.Isolation.Guests;
@@ -9,59 +10,13 @@ using Vserver.Isolation.Security;
 
 namespace HybridHypervisor.Vservers;
 
-/// <summary>How a guest's run ended: a vserver's init as its monitor recorded it, or a domain's QEMU together with
-/// what the guest asked for (power-off, reset) as QMP reported it.</summary>
-/// <param name="Reason">Domains: what ended the run, in words (e.g. "the guest powered off").</param>
-/// <param name="Crashed">Domains: QEMU died without the guest or the agent asking it to (killed, or an error).</param>
-/// <param name="Reset">Domains: whether the guest rebooted; null for vservers, where a reboot is a SIGHUP to init.</param>
-public sealed record GuestExit(int? Code, int? Signal, DateTimeOffset At, string? Reason = null, bool Crashed = false, bool? Reset = null)
-{
-    public bool Failed => Crashed || Code is not 0;
-
-    /// <summary>reboot(2) inside a pid namespace ends its init with SIGHUP; power-off and halt with SIGINT.</summary>
-    public bool RebootRequested => Reset ?? Signal == 1;
-
-    public string Description => Reason ?? (Code is { } c ? $"exited with code {c}" : Signal is { } s ? $"killed by signal {s}{SignalName(s)}" : "ended, status unknown");
-
-    private static string SignalName(int s) => s switch
-    {
-        1 => " (SIGHUP: reboot requested)", 2 => " (SIGINT: power-off requested)", 9 => " (SIGKILL)", 15 => " (SIGTERM)", _ => "",
-    };
-
-    /// <summary>Parses the monitor's exit file: `exited N` or `signaled S`.</summary>
-    public static GuestExit? Parse(string text, DateTimeOffset at)
-    {
-        var parts = text.Trim().Split(' ');
-        if (parts.Length != 2 || !int.TryParse(parts[1], CultureInfo.InvariantCulture, out var n)) return null;
-        return parts[0] switch
-        {
-            "exited" => new GuestExit(n, null, at),
-            "signaled" => new GuestExit(null, n, at),
-            _ => null,
-        };
-    }
-}
-
-/// <summary>A running vserver as the agent holds it: its monitor, its init and its cgroup.</summary>
-public sealed class RunningVserver(ProcessHandle monitor, ProcessHandle? init, int initPid, ICgroup cgroup, DateTimeOffset startedAt) : IDisposable
-{
-    public ProcessHandle Monitor { get; } = monitor;
-    public ProcessHandle? Init { get; } = init;
-    public int InitPid { get; } = initPid;
-    public ICgroup Cgroup { get; } = cgroup;
-    public DateTimeOffset StartedAt { get; } = startedAt;
-
-    public void Dispose()
-    {
-        Monitor.Dispose();
-        Init?.Dispose();
-    }
-}
-
 /// <summary>The vserver half of a guest's lifecycle: storage, network, cgroup and the vsinit-run init.
 /// Knows nothing of HTTP or of the fleet's bookkeeping.</summary>
-public sealed class VserverDriver(FleetOptions options, ICgroupHierarchy cgroups, HostBridge bridge, Vserver.Isolation.Images.ImageStore images)
+public sealed class VserverDriver(FleetOptions options, ICgroupHierarchy cgroups, HostBridge bridge, Vserver.Isolation.Images.ImageStore images,
+    Action<string> log) : IGuestDriver
 {
+    public GuestKind Kind => GuestKind.Vserver;
+
     public void Provision(GuestConfig config, GuestPaths paths)
     {
         WritableLayer.Provision(config, paths);
@@ -81,7 +36,10 @@ public sealed class VserverDriver(FleetOptions options, ICgroupHierarchy cgroups
         GuestNetwork.Create(options.VsinitPath, paths.Netns, paths.HostVeth, bridge, IPAddress.Parse(config.Network.Ipv4!), config.Network.Mac);
     }
 
-    public RunningVserver Start(GuestConfig config, GuestPaths paths)
+    public Task<IGuestRun> StartAsync(GuestConfig config, GuestPaths paths, CancellationToken ct) =>
+        Task.FromResult<IGuestRun>(Start(config, paths));
+
+    private RunningVserver Start(GuestConfig config, GuestPaths paths)
     {
         var image = images.Find(config.Image)
             ?? throw FleetException.Conflict($"image '{config.Image}' of guest '{config.Name}' is gone; build it again with: vsctl image build {config.Image}");
@@ -152,8 +110,34 @@ public sealed class VserverDriver(FleetOptions options, ICgroupHierarchy cgroups
         }
     }
 
+    /// <summary>A vserver left running by an earlier agent, frozen or not, with its layer mounted on the host again and
+    /// its recorded limits in its cgroup (a `set` the agent died in may have changed the cgroup without recording it).</summary>
+    public Task<IGuestRun?> AdoptAsync(GuestConfig config, GuestPaths paths)
+    {
+        var running = Adopt(paths);
+        if (running is null) return Task.FromResult<IGuestRun?>(null);
+        running.Paused = running.Cgroup.ReadStats().Frozen;
+        WritableLayer.Reattach(config, paths, log);
+        try
+        {
+            Apply(running, config.Limits);
+        }
+        catch (CgroupException e)
+        {
+            log($"guest {config.Name}: applying its recorded limits again failed: {e.Message}");
+        }
+        return Task.FromResult<IGuestRun?>(running);
+    }
+
+    public GuestExit? CollectUnwatchedEnd(GuestConfig config, GuestPaths paths)
+    {
+        // A disk quota's image mounted by an earlier agent (which died before the run's end) goes.
+        WritableLayer.Release(paths, log);
+        return File.Exists(paths.PidFile) || File.Exists(paths.ExitFile) ? CollectExit(paths) : null;
+    }
+
     /// <summary>Finds a vserver left running by an earlier agent: its monitor must still be the vsinit that wrote the pid file.</summary>
-    public RunningVserver? Adopt(GuestPaths paths)
+    private RunningVserver? Adopt(GuestPaths paths)
     {
         if (!File.Exists(paths.PidFile) || File.Exists(paths.ExitFile)) return null;
         var parts = File.ReadAllText(paths.PidFile).Split(' ', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
@@ -181,7 +165,7 @@ public sealed class VserverDriver(FleetOptions options, ICgroupHierarchy cgroups
     }
 
     /// <summary>Reads and clears what the monitor left after init ended, and frees the cgroup.</summary>
-    public GuestExit CollectExit(GuestPaths paths)
+    private GuestExit CollectExit(GuestPaths paths)
     {
         var exit = ReadExit(paths);
         ReleaseCgroup(paths);
@@ -192,7 +176,7 @@ public sealed class VserverDriver(FleetOptions options, ICgroupHierarchy cgroups
     public void ReleaseCgroup(GuestPaths paths) => cgroups.Open(paths.CgroupPath)?.Destroy();
 
     /// <summary>Reads and clears what the monitor left after init ended.</summary>
-    public GuestExit ReadExit(GuestPaths paths)
+    private static GuestExit ReadExit(GuestPaths paths)
     {
         GuestExit? exit = null;
         if (File.Exists(paths.ExitFile))
@@ -204,7 +188,91 @@ public sealed class VserverDriver(FleetOptions options, ICgroupHierarchy cgroups
 
     public void Apply(RunningVserver running, GuestLimits limits) => running.Cgroup.Apply(ToCgroupLimits(limits));
 
-    public ExecProcess Exec(GuestConfig config, GuestPaths paths, RunningVserver running, IReadOnlyList<string> command, bool tty,
+    public Task ApplyLimitsAsync(GuestConfig config, GuestPaths paths, IGuestRun run)
+    {
+        Apply((RunningVserver)run, config.Limits);
+        return Task.CompletedTask;
+    }
+
+    public Task SetPausedAsync(IGuestRun run, bool paused, CancellationToken ct)
+    {
+        var running = (RunningVserver)run;
+        if (paused) running.Cgroup.Freeze();
+        else running.Cgroup.Thaw();
+        running.Paused = paused;
+        return Task.CompletedTask;
+    }
+
+    /// <summary>How long init must have been the only process left before a stop ends it.</summary>
+    private static readonly TimeSpan InitAloneQuiet = TimeSpan.FromMilliseconds(150);
+
+    /// <summary>SIGTERM to init; once every service has exited (init alone) or the timeout has passed, SIGKILL (or the
+    /// cgroup's end, if init cannot be signalled); returns once the monitor has seen init end (at most 10 s after that).</summary>
+    public async Task StopAsync(IGuestRun run, TimeSpan timeout)
+    {
+        var running = (RunningVserver)run;
+        // Frozen tasks cannot act on any signal, not even SIGKILL, until thawed.
+        if (running.Paused) running.Cgroup.Thaw();
+        var ended = running.Monitor.Exited;
+        if (timeout > TimeSpan.Zero && running.Init?.Signal(15) == true)
+            running.ServicesDoneAtStop = await InitLeftAloneAsync(running, ended, timeout);
+        Failpoints.Hit("stop.after-term");
+        if (!ended.IsCompleted)
+        {
+            if (running.Init is null || !running.Init.Signal(9)) running.Cgroup.Destroy();
+            await Task.WhenAny(ended, Task.Delay(TimeSpan.FromSeconds(10)));
+        }
+    }
+
+    /// <summary>
+    /// Waits, after the stop signal, until init ends by itself (false) or until it has been the only process in the
+    /// vserver for <see cref="InitAloneQuiet"/> (true): every service has exited, with all the time the stop allows, and
+    /// what an init does after that is wait to kill processes that are gone (busybox: 1 s after SIGTERM to all, 1 s after
+    /// SIGKILL), which the caller saves with a SIGKILL of its own. Also false when the timeout passes first.
+    /// </summary>
+    private static async Task<bool> InitLeftAloneAsync(RunningVserver running, Task ended, TimeSpan timeout)
+    {
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        TimeSpan? aloneSince = null;
+        while (clock.Elapsed < timeout)
+        {
+            if (await Task.WhenAny(ended, Task.Delay(20)) == ended) return false;
+            IReadOnlyList<int> pids;
+            try
+            {
+                pids = running.Cgroup.Pids();
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                continue;
+            }
+            var alone = pids.All(p => p == running.InitPid || p == running.Monitor.Pid);
+            if (!alone) aloneSince = null;
+            else if (aloneSince is null) aloneSince = clock.Elapsed;
+            else if (clock.Elapsed - aloneSince >= InitAloneQuiet) return true;
+        }
+        return false;
+    }
+
+    /// <summary>The exit the monitor recorded; the cgroup (the kernel already killed the rest of the pid namespace) and a
+    /// quota's layer mount are released.</summary>
+    public Task<GuestExit> EndRunAsync(GuestConfig config, GuestPaths paths, IGuestRun run)
+    {
+        var running = (RunningVserver)run;
+        var exit = ReadExit(paths);
+        if (running.ServicesDoneAtStop && exit.Signal == 9)
+            exit = exit with { Reason = "stopped: its services had exited, then the agent ended its init (all that was left)" };
+        running.Dispose();
+        ReleaseCgroup(paths);
+        WritableLayer.Release(paths, log);
+        return Task.FromResult(exit);
+    }
+
+    public Task<IGuestProcess> ExecAsync(GuestConfig config, GuestPaths paths, IGuestRun run, GuestCommand command, CancellationToken ct) =>
+        Task.FromResult<IGuestProcess>(Exec(config, paths, (RunningVserver)run, command.Argv, command.Tty, command.Rows, command.Cols,
+            command.Env, command.Cwd));
+
+    private ExecProcess Exec(GuestConfig config, GuestPaths paths, RunningVserver running, IReadOnlyList<string> command, bool tty,
         int rows, int cols, IReadOnlyDictionary<string, string>? env, string? cwd)
     {
         var environment = VsinitSpec.DefaultEnv.Where(e => !(tty && e.StartsWith("TERM=", StringComparison.Ordinal))).ToList();
@@ -246,19 +314,17 @@ public sealed class VserverDriver(FleetOptions options, ICgroupHierarchy cgroups
         }
     }
 
-    /// <summary>Removes everything a vserver owns on the host; safe on a half-created or already half-removed one.</summary>
+    /// <summary>Removes everything a vserver owns on the host (the guest's directories go after every driver's
+    /// teardown); safe on a half-created or already half-removed one.</summary>
     public void Teardown(GuestPaths paths)
     {
         cgroups.Open(paths.CgroupPath)?.Destroy();
         Failpoints.Hit("teardown.after-cgroup");
         GuestNetwork.Destroy(paths.Netns, paths.HostVeth);
         Failpoints.Hit("teardown.after-network");
-        if (Directory.Exists(paths.RunDir)) Directory.Delete(paths.RunDir, recursive: true);
         // Before the directory goes: deleting through the mount would empty the image first, then fail on the mount point.
         WritableLayer.Detach(paths);
         Failpoints.Hit("teardown.after-layer");
-        // Renamed first: a crash mid-delete must not leave a directory that looks like a guest.
-        if (Directory.Exists(paths.Dir)) Vserver.Isolation.Storage.AtomicFile.DeleteDirectory(paths.Dir, "destroying");
     }
 
     public static CgroupLimits ToCgroupLimits(GuestLimits limits) => new(limits.MemoryBytes, limits.Cpus, limits.Pids, limits.MemoryMinBytes);

@@ -98,4 +98,35 @@ public static class WritableLayer
             }
         }
     }
+
+    /// <summary>After a run (or an agent's start-up finding none): unmounts the quota's image, unless a domain booted from
+    /// the vserver's files still has them mounted on the host (a promotion's root; its end releases the layer).</summary>
+    public static void Release(GuestPaths paths, Action<string> log)
+    {
+        if (HostMounts.IsMountpoint(paths.Rootfs)) return;
+        try
+        {
+            Detach(paths);
+        }
+        catch (IOException e)
+        {
+            log($"unmounting the disk quota image of {Path.GetFileName(paths.Dir)} failed: {e.Message}");
+        }
+    }
+
+    /// <summary>An adopted running guest's layer must be mounted on the host (set --disk and status use it); an operator
+    /// may have unmounted it. Mounting the image again reuses the loop device its overlay holds: one superblock.</summary>
+    public static void Reattach(GuestConfig config, GuestPaths paths, Action<string> log)
+    {
+        if (!HasQuota(config) || HostMounts.IsMountpoint(paths.LayerMount)) return;
+        try
+        {
+            LayerImage.Mount(paths.LayerImage, paths.LayerMount);
+            log($"mounted the disk quota image of running guest {config.Name} again");
+        }
+        catch (Exception e) when (e is DiskException or IOException)
+        {
+            log($"guest {config.Name}: {e.Message}");
+        }
+    }
 }

@@ -1,0 +1,41 @@
+using HybridHypervisor.Domains;
+using HybridHypervisor.Guests;
+using HybridHypervisor.Vservers;
+using Vserver.Isolation.Cgroups;
+using Vserver.Isolation.Images;
+using Vserver.Isolation.Network;
+
+namespace HybridHypervisor;
+
+/// <summary>
+/// What a fleet is made of: a driver per kind of guest, the host network it handles itself, the cgroup hierarchy its host
+/// check reads, the image and kernel stores, and a clock. The agent's fleet gets the host's (<see cref="ForHost"/>); unit
+/// tests give it stand-ins, so a fleet is made and driven there without root and without touching the host's cgroups.
+/// </summary>
+public sealed class FleetParts
+{
+    public required IGuestDriver Vservers { get; init; }
+    public required IGuestDriver Domains { get; init; }
+    public required IHostNetwork Network { get; init; }
+    public required ICgroupHierarchy Cgroups { get; init; }
+    public required ImageStore Images { get; init; }
+    public required KernelStore Kernels { get; init; }
+    public TimeProvider Clock { get; init; } = TimeProvider.System;
+
+    public static FleetParts ForHost(FleetOptions options, Action<string> log)
+    {
+        var images = new ImageStore(options.ImagesRoot, options.RecipesRoot);
+        var kernels = new KernelStore(options.KernelsRoot, options.RecipesRoot);
+        var cgroups = CgroupHierarchy.Detect();
+        var bridge = new HostBridge(options.BridgeName, options.Subnet);
+        return new FleetParts
+        {
+            Vservers = new VserverDriver(options, cgroups, bridge, images, log),
+            Domains = new DomainDriver(options, bridge, images, kernels, log),
+            Network = new HostNetwork(bridge),
+            Cgroups = cgroups,
+            Images = images,
+            Kernels = kernels,
+        };
+    }
+}

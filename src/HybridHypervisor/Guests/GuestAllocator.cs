@@ -1,0 +1,48 @@
+using System.Net;
+using HybridHypervisor.Domains;
+using HybridHypervisor.Model;
+using Vserver.Isolation.Network;
+
+namespace HybridHypervisor.Guests;
+
+/// <summary>
+/// What a new guest is given on this host: an address in the guest subnet, a host id range of its own, a MAC. Pure rules
+/// over what the guests already hold (the fleet passes them in under its membership lock), so a cluster-wide store can
+/// later take the fleet's place as the source of what is taken.
+/// </summary>
+public static class GuestAllocator
+{
+    /// <summary>The address asked for if no guest holds it, else the subnet's first free one.</summary>
+    public static IPAddress Address(string? requested, IEnumerable<GuestConfig> guests, Ipv4Subnet subnet)
+    {
+        var configs = guests.ToList();
+        if (requested is not null)
+        {
+            var address = IPAddress.Parse(requested);
+            var owner = configs.FirstOrDefault(c => c.Network.Ipv4 == address.ToString());
+            if (owner is not null)
+                throw FleetException.Conflict($"address {requested} is already taken by guest '{owner.Name}'; pick another or leave --ip out");
+            return address;
+        }
+        return subnet.FirstFree(configs.Select(c => c.Network.Ipv4).OfType<string>().Select(IPAddress.Parse))
+            ?? throw FleetException.Conflict($"the guest subnet {subnet} is full; destroy a guest or configure a larger VSERVER_SUBNET");
+    }
+
+    /// <summary>A host id range overlapping none of <paramref name="taken"/> (every guest's, broken ones included: their
+    /// files are owned by it), so no two guests ever share ids.</summary>
+    public static IdMap Ids(IEnumerable<IdMap> taken, HostIdRange range)
+    {
+        try
+        {
+            return range.Allocate(taken);
+        }
+        catch (InvalidOperationException e)
+        {
+            throw FleetException.Conflict(e.Message);
+        }
+    }
+
+    /// <summary>A guest's MAC, the same for its whole life (across restarts, saves, promotion and demotion) and different
+    /// on another state root: derived from both.</summary>
+    public static string Mac(string stateRoot, string name) => DomainTap.MacFor($"{stateRoot}\0{name}");
+}

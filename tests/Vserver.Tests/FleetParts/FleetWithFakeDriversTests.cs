@@ -1,0 +1,207 @@
+using System.Text.Json;
+using HybridHypervisor;
+using HybridHypervisor.Guests;
+using HybridHypervisor.Model;
+using Microsoft.Extensions.Time.Testing;
+using Shouldly;
+using Vserver.Isolation.Images;
+using Vserver.Isolation.Network;
+using Xunit;
+
+namespace Vserver.Tests.FleetParts;
+
+/// <summary>
+/// The fleet's own logic (registry, lifecycle, supervision, recovery after an agent restart) driven through fake drivers
+/// and a fake clock: no root, no cgroups, no network, no QEMU. The same behaviour on the real host is what
+/// tests/Vserver.IntegrationTests and tests/Faults check.
+/// </summary>
+public sealed class FleetWithFakeDriversTests : IDisposable
+{
+    private readonly string _root = Directory.CreateTempSubdirectory("vsfleet-").FullName;
+    private readonly FakeGuestDriver _vservers = new(GuestKind.Vserver);
+    private readonly FakeGuestDriver _domains = new(GuestKind.Domain);
+    private readonly FakeHostNetwork _network = new("vsfake0");
+    private readonly FakeTimeProvider _clock = new();
+    private readonly List<string> _log = [];
+    private readonly List<HybridHypervisor.Fleet> _fleets = [];
+    private readonly CancellationToken _ct = TestContext.Current.CancellationToken;
+
+    public FleetWithFakeDriversTests()
+    {
+        // An image as `vsctl image build` leaves it: the create checks that it exists.
+        var image = Path.Combine(_root, "state", "images", "busybox");
+        Directory.CreateDirectory(Path.Combine(image, "rootfs"));
+        File.WriteAllText(Path.Combine(image, "image.json"),
+            JsonSerializer.Serialize(new ImageRecord("busybox", 2 << 20, DateTimeOffset.UtcNow, "sha256:0"), ImageJson.Default.ImageRecord));
+    }
+
+    public void Dispose()
+    {
+        foreach (var fleet in _fleets) fleet.Dispose();
+        Directory.Delete(_root, recursive: true);
+    }
+
+    /// <summary>An agent's fleet over this test's roots; a second call is the next agent after the first one died.</summary>
+    private HybridHypervisor.Fleet Agent()
+    {
+        var options = new FleetOptions
+        {
+            StateRoot = Path.Combine(_root, "state"),
+            RunRoot = Path.Combine(_root, "run"),
+            BridgeName = _network.BridgeName,
+            Subnet = Ipv4Subnet.Parse("10.250.0.0/24"),
+            CgroupParent = "vsfake",
+            VsinitPath = "/bin/sh",
+            RecipesRoot = Path.Combine(_root, "recipes"),
+        };
+        var fleet = new HybridHypervisor.Fleet(options, line => { lock (_log) _log.Add(line); }, new HybridHypervisor.FleetParts
+        {
+            Vservers = _vservers,
+            Domains = _domains,
+            Network = _network,
+            Cgroups = new NoCgroups(),
+            Images = new ImageStore(options.ImagesRoot, options.RecipesRoot),
+            Kernels = new HybridHypervisor.Domains.KernelStore(options.KernelsRoot, options.RecipesRoot),
+            Clock = _clock,
+        });
+        _fleets.Add(fleet);
+        fleet.Initialize();
+        return fleet;
+    }
+
+    private static CreateGuest Vserver(string name, string restart = "no") =>
+        new(name, "busybox", new GuestLimits { MemoryBytes = 64 << 20 }, null, restart, null);
+
+    private static async Task UntilAsync(Func<bool> condition, string what)
+    {
+        var waited = System.Diagnostics.Stopwatch.StartNew();
+        while (!condition())
+        {
+            if (waited.Elapsed > TimeSpan.FromSeconds(5)) throw new ShouldAssertException($"not {what} after 5 s");
+            await Task.Delay(5);
+        }
+    }
+
+    [Fact]
+    public async Task Create_start_stop_and_destroy_go_through_the_guests_driver_and_leave_nothing()
+    {
+        var fleet = Agent();
+        _network.Ensured.ShouldBe(1);
+
+        var created = await fleet.CreateAsync(Vserver("web1"), _ct);
+        created.State.ShouldBe(GuestState.Stopped);
+        created.Config!.Network.Ipv4.ShouldBe("10.250.0.2");
+        var second = await fleet.CreateAsync(Vserver("web2"), _ct);
+        second.Config!.Network.Ipv4.ShouldBe("10.250.0.3");
+        second.Config.Security.IdMap!.HostBase.ShouldNotBe(created.Config.Security.IdMap!.HostBase);
+        var taken = await Should.ThrowAsync<FleetException>(() => fleet.CreateAsync(Vserver("web1"), _ct));
+        taken.Kind.ShouldBe(FleetError.Conflict);
+
+        var started = await fleet.StartAsync("web1", ct: _ct);
+        started.State.ShouldBe(GuestState.Running);
+        started.InitPid.ShouldNotBeNull();
+        _vservers.IsRunning("web1").ShouldBeTrue();
+
+        var paused = await fleet.PauseAsync("web1", _ct);
+        paused.State.ShouldBe(GuestState.Paused);
+        (await fleet.ResumeAsync("web1", _ct)).State.ShouldBe(GuestState.Running);
+
+        var stopped = await fleet.StopAsync("web1", TimeSpan.FromSeconds(3), _ct);
+        stopped.State.ShouldBe(GuestState.Stopped);
+        stopped.LastExit!.Signal.ShouldBe(15);
+        _vservers.IsRunning("web1").ShouldBeFalse();
+        _vservers.Calls.ShouldBe(["provision web1", "provision web2", "start web1", "stop web1 3s", "end web1"]);
+        _domains.Calls.ShouldBeEmpty();
+
+        await fleet.DestroyAsync("web1", force: false, _ct);
+        fleet.List().Select(g => g.Name).ShouldBe(["web2"]);
+        // Every driver tears a guest down (a conversion may have left parts of both kinds); the fleet removes its files.
+        _vservers.Calls.ShouldContain("teardown web1");
+        _domains.Calls.ShouldContain("teardown web1");
+        Directory.Exists(Path.Combine(_root, "state", "guests", "web1")).ShouldBeFalse();
+        Directory.Exists(Path.Combine(_root, "run", "guests", "web1")).ShouldBeFalse();
+        // The address goes back to the pool.
+        (await fleet.CreateAsync(Vserver("web3"), _ct)).Config!.Network.Ipv4.ShouldBe("10.250.0.2");
+    }
+
+    [Fact]
+    public async Task A_guest_that_keeps_dying_is_restarted_with_a_growing_back_off_and_a_stop_ends_that()
+    {
+        var fleet = Agent();
+        await fleet.CreateAsync(Vserver("flaky", restart: "always"), _ct);
+        await fleet.StartAsync("flaky", ct: _ct);
+
+        foreach (var (delay, restarts) in new[] { (100, 2), (200, 3), (400, 4) })
+        {
+            _vservers.End("flaky", new GuestExit(1, null, DateTimeOffset.UtcNow));
+            await UntilAsync(() => fleet.Get("flaky").State == GuestState.Stopped, "seen dead");
+            fleet.Get("flaky").LastExit!.Code.ShouldBe(1);
+
+            _clock.Advance(TimeSpan.FromMilliseconds(delay - 1));
+            await Task.Delay(50, _ct);
+            _vservers.Starts("flaky").ShouldBe(restarts - 1, $"restarted before its {delay} ms");
+            _clock.Advance(TimeSpan.FromMilliseconds(1));
+            await UntilAsync(() => _vservers.Starts("flaky") == restarts, $"restarted after {delay} ms");
+            await UntilAsync(() => fleet.Get("flaky").State == GuestState.Running, "running again");
+            fleet.Get("flaky").RestartCount.ShouldBe(restarts - 1);
+        }
+
+        // Dead again, and stopped by an operator before the restart is due: it stays down.
+        _vservers.End("flaky", new GuestExit(1, null, DateTimeOffset.UtcNow));
+        await UntilAsync(() => fleet.Get("flaky").State == GuestState.Stopped, "seen dead");
+        await fleet.StopAsync("flaky", ct: _ct);
+        _clock.Advance(TimeSpan.FromSeconds(30));
+        await Task.Delay(50, _ct);
+        _vservers.Starts("flaky").ShouldBe(4);
+        fleet.Get("flaky").State.ShouldBe(GuestState.Stopped);
+    }
+
+    [Fact]
+    public async Task The_next_agent_adopts_what_runs_collects_what_ended_meanwhile_and_restarts_it_by_policy()
+    {
+        var first = Agent();
+        await first.CreateAsync(Vserver("web"), _ct);
+        await first.CreateAsync(Vserver("worker", restart: "on-failure"), _ct);
+        await first.CreateAsync(Vserver("batch"), _ct);
+        var webPid = (await first.StartAsync("web", ct: _ct)).InitPid;
+        await first.StartAsync("worker", ct: _ct);
+        await first.StartAsync("batch", ct: _ct);
+        // The agent dies; guests run on without it. Meanwhile worker crashes and batch finishes.
+        first.Dispose();
+        _fleets.Remove(first);
+        _vservers.EndWhileAway("worker", new GuestExit(3, null, DateTimeOffset.UtcNow));
+        _vservers.EndWhileAway("batch", new GuestExit(0, null, DateTimeOffset.UtcNow));
+
+        var next = Agent();
+
+        var web = next.Get("web");
+        web.State.ShouldBe(GuestState.Running);
+        web.InitPid.ShouldBe(webPid);
+        _log.ShouldContain($"adopted running vserver web (pid {webPid})");
+        next.Get("batch").State.ShouldBe(GuestState.Stopped);
+        next.Get("batch").LastExit!.Code.ShouldBe(0);
+        // on-failure: the crash while no agent watched is answered with a start.
+        await UntilAsync(() => _vservers.Starts("worker") == 2, "worker restarted");
+        await UntilAsync(() => next.Get("worker").State == GuestState.Running, "worker running");
+        _vservers.Starts("batch").ShouldBe(1);
+
+        // The adopted run is watched like one this agent started: its end is seen.
+        _vservers.End("web", new GuestExit(0, null, DateTimeOffset.UtcNow));
+        await UntilAsync(() => next.Get("web").State == GuestState.Stopped, "web's end seen by the next agent");
+    }
+
+    [Fact]
+    public async Task A_failed_start_leaves_the_guest_stopped_and_its_config_as_it_was()
+    {
+        var fleet = Agent();
+        await fleet.CreateAsync(Vserver("web"), _ct);
+        _vservers.StartFailure = new FleetException(FleetError.Failed, "starting web failed: no room");
+
+        var failed = await Should.ThrowAsync<FleetException>(() => fleet.StartAsync("web", ct: _ct));
+
+        failed.Message.ShouldBe("starting web failed: no room");
+        fleet.Get("web").State.ShouldBe(GuestState.Stopped);
+        _vservers.StartFailure = null;
+        (await fleet.StartAsync("web", ct: _ct)).State.ShouldBe(GuestState.Running);
+    }
+}
