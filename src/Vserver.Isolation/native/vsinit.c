@@ -8,14 +8,15 @@
  * vsinit makes no policy: it applies the spec in a fixed order and reports
  * the first failure with the operation, the path and the errno.
  *
- * Every subcommand, what it does, and who runs it:
+ * Every subcommand, what it does, and who runs it (always through its method of the C# class Vsinit,
+ * src/Vserver.Isolation/Guests/Vsinit.cs):
  *
- *   start SPEC          be a guest's monitor and clone its init (and answer its sysinfo(2)): VserverDriver.Start
- *   exec SPEC           run a command inside a running guest: VserverDriver.Exec (vsctl exec, vsctl enter)
- *   netns PATH          create a persistent network namespace bound at PATH: GuestNetwork.Create
- *   mount-root SPEC     attach a vserver's overlay (image idmapped to its range) at a path: VserverRoot (promote, demote)
- *   grab-root PID PATH  attach at PATH a clone of a running vserver's root mount: VserverRoot.Grab (promote it live)
- *   userns-exec SPEC    run a host tool as root of a user namespace with a vserver's id map: VserverRoot (virtiofsd, mkfs)
+ *   start SPEC          be a guest's monitor, clone its init (and answer its sysinfo(2)): Start, by VserverDriver.Start
+ *   exec SPEC           run a command inside a running guest: Exec, by VserverDriver.Exec (vsctl exec, vsctl enter)
+ *   netns PATH          create a persistent network namespace bound at PATH: Netns, by GuestNetwork.Create
+ *   mount-root SPEC     attach a vserver's overlay (image idmapped to its range) at a path: MountRoot, by VserverRoot
+ *   grab-root PID PATH  attach at PATH a clone of a running vserver's root mount: GrabRoot, by VserverRoot.Grab
+ *   userns-exec SPEC    run a tool as root of a user namespace with a vserver's id map: (Spawn)UsernsExec, by VserverRoot
  *
  * The parts (vsinit.h declares what they share):
  *
