@@ -29,9 +29,9 @@ build: deps $(BIN)/vsinit
 	$(DOTNET) publish src/Vserver.Cli -c $(CONFIG) -o $(BIN) -nologo -v q --no-restore
 	@echo "built $(BIN)/vsctl $(BIN)/vserverd $(BIN)/vsinit"
 
-$(BIN)/vsinit: src/Vserver.Isolation/native/vsinit.c | deps
+$(BIN)/vsinit: $(wildcard src/Vserver.Isolation/native/*.c src/Vserver.Isolation/native/*.h) | deps
 	@mkdir -p $(BIN)
-	gcc -O2 -Wall -Wextra -Werror -o $@ $<
+	gcc -O2 -Wall -Wextra -Werror -o $@ $(filter %.c,$^)
 
 # Every test: unit tests of pure logic, then integration tests that run real vservers as root, then the escape and
 # abuse attempts of tests/Security, made from inside real vservers, then tests/Faults: the agent killed at every step,

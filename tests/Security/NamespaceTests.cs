@@ -114,7 +114,7 @@ public sealed partial class NamespaceTests(ProbeHost probe) : IClassFixture<Prob
     }
 
     // HOLE (privileged vservers): `vsctl exec` forks its command into the vserver's pid namespace while the process is
-    // still in the host's mount namespace (vsinit.c cmd_exec: setns(pid), fork; exec_child joins mnt a moment later).
+    // still in the host's mount namespace (native/exec.c cmd_exec: setns(pid), fork; exec_child joins mnt a moment later).
     // Root of a privileged vserver is host root and keeps CAP_SYS_PTRACE, so the kernel's ptrace access check lets it
     // open /proc/PID/root of that process in the window, and the fd it keeps is the host's / for good: it sees
     // host-only files and could write the host's /etc. Wins on the first exec here, every time.

@@ -59,7 +59,7 @@ public sealed class VserverRoot(FleetOptions options, ImageStore images)
         AtomicFile.WriteAllText(specPath, spec.Render());
         try
         {
-            HostCommand.Run(options.VsinitPath, ["mount-root", specPath]);
+            Vsinit.MountRoot(options.VsinitPath, specPath);
         }
         catch (HostCommandException e)
         {
@@ -81,7 +81,7 @@ public sealed class VserverRoot(FleetOptions options, ImageStore images)
         Directory.CreateDirectory(paths.Rootfs);
         try
         {
-            HostCommand.Run(options.VsinitPath, ["grab-root", initPid.ToString(CultureInfo.InvariantCulture), paths.Rootfs]);
+            Vsinit.GrabRoot(options.VsinitPath, initPid, paths.Rootfs);
         }
         catch (HostCommandException e)
         {
@@ -148,7 +148,7 @@ public sealed class VserverRoot(FleetOptions options, ImageStore images)
             };
             var specPath = Path.Combine(paths.RunDir, "virtiofsd.spec");
             AtomicFile.WriteAllText(specPath, spec.Render());
-            process = ChildProcess.SpawnLogged(options.VsinitPath, [options.VsinitPath, "userns-exec", specPath], paths.VirtiofsdLog);
+            process = Vsinit.SpawnUsernsExec(options.VsinitPath, specPath, paths.VirtiofsdLog);
         }
         else
         {
@@ -264,7 +264,7 @@ public sealed class VserverRoot(FleetOptions options, ImageStore images)
                 AtomicFile.WriteAllText(specPath, spec.Render());
                 try
                 {
-                    HostCommand.Run(options.VsinitPath, ["userns-exec", specPath], timeout: TimeSpan.FromMinutes(30));
+                    Vsinit.UsernsExec(options.VsinitPath, specPath, timeout: TimeSpan.FromMinutes(30));
                 }
                 finally
                 {

@@ -1,18 +1,21 @@
+using System.Globalization;
 using Vserver.Isolation.Interop;
 using Vserver.Isolation.Processes;
 
 namespace Vserver.Isolation.Guests;
 
-public sealed class GuestStartException(string message) : Exception(message);
-
 /// <summary>The guest's monitor (vsinit start) and the host pid of the guest's init.</summary>
 public sealed record StartedGuest(ProcessHandle Monitor, int InitPid);
 
-/// <summary>Parent side of vsinit: spawns it with a spec and reads its one-line answer.</summary>
+/// <summary>
+/// The parent side of vsinit (src/Vserver.Isolation/native, whose vsinit.c lists the subcommands): every run of it goes
+/// through here, one method per subcommand, which builds the command line, runs it and turns a failure into a
+/// <see cref="VsinitException"/> naming the subcommand, its path, vsinit's report, the errno and the exit code.
+/// </summary>
 public static class Vsinit
 {
     /// <summary>Starts a guest: vsinit becomes its monitor, outliving this agent, and answers `started PID` once
-    /// the guest's init has exec'd, or `error ...` with nothing left running.</summary>
+    /// the guest's init has exec'd, or `error ...` with nothing left running (<see cref="GuestStartException"/>).</summary>
     public static StartedGuest Start(string vsinitPath, string specPath)
     {
         using var answer = new NativePipe();
@@ -34,12 +37,13 @@ public static class Vsinit
             return new StartedGuest(monitor, pid);
         var exit = monitor.Exited.GetAwaiter().GetResult();
         monitor.Dispose();
-        throw new GuestStartException(line is not null && line.StartsWith("error ", StringComparison.Ordinal)
+        throw new GuestStartException(specPath, line is not null && line.StartsWith("error ", StringComparison.Ordinal)
             ? line[6..]
-            : $"vsinit {exit} without reporting the guest's start ({line ?? "no output"})");
+            : $"vsinit {exit} without reporting the guest's start ({line ?? "no output"})", exit.ShellCode);
     }
 
-    /// <summary>Runs a command inside a running guest: vsinit exec joins its namespaces and cgroups.</summary>
+    /// <summary>Runs a command inside a running guest: vsinit exec joins its namespaces and cgroups. Its failures are
+    /// the command's: on its stderr, with exit code 125 (vsinit could not enter), 126 or 127 (no command to run).</summary>
     public static ExecProcess Exec(string vsinitPath, string specPath, PtyPair? pty)
     {
         if (pty is not null)
@@ -58,6 +62,55 @@ public static class Vsinit
         return new ExecProcess(process, stdin.TakeWriter(), stdout.TakeReader(), stderr.TakeReader(), null);
     }
 
+    /// <summary>vsinit netns: a new network namespace, bound at <paramref name="netnsPath"/> (created if missing).</summary>
+    public static void Netns(string vsinitPath, string netnsPath) => Run(vsinitPath, "netns", netnsPath, [netnsPath]);
+
+    /// <summary>vsinit mount-root: the overlay of the spec (rootfs, lower, upper, work; the image idmapped when it has
+    /// an id map) attached at its rootfs in this mount namespace. The caller unmounts it.</summary>
+    public static void MountRoot(string vsinitPath, string specPath) => Run(vsinitPath, "mount-root", specPath, [specPath]);
+
+    /// <summary>vsinit grab-root: a clone of the root mount of process <paramref name="pid"/>'s mount namespace (a
+    /// running vserver's init) attached at <paramref name="target"/> in this one.</summary>
+    public static void GrabRoot(string vsinitPath, int pid, string target) =>
+        Run(vsinitPath, "grab-root", target, [pid.ToString(CultureInfo.InvariantCulture), target]);
+
+    /// <summary>vsinit userns-exec, to completion: the spec's command as root of a new user namespace with the spec's
+    /// id map (after its binds and detaches); a failure of vsinit's or of the command's.</summary>
+    public static void UsernsExec(string vsinitPath, string specPath, TimeSpan? timeout = null) =>
+        Run(vsinitPath, "userns-exec", specPath, [specPath], timeout);
+
+    /// <summary>vsinit userns-exec for a daemon: started in a session of its own, stdout and stderr into
+    /// <paramref name="logPath"/>; vsinit becomes the daemon (same pid), so its failures are in the log and its exit.</summary>
+    public static ProcessHandle SpawnUsernsExec(string vsinitPath, string specPath, string logPath) =>
+        ChildProcess.SpawnLogged(vsinitPath, [vsinitPath, "userns-exec", specPath], logPath);
+
+    /// <summary>A subcommand run to completion with its arguments; <paramref name="path"/> (the spec, or the path it
+    /// acts on) names the run in a failure.</summary>
+    private static void Run(string vsinitPath, string subcommand, string path, IReadOnlyList<string> args, TimeSpan? timeout = null)
+    {
+        int code;
+        string stderr;
+        try
+        {
+            (code, _, stderr) = HostCommand.TryRun(vsinitPath, [subcommand, .. args], timeout: timeout);
+        }
+        catch (HostCommandException e)
+        {
+            // It timed out (and was killed) or could not start: what HostCommand says after the command line.
+            throw new VsinitException(subcommand, path, e.Message[(e.Message.LastIndexOf(": ", StringComparison.Ordinal) + 2)..],
+                e.ExitCode, e.Stderr);
+        }
+        if (code == 0) return;
+        throw new VsinitException(subcommand, path, Reason(stderr) ?? $"exit code {code}", code, stderr);
+    }
+
+    /// <summary>vsinit's own report ("vsinit: ..."), else (a tool run by userns-exec) the last line on stderr.</summary>
+    private static string? Reason(string stderr)
+    {
+        var lines = stderr.Split('\n').Select(l => l.Trim()).Where(l => l.Length > 0).ToList();
+        var own = lines.LastOrDefault(l => l.StartsWith("vsinit: ", StringComparison.Ordinal));
+        return own is not null ? own["vsinit: ".Length..] : lines.LastOrDefault();
+    }
 }
 
 /// <summary>A command running inside a guest: its stdio and its exit.</summary>

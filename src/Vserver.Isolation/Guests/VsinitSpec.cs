@@ -3,7 +3,7 @@ using System.Text;
 namespace Vserver.Isolation.Guests;
 
 /// <summary>
-/// Everything vsinit (native/vsinit.c) needs, decided here: vsinit applies a spec and makes no policy.
+/// Everything vsinit (native/*.c; the format in native/spec.c) needs, decided here: vsinit applies a spec and makes no policy.
 /// Rendered as `key value` lines, the format vsinit parses.
 /// </summary>
 public sealed class VsinitSpec

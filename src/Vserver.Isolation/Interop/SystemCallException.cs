@@ -30,9 +30,13 @@ public static class Errno
         [19] = "ENODEV", [20] = "ENOTDIR", [21] = "EISDIR", [22] = "EINVAL", [23] = "ENFILE", [24] = "EMFILE", [25] = "ENOTTY",
         [26] = "ETXTBSY", [27] = "EFBIG", [28] = "ENOSPC", [30] = "EROFS", [32] = "EPIPE", [36] = "ENAMETOOLONG", [38] = "ENOSYS",
         [39] = "ENOTEMPTY", [40] = "ELOOP", [95] = "EOPNOTSUPP", [110] = "ETIMEDOUT", [6] = "ENXIO", [98] = "EADDRINUSE", [111] = "ECONNREFUSED", [122] = "EDQUOT",
+        [71] = "EPROTO",
     };
 
     public static string Name(int errno) => Names.TryGetValue(errno, out var name) ? name : $"errno {errno}";
+
+    /// <summary>The errno a name such as <c>ENOENT</c> stands for (as vsinit reports it), or null for one not known here.</summary>
+    public static int? FromName(string name) => Names.Where(n => n.Value == name).Select(n => (int?)n.Key).FirstOrDefault();
 
     /// <summary>The C library's text for an errno (strerror).</summary>
     public static string Describe(int errno) => Marshal.GetPInvokeErrorMessage(errno);

@@ -1,4 +1,5 @@
 using System.Net;
+using Vserver.Isolation.Guests;
 using Vserver.Isolation.Interop;
 using Vserver.Isolation.Processes;
 
@@ -16,7 +17,7 @@ public static class GuestNetwork
     {
         try
         {
-            HostCommand.Run(vsinitPath, ["netns", netnsPath]);
+            Vsinit.Netns(vsinitPath, netnsPath);
             HostCommand.Run("ip", ["link", "add", hostVeth, "type", "veth", "peer", "name", "eth0",
                 .. (mac is null ? Array.Empty<string>() : ["address", mac]), "netns", netnsPath]);
             HostCommand.Run("ip", ["link", "set", hostVeth, "master", bridge.Name, "up"]);

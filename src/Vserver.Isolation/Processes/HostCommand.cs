@@ -58,7 +58,8 @@ public static class HostCommand
     }
 }
 
-public sealed class HostCommandException(string message, int exitCode, string stderr) : Exception(message)
+/// <summary>A host tool failed (or could not run, or timed out: exit code -1). <see cref="Guests.VsinitException"/> is vsinit's.</summary>
+public class HostCommandException(string message, int exitCode, string stderr) : Exception(message)
 {
     public int ExitCode { get; } = exitCode;
     public string Stderr { get; } = stderr;

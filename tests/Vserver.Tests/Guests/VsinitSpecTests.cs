@@ -4,7 +4,7 @@ using Xunit;
 
 namespace Vserver.Tests.Guests;
 
-/// <summary>The spec lines vsinit parses (native/vsinit.c, parse_spec) for the guest's memory view.</summary>
+/// <summary>The spec lines vsinit parses (native/spec.c, parse_spec) for the guest's memory view.</summary>
 public sealed class VsinitSpecTests
 {
     private static string[] Lines(VsinitSpec spec) => spec.Render().Split('\n', StringSplitOptions.RemoveEmptyEntries);
