@@ -1,3 +1,4 @@
+using HybridHypervisor.Guests;
 using System.Buffers.Binary;
 using System.Net.WebSockets;
 using System.Text;

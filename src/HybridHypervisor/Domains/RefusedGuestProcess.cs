@@ -1,3 +1,4 @@
+using HybridHypervisor.Guests;
 using System.Text;
 using Vserver.Isolation.Guests;
 

@@ -269,8 +269,8 @@ public sealed class VserverDriver(FleetOptions options, ICgroupHierarchy cgroups
     }
 
     public Task<IGuestProcess> ExecAsync(GuestConfig config, GuestPaths paths, IGuestRun run, GuestCommand command, CancellationToken ct) =>
-        Task.FromResult<IGuestProcess>(Exec(config, paths, (RunningVserver)run, command.Argv, command.Tty, command.Rows, command.Cols,
-            command.Env, command.Cwd));
+        Task.FromResult<IGuestProcess>(new VserverProcess(Exec(config, paths, (RunningVserver)run, command.Argv, command.Tty, command.Rows,
+            command.Cols, command.Env, command.Cwd)));
 
     private ExecProcess Exec(GuestConfig config, GuestPaths paths, RunningVserver running, IReadOnlyList<string> command, bool tty,
         int rows, int cols, IReadOnlyDictionary<string, string>? env, string? cwd)

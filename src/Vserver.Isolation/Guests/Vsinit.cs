@@ -114,7 +114,7 @@ public static class Vsinit
 }
 
 /// <summary>A command running inside a guest: its stdio and its exit.</summary>
-public sealed class ExecProcess(ProcessHandle process, Stream stdin, Stream stdout, Stream? stderr, PtyPair? pty) : IGuestProcess
+public sealed class ExecProcess(ProcessHandle process, Stream stdin, Stream stdout, Stream? stderr, PtyPair? pty) : IDisposable
 {
     public ProcessHandle Process { get; } = process;
     private Task<int>? _exitCode;

@@ -1,3 +1,4 @@
+using HybridHypervisor.Guests;
 using System.Net.Sockets;
 using System.Security.Cryptography;
 using Vserver.Isolation.Guests;

@@ -1,3 +1,4 @@
+using HybridHypervisor.Guests;
 using System.Buffers;
 using System.IO.Pipelines;
 using System.Text;

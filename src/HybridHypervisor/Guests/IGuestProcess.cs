@@ -1,7 +1,7 @@
-namespace Vserver.Isolation.Guests;
+namespace HybridHypervisor.Guests;
 
 /// <summary>
-/// A command running inside a guest, whatever the guest's kind: in a vserver it is a `vsinit exec` child of the agent,
+/// A command running inside a guest, whatever the guest's kind: in a vserver it is a `vsinit exec` child of the agent (<see cref="Vservers.VserverProcess"/>),
 /// in a domain a process the guest agent runs on the far side of a virtio-serial port. The agent's exec session
 /// pumps these streams and reports <see cref="ExitCode"/>; it never needs to know which one it has.
 /// </summary>
