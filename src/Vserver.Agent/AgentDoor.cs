@@ -1,6 +1,7 @@
 using Microsoft.AspNetCore.Routing.Patterns;
 using Vserver.Api;
-using Vserver.Isolation.Naming;
+using HybridHypervisor;
+using HybridHypervisor.Model;
 
 namespace Vserver.Agent;
 
@@ -16,16 +17,16 @@ internal static class AgentDoor
         if (context.Request.ContentLength > ApiLimits.MaxRequestBodyBytes)
             return ApiErrors.Write(context, StatusCodes.Status413PayloadTooLarge, ApiErrors.BodyTooLarge);
         if (NameError(context) is { } invalid)
-            return ApiErrors.Write(context, StatusCodes.Status400BadRequest, invalid);
+            return ApiErrors.Write(context, FleetException.Invalid(invalid));
         return next(context);
     }
 
     /// <summary>Routing has run by now: the {name} of the matched route, checked with the rule names are created by.</summary>
-    private static string? NameError(HttpContext context)
+    private static SettingError? NameError(HttpContext context)
     {
         if (context.GetEndpoint() is not RouteEndpoint { RoutePattern: var pattern }) return null;
         if (!context.Request.RouteValues.TryGetValue("name", out var value)) return null;
-        return DnsLabel.Error(value as string, KindOf(pattern));
+        return GuestConfigValidator.NameError(value as string, KindOf(pattern));
     }
 
     /// <summary>What a route's {name} names, from the literal segment before it: /v1/images/{name} names an image, /v1/kernels/{name} a kernel,

@@ -1,5 +1,6 @@
 using HybridHypervisor;
 using HybridHypervisor.Model;
+using Microsoft.AspNetCore.Mvc;
 using Vserver.Api;
 
 namespace Vserver.Agent;
@@ -19,7 +20,7 @@ internal static class Endpoints
         v1.MapPost("/host/check", async (HostCheckRequest request, CancellationToken ct) => Mapping.ToReport(await fleet.CheckHostAsync(request.Repair, ct)));
         v1.MapPost("/debug/failpoints", (FailpointRequest request) =>
         {
-            if (!Failpoints.Armable) return Results.NotFound(new ErrorResponse { Error = "crash points are off: the agent was not started with VSERVER_FAILPOINTS=armable" });
+            if (!Failpoints.Armable) return Results.NotFound(new ErrorResponse { Error = "crash points are off: the agent was not started with VSERVER_FAILPOINTS=armable", Code = ErrorCodes.NotFound });
             var reached = Failpoints.Reached;
             Failpoints.ArmAfter(request.After);
             return Results.Ok(new FailpointResult { Reached = reached });
@@ -31,13 +32,11 @@ internal static class Endpoints
             Warnings = fleet.Warnings(),
         });
         v1.MapGet("/guests/{name}", (string name) => Mapping.ToInfo(fleet.Get(name)));
-        v1.MapPost("/guests", async (CreateGuestRequest request, CancellationToken ct) =>
+        v1.MapPost("/guests", async (GuestSpec spec, [FromQuery(Name = "dry_run")] bool? dryRun, CancellationToken ct) =>
         {
-            var view = await fleet.CreateAsync(new CreateGuest(request.Name, request.Image,
-                new GuestLimits { MemoryBytes = request.MemoryBytes, MemoryMinBytes = request.MemoryMinBytes, Cpus = request.Cpus, Pids = request.Pids },
-                request.Ipv4, request.Restart, request.Command, request.Privileged, request.AllowSyscalls, Mapping.ParseKind(request.Kind),
-                request.Kernel, request.Vcpus, request.DiskBytes, request.Autostart), ct);
-            return Results.Created($"/v1/guests/{view.Name}", Mapping.ToInfo(view));
+            // A dry run answers 200 with the guest it would make; a create 201 with the guest made.
+            var view = await fleet.CreateAsync(spec, dryRun ?? false, ct);
+            return dryRun == true ? Results.Ok(Mapping.ToInfo(view)) : Results.Created($"/v1/guests/{view.Name}", Mapping.ToInfo(view));
         });
         v1.MapDelete("/guests/{name}", async (string name, bool? force, CancellationToken ct) =>
         {

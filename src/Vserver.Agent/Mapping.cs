@@ -137,12 +137,5 @@ internal static class Mapping
         ? null
         : RestartPolicies.TryParse(text, out var policy) ? policy : throw FleetException.Invalid(RestartPolicies.Invalid(text));
 
-    public static GuestKind ParseKind(string? kind) => kind switch
-    {
-        null or "" or "vserver" => GuestKind.Vserver,
-        "domain" => GuestKind.Domain,
-        _ => throw FleetException.Invalid($"invalid kind '{kind}': use vserver (shares the host's kernel) or domain (a VM with its own kernel)"),
-    };
-
     public static ImageInfo ToInfo(ImageRecord i) => new() { Name = i.Name, SizeBytes = i.SizeBytes, Created = i.Created, Digest = i.Digest };
 }

@@ -6,10 +6,18 @@ using System.Text.Json.Serialization.Metadata;
 
 namespace Vserver.Api;
 
-/// <summary>The agent answered with an error: its message is meant for the operator as is.</summary>
-public sealed class ApiException(HttpStatusCode status, string message) : Exception(message)
+/// <summary>The agent answered with an error: its message is plain words for a person; <see cref="Code"/> and
+/// <see cref="Fields"/> say the same for a program (see <see cref="ErrorCodes"/>).</summary>
+public sealed class ApiException(HttpStatusCode status, string message, string? code = null, IReadOnlyDictionary<string, string>? fields = null)
+    : Exception(message)
 {
     public HttpStatusCode Status { get; } = status;
+    /// <summary>One of <see cref="ErrorCodes"/>; null when the agent sent none.</summary>
+    public string? Code { get; } = code;
+    public IReadOnlyDictionary<string, string> Fields { get; } = fields ?? new Dictionary<string, string>();
+
+    /// <summary>A field of the error, or null.</summary>
+    public string? Field(string key) => Fields.TryGetValue(key, out var value) ? value : null;
 }
 
 /// <summary>Nothing answers on the agent's socket.</summary>
@@ -83,8 +91,13 @@ public sealed class VserverClient : IDisposable
     public Task<GuestInfo> GetAsync(string name, CancellationToken ct = default) =>
         GetAsync($"v1/guests/{Uri.EscapeDataString(name)}", ApiJson.Default.GuestInfo, ct);
 
-    public Task<GuestInfo> CreateAsync(CreateGuestRequest request, CancellationToken ct = default) =>
-        SendAsync(HttpMethod.Post, "v1/guests", JsonContent.Create(request, ApiJson.Default.CreateGuestRequest), ApiJson.Default.GuestInfo, ct);
+    public Task<GuestInfo> CreateAsync(GuestSpec spec, CancellationToken ct = default) =>
+        SendAsync(HttpMethod.Post, "v1/guests", JsonContent.Create(spec, ApiJson.Default.GuestSpec), ApiJson.Default.GuestInfo, ct);
+
+    /// <summary>Checks a create without making anything: the guest it would make (with the address it would get), or
+    /// the <see cref="ApiException"/> the create would answer, with the same code.</summary>
+    public Task<GuestInfo> CreateDryRunAsync(GuestSpec spec, CancellationToken ct = default) =>
+        SendAsync(HttpMethod.Post, "v1/guests?dry_run=true", JsonContent.Create(spec, ApiJson.Default.GuestSpec), ApiJson.Default.GuestInfo, ct);
 
     public Task<GuestInfo> StartAsync(string name, bool wait = false, CancellationToken ct = default) =>
         ActionAsync(name, wait ? "start?wait=true" : "start", ct);
@@ -249,7 +262,8 @@ public sealed class VserverClient : IDisposable
             catch (System.Text.Json.JsonException)
             {
             }
-            throw new ApiException(response.StatusCode, error?.Error ?? $"the agent answered {(int)response.StatusCode} {response.ReasonPhrase}");
+            throw new ApiException(response.StatusCode, error?.Error ?? $"the agent answered {(int)response.StatusCode} {response.ReasonPhrase}",
+                error?.Code, error?.Fields);
         }
     }
 

@@ -72,8 +72,8 @@ internal sealed class CliContext
         }
         catch (ApiException e)
         {
-            // The agent's text is meant for the operator as is.
-            return Fail(ExitCodes.Failed, e.Message);
+            // The agent's words, with what to do in vsctl's terms where its code says what went wrong.
+            return Fail(ExitCodes.Failed, AgentErrorText.Line(e));
         }
         catch (Exception e) when (e is AgentUnavailableException or CliFailureException)
         {

@@ -116,7 +116,7 @@ public sealed partial class LoadTests
                     switch (verb)
                     {
                         case "create":
-                            await client.CreateAsync(new CreateGuestRequest { Name = name, MemoryBytes = 64L << 20 }, deadline.Token);
+                            await client.CreateAsync(new GuestSpec { Name = name, MemoryBytes = 64L << 20 }, deadline.Token);
                             break;
                         case "start":
                             await client.StartAsync(name, ct: deadline.Token);
@@ -207,7 +207,7 @@ public sealed partial class LoadTests
     private static async Task CycleAsync(VserverClient client, string name, LoadRecord load, CancellationToken ct)
     {
         var created = await StepAsync(load, name, "create",
-            t => client.CreateAsync(new CreateGuestRequest { Name = name, MemoryBytes = 64L << 20, Pids = 100 }, t), ct);
+            t => client.CreateAsync(new GuestSpec { Name = name, MemoryBytes = 64L << 20, Pids = 100 }, t), ct);
         if (!created) return;
         var clean = await StepAsync(load, name, "start", t => client.StartAsync(name, ct: t), ct)
                     && await StepAsync(load, name, "exec", async t =>

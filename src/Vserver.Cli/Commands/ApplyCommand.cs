@@ -120,7 +120,8 @@ internal static class ApplyCommand
                     }
                 }
                 var before = done.Count > 0 && !created ? $" (done before it: {string.Join(", ", done)})" : "";
-                return ($"{plan.Name}: FAILED at '{step.Text}': {CliContext.OneLine(e.Message)}{before}{undo}", true);
+                var why = e is ApiException refused ? AgentErrorText.Line(refused) : e.Message;
+                return ($"{plan.Name}: FAILED at '{step.Text}': {CliContext.OneLine(why)}{before}{undo}", true);
             }
         }
         return ($"{plan.Name}: {plan.Summary}{string.Concat(notes.Select(n => $"; {n}"))}", false);

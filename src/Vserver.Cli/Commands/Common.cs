@@ -41,12 +41,3 @@ internal static class Common
         HelpName = "N",
     };
 }
-
-/// <summary>The kinds of guest the agent reports in <see cref="Vserver.Api.GuestInfo.Kind"/>.</summary>
-internal static class GuestKinds
-{
-    public const string Vserver = "vserver";
-    public const string Domain = "domain";
-
-    public static bool IsDomain(Vserver.Api.GuestInfo guest) => guest.Kind == Domain;
-}

@@ -108,7 +108,7 @@ internal static class CreateCommand
     }
 
     /// <summary>The request the options describe; <see cref="UsageException"/> for input the agent need not see.</summary>
-    public static CreateGuestRequest ToRequest(Options o) => new()
+    public static GuestSpec ToRequest(Options o) => new()
     {
         Name = o.Name,
         Image = o.Image,

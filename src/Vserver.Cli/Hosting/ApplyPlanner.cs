@@ -51,7 +51,7 @@ public sealed record CurrentServer
 /// <summary>What apply does to one guest, in order.</summary>
 public abstract record ApplyStep(string Text)
 {
-    public sealed record Create(CreateGuestRequest Request, string Plan) : ApplyStep($"create ({Plan})");
+    public sealed record Create(GuestSpec Request, string Plan) : ApplyStep($"create ({Plan})");
     public sealed record SetLimits(SetLimitsRequest Request, string Change) : ApplyStep(Change);
     public sealed record AddPort(PublishedPort Port) : ApplyStep($"publish {Port}");
     public sealed record RemovePort(PublishedPort Port) : ApplyStep($"unpublish {Port}");
@@ -95,7 +95,7 @@ public static class ApplyPlanner
 
     private static ServerPlan Create(HostingServer server, HostingPlan plan)
     {
-        var request = new CreateGuestRequest
+        var request = new GuestSpec
         {
             Name = server.Name,
             Kind = plan.Kind,

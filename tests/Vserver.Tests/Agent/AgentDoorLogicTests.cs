@@ -102,7 +102,7 @@ public sealed class AgentDoorLogicTests
         foreach (var name in new[] { "web1", "..", "../x", "a/b", "A", new string('a', 64), "a\0" })
         {
             (GuestConfigValidator.NameError(name) is null).ShouldBe(DnsLabel.IsValid(name), name);
-            GuestConfigValidator.NameError(name).ShouldBe(DnsLabel.Error(name, "guest"), name);
+            GuestConfigValidator.NameError(name)?.Message.ShouldBe(DnsLabel.Error(name, "guest"), name);
         }
     }
 
