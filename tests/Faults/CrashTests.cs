@@ -102,7 +102,7 @@ public sealed class VserverCrashTests(VserverTortureHost shared, ITestOutputHelp
         {
             rounds++.ShouldBeLessThan(400, "random kills keep missing the operations");
             var g = t.Find(x);
-            Func<VserverClient, Task> operation = g is null
+            Func<AgentClient, Task> operation = g is null
                 ? c => c.CreateAsync(new GuestSpec { Name = x, MemoryBytes = 64 << 20, DiskBytes = 32 << 20 })
                 : g.State == "running" ? (rounds % 3 == 0 ? c => c.DestroyAsync(x, force: true) : c => c.StopAsync(x))
                 : rounds % 4 == 0 ? c => c.DestroyAsync(x, force: true) : c => c.StartAsync(x);

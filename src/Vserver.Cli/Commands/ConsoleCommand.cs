@@ -30,7 +30,7 @@ internal static class ConsoleCommand
     public static TimeSpan ParseLinger(string? text) =>
         Input.Seconds("--linger", text, allowZero: true, "1 or 0.5 (0 detaches at once)") ?? DefaultLinger;
 
-    public static async Task<int> HandleAsync(VserverClient client, string name, string? lingerText, ExecIo io, TextWriter stderr,
+    public static async Task<int> HandleAsync(AgentClient client, string name, string? lingerText, ExecIo io, TextWriter stderr,
         CancellationToken ct, TimeSpan? confirmAfter = null)
     {
         var linger = ParseLinger(lingerText);

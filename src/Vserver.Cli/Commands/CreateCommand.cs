@@ -129,7 +129,7 @@ internal static class CreateCommand
         Kernel = o.Kernel,
     };
 
-    public static async Task<int> HandleAsync(VserverClient client, Options options, TextWriter stdout, TextWriter stderr, CancellationToken ct)
+    public static async Task<int> HandleAsync(AgentClient client, Options options, TextWriter stdout, TextWriter stderr, CancellationToken ct)
     {
         var request = ToRequest(options);
         var guest = await client.CreateAsync(request, ct);

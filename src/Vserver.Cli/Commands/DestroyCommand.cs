@@ -15,7 +15,7 @@ internal static class DestroyCommand
         return command;
     }
 
-    public static async Task<int> HandleAsync(VserverClient client, string name, bool force, TextWriter stdout, TextWriter stderr, CancellationToken ct)
+    public static async Task<int> HandleAsync(AgentClient client, string name, bool force, TextWriter stdout, TextWriter stderr, CancellationToken ct)
     {
         await client.DestroyAsync(name, force, ct);
         stdout.WriteLine($"destroyed {name}");

@@ -16,6 +16,6 @@ internal static class EnterCommand
         return command;
     }
 
-    public static Task<int> HandleAsync(VserverClient client, string name, ExecIo io, TextWriter stderr, CancellationToken ct) =>
+    public static Task<int> HandleAsync(AgentClient client, string name, ExecIo io, TextWriter stderr, CancellationToken ct) =>
         ExecCommand.HandleAsync(client, new ExecCommand.Options { Name = name, Command = Shell, TtyIfTerminal = true }, io, stderr, ct);
 }

@@ -67,7 +67,7 @@ internal static class ExecCommand
         return env;
     }
 
-    public static async Task<int> HandleAsync(VserverClient client, Options options, ExecIo io, TextWriter stderr, CancellationToken ct)
+    public static async Task<int> HandleAsync(AgentClient client, Options options, ExecIo io, TextWriter stderr, CancellationToken ct)
     {
         if (options.Command.Count == 0) throw new UsageException("exec needs a command: vsctl exec NAME -- CMD ARGS...");
         var env = ParseEnv(options.Env);

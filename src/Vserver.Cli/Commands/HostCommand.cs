@@ -73,7 +73,7 @@ internal static class HostCommand
         return command;
     }
 
-    public static async Task<int> CheckAsync(VserverClient client, bool repair, string? format, TextWriter stdout, CancellationToken ct)
+    public static async Task<int> CheckAsync(AgentClient client, bool repair, string? format, TextWriter stdout, CancellationToken ct)
     {
         var json = Input.IsJson(format, "text");
         var report = await client.CheckHostAsync(repair, ct);
@@ -115,14 +115,14 @@ internal static class HostCommand
         };
     }
 
-    public static async Task<int> HandleAsync(VserverClient client, string? format, TextWriter stdout, TextWriter stderr, CancellationToken ct)
+    public static async Task<int> HandleAsync(AgentClient client, string? format, TextWriter stdout, TextWriter stderr, CancellationToken ct)
     {
         var json = Input.IsJson(format, "text");
         Show(await client.HostAsync(ct), json, client.SocketPath, stdout);
         return ExitCodes.Ok;
     }
 
-    public static async Task<int> SetAsync(VserverClient client, Settings settings, string? format, TextWriter stdout, TextWriter stderr,
+    public static async Task<int> SetAsync(AgentClient client, Settings settings, string? format, TextWriter stdout, TextWriter stderr,
         CancellationToken ct)
     {
         var json = Input.IsJson(format, "text");

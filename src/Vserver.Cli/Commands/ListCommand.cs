@@ -14,7 +14,7 @@ internal static class ListCommand
         return command;
     }
 
-    public static async Task<int> HandleAsync(VserverClient client, string? format, TextWriter stdout, TextWriter stderr, CancellationToken ct)
+    public static async Task<int> HandleAsync(AgentClient client, string? format, TextWriter stdout, TextWriter stderr, CancellationToken ct)
     {
         var json = Input.IsJson(format, "table");
         var list = await client.ListAsync(ct);

@@ -13,7 +13,7 @@ internal static class PauseCommand
         return command;
     }
 
-    public static async Task<int> HandleAsync(VserverClient client, string name, TextWriter stdout, TextWriter stderr, CancellationToken ct)
+    public static async Task<int> HandleAsync(AgentClient client, string name, TextWriter stdout, TextWriter stderr, CancellationToken ct)
     {
         var guest = await client.PauseAsync(name, ct);
         stdout.WriteLine($"paused {guest.Name}");

@@ -50,7 +50,7 @@ internal static class PortCommand
         return (number, protocol);
     }
 
-    public static async Task<int> AddAsync(VserverClient client, string name, string spec, TextWriter stdout, CancellationToken ct)
+    public static async Task<int> AddAsync(AgentClient client, string name, string spec, TextWriter stdout, CancellationToken ct)
     {
         var port = ParseSpec(spec);
         var guest = await client.AddPortAsync(name, new PortInfo { HostPort = port.HostPort, GuestPort = port.GuestPort, Protocol = port.Protocol }, ct);
@@ -60,7 +60,7 @@ internal static class PortCommand
         return ExitCodes.Ok;
     }
 
-    public static async Task<int> ListAsync(VserverClient client, string? name, string? format, TextWriter stdout, CancellationToken ct)
+    public static async Task<int> ListAsync(AgentClient client, string? name, string? format, TextWriter stdout, CancellationToken ct)
     {
         var json = Input.IsJson(format, "table");
         var list = await client.PortsAsync(name, ct);
@@ -83,7 +83,7 @@ internal static class PortCommand
         WriteNotes(list, stdout);
     }
 
-    public static async Task<int> RemoveAsync(VserverClient client, string name, string hostPort, TextWriter stdout, CancellationToken ct)
+    public static async Task<int> RemoveAsync(AgentClient client, string name, string hostPort, TextWriter stdout, CancellationToken ct)
     {
         var (port, protocol) = ParseHostPort(hostPort);
         await client.RemovePortAsync(name, port, protocol, ct);

@@ -13,7 +13,7 @@ internal static class RestartCommand
         return command;
     }
 
-    public static async Task<int> HandleAsync(VserverClient client, string name, TextWriter stdout, TextWriter stderr, CancellationToken ct)
+    public static async Task<int> HandleAsync(AgentClient client, string name, TextWriter stdout, TextWriter stderr, CancellationToken ct)
     {
         var guest = await client.RestartAsync(name, ct);
         stdout.WriteLine(guest.InitPid is { } pid ? $"restarted {guest.Name} (pid {pid})" : $"restarted {guest.Name}");

@@ -13,7 +13,7 @@ internal static class ResumeCommand
         return command;
     }
 
-    public static async Task<int> HandleAsync(VserverClient client, string name, TextWriter stdout, TextWriter stderr, CancellationToken ct)
+    public static async Task<int> HandleAsync(AgentClient client, string name, TextWriter stdout, TextWriter stderr, CancellationToken ct)
     {
         var guest = await client.ResumeAsync(name, ct);
         stdout.WriteLine($"resumed {guest.Name}");

@@ -26,7 +26,7 @@ internal static class SaveCommand
         return Path.GetFullPath(file, currentDirectory);
     }
 
-    public static async Task<int> HandleAsync(VserverClient client, string name, string file, string currentDirectory,
+    public static async Task<int> HandleAsync(AgentClient client, string name, string file, string currentDirectory,
         TextWriter stdout, TextWriter stderr, CancellationToken ct)
     {
         var path = AbsolutePath(file, currentDirectory);

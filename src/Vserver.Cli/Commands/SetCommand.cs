@@ -58,7 +58,7 @@ internal static class SetCommand
         };
     }
 
-    public static async Task<int> HandleAsync(VserverClient client, string name, Limits limits,
+    public static async Task<int> HandleAsync(AgentClient client, string name, Limits limits,
         TextWriter stdout, TextWriter stderr, CancellationToken ct)
     {
         var request = ToRequest(limits);

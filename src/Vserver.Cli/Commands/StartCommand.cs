@@ -13,7 +13,7 @@ internal static class StartCommand
         return command;
     }
 
-    public static async Task<int> HandleAsync(VserverClient client, string name, TextWriter stdout, TextWriter stderr, CancellationToken ct)
+    public static async Task<int> HandleAsync(AgentClient client, string name, TextWriter stdout, TextWriter stderr, CancellationToken ct)
     {
         var guest = await client.StartAsync(name, ct: ct);
         stdout.WriteLine(guest.InitPid is { } pid ? $"started {guest.Name} (pid {pid})" : $"started {guest.Name}");

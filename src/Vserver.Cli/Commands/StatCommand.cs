@@ -27,7 +27,7 @@ internal static class StatCommand
         return command;
     }
 
-    public static async Task<int> HandleAsync(VserverClient client, IReadOnlyList<string> names, string? format, TextWriter stdout, CancellationToken ct)
+    public static async Task<int> HandleAsync(AgentClient client, IReadOnlyList<string> names, string? format, TextWriter stdout, CancellationToken ct)
     {
         var json = Input.IsJson(format, "table");
         var report = await client.StatAsync(names, ct);

@@ -16,7 +16,7 @@ internal static class StatusCommand
         return command;
     }
 
-    public static async Task<int> HandleAsync(VserverClient client, string name, string? format, TimeProvider clock,
+    public static async Task<int> HandleAsync(AgentClient client, string name, string? format, TimeProvider clock,
         TextWriter stdout, TextWriter stderr, CancellationToken ct)
     {
         var json = Input.IsJson(format, "text");

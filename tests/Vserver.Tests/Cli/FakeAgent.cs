@@ -27,7 +27,7 @@ internal sealed record FakeResponse(int Status, string Body)
 
 /// <summary>
 /// A stand-in for vserverd on a unix socket: just enough HTTP/1.1 (Content-Length and chunked bodies, keep-alive) and
-/// the WebSocket upgrade of exec, so vsctl's handlers run against their real <see cref="VserverClient"/>.
+/// the WebSocket upgrade of exec, so vsctl's handlers run against their real <see cref="AgentClient"/>.
 /// </summary>
 internal sealed class FakeAgent : IAsyncDisposable
 {

@@ -402,7 +402,7 @@ public class HandlerTests
     {
         await using var agent = FakeAgent.Start();
         agent.Handler = _ => Guest(Web1);
-        using var client = new VserverClient(agent.SocketPath);
+        using var client = new AgentClient(agent.SocketPath);
         var stdout = new StringWriter();
 
         (await StartCommand.HandleAsync(client, "web1", stdout, TextWriter.Null, TestContext.Current.CancellationToken)).ShouldBe(0);

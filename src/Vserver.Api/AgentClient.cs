@@ -6,34 +6,13 @@ using System.Text.Json.Serialization.Metadata;
 
 namespace Vserver.Api;
 
-/// <summary>The agent answered with an error: its message is plain words for a person; <see cref="Code"/> and
-/// <see cref="Fields"/> say the same for a program (see <see cref="ErrorCodes"/>).</summary>
-public sealed class ApiException(HttpStatusCode status, string message, string? code = null, IReadOnlyDictionary<string, string>? fields = null)
-    : Exception(message)
-{
-    public HttpStatusCode Status { get; } = status;
-    /// <summary>One of <see cref="ErrorCodes"/>; null when the agent sent none.</summary>
-    public string? Code { get; } = code;
-    public IReadOnlyDictionary<string, string> Fields { get; } = fields ?? new Dictionary<string, string>();
-
-    /// <summary>A field of the error, or null.</summary>
-    public string? Field(string key) => Fields.TryGetValue(key, out var value) ? value : null;
-}
-
-/// <summary>Nothing answers on the agent's socket.</summary>
-public sealed class AgentUnavailableException(string socketPath, string reason)
-    : Exception($"no agent answers on {socketPath}: {reason}")
-{
-    public string SocketPath { get; } = socketPath;
-}
-
-/// <summary>Typed client for vserverd's REST API over its unix socket.</summary>
-public sealed class VserverClient : IDisposable
+/// <summary>The client of the whole agent: vserverd's REST API over its unix socket, typed.</summary>
+public sealed class AgentClient : IDisposable
 {
     private readonly HttpClient _http;
     private readonly SocketsHttpHandler _handler;
 
-    public VserverClient(string socketPath)
+    public AgentClient(string socketPath)
     {
         SocketPath = socketPath;
         _handler = new SocketsHttpHandler
