@@ -75,16 +75,6 @@ public sealed record GuestInfo
     public IReadOnlyList<PortInfo>? Ports { get; init; }
 }
 
-/// <summary>A published port: HOSTPORT on the agent's host (127.0.0.1 and its other addresses) reaches GUESTPORT on the
-/// guest's address.</summary>
-public sealed record PortInfo
-{
-    public int HostPort { get; init; }
-    public int GuestPort { get; init; }
-    /// <summary>tcp | udp</summary>
-    public required string Protocol { get; init; }
-}
-
 public sealed record ExitInfo
 {
     public int? Code { get; init; }

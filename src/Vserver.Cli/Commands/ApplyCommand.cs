@@ -169,7 +169,7 @@ internal static class ApplyCommand
                     return $"the disk does not grow live here: {pending.Trim().TrimStart('(').TrimEnd(')')}";
                 break;
             case ApplyStep.AddPort add:
-                await client.AddPortAsync(name, new PortInfo { HostPort = add.Port.HostPort, GuestPort = add.Port.GuestPort, Protocol = add.Port.Protocol }, ct);
+                await client.AddPortAsync(name, add.Port, ct);
                 break;
             case ApplyStep.RemovePort remove:
                 await client.RemovePortAsync(name, remove.Port.HostPort, remove.Port.Protocol, ct);

@@ -15,7 +15,7 @@ internal static class ConsoleCommand
 
     public static Command Create(CliContext cli)
     {
-        var name = Common.GuestName("The running domain");
+        var name = SharedOptions.GuestName("The running domain");
         var linger = new Option<string?>("--linger")
         {
             Description = "When stdin is not a terminal and ends: seconds to keep showing the console's output before detaching [default: 1]",
@@ -47,7 +47,7 @@ internal static class ConsoleCommand
             throw new CliFailureException($"the agent refused the console session: {e.Message}");
         }
         using var _ = socket;
-        using var session = new ConsoleSession(socket, io.OpenStdin(), io.OpenStdout(), linger, confirmAfter ?? ConfirmAfter);
+        using var session = new ConsoleTerminal(socket, io.OpenStdin(), io.OpenStdout(), linger, confirmAfter ?? ConfirmAfter);
         IDisposable? rawMode = null;
         var signals = new List<PosixSignalRegistration>();
         ConsoleResult result;

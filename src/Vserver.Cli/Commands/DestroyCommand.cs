@@ -7,7 +7,7 @@ internal static class DestroyCommand
 {
     public static Command Create(CliContext cli)
     {
-        var name = Common.GuestName();
+        var name = SharedOptions.GuestName();
         var force = new Option<bool>("--force", "-f") { Description = "Destroy a running guest too (it is killed first)" };
         var command = new Command("destroy", "Delete a guest and its files") { name, force };
         command.SetAction((parse, ct) =>

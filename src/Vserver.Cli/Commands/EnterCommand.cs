@@ -9,7 +9,7 @@ internal static class EnterCommand
 
     public static Command Create(CliContext cli)
     {
-        var name = Common.GuestName();
+        var name = SharedOptions.GuestName();
         var command = new Command("enter", "Open a login shell in a running guest (exec -t NAME -- /bin/sh -l)") { name };
         command.SetAction((parse, ct) =>
             cli.RunAsync(parse, client => HandleAsync(client, parse.GetValue(name)!, ExecIo.From(cli), cli.Err, ct)));

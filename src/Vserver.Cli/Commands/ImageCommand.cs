@@ -11,7 +11,7 @@ internal static class ImageCommand
         var build = new Command("build", "Build a root file system image") { buildName };
         build.SetAction((parse, ct) => cli.RunAsync(parse, client => BuildAsync(client, parse.GetValue(buildName)!, cli.Out, cli.Err, ct)));
 
-        var format = Common.Format("table");
+        var format = SharedOptions.Format("table");
         var list = new Command("list", "List the images") { format };
         list.Aliases.Add("ls");
         list.SetAction((parse, ct) => cli.RunAsync(parse, client => ListAsync(client, parse.GetValue(format), cli.Clock, cli.Out, cli.Err, ct)));

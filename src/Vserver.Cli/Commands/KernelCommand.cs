@@ -30,7 +30,7 @@ internal static class KernelCommand
             });
         });
 
-        var format = Common.Format("table");
+        var format = SharedOptions.Format("table");
         var list = new Command("list", "List the domain kernels") { format };
         list.Aliases.Add("ls");
         list.SetAction((parse, ct) => cli.RunAsync(parse, client => ListAsync(client, parse.GetValue(format), cli.Clock, cli.Out, cli.Err, ct)));

@@ -7,7 +7,7 @@ internal static class ListCommand
 {
     public static Command Create(CliContext cli)
     {
-        var format = Common.Format("table");
+        var format = SharedOptions.Format("table");
         var command = new Command("list", "List the guests") { format };
         command.Aliases.Add("ls");
         command.SetAction((parse, ct) => cli.RunAsync(parse, client => HandleAsync(client, parse.GetValue(format), cli.Out, cli.Err, ct)));

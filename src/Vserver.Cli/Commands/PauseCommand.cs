@@ -7,7 +7,7 @@ internal static class PauseCommand
 {
     public static Command Create(CliContext cli)
     {
-        var name = Common.GuestName();
+        var name = SharedOptions.GuestName();
         var command = new Command("pause", "Pause a running guest: a vserver's processes are frozen (freezer cgroup), a domain's vCPUs are stopped (as xl pause)") { name };
         command.SetAction((parse, ct) => cli.RunAsync(parse, client => HandleAsync(client, parse.GetValue(name)!, cli.Out, cli.Err, ct)));
         return command;

@@ -7,7 +7,7 @@ internal static class RestartCommand
 {
     public static Command Create(CliContext cli)
     {
-        var name = Common.GuestName();
+        var name = SharedOptions.GuestName();
         var command = new Command("restart", "Stop a guest if it runs, then start it") { name };
         command.SetAction((parse, ct) => cli.RunAsync(parse, client => HandleAsync(client, parse.GetValue(name)!, cli.Out, cli.Err, ct)));
         return command;

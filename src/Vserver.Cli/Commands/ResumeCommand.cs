@@ -7,7 +7,7 @@ internal static class ResumeCommand
 {
     public static Command Create(CliContext cli)
     {
-        var name = Common.GuestName();
+        var name = SharedOptions.GuestName();
         var command = new Command("resume", "Resume a paused guest: a vserver's processes are thawed, a domain's vCPUs run again (as xl unpause)") { name };
         command.SetAction((parse, ct) => cli.RunAsync(parse, client => HandleAsync(client, parse.GetValue(name)!, cli.Out, cli.Err, ct)));
         return command;

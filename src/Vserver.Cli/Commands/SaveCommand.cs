@@ -8,7 +8,7 @@ internal static class SaveCommand
 {
     public static Command Create(CliContext cli)
     {
-        var name = Common.GuestName("The running domain to save");
+        var name = SharedOptions.GuestName("The running domain to save");
         var file = new Argument<string>("FILE") { Description = "The save file to write, on the agent's host; it must not exist yet" };
         var command = new Command("save", "Save a running domain to a file (memory, devices, disk, config); it is gone from the host until vsctl restore")
         {

@@ -7,7 +7,7 @@ internal static class StartCommand
 {
     public static Command Create(CliContext cli)
     {
-        var name = Common.GuestName();
+        var name = SharedOptions.GuestName();
         var command = new Command("start", "Start a stopped guest") { name };
         command.SetAction((parse, ct) => cli.RunAsync(parse, client => HandleAsync(client, parse.GetValue(name)!, cli.Out, cli.Err, ct)));
         return command;

@@ -7,7 +7,7 @@ internal static class StopCommand
 {
     public static Command Create(CliContext cli)
     {
-        var name = Common.GuestName();
+        var name = SharedOptions.GuestName();
         var timeout = new Option<string?>("--timeout", "-t")
         {
             Description = "Seconds to wait after SIGTERM before killing the guest [default: the agent's]",

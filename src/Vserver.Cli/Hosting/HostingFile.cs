@@ -36,7 +36,7 @@ public sealed record HostingServer
     public required string Plan { get; init; }
     /// <summary>A fixed address; null: the next free one at creation, kept afterwards.</summary>
     public string? Ipv4 { get; init; }
-    public IReadOnlyList<PublishedPort> Ports { get; init; } = [];
+    public IReadOnlyList<PortInfo> Ports { get; init; } = [];
     /// <summary>no | on-failure | always</summary>
     public string Restart { get; init; } = "no";
     /// <summary>Whether apply leaves it running (default) or stopped.</summary>
@@ -45,42 +45,6 @@ public sealed record HostingServer
     public bool Autostart { get; init; }
     /// <summary>Where it is declared (line:column), for messages.</summary>
     public string At { get; init; } = "";
-}
-
-/// <summary>A published port: HOSTPORT:GUESTPORT[/tcp|udp].</summary>
-public sealed record PublishedPort(int HostPort, int GuestPort, string Protocol)
-{
-    public override string ToString() => $"{HostPort}:{GuestPort}/{Protocol}";
-
-    public static bool TryParse(string text, out PublishedPort port, out string error)
-    {
-        port = new PublishedPort(0, 0, "tcp");
-        var spec = text.Trim();
-        var protocol = "tcp";
-        var slash = spec.IndexOf('/', StringComparison.Ordinal);
-        if (slash >= 0)
-        {
-            protocol = spec[(slash + 1)..].ToLowerInvariant();
-            spec = spec[..slash];
-            if (protocol is not ("tcp" or "udp"))
-            {
-                error = $"invalid port '{text}': the protocol is tcp or udp";
-                return false;
-            }
-        }
-        var parts = spec.Split(':');
-        if (parts.Length != 2 || !TryPort(parts[0], out var host) || !TryPort(parts[1], out var guest))
-        {
-            error = $"invalid port '{text}': expected HOSTPORT:GUESTPORT[/tcp|udp] with ports 1..65535, e.g. 8080:80";
-            return false;
-        }
-        port = new PublishedPort(host, guest, protocol);
-        error = "";
-        return true;
-
-        static bool TryPort(string s, out int value) =>
-            int.TryParse(s, NumberStyles.None, CultureInfo.InvariantCulture, out value) && value is >= 1 and <= 65535;
-    }
 }
 
 /// <summary>
@@ -285,13 +249,13 @@ public sealed class HostingFile
             if (!plans.ContainsKey(plan))
                 throw Error(Child(map, "plan")!, $"{owner}: unknown plan '{plan}' (plans: {(plans.Count == 0 ? "none" : string.Join(", ", plans.Keys))})");
             var ip = Optional(map, "ip");
-            var ports = new List<PublishedPort>();
+            var ports = new List<PortInfo>();
             if (Child(map, "ports") is { } portsNode)
             {
                 if (portsNode is not YamlSequenceNode portList) throw Error(portsNode, $"{owner}: ports must be a list, e.g. [\"8080:80\", \"5353:53/udp\"]");
                 foreach (var p in portList.Children)
                 {
-                    if (!PublishedPort.TryParse(Scalar(p, "a port"), out var port, out var error)) throw Error(p, $"{owner}: {error}");
+                    if (!PortInfo.TryParseSpec(Scalar(p, "a port"), out var port, out var error)) throw Error(p, $"{owner}: {error}");
                     if (ports.Any(o => o.HostPort == port.HostPort && o.Protocol == port.Protocol))
                         throw Error(p, $"{owner}: host port {port.HostPort}/{port.Protocol} is listed twice");
                     ports.Add(port);

@@ -119,7 +119,10 @@ public static class LayerImage
         return journalBlocks * 4096;
     }
 
-    private static string Show(long bytes) => DiskSize.Format(bytes);
+    /// <summary>A quota in its unit: its rules make it a whole number of MiB (what is not, is said in bytes). Sizes
+    /// shown any other way are the caller's to format (Vserver.Api's ByteSize, a layer up).</summary>
+    private static string Show(long bytes) =>
+        bytes > 0 && bytes % MiB == 0 ? (bytes / MiB).ToString(CultureInfo.InvariantCulture) + "M" : $"{bytes} bytes";
 
     // ---- the image ----
 

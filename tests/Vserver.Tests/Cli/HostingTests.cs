@@ -1,4 +1,5 @@
 using Shouldly;
+using Vserver.Api;
 using Vserver.Cli.Hosting;
 using Xunit;
 
@@ -40,7 +41,7 @@ public sealed class HostingTests
         small.Image.ShouldBe("busybox");
         file.Plans["vm"].DomainVcpus.ShouldBe(2);
         file.Servers.Select(s => s.Name).ShouldBe(["web1", "web2", "db1"]);
-        file.Servers[0].Ports.ShouldBe([new PublishedPort(8080, 80, "tcp"), new PublishedPort(5353, 53, "udp")]);
+        file.Servers[0].Ports.ShouldBe([new PortInfo(8080, 80, "tcp"), new PortInfo(5353, 53, "udp")]);
         file.Servers[0].Restart.ShouldBe("on-failure");
         file.Servers[1].Ipv4.ShouldBe("10.0.0.20");
         file.Servers[1].Restart.ShouldBe("no");
@@ -73,12 +74,12 @@ public sealed class HostingTests
     }
 
     private static CurrentServer Guest(string name, string kind = "vserver", string state = "running", long? memory = 128L << 20,
-        double? cpus = 0.5, IReadOnlyList<PublishedPort>? ports = null, string restart = "on-failure") => new()
+        double? cpus = 0.5, IReadOnlyList<PortInfo>? ports = null, string restart = "on-failure") => new()
     {
         Name = name, Kind = kind, Image = "busybox", State = state, Ipv4 = "10.0.0.5", MemoryBytes = memory, MemoryMinBytes = 32L << 20,
         Cpus = kind == "vserver" ? cpus : null, Pids = kind == "vserver" ? 200 : null, DiskBytes = kind == "vserver" ? 256L << 20 : 2L << 30,
         Vcpus = kind == "domain" ? 2 : null, Kernel = kind == "domain" ? "default" : null, Restart = restart,
-        Ports = ports ?? [new PublishedPort(8080, 80, "tcp"), new PublishedPort(5353, 53, "udp")],
+        Ports = ports ?? [new PortInfo(8080, 80, "tcp"), new PortInfo(5353, 53, "udp")],
     };
 
     [Fact]
@@ -103,7 +104,7 @@ public sealed class HostingTests
     public void Differences_become_live_changes_and_ports_are_added_and_removed()
     {
         var file = Parse(Example);
-        var now = Guest("web1", memory: 64L << 20, cpus: 1, ports: [new PublishedPort(8080, 80, "tcp"), new PublishedPort(9000, 90, "tcp")], restart: "no");
+        var now = Guest("web1", memory: 64L << 20, cpus: 1, ports: [new PortInfo(8080, 80, "tcp"), new PortInfo(9000, 90, "tcp")], restart: "no");
         var plan = ApplyPlanner.Plan(file, [now], prune: false)[0];
         plan.Action.ShouldBe(ServerAction.Change);
         plan.Summary.ShouldBe("memory 64M -> 128M, cpus 1 -> 0.5, restart no -> on-failure (live), unpublish 9000:90/tcp, publish 5353:53/udp");
@@ -151,7 +152,7 @@ public sealed class HostingTests
         {
             Guest("web1"), Guest("web2", ports: []) with { Ipv4 = "10.0.0.6" },
             Guest("web3", memory: 256L << 20, restart: "no", ports: []) with { Ipv4 = "10.0.0.7", Autostart = true },
-            Guest("db1", kind: "domain", state: "stopped", ports: [new PublishedPort(5432, 5432, "tcp")]) with { Ipv4 = "10.0.0.8" },
+            Guest("db1", kind: "domain", state: "stopped", ports: [new PortInfo(5432, 5432, "tcp")]) with { Ipv4 = "10.0.0.8" },
         };
         var yaml = HostingExport.Write(guests);
         yaml.ShouldContain("restart: \"no\"");

@@ -10,7 +10,7 @@ namespace Vserver.Agent;
 /// its length is announced; a chunked body is cut off by Kestrel's MaxRequestBodySize as it is read), and a guest or
 /// image name in the path that is a valid name, so that no route ever turns '..', '/', NUL and the like into a path.
 /// </summary>
-internal static class AgentDoor
+internal static class RequestGate
 {
     public static Task Middleware(HttpContext context, RequestDelegate next)
     {

@@ -3,7 +3,7 @@ using System.CommandLine;
 namespace Vserver.Cli.Commands;
 
 /// <summary>Arguments and options several verbs share.</summary>
-internal static class Common
+internal static class SharedOptions
 {
     public static Argument<string> GuestName(string description = "The guest's name") =>
         new("NAME") { Description = description };
