@@ -1,3 +1,4 @@
+using Vserver.Api;
 using HybridHypervisor.Model;
 using HybridHypervisor.Vservers;
 using Vserver.Isolation.Storage;
@@ -18,14 +19,6 @@ public sealed record DiskView(long QuotaBytes, long? FilesystemBytes, LayerUsage
 /// </summary>
 public sealed partial class Fleet
 {
-    /// <summary>At create, beside the quota's own rules (<see cref="GuestConfigValidator.LimitsError"/>): the layer must
-    /// be able to hold a rewrite of the image's files.</summary>
-    private void CheckQuotaFitsImage(long? diskBytes, string imageName)
-    {
-        if (diskBytes is not { } bytes || Images.Find(imageName) is not { } image) return;
-        if (LayerImage.ImageFitError(bytes, image.SizeBytes, imageName) is { } error) throw FleetException.Invalid(error);
-    }
-
     /// <summary>
     /// <c>set --disk</c>, under the guest's lock: grow only. A stopped guest's image grows at once (offline); a running
     /// one's grows online when the agent holds CAP_SYS_RESOURCE (the kernel's condition for growing a mounted ext4),
@@ -37,7 +30,7 @@ public sealed partial class Fleet
         var paths = _store.PathsFor(name);
         if (g.Config.Limits.DiskBytes is not { } quota)
             throw FleetException.Conflict(g.Config.Kind == GuestKind.Domain
-                ? $"'{name}' is a domain: its disk is its own ({DiskSize.Format(g.Config.Domain?.DiskBytes ?? 0)}), set at create or promotion; --disk grows a vserver's quota"
+                ? $"'{name}' is a domain: its disk is its own ({ByteSize.FormatExact(g.Config.Domain?.DiskBytes ?? 0)}), set at create or promotion; --disk grows a vserver's quota"
                 : $"'{name}' has no disk quota: its writable layer is a directory on the host's disk; a quota is given at create (vsctl create NAME --disk SIZE)");
         if (LayerImage.QuotaError(bytes) is { } error) throw FleetException.Invalid(error);
         long now;
@@ -59,7 +52,7 @@ public sealed partial class Fleet
                 if (LayerImage.WaitUntilFree(paths.LayerImage, TimeSpan.FromSeconds(5)))
                     LayerImage.GrowOffline(paths.LayerImage, bytes);
                 else
-                    _log($"the disk quota of {name} grows to {DiskSize.Format(bytes)} at its next start: a loop device still holds its image");
+                    _log($"the disk quota of {name} grows to {ByteSize.FormatExact(bytes)} at its next start: a loop device still holds its image");
             }
             else if (LayerImage.CanGrowOnline)
             {
@@ -67,12 +60,12 @@ public sealed partial class Fleet
             }
             else
             {
-                _log($"the disk quota of {name} grows to {DiskSize.Format(bytes)} at its next start: growing a mounted ext4 needs CAP_SYS_RESOURCE, which the agent does not have");
+                _log($"the disk quota of {name} grows to {ByteSize.FormatExact(bytes)} at its next start: growing a mounted ext4 needs CAP_SYS_RESOURCE, which the agent does not have");
             }
         }
         catch (Exception e) when (e is DiskException or IOException)
         {
-            throw new FleetException(FleetError.Failed, $"growing the disk quota of '{name}' to {DiskSize.Format(bytes)} failed: {e.Message}", e);
+            throw new FleetException(FleetError.Failed, $"growing the disk quota of '{name}' to {ByteSize.FormatExact(bytes)} failed: {e.Message}", e);
         }
         g.Config = g.Config with { Limits = g.Config.Limits with { DiskBytes = bytes } };
         _store.Save(g.Config);

@@ -305,7 +305,7 @@ public sealed partial class Fleet
     {
         if (command.Count == 0 || string.IsNullOrEmpty(command[0])) throw FleetException.Invalid("no command given: vsctl exec NAME -- CMD ARGS...");
         var g = Find(name);
-        if (g.Run is not { } run) throw FleetException.Conflict($"guest '{name}' is not running; start it with: vsctl start {name}");
+        if (g.Run is not { } run) throw FleetException.NotRunning(name);
         if (g.Paused) throw FleetException.Conflict($"guest '{name}' is paused; resume it with: vsctl resume {name}");
         return await DriverFor(g.Config).ExecAsync(g.Config, _store.PathsFor(name), run, new GuestCommand(command, env, cwd, tty, rows, cols), ct);
     }

@@ -355,7 +355,7 @@ public sealed partial class Fleet
         {
             foreach (var name in names)
             {
-                if (!_guests.ContainsKey(name)) throw FleetException.NotFound($"no guest named '{name}'; see vsctl list");
+                if (!_guests.ContainsKey(name)) throw FleetException.GuestNotFound(name);
             }
             // Every running guest is measured (the host's share is what the guests do not use); rows are the asked ones.
             guests = _guests.Values.OrderBy(g => g.Config.Name, StringComparer.Ordinal).ToList();

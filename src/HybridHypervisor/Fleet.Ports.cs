@@ -62,7 +62,7 @@ public sealed partial class Fleet
         await g.Lock.WaitAsync(ct);
         try
         {
-            if (g.Removed) throw FleetException.NotFound($"no guest named '{name}' (see: vsctl list)");
+            if (g.Removed) throw FleetException.GuestNotFound(name);
             if (g.Config.Network.Ipv4 is null) throw FleetException.Conflict($"guest '{name}' has no IPv4 address to forward a port to");
             lock (_portsLock)
             {
@@ -86,7 +86,7 @@ public sealed partial class Fleet
         await g.Lock.WaitAsync(ct);
         try
         {
-            if (g.Removed) throw FleetException.NotFound($"no guest named '{name}' (see: vsctl list)");
+            if (g.Removed) throw FleetException.GuestNotFound(name);
             lock (_portsLock)
             {
                 var ports = g.Config.Network.Ports;

@@ -1,3 +1,4 @@
+using Vserver.Api;
 using HybridHypervisor.Guests;
 using HybridHypervisor.Domains;
 using HybridHypervisor.Model;
@@ -200,8 +201,8 @@ public sealed partial class Fleet
         var mac = vserver.Network.Mac ?? GuestNetwork.ReadMac(paths.Netns) ?? GuestAllocator.Mac(_options.StateRoot, vserver.Name);
         var rootText = root == DomainRoot.Virtiofs
             ? "virtiofs: the vserver's files shared in place, nothing copied" +
-              (limits.DiskBytes is { } quota ? $"; its disk quota of {DiskSize.Format(quota)} still applies (the layer image stays mounted while the domain runs)" : "")
-            : $"ext4 image {DiskSize.Format(settings.DiskBytes)} (at least what the files need): a copy of the vserver's files";
+              (limits.DiskBytes is { } quota ? $"; its disk quota of {ByteSize.FormatExact(quota)} still applies (the layer image stays mounted while the domain runs)" : "")
+            : $"ext4 image {ByteSize.FormatExact(settings.DiskBytes)} (at least what the files need): a copy of the vserver's files";
         var detail = $"promoted from vserver: kernel {kernelName} ({kernel.Version}), {vcpus} vcpu{(vcpus == 1 ? "" : "s")}, " +
                      $"{memoryBytes >> 20}M, root {(root == DomainRoot.Virtiofs ? "virtiofs" : "ext4 copy")}";
         var domain = vserver with
@@ -406,7 +407,7 @@ public sealed partial class Fleet
             DiskBytes = settings.Root == DomainRoot.Virtiofs ? domain.Limits.DiskBytes : null,
         };
         if (settings.Root != DomainRoot.Virtiofs && before?.DiskBytes is { } lostQuota)
-            notes.Add($"its disk quota as a vserver ({DiskSize.Format(lostQuota)}) is not restored: the files come back in a writable layer on the host's disk");
+            notes.Add($"its disk quota as a vserver ({ByteSize.FormatExact(lostQuota)}) is not restored: the files come back in a writable layer on the host's disk");
         if (GuestConfigValidator.LimitsError(limits, _hostCpus) is { } error) throw FleetException.Invalid($"cannot demote '{domain.Name}': {error}");
         var rootText = settings.Root switch
         {

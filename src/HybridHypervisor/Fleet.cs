@@ -224,31 +224,41 @@ public sealed partial class Fleet : IDisposable
 
     // ---- create / destroy ----
 
-    public async Task<GuestView> CreateAsync(CreateGuest request, CancellationToken ct = default)
+    /// <summary>Creates a guest as <paramref name="spec"/> says, stopped. With <paramref name="dryRun"/>, only checks it
+    /// (everything a create checks, in the same order, refused with the same error) and answers the guest it would make,
+    /// with the address it would get; nothing is made or claimed.</summary>
+    public async Task<GuestView> CreateAsync(Vserver.Api.GuestSpec spec, bool dryRun = false, CancellationToken ct = default)
     {
-        if (GuestConfigValidator.NameError(request.Name) is { } nameError) throw FleetException.Invalid(nameError);
-        if (!RestartPolicies.TryParse(request.Restart, out var restart))
-            throw FleetException.Invalid(RestartPolicies.Invalid(request.Restart));
-        var domain = request.Kind == GuestKind.Domain ? DomainSettingsFor(request) : null;
-        if (domain is null && (request.Vcpus ?? (object?)request.Kernel) is not null)
-            throw FleetException.Invalid($"{(request.Vcpus is not null ? "--vcpus" : "--kernel")} is for domains; add --kind domain, or leave it out for a vserver");
-        // A vserver's --disk is its disk quota.
-        var limits = domain is null ? request.Limits with { DiskBytes = request.DiskBytes ?? request.Limits.DiskBytes } : request.Limits;
-        if (domain is null && GuestConfigValidator.LimitsError(limits, _hostCpus) is { } limitsError) throw FleetException.Invalid(limitsError);
-        if (GuestConfigValidator.Ipv4Error(request.Ipv4, _options.Subnet) is { } ipError) throw FleetException.Invalid(ipError);
-        if (GuestConfigValidator.AllowSyscallsError(request.AllowSyscalls, request.Privileged) is { } allowError)
-            throw FleetException.Invalid(allowError);
-        if (request.Command is { Count: 0 } || request.Command?.Any(string.IsNullOrEmpty) == true)
-            throw FleetException.Invalid("empty command: give a program to run, or leave --cmd out to run the image's /sbin/init");
-        var imageName = request.Image ?? "busybox";
-        if (Images.Find(imageName) is null)
+        var draft = GuestSpecValidator.Validate(spec, new GuestSpecContext
         {
-            var built = string.Join(", ", Images.List().Select(i => i.Name));
-            throw FleetException.Invalid($"unknown image '{imageName}'; built images: {(built.Length > 0 ? built : "none")}; build one with: vsctl image build {imageName}");
+            HostCpus = _hostCpus,
+            HostMemoryBytes = HostMemory.TotalBytes,
+            Subnet = _options.Subnet,
+            NameTaken = name =>
+            {
+                lock (_fleetLock) return _guests.ContainsKey(name) || _broken.ContainsKey(name) || _creating.ContainsKey(name);
+            },
+            AddressOwner = address =>
+            {
+                lock (_fleetLock)
+                    return _guests.Values.Select(g => g.Config).Concat(_creating.Values).FirstOrDefault(c => c.Network.Ipv4 == address)?.Name;
+            },
+            ImageBytes = name => Images.Find(name)?.SizeBytes,
+            BuiltImages = () => Images.List().Select(i => i.Name),
+            KernelBuilt = name => Kernels.Find(name) is not null,
+            BuiltKernels = () => Kernels.List().Select(k => k.Name),
+        });
+        if (draft.Limits.DiskBytes is { } quota) StateDisk.EnsureRoomForQuota(draft.Name, quota, _options.StateRoot);
+        if (dryRun)
+        {
+            var would = draft with
+            {
+                Network = draft.Network with { Ipv4 = AllocateAddress(draft.Network.Ipv4).ToString() },
+                Phase = GuestPhase.Ready,
+            };
+            // Admission as create does it; the reservation goes at once.
+            using (Admit(would, "create", runningOnly: false)) return new GuestView(would.Name, GuestState.Stopped, would, null, null, null, 0, null, null);
         }
-        if (domain is not null && Kernels.Find(domain.Kernel) is null) throw FleetException.Invalid(Kernels.Missing(domain.Kernel));
-        if (domain is null) CheckQuotaFitsImage(limits.DiskBytes, imageName);
-        if (domain is null && limits.DiskBytes is { } quota) StateDisk.EnsureRoomForQuota(request.Name, quota, _options.StateRoot);
 
         GuestConfig config;
         GuestPaths paths;
@@ -258,37 +268,22 @@ public sealed partial class Fleet : IDisposable
         {
             lock (_fleetLock)
             {
-                if (_guests.ContainsKey(request.Name) || _broken.ContainsKey(request.Name) || _creating.ContainsKey(request.Name))
-                    throw FleetException.Conflict($"a guest named '{request.Name}' already exists; pick another name or destroy it first");
+                if (_guests.ContainsKey(draft.Name) || _broken.ContainsKey(draft.Name) || _creating.ContainsKey(draft.Name))
+                    throw FleetException.Conflict($"a guest named '{draft.Name}' already exists; pick another name or destroy it first");
             }
-            paths = _store.PathsFor(request.Name);
+            paths = _store.PathsFor(draft.Name);
             if (Directory.Exists(paths.Dir))
                 throw FleetException.Conflict($"{paths.Dir} already exists but is no guest this agent knows; remove it or pick another name");
-            var address = AllocateAddress(request.Ipv4);
-            var security = new GuestSecurity
+            var address = AllocateAddress(draft.Network.Ipv4);
+            config = draft with
             {
-                Privileged = request.Privileged,
-                IdMap = request.Privileged || domain is not null ? null : AllocateIds(),
-                AllowSyscalls = request.AllowSyscalls?.Distinct().Order(StringComparer.Ordinal).ToList() ?? [],
-            };
-            config = new GuestConfig
-            {
-                Name = request.Name,
-                Kind = request.Kind,
-                Image = imageName,
-                Limits = domain is null ? limits : new GuestLimits { MemoryBytes = domain.MaxMemoryBytes, MemoryMinBytes = request.Limits.MemoryMinBytes },
-                Domain = domain,
-                Network = new GuestNetworkConfig
+                Network = draft.Network with
                 {
                     Ipv4 = address.ToString(),
-                    Mac = GuestAllocator.Mac(_options.StateRoot, request.Name),
+                    Mac = GuestAllocator.Mac(_options.StateRoot, draft.Name),
                 },
-                Restart = restart,
-                Autostart = request.Autostart,
-                Command = request.Command,
+                Security = draft.Security with { IdMap = draft.Security.Privileged || draft.Domain is not null ? null : AllocateIds() },
                 Created = DateTimeOffset.UtcNow,
-                Phase = GuestPhase.Creating,
-                Security = security,
             };
             reservation = Admit(config, "create", runningOnly: false);
             lock (_fleetLock) _creating[config.Name] = config;
@@ -318,7 +313,7 @@ public sealed partial class Fleet : IDisposable
                 Teardown(paths);
                 lock (_fleetLock) _creating.Remove(config.Name);
                 throw StateDisk.Refusal(e, paths.Dir, _options.StateRoot)
-                    ?? new FleetException(FleetError.Failed, $"creating {request.Name} failed: {e.Message}", e);
+                    ?? new FleetException(FleetError.Failed, $"creating {draft.Name} failed: {e.Message}", e);
             }
             runtime = new GuestRuntime(config);
             lock (_fleetLock)
@@ -329,32 +324,6 @@ public sealed partial class Fleet : IDisposable
         }
         _log($"created guest {config.Name} ({config.Network.Ipv4})");
         return View(runtime);
-    }
-
-    /// <summary>A domain's settings from a create request, checked; vserver-only options are refused by name.</summary>
-    private DomainSettings DomainSettingsFor(CreateGuest request)
-    {
-        string? VserverOnly() =>
-            request.Command is not null ? "--cmd" : request.Privileged ? "--privileged" : request.AllowSyscalls is { Count: > 0 } ? "--allow-syscall"
-            : request.Limits.Cpus is not null ? "--cpus" : request.Limits.Pids is not null ? "--pids" : null;
-        if (VserverOnly() is { } option)
-            throw FleetException.Invalid(option switch
-            {
-                "--cpus" => "--cpus is a vserver's CPU share; give a domain processors with --vcpus N",
-                "--cmd" => "--cmd is for vservers; a domain boots its image's /sbin/init (see vsctl console)",
-                _ => $"{option} is for vservers; a domain is isolated by its own kernel",
-            });
-        var domain = new DomainSettings
-        {
-            Kernel = request.Kernel ?? DomainSettings.DefaultKernel,
-            Vcpus = request.Vcpus ?? 1,
-            MaxMemoryBytes = request.Limits.MemoryBytes ?? DomainSettings.DefaultMemoryBytes,
-            DiskBytes = request.DiskBytes ?? DomainSettings.DefaultDiskBytes,
-        };
-        if ((GuestConfigValidator.DomainError(domain, null, _hostCpus, HostMemory.TotalBytes)
-             ?? GuestConfigValidator.DomainGuaranteeError(domain, request.Limits.MemoryMinBytes, null)) is { } error)
-            throw FleetException.Invalid(error);
-        return domain;
     }
 
     /// <summary>Removes whatever a guest of either kind left on the host (QEMU, tap, cgroup, veth, layers), then its
@@ -444,7 +413,7 @@ public sealed partial class Fleet : IDisposable
         {
             BrokenGuest? broken;
             lock (_fleetLock) _broken.TryGetValue(name, out broken);
-            if (broken is null) throw FleetException.NotFound($"no guest named '{name}' (see: vsctl list)");
+            if (broken is null) throw FleetException.GuestNotFound(name);
             if (!force)
                 throw FleetException.Conflict($"guest '{name}' is broken ({broken.Problem}); remove it with: vsctl destroy --force {name}");
             Teardown(_store.PathsFor(name));
@@ -505,7 +474,7 @@ public sealed partial class Fleet : IDisposable
             if (_broken.TryGetValue(name, out var b))
                 throw FleetException.Conflict($"guest '{name}' is broken: {b.Problem}");
         }
-        throw FleetException.NotFound($"no guest named '{name}' (see: vsctl list)");
+        throw FleetException.GuestNotFound(name);
     }
 
     /// <summary>Finds a guest and takes its lock. A guest destroyed (or saved away) while the caller waited is gone: acting
@@ -516,6 +485,6 @@ public sealed partial class Fleet : IDisposable
         await g.Lock.WaitAsync(ct);
         if (!g.Removed) return g;
         g.Lock.Release();
-        throw FleetException.NotFound($"no guest named '{name}' (see: vsctl list)");
+        throw FleetException.GuestNotFound(name);
     }
 }

@@ -64,7 +64,11 @@ internal static partial class AgentSocket
     public static void Publish(string bindPath, string socketPath, SocketAccess access)
     {
         if (access.Gid is { } gid)
-            Vserver.Isolation.Storage.FileOwner.Chown(bindPath, null, gid, $"give {bindPath} to group {GroupName} (gid {gid})");
+        {
+            // -1: the owner stays root.
+            if (Chown(bindPath, uint.MaxValue, gid) != 0)
+                throw new IOException($"give {bindPath} to group {GroupName} (gid {gid}): chown '{bindPath}': {Marshal.GetPInvokeErrorMessage(Marshal.GetLastPInvokeError())}");
+        }
         File.SetUnixFileMode(bindPath, access.Mode);
         File.Move(bindPath, socketPath, overwrite: true);
         Directory.Delete(Path.GetDirectoryName(bindPath)!);
@@ -101,6 +105,9 @@ internal static partial class AgentSocket
 
     [LibraryImport("libc", EntryPoint = "getgrnam_r", StringMarshalling = StringMarshalling.Utf8)]
     private static unsafe partial int GetGrNamR(string name, Group* group, byte* buffer, nuint length, Group** result);
+
+    [LibraryImport("libc", EntryPoint = "chown", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int Chown(string path, uint owner, uint group);
 
     [LibraryImport("libc", EntryPoint = "mkdir", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static partial int Mkdir(string path, uint mode);

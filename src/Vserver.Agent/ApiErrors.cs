@@ -4,9 +4,10 @@ using Vserver.Api;
 
 namespace Vserver.Agent;
 
-/// <summary>Turns the fleet's refusals into HTTP status codes with a one-line message for the operator. Every error
-/// leaves as <c>{"error": "..."}</c>, also those the framework would send with an empty body (no such route, wrong
-/// method, a body that is too large or no JSON).</summary>
+/// <summary>Turns the fleet's refusals into HTTP status codes with a one-line message for the operator and the code and
+/// fields the fleet gave them. Every error leaves as <c>{"error": "...", "code": "...", "fields": {...}}</c> (an
+/// <see cref="ErrorResponse"/>), also those the framework would send with an empty body (no such route, wrong method, a
+/// body that is too large or no JSON), which get <see cref="ErrorCodes.BadRequest"/>.</summary>
 internal static class ApiErrors
 {
     public static readonly string BodyTooLarge =
@@ -22,13 +23,7 @@ internal static class ApiErrors
         }
         catch (FleetException e)
         {
-            await Write(context, e.Kind switch
-            {
-                FleetError.Invalid => StatusCodes.Status400BadRequest,
-                FleetError.NotFound => StatusCodes.Status404NotFound,
-                FleetError.Conflict => StatusCodes.Status409Conflict,
-                _ => StatusCodes.Status500InternalServerError,
-            }, e.Message);
+            await Write(context, e);
             return;
         }
         catch (BadHttpRequestException e)
@@ -39,7 +34,7 @@ internal static class ApiErrors
         catch (Exception e) when (!context.Response.HasStarted && e is not OperationCanceledException)
         {
             Console.Error.WriteLine($"vserverd: {context.Request.Method} {context.Request.Path}: {e}");
-            await Write(context, StatusCodes.Status500InternalServerError, e.Message);
+            await Write(context, StatusCodes.Status500InternalServerError, e.Message, ErrorCodes.Failed);
             return;
         }
         var status = context.Response.StatusCode;
@@ -74,11 +69,28 @@ internal static class ApiErrors
         _ => $"{method} {path} failed with HTTP {status}",
     };
 
-    public static Task Write(HttpContext context, int status, string message)
+    /// <summary>Writes the fleet's refusal with the status of its kind, its code and fields.</summary>
+    public static Task Write(HttpContext context, FleetException e) => Write(context, e.Kind switch
+    {
+        FleetError.Invalid => StatusCodes.Status400BadRequest,
+        FleetError.NotFound => StatusCodes.Status404NotFound,
+        FleetError.Conflict => StatusCodes.Status409Conflict,
+        _ => StatusCodes.Status500InternalServerError,
+    }, e.Message, e.Code, e.Fields);
+
+    /// <summary>Writes an error; one without a code is a request the agent could not take as it came (see
+    /// <see cref="ErrorCodes.BadRequest"/>).</summary>
+    public static Task Write(HttpContext context, int status, string message, string? code = null, IReadOnlyDictionary<string, string>? fields = null)
     {
         if (context.Response.HasStarted) return Task.CompletedTask;
         context.Response.StatusCode = status;
-        return context.Response.WriteAsJsonAsync(new ErrorResponse { Error = OneLine(message) }, ApiJson.Default.ErrorResponse);
+        var error = new ErrorResponse
+        {
+            Error = OneLine(message),
+            Code = code ?? ErrorCodes.BadRequest,
+            Fields = fields is { Count: > 0 } ? fields.ToDictionary(f => f.Key, f => OneLine(f.Value), StringComparer.Ordinal) : null,
+        };
+        return context.Response.WriteAsJsonAsync(error, ApiJson.Default.ErrorResponse);
     }
 
     /// <summary>One line, of a length a terminal can show: messages may quote what a client sent.</summary>

@@ -1,5 +1,6 @@
 using HybridHypervisor;
 using HybridHypervisor.Model;
+using Microsoft.AspNetCore.Mvc;
 using Vserver.Api;
 
 namespace Vserver.Agent;
@@ -16,28 +17,26 @@ internal static class Endpoints
             fleet.SetPool(request.ReserveBytes, request.Overcommit, request.MinFreeBytes, request.Ksm);
             return HostAsync(fleet);
         });
-        v1.MapPost("/host/check", async (HostCheckRequest request, CancellationToken ct) => Mapping.ToReport(await fleet.CheckHostAsync(request.Repair, ct)));
+        v1.MapPost("/host/check", async (HostCheckRequest request, CancellationToken ct) => ContractMapping.ToReport(await fleet.CheckHostAsync(request.Repair, ct)));
         v1.MapPost("/debug/failpoints", (FailpointRequest request) =>
         {
-            if (!Failpoints.Armable) return Results.NotFound(new ErrorResponse { Error = "crash points are off: the agent was not started with VSERVER_FAILPOINTS=armable" });
+            if (!Failpoints.Armable) return Results.NotFound(new ErrorResponse { Error = "crash points are off: the agent was not started with VSERVER_FAILPOINTS=armable", Code = ErrorCodes.NotFound });
             var reached = Failpoints.Reached;
             Failpoints.ArmAfter(request.After);
             return Results.Ok(new FailpointResult { Reached = reached });
         });
-        v1.MapGet("/stat", async (string[]? name, CancellationToken ct) => Mapping.ToStat(await fleet.StatAsync(name ?? [], ct)));
+        v1.MapGet("/stat", async (string[]? name, CancellationToken ct) => ContractMapping.ToStat(await fleet.StatAsync(name ?? [], ct)));
         v1.MapGet("/guests", () => new GuestList
         {
-            Guests = fleet.List().Select(Mapping.ToInfo).ToList(),
+            Guests = fleet.List().Select(ContractMapping.ToInfo).ToList(),
             Warnings = fleet.Warnings(),
         });
-        v1.MapGet("/guests/{name}", (string name) => Mapping.ToInfo(fleet.Get(name)));
-        v1.MapPost("/guests", async (CreateGuestRequest request, CancellationToken ct) =>
+        v1.MapGet("/guests/{name}", (string name) => ContractMapping.ToInfo(fleet.Get(name)));
+        v1.MapPost("/guests", async (GuestSpec spec, [FromQuery(Name = "dry_run")] bool? dryRun, CancellationToken ct) =>
         {
-            var view = await fleet.CreateAsync(new CreateGuest(request.Name, request.Image,
-                new GuestLimits { MemoryBytes = request.MemoryBytes, MemoryMinBytes = request.MemoryMinBytes, Cpus = request.Cpus, Pids = request.Pids },
-                request.Ipv4, request.Restart, request.Command, request.Privileged, request.AllowSyscalls, Mapping.ParseKind(request.Kind),
-                request.Kernel, request.Vcpus, request.DiskBytes, request.Autostart), ct);
-            return Results.Created($"/v1/guests/{view.Name}", Mapping.ToInfo(view));
+            // A dry run answers 200 with the guest it would make; a create 201 with the guest made.
+            var view = await fleet.CreateAsync(spec, dryRun ?? false, ct);
+            return dryRun == true ? Results.Ok(ContractMapping.ToInfo(view)) : Results.Created($"/v1/guests/{view.Name}", ContractMapping.ToInfo(view));
         });
         v1.MapDelete("/guests/{name}", async (string name, bool? force, CancellationToken ct) =>
         {
@@ -45,26 +44,26 @@ internal static class Endpoints
             return Results.NoContent();
         });
         v1.MapPost("/guests/{name}/start", async (string name, bool? wait, CancellationToken ct) =>
-            Mapping.ToInfo(await fleet.StartAsync(name, wait ?? false, ct)));
+            ContractMapping.ToInfo(await fleet.StartAsync(name, wait ?? false, ct)));
         v1.MapPost("/guests/{name}/stop", async (string name, int? timeout, CancellationToken ct) =>
         {
             if (timeout is < 0) throw FleetException.Invalid("invalid stop timeout: give seconds, 0 or more");
-            return Mapping.ToInfo(await fleet.StopAsync(name, timeout is { } t ? TimeSpan.FromSeconds(t) : null, ct));
+            return ContractMapping.ToInfo(await fleet.StopAsync(name, timeout is { } t ? TimeSpan.FromSeconds(t) : null, ct));
         });
-        v1.MapPost("/guests/{name}/restart", async (string name, CancellationToken ct) => Mapping.ToInfo(await fleet.RestartAsync(name, ct)));
-        v1.MapPost("/guests/{name}/pause", async (string name, CancellationToken ct) => Mapping.ToInfo(await fleet.PauseAsync(name, ct)));
-        v1.MapPost("/guests/{name}/resume", async (string name, CancellationToken ct) => Mapping.ToInfo(await fleet.ResumeAsync(name, ct)));
-        v1.MapPost("/guests/{name}/wait", async (string name, CancellationToken ct) => Mapping.ToInfo(await fleet.WaitAsync(name, ct)));
+        v1.MapPost("/guests/{name}/restart", async (string name, CancellationToken ct) => ContractMapping.ToInfo(await fleet.RestartAsync(name, ct)));
+        v1.MapPost("/guests/{name}/pause", async (string name, CancellationToken ct) => ContractMapping.ToInfo(await fleet.PauseAsync(name, ct)));
+        v1.MapPost("/guests/{name}/resume", async (string name, CancellationToken ct) => ContractMapping.ToInfo(await fleet.ResumeAsync(name, ct)));
+        v1.MapPost("/guests/{name}/wait", async (string name, CancellationToken ct) => ContractMapping.ToInfo(await fleet.WaitAsync(name, ct)));
         v1.MapPatch("/guests/{name}/limits", async (string name, SetLimitsRequest request, CancellationToken ct) =>
-            Mapping.ToInfo(await fleet.SetLimitsAsync(name,
+            ContractMapping.ToInfo(await fleet.SetLimitsAsync(name,
                 new GuestLimits
                 {
                     MemoryBytes = request.MemoryBytes, MemoryMinBytes = request.MemoryMinBytes, Cpus = request.Cpus, Pids = request.Pids,
                     DiskBytes = request.DiskBytes,
                 },
-                Mapping.ParseRestart(request.Restart), request.Autostart, ct)));
-        v1.Map("/guests/{name}/exec", (HttpContext context, string name) => ExecSession.RunAsync(context, fleet, name));
-        v1.Map("/guests/{name}/console", (HttpContext context, string name) => ConsoleSession.RunAsync(context, fleet, name));
+                ContractMapping.ParseRestart(request.Restart), request.Autostart, ct)));
+        v1.Map("/guests/{name}/exec", (HttpContext context, string name) => ExecRelay.RunAsync(context, fleet, name));
+        v1.Map("/guests/{name}/console", (HttpContext context, string name) => ConsoleRelay.RunAsync(context, fleet, name));
         v1.MapPost("/guests/{name}/save", async (string name, SaveFileRequest request, CancellationToken ct) =>
         {
             await fleet.SaveAsync(name, request.File, ct);
@@ -75,25 +74,25 @@ internal static class Endpoints
             if (request.TimeoutSeconds is <= 0) throw FleetException.Invalid("invalid promote timeout: give seconds, more than 0");
             var (plan, view) = await fleet.PromoteAsync(name, new PromoteOptions(request.Kernel, request.Vcpus, request.MemoryBytes, request.Copy,
                 request.DiskBytes, request.DryRun, request.TimeoutSeconds is { } t ? TimeSpan.FromSeconds(t) : null), ct);
-            return Mapping.ToResult(plan, view);
+            return ContractMapping.ToResult(plan, view);
         });
         v1.MapPost("/guests/{name}/demote", async (string name, DemoteRequest request, CancellationToken ct) =>
         {
             var (plan, view) = await fleet.DemoteAsync(name, request.DryRun, ct);
-            return Mapping.ToResult(plan, view);
+            return ContractMapping.ToResult(plan, view);
         });
         PortEndpoints.Map(v1, fleet);
         v1.MapPost("/restore", async (SaveFileRequest request, CancellationToken ct) =>
         {
             var view = await fleet.RestoreAsync(request.File, ct);
-            return Results.Created($"/v1/guests/{view.Name}", Mapping.ToInfo(view));
+            return Results.Created($"/v1/guests/{view.Name}", ContractMapping.ToInfo(view));
         });
 
-        v1.MapGet("/kernels", () => (IReadOnlyList<KernelInfo>)fleet.Kernels.List().Select(Mapping.ToInfo).ToList());
+        v1.MapGet("/kernels", () => (IReadOnlyList<KernelInfo>)fleet.Kernels.List().Select(ContractMapping.ToInfo).ToList());
         v1.MapPost("/kernels", (BuildKernelRequest request) =>
         {
             var kernel = fleet.BuildKernel(request.Name);
-            return Results.Created($"/v1/kernels/{kernel.Name}", Mapping.ToInfo(kernel));
+            return Results.Created($"/v1/kernels/{kernel.Name}", ContractMapping.ToInfo(kernel));
         });
         v1.MapDelete("/kernels/{name}", (string name) =>
         {
@@ -101,11 +100,12 @@ internal static class Endpoints
             return Results.NoContent();
         });
 
-        v1.MapGet("/images", () => (IReadOnlyList<ImageInfo>)fleet.Images.List().Select(Mapping.ToInfo).ToList());
+        v1.MapGet("/images", () => (IReadOnlyList<ImageInfo>)fleet.Images.List()
+            .Select(i => new ImageInfo { Name = i.Name, SizeBytes = i.SizeBytes, Created = i.Created, Digest = i.Digest }).ToList());
         v1.MapPost("/images", (BuildImageRequest request) =>
         {
             var image = fleet.BuildImage(request.Name);
-            return Results.Created($"/v1/images/{image.Name}", Mapping.ToInfo(image));
+            return Results.Created($"/v1/images/{image.Name}", new ImageInfo { Name = image.Name, SizeBytes = image.SizeBytes, Created = image.Created, Digest = image.Digest });
         });
         v1.MapDelete("/images/{name}", (string name) =>
         {
@@ -128,6 +128,6 @@ internal static class Endpoints
         StateRoot = fleet.Options.StateRoot,
         RunRoot = fleet.Options.RunRoot,
         AgentPid = Environment.ProcessId,
-        Pool = Mapping.ToInfo(fleet.PoolInfo()),
+        Pool = ContractMapping.ToInfo(fleet.PoolInfo()),
     };
 }

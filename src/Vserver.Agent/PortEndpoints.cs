@@ -2,7 +2,6 @@ using System.Globalization;
 using HybridHypervisor;
 using HybridHypervisor.Model;
 using Vserver.Api;
-using Vserver.Isolation.Network;
 
 namespace Vserver.Agent;
 
@@ -17,23 +16,20 @@ internal static class PortEndpoints
         v1.MapGet("/guests/{name}/ports", (string name) => ToList(fleet, fleet.Ports(name)));
         v1.MapPost("/guests/{name}/ports", async (string name, PortInfo request, CancellationToken ct) =>
         {
-            var port = new PublishedPort(request.HostPort, request.GuestPort, Protocol(request.Protocol));
+            var port = PublishedPort.From(request);
             var view = await fleet.PublishPortAsync(name, port, ct);
-            return Results.Created($"/v1/guests/{name}/ports", Mapping.ToInfo(view));
+            return Results.Created($"/v1/guests/{name}/ports", ContractMapping.ToInfo(view));
         });
         v1.MapDelete("/guests/{name}/ports/{hostPort}/{protocol}", async (string name, string hostPort, string protocol, CancellationToken ct) =>
         {
             if (!int.TryParse(hostPort, NumberStyles.None, CultureInfo.InvariantCulture, out var number) || number is < 1 or > 65535)
                 throw FleetException.Invalid($"invalid host port '{hostPort}': give a port from 1 to 65535");
-            return Mapping.ToInfo(await fleet.UnpublishPortAsync(name, number, Protocol(protocol), ct));
+            return ContractMapping.ToInfo(await fleet.UnpublishPortAsync(name, number, PublishedPort.ParseProtocol(protocol), ct));
         });
     }
 
-    private static PortProtocol Protocol(string? text) =>
-        PortProtocols.TryParse(text, out var protocol) ? protocol : throw FleetException.Invalid($"invalid protocol '{text}': use tcp or udp");
-
     public static PortInfo ToInfo(PublishedPort p) =>
-        new() { HostPort = p.HostPort, GuestPort = p.GuestPort, Protocol = PortProtocols.Name(p.Protocol) };
+        p.ToInfo();
 
     private static PortList ToList(Fleet fleet, IReadOnlyList<GuestPortsView> views) => new()
     {

@@ -68,8 +68,9 @@ try
 {
     fleet.Initialize();
 }
-catch (Exception e) when (e is FileNotFoundException or InvalidOperationException or IOException or HybridHypervisor.FleetException
-                               or Vserver.Isolation.Cgroups.CgroupException or Vserver.Isolation.Processes.HostCommandException)
+// Whatever keeps the fleet from starting (a missing vsinit, a cgroup or host command that fails, a bad pool file) is
+// told in one line; the agent knows no exception type below the fleet.
+catch (Exception e) when (e is not OutOfMemoryException)
 {
     Console.Error.WriteLine($"vserverd: cannot start: {e.Message}");
     return 1;
@@ -93,7 +94,7 @@ builder.Services.AddSingleton(fleet);
 var app = builder.Build();
 app.UseWebSockets();
 app.Use(ApiErrors.Middleware);
-app.Use(AgentDoor.Middleware);
+app.Use(RequestGate.Middleware);
 Endpoints.Map(app, fleet);
 
 await app.StartAsync();

@@ -2,7 +2,11 @@ using System.Globalization;
 
 namespace Vserver.Api;
 
-/// <summary>Sizes as operators write them: 256M, 1.5G, 4096 (bytes). Suffixes are binary (K = 1024).</summary>
+/// <summary>
+/// Sizes as operators write them: 256M, 1.5G, 4096 (bytes). Suffixes are binary (K = 1024). The one parser and
+/// formatter of sizes for vsctl, the agent and the fleet: <see cref="Format"/> to show a size, <see cref="FormatExact"/>
+/// where the text must mean exactly the bytes (advice to type back in).
+/// </summary>
 public static class ByteSize
 {
     public static bool TryParse(string? text, out long bytes, out string error)
@@ -51,9 +55,10 @@ public static class ByteSize
     public static long Parse(string text) =>
         TryParse(text, out var bytes, out var error) ? bytes : throw new FormatException(error);
 
-    /// <summary>Shortest exact-enough form: 256M, 1.5G, 512K, 100 (bytes).</summary>
+    /// <summary>Shortest exact-enough form: 256M, 1.5G, 512K, 100 (bytes); a negative size with a minus sign.</summary>
     public static string Format(long bytes)
     {
+        if (bytes < 0) return "-" + Format(bytes == long.MinValue ? long.MaxValue : -bytes);
         string[] units = ["", "K", "M", "G", "T"];
         double value = bytes;
         var i = 0;
@@ -63,5 +68,14 @@ public static class ByteSize
             i++;
         }
         return value.ToString(value % 1 == 0 ? "0" : "0.#", CultureInfo.InvariantCulture) + units[i];
+    }
+
+    /// <summary>"41M", "1G", "1536K" or bytes: the largest unit that divides the size exactly, so that it parses back
+    /// to the same number.</summary>
+    public static string FormatExact(long bytes)
+    {
+        foreach (var (unit, factor) in new[] { ("T", 1L << 40), ("G", 1L << 30), ("M", 1L << 20), ("K", 1L << 10) })
+            if (bytes >= factor && bytes % factor == 0) return (bytes / factor).ToString(CultureInfo.InvariantCulture) + unit;
+        return bytes.ToString(CultureInfo.InvariantCulture);
     }
 }

@@ -5,42 +5,6 @@ namespace Vserver.Api;
 
 // The HTTP/JSON contract between vserverd and its clients. Every transport (vsctl, curl) speaks these shapes.
 
-public sealed record CreateGuestRequest
-{
-    public required string Name { get; init; }
-    public string? Image { get; init; }
-    /// <summary>The memory limit (vserver: cgroup limit; domain: guest RAM).</summary>
-    public long? MemoryBytes { get; init; }
-    /// <summary>The memory guarantee (vserver: soft limit / memory.low; domain: balloon floor). Counted by admission.</summary>
-    public long? MemoryMinBytes { get; init; }
-    public double? Cpus { get; init; }
-    public int? Pids { get; init; }
-    public string? Ipv4 { get; init; }
-    /// <summary>no | on-failure | always</summary>
-    public string? Restart { get; init; }
-    /// <summary>The program run as the guest's init; default /sbin/init.</summary>
-    public IReadOnlyList<string>? Command { get; init; }
-    /// <summary>
-    /// Root inside is root on the host (reduced capabilities, no user namespace). Default false: the guest gets its own
-    /// range of host ids and root inside is an unprivileged id outside.
-    /// </summary>
-    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
-    public bool Privileged { get; init; }
-    /// <summary>Syscalls the default filter refuses that this guest may call anyway (e.g. "keyctl").</summary>
-    public IReadOnlyList<string>? AllowSyscalls { get; init; }
-    /// <summary>vserver (default) | domain</summary>
-    public string? Kind { get; init; }
-    /// <summary>Domains: the kernel to boot (default "default") and processors.</summary>
-    public string? Kernel { get; init; }
-    public int? Vcpus { get; init; }
-    /// <summary>Domains: the root disk's size [default 2G]. Vservers: a disk quota, the size of the ext4 image the
-    /// writable layer lives in [default: none].</summary>
-    public long? DiskBytes { get; init; }
-    /// <summary>Started by the agent after the host boots.</summary>
-    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingDefault)]
-    public bool Autostart { get; init; }
-}
-
 public sealed record SetLimitsRequest
 {
     public long? MemoryBytes { get; init; }
@@ -109,16 +73,6 @@ public sealed record GuestInfo
     public IReadOnlyList<string>? History { get; init; }
     /// <summary>Published ports (null: none); POST /v1/guests/{name}/ports takes one as its body.</summary>
     public IReadOnlyList<PortInfo>? Ports { get; init; }
-}
-
-/// <summary>A published port: HOSTPORT on the agent's host (127.0.0.1 and its other addresses) reaches GUESTPORT on the
-/// guest's address.</summary>
-public sealed record PortInfo
-{
-    public int HostPort { get; init; }
-    public int GuestPort { get; init; }
-    /// <summary>tcp | udp</summary>
-    public required string Protocol { get; init; }
 }
 
 public sealed record ExitInfo
@@ -351,11 +305,6 @@ public sealed record PortList
     public IReadOnlyList<string> Notes { get; init; } = [];
 }
 
-public sealed record ErrorResponse
-{
-    public required string Error { get; init; }
-}
-
 /// <summary>POST /v1/host/check: find (and with <see cref="Repair"/> remove) what no guest owns.</summary>
 public sealed record HostCheckRequest
 {
@@ -405,7 +354,7 @@ public sealed record WaitResponse
 
 [JsonSourceGenerationOptions(JsonSerializerDefaults.Web, WriteIndented = false,
     DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull)]
-[JsonSerializable(typeof(CreateGuestRequest))]
+[JsonSerializable(typeof(GuestSpec))]
 [JsonSerializable(typeof(SetLimitsRequest))]
 [JsonSerializable(typeof(PortInfo))]
 [JsonSerializable(typeof(GuestInfo))]

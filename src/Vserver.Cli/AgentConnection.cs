@@ -4,7 +4,7 @@ using Vserver.Api;
 namespace Vserver.Cli;
 
 /// <summary>
-/// The <see cref="VserverClient"/> for one vsctl run, and the agent auto-start: when the first request finds nobody on
+/// The <see cref="AgentClient"/> for one vsctl run, and the agent auto-start: when the first request finds nobody on
 /// the socket, start vserverd detached, wait until it answers, and send the request again, once.
 /// </summary>
 /// <remarks>
@@ -14,11 +14,11 @@ namespace Vserver.Cli;
 /// </remarks>
 internal sealed class AgentConnection(string socketPath, AutoStart? autoStart, TextWriter stderr) : IDisposable
 {
-    public VserverClient Client { get; } = new(socketPath);
+    public AgentClient Client { get; } = new(socketPath);
 
     public string SocketPath => socketPath;
 
-    public async Task<int> InvokeAsync(Func<VserverClient, Task<int>> handler, CancellationToken ct = default)
+    public async Task<int> InvokeAsync(Func<AgentClient, Task<int>> handler, CancellationToken ct = default)
     {
         try
         {
@@ -93,7 +93,7 @@ internal sealed record AutoStart
     public static AutoStart? FromEnvironment(string socketPath)
     {
         if (Environment.GetEnvironmentVariable("VSCTL_NO_AUTOSTART") is "1" or "true" or "yes") return null;
-        if (!string.Equals(Path.GetFullPath(socketPath), Path.GetFullPath(VserverClient.DefaultSocketPath), StringComparison.Ordinal)) return null;
+        if (!string.Equals(Path.GetFullPath(socketPath), Path.GetFullPath(AgentClient.DefaultSocketPath), StringComparison.Ordinal)) return null;
         return new AutoStart
         {
             LogPath = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(socketPath)) ?? "/run/vserver", "vserverd.log"),

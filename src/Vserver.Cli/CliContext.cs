@@ -58,11 +58,11 @@ internal sealed class CliContext
     /// Runs one verb's handler against the agent and turns every failure into one line on stderr and an exit code:
     /// 2 for input caught locally, 1 for anything the agent refused or vsctl could not do.
     /// </summary>
-    public async Task<int> RunAsync(ParseResult parse, Func<VserverClient, Task<int>> handler)
+    public async Task<int> RunAsync(ParseResult parse, Func<AgentClient, Task<int>> handler)
     {
         try
         {
-            var socket = parse.GetValue(SocketOption) is { Length: > 0 } s ? s : VserverClient.DefaultSocketPath;
+            var socket = parse.GetValue(SocketOption) is { Length: > 0 } s ? s : AgentClient.DefaultSocketPath;
             using var agent = new AgentConnection(socket, AutoStartFor(socket), Err);
             return await agent.InvokeAsync(handler);
         }
@@ -72,8 +72,8 @@ internal sealed class CliContext
         }
         catch (ApiException e)
         {
-            // The agent's text is meant for the operator as is.
-            return Fail(ExitCodes.Failed, e.Message);
+            // The agent's words, with what to do in vsctl's terms where its code says what went wrong.
+            return Fail(ExitCodes.Failed, AgentErrorText.Line(e));
         }
         catch (Exception e) when (e is AgentUnavailableException or CliFailureException)
         {

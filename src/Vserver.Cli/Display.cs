@@ -14,12 +14,7 @@ internal static class Display
     public const string None = "-";
 
     /// <summary>A size like 256M; negative ones too (the pool's free memory can be).</summary>
-    public static string Bytes(long? bytes) => bytes switch
-    {
-        null => None,
-        < 0 => "-" + ByteSize.Format(-bytes.Value),
-        _ => ByteSize.Format(bytes.Value),
-    };
+    public static string Bytes(long? bytes) => bytes is { } b ? ByteSize.Format(b) : None;
 
     /// <summary>What share <paramref name="part"/> is of <paramref name="whole"/>, rounded: <c>29%</c>.</summary>
     public static string Percent(long part, long whole) =>

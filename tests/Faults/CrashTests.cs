@@ -102,8 +102,8 @@ public sealed class VserverCrashTests(VserverTortureHost shared, ITestOutputHelp
         {
             rounds++.ShouldBeLessThan(400, "random kills keep missing the operations");
             var g = t.Find(x);
-            Func<VserverClient, Task> operation = g is null
-                ? c => c.CreateAsync(new CreateGuestRequest { Name = x, MemoryBytes = 64 << 20, DiskBytes = 32 << 20 })
+            Func<AgentClient, Task> operation = g is null
+                ? c => c.CreateAsync(new GuestSpec { Name = x, MemoryBytes = 64 << 20, DiskBytes = 32 << 20 })
                 : g.State == "running" ? (rounds % 3 == 0 ? c => c.DestroyAsync(x, force: true) : c => c.StopAsync(x))
                 : rounds % 4 == 0 ? c => c.DestroyAsync(x, force: true) : c => c.StartAsync(x);
             await t.AtRandomAsync(random, operation, 60, () => t.WholeOrGoneAsync(x));

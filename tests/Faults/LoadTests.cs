@@ -116,7 +116,7 @@ public sealed partial class LoadTests
                     switch (verb)
                     {
                         case "create":
-                            await client.CreateAsync(new CreateGuestRequest { Name = name, MemoryBytes = 64L << 20 }, deadline.Token);
+                            await client.CreateAsync(new GuestSpec { Name = name, MemoryBytes = 64L << 20 }, deadline.Token);
                             break;
                         case "start":
                             await client.StartAsync(name, ct: deadline.Token);
@@ -204,10 +204,10 @@ public sealed partial class LoadTests
 
     /// <summary>create, start, exec hostname (must answer the name), stop, destroy; after a failed step, what is left is
     /// still destroyed (forced if the guest may still run), so that the leak check sees only the agent's leaks.</summary>
-    private static async Task CycleAsync(VserverClient client, string name, LoadRecord load, CancellationToken ct)
+    private static async Task CycleAsync(AgentClient client, string name, LoadRecord load, CancellationToken ct)
     {
         var created = await StepAsync(load, name, "create",
-            t => client.CreateAsync(new CreateGuestRequest { Name = name, MemoryBytes = 64L << 20, Pids = 100 }, t), ct);
+            t => client.CreateAsync(new GuestSpec { Name = name, MemoryBytes = 64L << 20, Pids = 100 }, t), ct);
         if (!created) return;
         var clean = await StepAsync(load, name, "start", t => client.StartAsync(name, ct: t), ct)
                     && await StepAsync(load, name, "exec", async t =>
@@ -251,7 +251,7 @@ public sealed partial class LoadTests
     }
 
     /// <summary>Runs a command through the exec WebSocket, as vsctl exec does, and collects its output and exit code.</summary>
-    private static async Task<(int Code, string Stdout, string Stderr)> ExecAsync(VserverClient client, string name, string[] command, CancellationToken ct)
+    private static async Task<(int Code, string Stdout, string Stderr)> ExecAsync(AgentClient client, string name, string[] command, CancellationToken ct)
     {
         using var ws = await client.OpenExecAsync(name, new ExecRequest { Command = command }, ct);
         var stdout = new StringBuilder();

@@ -67,7 +67,7 @@ internal sealed class Torture(TestHost host)
     /// <summary>Starts <paramref name="operation"/> (an API call: it reaches the agent at once) and SIGKILLs the agent
     /// from outside after a random delay of up to <paramref name="maxDelayMs"/>; counts a kill only if the call was still
     /// under way then.</summary>
-    public async Task AtRandomAsync(Random random, Func<VserverClient, Task> operation, int maxDelayMs, Func<Task>? check = null)
+    public async Task AtRandomAsync(Random random, Func<AgentClient, Task> operation, int maxDelayMs, Func<Task>? check = null)
     {
         using var client = host.Client();
         var call = Task.Run(async () =>

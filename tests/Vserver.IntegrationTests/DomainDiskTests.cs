@@ -117,7 +117,7 @@ public sealed class DomainDiskTests : IDisposable
         var imageDir = BusyboxImage();
         var (basePath, baseSize) = BaseDisk.EnsureBase(imageDir, Path.Combine(imageDir, "rootfs"));
         var overlay = Path.Combine(_dir, "small.qcow2");
-        var need = DiskSize.Format(baseSize);
+        var need = Vserver.Api.ByteSize.FormatExact(baseSize);
 
         var error = Should.Throw<DiskException>(() => DomainDisk.Create(basePath, overlay, 32 * MiB));
         error.Message.ShouldBe($"disk 32M is smaller than image busybox needs ({need}); give --disk {need} or more");

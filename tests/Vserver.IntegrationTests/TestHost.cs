@@ -114,7 +114,7 @@ public sealed class TestHost : IAsyncDisposable
         agent.OutputDataReceived += (_, e) => { lock (_agentLog) _agentLog.AppendLine(e.Data); };
         agent.BeginErrorReadLine();
         agent.BeginOutputReadLine();
-        using var client = new VserverClient(Socket);
+        using var client = new AgentClient(Socket);
         var deadline = DateTime.UtcNow.AddSeconds(30);
         while (true)
         {
@@ -151,7 +151,7 @@ public sealed class TestHost : IAsyncDisposable
         return code;
     }
 
-    public VserverClient Client() => new(Socket);
+    public AgentClient Client() => new(Socket);
 
     public CommandResult Vsctl(params string[] args) => VsctlWith(null, args);
 

@@ -1,3 +1,4 @@
+using Vserver.Api;
 using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.InteropServices;
@@ -34,8 +35,8 @@ public static class DomainDisk
     public static string? CheckSize(long requestedBytes, long baseBytes, string imageName)
     {
         if (requestedBytes >= baseBytes) return null;
-        var need = DiskSize.Format((baseBytes + MiB - 1) / MiB * MiB);
-        return $"disk {DiskSize.Format(requestedBytes)} is smaller than image {imageName} needs ({need}); give --disk {need} or more";
+        var need = ByteSize.FormatExact((baseBytes + MiB - 1) / MiB * MiB);
+        return $"disk {ByteSize.FormatExact(requestedBytes)} is smaller than image {imageName} needs ({need}); give --disk {need} or more";
     }
 
     /// <summary>

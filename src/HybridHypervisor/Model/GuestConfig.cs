@@ -112,7 +112,20 @@ public sealed record GuestNetworkConfig
 public sealed record PublishedPort(int HostPort, int GuestPort, Vserver.Isolation.Network.PortProtocol Protocol = Vserver.Isolation.Network.PortProtocol.Tcp)
 {
     /// <summary>As the operator writes it: <c>8080:80/tcp</c>.</summary>
-    public override string ToString() => $"{HostPort}:{GuestPort}/{Vserver.Isolation.Network.PortProtocols.Name(Protocol)}";
+    public override string ToString() => $"{HostPort}:{GuestPort}/{ProtocolName}";
+
+    /// <summary>tcp | udp, as the contract names it.</summary>
+    public string ProtocolName => Vserver.Isolation.Network.PortProtocols.Name(Protocol);
+
+    /// <summary>A protocol by its contract name; a refusal naming the field for anything else.</summary>
+    public static Vserver.Isolation.Network.PortProtocol ParseProtocol(string? text) =>
+        Vserver.Isolation.Network.PortProtocols.TryParse(text, out var protocol) ? protocol
+            : throw FleetException.Invalid(new SettingError("protocol", text, Vserver.Api.ErrorCodes.Reasons.Malformed, $"invalid protocol '{text}': use tcp or udp"));
+
+    /// <summary>A port as the contract gives it (<see cref="Vserver.Api.PortInfo"/>).</summary>
+    public static PublishedPort From(Vserver.Api.PortInfo port) => new(port.HostPort, port.GuestPort, ParseProtocol(port.Protocol));
+
+    public Vserver.Api.PortInfo ToInfo() => new(HostPort, GuestPort, ProtocolName);
 }
 
 [JsonConverter(typeof(JsonStringEnumConverter<GuestKind>))]

@@ -1,68 +1,102 @@
 using System.Net;
+using Vserver.Api;
+using Vserver.Isolation.Storage;
+using static Vserver.Api.ErrorCodes;
 
 namespace HybridHypervisor.Model;
 
-/// <summary>Checks a guest's config on its own (what needs the rest of the fleet, like a taken address, is checked by the fleet).
-/// Each message names what is wrong and what to do.</summary>
+/// <summary>Checks a guest's settings on their own (what needs the rest of the fleet, like a taken address, is checked by
+/// <see cref="GuestSpecValidator"/>). Each error names the field, its value and the rule it breaks in plain words; how a
+/// client spells the fix (vsctl's flags) is the client's business.</summary>
 public static partial class GuestConfigValidator
 {
     public const long MinMemoryBytes = 4L << 20;
 
-    public static string? NameError(string? name) => Vserver.Isolation.Naming.DnsLabel.Error(name, "guest");
+    public static SettingError? NameError(string? name) => NameError(name, "guest");
 
-    public static string? LimitsError(GuestLimits limits, int hostCpus)
+    /// <summary>The one rule for names (<see cref="Vserver.Isolation.Naming.DnsLabel"/>): of guests, images and kernels.</summary>
+    public static SettingError? NameError(string? name, string kind) =>
+        Vserver.Isolation.Naming.DnsLabel.Error(name, kind) is { } error
+            ? new SettingError(GuestSpec.Fields.Name, name, Reasons.Malformed, error)
+            : null;
+
+    public static SettingError? LimitsError(GuestLimits limits, int hostCpus)
     {
         if (limits.MemoryBytes is { } m && m < MinMemoryBytes)
-            return $"memory limit {m} bytes is below the minimum of 4M; give at least --memory 4M";
+            return new SettingError(GuestSpec.Fields.MemoryBytes, Text(m), Reasons.BelowMinimum,
+                $"memory limit {m} bytes is below the minimum of 4M").With("minimum", MinMemoryBytes);
         if (limits.Cpus is { } c && (double.IsNaN(c) || c <= 0 || c > hostCpus))
-            return $"invalid cpus {c}: give a number above 0 and at most this host's {hostCpus} CPUs, e.g. --cpus 0.5";
+            return new SettingError(GuestSpec.Fields.Cpus, Text(c), Reasons.OutOfRange,
+                $"invalid cpus {c}: give a number above 0 and at most this host's {hostCpus} CPUs").With("maximum", hostCpus);
         if (limits.Pids is { } p && p < 1)
-            return $"invalid pids limit {p}: give a positive number of processes, e.g. --pids 200";
-        if (limits.DiskBytes is { } d && Vserver.Isolation.Storage.LayerImage.QuotaError(d) is { } diskError) return diskError;
+            return new SettingError(GuestSpec.Fields.Pids, Text(p), Reasons.BelowMinimum,
+                $"invalid pids limit {p}: give a positive number of processes").With("minimum", 1);
+        if (limits.DiskBytes is { } d && DiskQuotaError(d) is { } diskError) return diskError;
         return GuaranteeError(limits.MemoryMinBytes, limits.MemoryBytes, "memory limit");
     }
 
+    /// <summary>A disk quota's own rules (<see cref="LayerImage.QuotaMessage"/>), as a setting error.</summary>
+    public static SettingError? DiskQuotaError(long bytes)
+    {
+        if (LayerImage.QuotaMessage(bytes) is not { } message) return null;
+        var error = new SettingError(GuestSpec.Fields.DiskBytes, Text(bytes), LayerImage.QuotaProblem(bytes) switch
+        {
+            QuotaProblem.BelowMinimum => Reasons.BelowMinimum,
+            QuotaProblem.AboveMaximum => Reasons.AboveMaximum,
+            _ => Reasons.NotWholeMib,
+        }, message);
+        return error.With("minimum", LayerImage.MinimumBytes).With("maximum", LayerImage.MaximumBytes);
+    }
+
     /// <summary>A guarantee must be a size no larger than what the guest may have (a vserver's limit, a domain's memory).</summary>
-    public static string? GuaranteeError(long? minBytes, long? ceilingBytes, string ceilingName)
+    public static SettingError? GuaranteeError(long? minBytes, long? ceilingBytes, string ceilingName)
     {
         if (minBytes is not { } min) return null;
-        if (min < 0) return $"invalid memory guarantee {min}: give a size, e.g. --memory-min 64M";
+        if (min < 0)
+            return new SettingError(GuestSpec.Fields.MemoryMinBytes, Text(min), Reasons.BelowMinimum, $"invalid memory guarantee {min}: give a size")
+                .With("minimum", 0);
         if (ceilingBytes is { } ceiling && min > ceiling)
-            return $"memory guarantee {min >> 20}M is above the {ceilingName} of {ceiling >> 20}M; a guest cannot be promised more than it may use";
+            return new SettingError(GuestSpec.Fields.MemoryMinBytes, Text(min), Reasons.AgainstGuarantee,
+                $"memory guarantee {ByteSize.Format(min)} is above the {ceilingName} of {ByteSize.Format(ceiling)}; a guest cannot be promised more than it may use")
+                .With("maximum", ceiling);
         return null;
     }
 
     /// <summary>A domain's balloon floor and target: floor within its memory, target not below the floor.</summary>
-    public static string? DomainGuaranteeError(DomainSettings domain, long? minBytes, long? targetBytes)
+    public static SettingError? DomainGuaranteeError(DomainSettings domain, long? minBytes, long? targetBytes)
     {
         if (GuaranteeError(minBytes, domain.MaxMemoryBytes, "domain's memory") is { } error) return error;
         if (minBytes is { } min && min < MinDomainMemoryBytes)
-            return $"memory guarantee {min >> 20}M is below a domain's minimum of 64M; give at least --memory-min 64M";
+            return new SettingError(GuestSpec.Fields.MemoryMinBytes, Text(min), Reasons.BelowMinimum,
+                $"memory guarantee {ByteSize.Format(min)} is below a domain's minimum of 64M").With("minimum", MinDomainMemoryBytes);
         if (minBytes is { } floor && targetBytes is { } target && target < floor)
-            return $"memory {target >> 20}M is below the domain's guarantee of {floor >> 20}M; lower --memory-min first";
+            return new SettingError(GuestSpec.Fields.MemoryBytes, Text(target), Reasons.AgainstGuarantee,
+                $"memory {ByteSize.Format(target)} is below the domain's guarantee of {ByteSize.Format(floor)}").With("minimum", floor);
         return null;
     }
 
-    public static string? Ipv4Error(string? ipv4, Vserver.Isolation.Network.Ipv4Subnet subnet)
+    public static SettingError? Ipv4Error(string? ipv4, Vserver.Isolation.Network.Ipv4Subnet subnet)
     {
         if (ipv4 is null) return null;
         if (!IPAddress.TryParse(ipv4, out var address) || address.AddressFamily != System.Net.Sockets.AddressFamily.InterNetwork
             || ipv4.Count(ch => ch == '.') != 3 || address.ToString() != ipv4)
-            return $"invalid IPv4 address '{ipv4}': write it as A.B.C.D";
+            return new SettingError(GuestSpec.Fields.Ipv4, ipv4, Reasons.Malformed, $"invalid IPv4 address '{ipv4}': write it as A.B.C.D");
         if (!subnet.Contains(address))
-            return $"address {ipv4} is outside this host's guest subnet {subnet}; pick one inside it or leave --ip out";
+            return new SettingError(GuestSpec.Fields.Ipv4, ipv4, Reasons.OutsideSubnet, $"address {ipv4} is outside this host's guest subnet {subnet}")
+                .With("subnet", subnet.ToString());
         if (!subnet.IsGuestAddress(address))
-            return $"address {ipv4} is the subnet's network, gateway or broadcast address; pick another";
+            return new SettingError(GuestSpec.Fields.Ipv4, ipv4, Reasons.ReservedAddress, $"address {ipv4} is the subnet's network, gateway or broadcast address");
         return null;
     }
 
-    public static string? AllowSyscallsError(IReadOnlyList<string>? allow, bool privileged)
+    public static SettingError? AllowSyscallsError(IReadOnlyList<string>? allow, bool privileged)
     {
         if (allow is null) return null;
         var allowed = Vserver.Isolation.Security.SeccompProfile.Overridable(privileged);
         foreach (var name in allow)
             if (!allowed.Contains(name, StringComparer.Ordinal))
-                return $"cannot allow syscall '{name}': the filter does not refuse it{(privileged ? " for privileged guests" : "")}; allow one of: {string.Join(", ", allowed)}";
+                return new SettingError(GuestSpec.Fields.AllowSyscalls, name, Reasons.NotAllowed,
+                    $"cannot allow syscall '{name}': the filter does not refuse it{(privileged ? " for privileged guests" : "")}; allow one of: {string.Join(", ", allowed)}");
         return null;
     }
 
@@ -74,7 +108,7 @@ public static partial class GuestConfigValidator
             return "an unprivileged guest needs its id map (\"idMap\": {\"hostBase\": ..., \"count\": 65536}); recreate the guest";
         if (security.IdMap is { } m && (m.HostBase < HostIdRange.SlotSize || m.Count < HostIdRange.SlotSize || m.HostEnd - 1 > HostIdRange.LastUsableId))
             return $"invalid id map {m.HostBase}+{m.Count}: it must start at or above {HostIdRange.SlotSize}, hold at least {HostIdRange.SlotSize} ids and end by {HostIdRange.LastUsableId}";
-        return AllowSyscallsError(security.AllowSyscalls, security.Privileged);
+        return AllowSyscallsError(security.AllowSyscalls, security.Privileged)?.Message;
     }
 
     /// <summary>A published port on its own: both ports within 1..65535.</summary>
@@ -100,31 +134,51 @@ public static partial class GuestConfigValidator
     public const long MinDomainMemoryBytes = 64L << 20;
 
     /// <summary>A domain's processors, memory (its maximum and the balloon target within it) and kernel name.</summary>
-    public static string? DomainError(DomainSettings domain, long? targetBytes, int hostCpus, long hostMemoryBytes)
+    public static SettingError? DomainError(DomainSettings domain, long? targetBytes, int hostCpus, long hostMemoryBytes)
     {
-        if (Vserver.Isolation.Naming.DnsLabel.Error(domain.Kernel, "kernel") is { } kernelError) return kernelError;
+        if (Vserver.Isolation.Naming.DnsLabel.Error(domain.Kernel, "kernel") is { } kernelError)
+            return new SettingError(GuestSpec.Fields.Kernel, domain.Kernel, Reasons.Malformed, kernelError);
         if (domain.Vcpus < 1 || domain.Vcpus > hostCpus)
-            return $"invalid vcpus {domain.Vcpus}: give 1 to {hostCpus} (this host's cores); a domain with more vcpus than cores only runs slower";
+            return new SettingError(GuestSpec.Fields.Vcpus, Text(domain.Vcpus), Reasons.OutOfRange,
+                $"invalid vcpus {domain.Vcpus}: give 1 to {hostCpus} (this host's cores); a domain with more vcpus than cores only runs slower")
+                .With("minimum", 1).With("maximum", hostCpus);
         var max = domain.MaxMemoryBytes;
         if (max < MinDomainMemoryBytes)
-            return $"memory {Vserver.Isolation.Storage.DiskSize.Format(max)} is too small for a domain; give at least --memory 64M";
+            return new SettingError(GuestSpec.Fields.MemoryBytes, Text(max), Reasons.BelowMinimum,
+                $"memory {ByteSize.Format(max)} is too small for a domain").With("minimum", MinDomainMemoryBytes);
         if (max > hostMemoryBytes)
-            return $"memory {Vserver.Isolation.Storage.DiskSize.Format(max)} is more than this host has ({hostMemoryBytes >> 20}M); give less";
-        if (max % (1L << 20) != 0) return $"memory {max} bytes is not a whole number of MiB; give e.g. --memory {max >> 20}M";
+            return new SettingError(GuestSpec.Fields.MemoryBytes, Text(max), Reasons.AboveMaximum,
+                $"memory {ByteSize.Format(max)} is more than this host has ({ByteSize.Format(hostMemoryBytes)})").With("maximum", hostMemoryBytes);
+        if (max % (1L << 20) != 0)
+            return new SettingError(GuestSpec.Fields.MemoryBytes, Text(max), Reasons.NotWholeMib, $"memory {max} bytes is not a whole number of MiB");
         if (targetBytes is { } t && (t < MinDomainMemoryBytes || t > max))
-            return $"memory target {t >> 20}M is outside this domain's range of 64M to its maximum of {max >> 20}M";
+            return new SettingError(GuestSpec.Fields.MemoryBytes, Text(t), Reasons.OutOfRange,
+                $"memory target {ByteSize.Format(t)} is outside this domain's range of 64M to its maximum of {ByteSize.Format(max)}")
+                .With("minimum", MinDomainMemoryBytes).With("maximum", max);
         return null;
     }
 
-    /// <summary>The first problem of a whole config, or null.</summary>
+    /// <summary>The first problem of a whole config (a guest.json as stored), or null.</summary>
     public static string? Validate(GuestConfig config, Vserver.Isolation.Network.Ipv4Subnet subnet, int hostCpus) =>
-        NameError(config.Name)
+        NameError(config.Name)?.Message
         ?? (string.IsNullOrEmpty(config.Image) ? "no image given" : null)
-        ?? Ipv4Error(config.Network.Ipv4, subnet)
+        ?? Ipv4Error(config.Network.Ipv4, subnet)?.Message
         ?? PortsError(config.Network.Ports)
-        ?? (config.Command is { Count: 0 } ? "empty command: leave --cmd out to run the image's /sbin/init" : null)
+        ?? CommandError(config.Command)?.Message
         ?? (config.Kind == GuestKind.Domain
-            ? (config.Domain is { } d ? DomainError(d, config.Limits.MemoryBytes, hostCpus, HostMemory.TotalBytes)
-                ?? DomainGuaranteeError(d, config.Limits.MemoryMinBytes, config.Limits.MemoryBytes) : "a domain needs its \"domain\" section (kernel, vcpus, maxMemoryBytes, diskBytes)")
-            : LimitsError(config.Limits, hostCpus) ?? SecurityError(config.Security));
+            ? (config.Domain is { } d ? (DomainError(d, config.Limits.MemoryBytes, hostCpus, HostMemory.TotalBytes)
+                ?? DomainGuaranteeError(d, config.Limits.MemoryMinBytes, config.Limits.MemoryBytes))?.Message
+                : "a domain needs its \"domain\" section (kernel, vcpus, maxMemoryBytes, diskBytes)")
+            : LimitsError(config.Limits, hostCpus)?.Message ?? SecurityError(config.Security));
+
+    /// <summary>A guest's own init: none (the image's /sbin/init), or a program and its arguments.</summary>
+    public static SettingError? CommandError(IReadOnlyList<string>? command) =>
+        command is { Count: 0 } || command?.Any(string.IsNullOrEmpty) == true
+            ? new SettingError(GuestSpec.Fields.Command, command is { Count: > 0 } ? string.Join(' ', command) : "", Reasons.Empty,
+                "empty command: give a program to run")
+            : null;
+
+    private static string Text(long value) => value.ToString(System.Globalization.CultureInfo.InvariantCulture);
+
+    private static string Text(double value) => value.ToString(System.Globalization.CultureInfo.InvariantCulture);
 }

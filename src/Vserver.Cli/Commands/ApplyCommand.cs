@@ -5,9 +5,12 @@ using Vserver.Cli.Hosting;
 namespace Vserver.Cli.Commands;
 
 /// <summary>
-/// `vsctl apply FILE`: converges the host to a hosting file. The file is read and checked whole (YAML, plans, names,
-/// addresses, ports, images and kernels on the host) before anything changes; then each server's steps run, servers in
-/// parallel. A server that fails is reported and, if apply created it, removed again; the others go on.
+/// `vsctl apply FILE`: converges the host to a hosting file. The file is read and checked whole before anything
+/// changes: its shape here (YAML, keys, plans, what parses, no address or host port twice), the values of every server
+/// to create by the agent's own create check (a dry run, so apply has no rules of its own to drift from the agent's).
+/// An image or kernel the host lacks refuses the file; another refused value fails its server alone. Then each
+/// server's steps run, servers in parallel. A server that fails is reported and, if apply created it, removed again;
+/// the others go on.
 /// </summary>
 internal static class ApplyCommand
 {
@@ -35,7 +38,7 @@ internal static class ApplyCommand
 
     public sealed record ApplyOptions(bool DryRun, bool Prune, int Parallel);
 
-    public static async Task<int> HandleAsync(VserverClient client, string path, ApplyOptions options, CliContext cli, CancellationToken ct)
+    public static async Task<int> HandleAsync(AgentClient client, string path, ApplyOptions options, CliContext cli, CancellationToken ct)
     {
         if (options.Parallel is < 1 or > 64) throw new UsageException($"invalid --parallel {options.Parallel}: give 1 to 64");
         HostingFile file;
@@ -47,15 +50,19 @@ internal static class ApplyCommand
         {
             throw new UsageException($"{e.Message}; nothing was changed");
         }
-        await CheckHostHasAsync(client, file, path, ct);
-
         var list = await client.ListAsync(ct);
         var plans = ApplyPlanner.Plan(file, list.Guests.Select(CurrentServer.From).ToList(), options.Prune);
+        var refusals = await CheckCreatesAsync(client, file, path, plans, ct);
         if (options.DryRun)
         {
-            foreach (var plan in plans) cli.Out.WriteLine($"{plan.Name}: {(plan.Action == ServerAction.Refused ? "cannot: " : "would ")}{plan.Summary}");
+            foreach (var plan in plans)
+            {
+                var line = refusals.TryGetValue(plan.Name, out var refused) ? $"cannot: {refused}"
+                    : plan.Action == ServerAction.Refused ? $"cannot: {plan.Summary}" : $"would {plan.Summary}";
+                cli.Out.WriteLine($"{plan.Name}: {line}");
+            }
             cli.Out.WriteLine($"dry run, nothing changed: {Totals(plans.Select(p => (p.Action, Failed: false)).ToList())}");
-            return plans.Any(p => p.Action == ServerAction.Refused) ? ExitCodes.Failed : ExitCodes.Ok;
+            return plans.Any(p => p.Action == ServerAction.Refused) || refusals.Count > 0 ? ExitCodes.Failed : ExitCodes.Ok;
         }
 
         var progress = new ApplyProgress(cli, plans.Count(p => p.Action != ServerAction.Unchanged));
@@ -64,7 +71,9 @@ internal static class ApplyCommand
         await Parallel.ForEachAsync(plans, new ParallelOptions { MaxDegreeOfParallelism = options.Parallel, CancellationToken = ct },
             async (plan, token) =>
             {
-                var (line, failed) = await RunAsync(client, plan, token);
+                var (line, failed) = refusals.TryGetValue(plan.Name, out var refused)
+                    ? ($"{plan.Name}: FAILED at '{plan.Steps[0].Text}': {refused}", true)
+                    : await RunAsync(client, plan, token);
                 lock (gate) outcomes.Add((plan.Action, failed));
                 if (plan.Action == ServerAction.Unchanged) progress.Quiet(line);
                 else progress.Done(line);
@@ -74,22 +83,40 @@ internal static class ApplyCommand
         return outcomes.Any(o => o.Failed) ? ExitCodes.Failed : ExitCodes.Ok;
     }
 
-    /// <summary>Images and kernels the plans name must be built: checked before anything changes.</summary>
-    private static async Task CheckHostHasAsync(VserverClient client, HostingFile file, string path, CancellationToken ct)
+    /// <summary>
+    /// Asks the agent, for each server to create, whether it would create it (POST /v1/guests?dry_run=true); answers
+    /// vsctl's line for each it would refuse. An image or kernel a plan names that the host has not built refuses the
+    /// whole file (every server of the plan would fail for it): <see cref="UsageException"/>, nothing changed.
+    /// </summary>
+    private static async Task<Dictionary<string, string>> CheckCreatesAsync(AgentClient client, HostingFile file, string path,
+        IReadOnlyList<ServerPlan> plans, CancellationToken ct)
     {
-        var images = (await client.ImagesAsync(ct)).Select(i => i.Name).ToHashSet(StringComparer.Ordinal);
-        var used = file.Plans.Values.Where(p => file.Servers.Any(s => s.Plan == p.Name)).ToList();
-        foreach (var plan in used.Where(p => !images.Contains(p.Image)))
-            throw new UsageException($"{path}: plan '{plan.Name}': image '{plan.Image}' is not built on this host; build it with: vsctl image build {plan.Image}; nothing was changed");
-        var domainPlans = used.Where(p => p.Kind == "domain").ToList();
-        if (domainPlans.Count == 0) return;
-        var kernels = (await client.ListKernelsAsync(ct)).Select(k => k.Name).ToHashSet(StringComparer.Ordinal);
-        foreach (var plan in domainPlans.Where(p => !kernels.Contains(p.Kernel ?? "default")))
-            throw new UsageException($"{path}: plan '{plan.Name}': kernel '{plan.Kernel ?? "default"}' is not built on this host; build it with: vsctl kernel build {plan.Kernel ?? "default"}; nothing was changed");
+        var refusals = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var plan in plans)
+        {
+            if (plan.Steps is not [ApplyStep.Create create, ..]) continue;
+            try
+            {
+                await client.CreateDryRunAsync(create.Request, ct);
+            }
+            catch (ApiException e) when (e.Code == ErrorCodes.InvalidValue && e.Field("reason") == ErrorCodes.Reasons.NotBuilt)
+            {
+                var what = e.Field("field") == GuestSpec.Fields.Kernel ? "kernel" : "image";
+                var planName = file.Servers.First(s => s.Name == plan.Name).Plan;
+                var name = e.Field("value");
+                throw new UsageException($"{path}: plan '{planName}': {what} '{name}' is not built on this host; " +
+                    $"build it with: vsctl {what} build {name}; nothing was changed");
+            }
+            catch (ApiException e) when (e.Status is System.Net.HttpStatusCode.BadRequest or System.Net.HttpStatusCode.Conflict)
+            {
+                refusals[plan.Name] = CliContext.OneLine(AgentErrorText.Line(e));
+            }
+        }
+        return refusals;
     }
 
     /// <summary>Runs one server's steps; a guest this run created is destroyed again if a later step fails.</summary>
-    private static async Task<(string Line, bool Failed)> RunAsync(VserverClient client, ServerPlan plan, CancellationToken ct)
+    private static async Task<(string Line, bool Failed)> RunAsync(AgentClient client, ServerPlan plan, CancellationToken ct)
     {
         if (plan.Action == ServerAction.Refused) return ($"{plan.Name}: FAILED: {plan.Refusal}", true);
         if (plan.Action == ServerAction.Unchanged) return ($"{plan.Name}: unchanged", false);
@@ -120,14 +147,15 @@ internal static class ApplyCommand
                     }
                 }
                 var before = done.Count > 0 && !created ? $" (done before it: {string.Join(", ", done)})" : "";
-                return ($"{plan.Name}: FAILED at '{step.Text}': {CliContext.OneLine(e.Message)}{before}{undo}", true);
+                var why = e is ApiException refused ? AgentErrorText.Line(refused) : e.Message;
+                return ($"{plan.Name}: FAILED at '{step.Text}': {CliContext.OneLine(why)}{before}{undo}", true);
             }
         }
         return ($"{plan.Name}: {plan.Summary}{string.Concat(notes.Select(n => $"; {n}"))}", false);
     }
 
     /// <summary>Runs one step; returns what the operator should know beyond the step's own text, if anything.</summary>
-    private static async Task<string?> RunStepAsync(VserverClient client, string name, ApplyStep step, CancellationToken ct)
+    private static async Task<string?> RunStepAsync(AgentClient client, string name, ApplyStep step, CancellationToken ct)
     {
         switch (step)
         {
@@ -141,7 +169,7 @@ internal static class ApplyCommand
                     return $"the disk does not grow live here: {pending.Trim().TrimStart('(').TrimEnd(')')}";
                 break;
             case ApplyStep.AddPort add:
-                await client.AddPortAsync(name, new PortInfo { HostPort = add.Port.HostPort, GuestPort = add.Port.GuestPort, Protocol = add.Port.Protocol }, ct);
+                await client.AddPortAsync(name, add.Port, ct);
                 break;
             case ApplyStep.RemovePort remove:
                 await client.RemovePortAsync(name, remove.Port.HostPort, remove.Port.Protocol, ct);

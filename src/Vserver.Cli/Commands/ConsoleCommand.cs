@@ -15,7 +15,7 @@ internal static class ConsoleCommand
 
     public static Command Create(CliContext cli)
     {
-        var name = Common.GuestName("The running domain");
+        var name = SharedOptions.GuestName("The running domain");
         var linger = new Option<string?>("--linger")
         {
             Description = "When stdin is not a terminal and ends: seconds to keep showing the console's output before detaching [default: 1]",
@@ -30,7 +30,7 @@ internal static class ConsoleCommand
     public static TimeSpan ParseLinger(string? text) =>
         Input.Seconds("--linger", text, allowZero: true, "1 or 0.5 (0 detaches at once)") ?? DefaultLinger;
 
-    public static async Task<int> HandleAsync(VserverClient client, string name, string? lingerText, ExecIo io, TextWriter stderr,
+    public static async Task<int> HandleAsync(AgentClient client, string name, string? lingerText, ExecIo io, TextWriter stderr,
         CancellationToken ct, TimeSpan? confirmAfter = null)
     {
         var linger = ParseLinger(lingerText);
@@ -47,7 +47,7 @@ internal static class ConsoleCommand
             throw new CliFailureException($"the agent refused the console session: {e.Message}");
         }
         using var _ = socket;
-        using var session = new ConsoleSession(socket, io.OpenStdin(), io.OpenStdout(), linger, confirmAfter ?? ConfirmAfter);
+        using var session = new ConsoleTerminal(socket, io.OpenStdin(), io.OpenStdout(), linger, confirmAfter ?? ConfirmAfter);
         IDisposable? rawMode = null;
         var signals = new List<PosixSignalRegistration>();
         ConsoleResult result;

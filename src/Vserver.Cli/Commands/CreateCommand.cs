@@ -7,12 +7,12 @@ internal static class CreateCommand
 {
     public static Command Create(CliContext cli)
     {
-        var name = Common.GuestName("The new guest's name");
+        var name = SharedOptions.GuestName("The new guest's name");
         var image = new Option<string?>("--image") { Description = "Root file system image [default: the agent's, busybox]", HelpName = "IMAGE" };
-        var memory = Common.Memory("for a domain, its RAM [default: 256M]");
-        var memoryMin = Common.MemoryMin();
-        var cpus = Common.Cpus();
-        var pids = Common.Pids();
+        var memory = SharedOptions.Memory("for a domain, its RAM [default: 256M]");
+        var memoryMin = SharedOptions.MemoryMin();
+        var cpus = SharedOptions.Cpus();
+        var pids = SharedOptions.Pids();
         var ip = new Option<string?>("--ip") { Description = "IPv4 address on the bridge [default: the next free one]", HelpName = "A.B.C.D" };
         var restart = new Option<string?>("--restart")
         {
@@ -108,7 +108,7 @@ internal static class CreateCommand
     }
 
     /// <summary>The request the options describe; <see cref="UsageException"/> for input the agent need not see.</summary>
-    public static CreateGuestRequest ToRequest(Options o) => new()
+    public static GuestSpec ToRequest(Options o) => new()
     {
         Name = o.Name,
         Image = o.Image,
@@ -129,7 +129,7 @@ internal static class CreateCommand
         Kernel = o.Kernel,
     };
 
-    public static async Task<int> HandleAsync(VserverClient client, Options options, TextWriter stdout, TextWriter stderr, CancellationToken ct)
+    public static async Task<int> HandleAsync(AgentClient client, Options options, TextWriter stdout, TextWriter stderr, CancellationToken ct)
     {
         var request = ToRequest(options);
         var guest = await client.CreateAsync(request, ct);

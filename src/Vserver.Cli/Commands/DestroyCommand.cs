@@ -7,7 +7,7 @@ internal static class DestroyCommand
 {
     public static Command Create(CliContext cli)
     {
-        var name = Common.GuestName();
+        var name = SharedOptions.GuestName();
         var force = new Option<bool>("--force", "-f") { Description = "Destroy a running guest too (it is killed first)" };
         var command = new Command("destroy", "Delete a guest and its files") { name, force };
         command.SetAction((parse, ct) =>
@@ -15,7 +15,7 @@ internal static class DestroyCommand
         return command;
     }
 
-    public static async Task<int> HandleAsync(VserverClient client, string name, bool force, TextWriter stdout, TextWriter stderr, CancellationToken ct)
+    public static async Task<int> HandleAsync(AgentClient client, string name, bool force, TextWriter stdout, TextWriter stderr, CancellationToken ct)
     {
         await client.DestroyAsync(name, force, ct);
         stdout.WriteLine($"destroyed {name}");

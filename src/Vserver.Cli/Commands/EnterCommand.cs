@@ -9,13 +9,13 @@ internal static class EnterCommand
 
     public static Command Create(CliContext cli)
     {
-        var name = Common.GuestName();
+        var name = SharedOptions.GuestName();
         var command = new Command("enter", "Open a login shell in a running guest (exec -t NAME -- /bin/sh -l)") { name };
         command.SetAction((parse, ct) =>
             cli.RunAsync(parse, client => HandleAsync(client, parse.GetValue(name)!, ExecIo.From(cli), cli.Err, ct)));
         return command;
     }
 
-    public static Task<int> HandleAsync(VserverClient client, string name, ExecIo io, TextWriter stderr, CancellationToken ct) =>
+    public static Task<int> HandleAsync(AgentClient client, string name, ExecIo io, TextWriter stderr, CancellationToken ct) =>
         ExecCommand.HandleAsync(client, new ExecCommand.Options { Name = name, Command = Shell, TtyIfTerminal = true }, io, stderr, ct);
 }

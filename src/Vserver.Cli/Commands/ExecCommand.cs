@@ -20,7 +20,7 @@ internal static class ExecCommand
         var tty = new Option<bool>("--tty", "-t") { Description = "Give the command a terminal: raw mode here, window size changes follow" };
         var env = new Option<string[]>("--env", "-e") { Description = "Set a variable in the command's environment (repeatable)", HelpName = "KEY=VALUE" };
         var workdir = new Option<string?>("--workdir", "-w") { Description = "Working directory of the command in the guest", HelpName = "DIR" };
-        var name = Common.GuestName();
+        var name = SharedOptions.GuestName();
         var argv = new Argument<string[]>("COMMAND")
         {
             Description = "The command and its arguments; put them after -- when they have options of their own",
@@ -67,7 +67,7 @@ internal static class ExecCommand
         return env;
     }
 
-    public static async Task<int> HandleAsync(VserverClient client, Options options, ExecIo io, TextWriter stderr, CancellationToken ct)
+    public static async Task<int> HandleAsync(AgentClient client, Options options, ExecIo io, TextWriter stderr, CancellationToken ct)
     {
         if (options.Command.Count == 0) throw new UsageException("exec needs a command: vsctl exec NAME -- CMD ARGS...");
         var env = ParseEnv(options.Env);
@@ -90,7 +90,7 @@ internal static class ExecCommand
         // The only request: an absent agent shows here, before anything is read or printed (see AgentConnection).
         using var socket = await client.OpenExecAsync(options.Name, request, ct);
 
-        using var session = new ExecSession(socket, io.OpenStdin(), io.OpenStdout(), io.OpenStderr());
+        using var session = new ExecTerminal(socket, io.OpenStdin(), io.OpenStdout(), io.OpenStderr());
         IDisposable? rawMode = null;
         var signals = new List<PosixSignalRegistration>();
         ExecResult result;

@@ -15,7 +15,7 @@ internal static class ExportCommand
         return command;
     }
 
-    public static async Task<int> HandleAsync(VserverClient client, string? output, CliContext cli, CancellationToken ct)
+    public static async Task<int> HandleAsync(AgentClient client, string? output, CliContext cli, CancellationToken ct)
     {
         var list = await client.ListAsync(ct);
         var yaml = HostingExport.Write(list.Guests.Select(CurrentServer.From).ToList());

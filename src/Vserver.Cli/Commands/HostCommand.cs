@@ -12,7 +12,7 @@ internal static class HostCommand
 {
     public static Command Create(CliContext cli)
     {
-        var format = Common.Format("text");
+        var format = SharedOptions.Format("text");
         var command = new Command("host",
             "Show the host: the agent's settings, processors, memory, what domains run on (kvm or tcg) and the memory pool guests share")
         {
@@ -48,7 +48,7 @@ internal static class HostCommand
             HelpName = "on|off",
             CompletionSources = { "on", "off" },
         };
-        var format = Common.Format("text");
+        var format = SharedOptions.Format("text");
         var command = new Command("set", "Change the memory pool's settings (kept by the agent) and show the host as vsctl host does")
         {
             reserve, overcommit, minFree, ksm, format,
@@ -62,7 +62,7 @@ internal static class HostCommand
     private static Command CreateCheck(CliContext cli)
     {
         var repair = new Option<bool>("--repair") { Description = "Remove what the check finds (processes killed, mounts detached, cgroups, interfaces, directories removed, rules rewritten)" };
-        var format = Common.Format("text");
+        var format = SharedOptions.Format("text");
         var command = new Command("check",
             "List what on this host carries the agent's names but belongs to no guest in the state it is in (left by a crash or by hand): " +
             "processes, mounts, loop devices, cgroups, interfaces, directories, published-port rules. Exit 1 if anything is found (and, with --repair, not removed)")
@@ -73,7 +73,7 @@ internal static class HostCommand
         return command;
     }
 
-    public static async Task<int> CheckAsync(VserverClient client, bool repair, string? format, TextWriter stdout, CancellationToken ct)
+    public static async Task<int> CheckAsync(AgentClient client, bool repair, string? format, TextWriter stdout, CancellationToken ct)
     {
         var json = Input.IsJson(format, "text");
         var report = await client.CheckHostAsync(repair, ct);
@@ -115,14 +115,14 @@ internal static class HostCommand
         };
     }
 
-    public static async Task<int> HandleAsync(VserverClient client, string? format, TextWriter stdout, TextWriter stderr, CancellationToken ct)
+    public static async Task<int> HandleAsync(AgentClient client, string? format, TextWriter stdout, TextWriter stderr, CancellationToken ct)
     {
         var json = Input.IsJson(format, "text");
         Show(await client.HostAsync(ct), json, client.SocketPath, stdout);
         return ExitCodes.Ok;
     }
 
-    public static async Task<int> SetAsync(VserverClient client, Settings settings, string? format, TextWriter stdout, TextWriter stderr,
+    public static async Task<int> SetAsync(AgentClient client, Settings settings, string? format, TextWriter stdout, TextWriter stderr,
         CancellationToken ct)
     {
         var json = Input.IsJson(format, "text");

@@ -11,7 +11,7 @@ internal static class ImageCommand
         var build = new Command("build", "Build a root file system image") { buildName };
         build.SetAction((parse, ct) => cli.RunAsync(parse, client => BuildAsync(client, parse.GetValue(buildName)!, cli.Out, cli.Err, ct)));
 
-        var format = Common.Format("table");
+        var format = SharedOptions.Format("table");
         var list = new Command("list", "List the images") { format };
         list.Aliases.Add("ls");
         list.SetAction((parse, ct) => cli.RunAsync(parse, client => ListAsync(client, parse.GetValue(format), cli.Clock, cli.Out, cli.Err, ct)));
@@ -24,14 +24,14 @@ internal static class ImageCommand
         return new Command("image", "Manage root file system images") { build, list, rm };
     }
 
-    public static async Task<int> BuildAsync(VserverClient client, string name, TextWriter stdout, TextWriter stderr, CancellationToken ct)
+    public static async Task<int> BuildAsync(AgentClient client, string name, TextWriter stdout, TextWriter stderr, CancellationToken ct)
     {
         var image = await client.BuildImageAsync(name, ct);
         stdout.WriteLine($"built image {image.Name} ({ByteSize.Format(image.SizeBytes)}, {image.Digest})");
         return ExitCodes.Ok;
     }
 
-    public static async Task<int> ListAsync(VserverClient client, string? format, TimeProvider clock, TextWriter stdout, TextWriter stderr, CancellationToken ct)
+    public static async Task<int> ListAsync(AgentClient client, string? format, TimeProvider clock, TextWriter stdout, TextWriter stderr, CancellationToken ct)
     {
         var json = Input.IsJson(format, "table");
         var images = await client.ImagesAsync(ct);
@@ -44,7 +44,7 @@ internal static class ImageCommand
         TextTable.Write(stdout, ["NAME", "SIZE", "CREATED"],
             images.Select(i => new[] { i.Name, ByteSize.Format(i.SizeBytes), Display.Time(i.Created, clock) }));
 
-    public static async Task<int> RemoveAsync(VserverClient client, string name, TextWriter stdout, TextWriter stderr, CancellationToken ct)
+    public static async Task<int> RemoveAsync(AgentClient client, string name, TextWriter stdout, TextWriter stderr, CancellationToken ct)
     {
         await client.RemoveImageAsync(name, ct);
         stdout.WriteLine($"removed image {name}");

@@ -30,7 +30,7 @@ internal static class KernelCommand
             });
         });
 
-        var format = Common.Format("table");
+        var format = SharedOptions.Format("table");
         var list = new Command("list", "List the domain kernels") { format };
         list.Aliases.Add("ls");
         list.SetAction((parse, ct) => cli.RunAsync(parse, client => ListAsync(client, parse.GetValue(format), cli.Clock, cli.Out, cli.Err, ct)));
@@ -43,14 +43,14 @@ internal static class KernelCommand
         return new Command("kernel", "Manage the kernels domains boot") { build, list, rm };
     }
 
-    public static async Task<int> BuildAsync(VserverClient client, string name, TextWriter stdout, TextWriter stderr, CancellationToken ct)
+    public static async Task<int> BuildAsync(AgentClient client, string name, TextWriter stdout, TextWriter stderr, CancellationToken ct)
     {
         var kernel = await client.BuildKernelAsync(name, ct);
         stdout.WriteLine($"built kernel {kernel.Name} ({kernel.Version}, {ByteSize.Format(kernel.SizeBytes)})");
         return ExitCodes.Ok;
     }
 
-    public static async Task<int> ListAsync(VserverClient client, string? format, TimeProvider clock, TextWriter stdout, TextWriter stderr, CancellationToken ct)
+    public static async Task<int> ListAsync(AgentClient client, string? format, TimeProvider clock, TextWriter stdout, TextWriter stderr, CancellationToken ct)
     {
         var json = Input.IsJson(format, "table");
         var kernels = await client.ListKernelsAsync(ct);
@@ -63,7 +63,7 @@ internal static class KernelCommand
         TextTable.Write(stdout, ["NAME", "VERSION", "PACKAGE", "SIZE", "BUILT"],
             kernels.Select(k => new[] { k.Name, k.Version, k.Package, ByteSize.Format(k.SizeBytes), Display.Time(k.Built, clock) }));
 
-    public static async Task<int> RemoveAsync(VserverClient client, string name, TextWriter stdout, TextWriter stderr, CancellationToken ct)
+    public static async Task<int> RemoveAsync(AgentClient client, string name, TextWriter stdout, TextWriter stderr, CancellationToken ct)
     {
         await client.RemoveKernelAsync(name, ct);
         stdout.WriteLine($"removed kernel {name}");

@@ -7,14 +7,14 @@ internal static class ListCommand
 {
     public static Command Create(CliContext cli)
     {
-        var format = Common.Format("table");
+        var format = SharedOptions.Format("table");
         var command = new Command("list", "List the guests") { format };
         command.Aliases.Add("ls");
         command.SetAction((parse, ct) => cli.RunAsync(parse, client => HandleAsync(client, parse.GetValue(format), cli.Out, cli.Err, ct)));
         return command;
     }
 
-    public static async Task<int> HandleAsync(VserverClient client, string? format, TextWriter stdout, TextWriter stderr, CancellationToken ct)
+    public static async Task<int> HandleAsync(AgentClient client, string? format, TextWriter stdout, TextWriter stderr, CancellationToken ct)
     {
         var json = Input.IsJson(format, "table");
         var list = await client.ListAsync(ct);

@@ -10,7 +10,7 @@ internal static class PortCommand
 {
     public static Command Create(CliContext cli)
     {
-        var addName = Common.GuestName();
+        var addName = SharedOptions.GuestName();
         var spec = new Argument<string>("HOSTPORT:GUESTPORT[/tcp|udp]")
         {
             Description = "The host port (on 127.0.0.1 and every address of the host) and the guest's port it reaches; tcp unless /udp",
@@ -19,12 +19,12 @@ internal static class PortCommand
         add.SetAction((parse, ct) => cli.RunAsync(parse, client => AddAsync(client, parse.GetValue(addName)!, parse.GetValue(spec)!, cli.Out, ct)));
 
         var listName = new Argument<string?>("NAME") { Description = "Only this guest's ports [default: every guest's]", Arity = ArgumentArity.ZeroOrOne };
-        var format = Common.Format("table");
+        var format = SharedOptions.Format("table");
         var list = new Command("list", "List published ports") { listName, format };
         list.Aliases.Add("ls");
         list.SetAction((parse, ct) => cli.RunAsync(parse, client => ListAsync(client, parse.GetValue(listName), parse.GetValue(format), cli.Out, ct)));
 
-        var removeName = Common.GuestName();
+        var removeName = SharedOptions.GuestName();
         var hostPort = new Argument<string>("HOSTPORT[/tcp|udp]") { Description = "The published host port to withdraw; tcp unless /udp" };
         var remove = new Command("remove", "Withdraw a published port") { removeName, hostPort };
         remove.Aliases.Add("rm");
@@ -35,8 +35,8 @@ internal static class PortCommand
     }
 
     /// <summary>HOSTPORT:GUESTPORT[/tcp|udp], as a hosting file writes it.</summary>
-    public static PublishedPort ParseSpec(string text) =>
-        PublishedPort.TryParse(text, out var port, out var error) ? port : throw new UsageException(error);
+    public static PortInfo ParseSpec(string text) =>
+        PortInfo.TryParseSpec(text, out var port, out var error) ? port : throw new UsageException(error);
 
     /// <summary>A published host port: <c>8080</c> or <c>5353/udp</c>.</summary>
     public static (int HostPort, string Protocol) ParseHostPort(string text)
@@ -50,17 +50,17 @@ internal static class PortCommand
         return (number, protocol);
     }
 
-    public static async Task<int> AddAsync(VserverClient client, string name, string spec, TextWriter stdout, CancellationToken ct)
+    public static async Task<int> AddAsync(AgentClient client, string name, string spec, TextWriter stdout, CancellationToken ct)
     {
         var port = ParseSpec(spec);
-        var guest = await client.AddPortAsync(name, new PortInfo { HostPort = port.HostPort, GuestPort = port.GuestPort, Protocol = port.Protocol }, ct);
+        var guest = await client.AddPortAsync(name, port, ct);
         stdout.WriteLine($"published {name}: host port {port.HostPort}/{port.Protocol} -> {guest.Ipv4 ?? name}:{port.GuestPort}");
         // What may keep clients away (IPv4 forwarding off) is the host's, not the guest's: asked apart.
         WriteNotes(await client.PortsAsync(name, ct), stdout);
         return ExitCodes.Ok;
     }
 
-    public static async Task<int> ListAsync(VserverClient client, string? name, string? format, TextWriter stdout, CancellationToken ct)
+    public static async Task<int> ListAsync(AgentClient client, string? name, string? format, TextWriter stdout, CancellationToken ct)
     {
         var json = Input.IsJson(format, "table");
         var list = await client.PortsAsync(name, ct);
@@ -83,7 +83,7 @@ internal static class PortCommand
         WriteNotes(list, stdout);
     }
 
-    public static async Task<int> RemoveAsync(VserverClient client, string name, string hostPort, TextWriter stdout, CancellationToken ct)
+    public static async Task<int> RemoveAsync(AgentClient client, string name, string hostPort, TextWriter stdout, CancellationToken ct)
     {
         var (port, protocol) = ParseHostPort(hostPort);
         await client.RemovePortAsync(name, port, protocol, ct);

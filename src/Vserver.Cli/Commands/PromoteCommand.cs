@@ -11,10 +11,10 @@ internal static class PromoteCommand
 {
     public static Command Create(CliContext cli)
     {
-        var name = Common.GuestName("The vserver to promote");
+        var name = SharedOptions.GuestName("The vserver to promote");
         var kernel = new Option<string?>("--kernel") { Description = "The domain's kernel [default: default]", HelpName = "K" };
         var vcpus = new Option<string?>("--vcpus") { Description = "Virtual processors [default: the vserver's CPU limit, rounded up; 1 without one]", HelpName = "N" };
-        var memory = Common.Memory("the domain's RAM [default: the vserver's memory limit; 256M without one]");
+        var memory = SharedOptions.Memory("the domain's RAM [default: the vserver's memory limit; 256M without one]");
         var copy = new Option<bool>("--copy") { Description = "Copy the files into an ext4 image of the domain's own instead of sharing them in place (virtiofs)" };
         var disk = new Option<string?>("--disk") { Description = "With --copy: the image's size, e.g. 4G [default: 2G, or what the files need]", HelpName = "SIZE" };
         var dryRun = new Option<bool>("--dry-run") { Description = "Say what the domain would get; change nothing" };
@@ -42,7 +42,7 @@ internal static class PromoteCommand
 
     public static Command CreateDemote(CliContext cli)
     {
-        var name = Common.GuestName("The domain to demote");
+        var name = SharedOptions.GuestName("The domain to demote");
         var dryRun = new Option<bool>("--dry-run") { Description = "Say what the vserver would get; change nothing" };
         var command = new Command("demote", "Make a domain a vserver again (power it off, start a vserver with its name, address and files)")
         {

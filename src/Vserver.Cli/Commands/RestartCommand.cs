@@ -7,13 +7,13 @@ internal static class RestartCommand
 {
     public static Command Create(CliContext cli)
     {
-        var name = Common.GuestName();
+        var name = SharedOptions.GuestName();
         var command = new Command("restart", "Stop a guest if it runs, then start it") { name };
         command.SetAction((parse, ct) => cli.RunAsync(parse, client => HandleAsync(client, parse.GetValue(name)!, cli.Out, cli.Err, ct)));
         return command;
     }
 
-    public static async Task<int> HandleAsync(VserverClient client, string name, TextWriter stdout, TextWriter stderr, CancellationToken ct)
+    public static async Task<int> HandleAsync(AgentClient client, string name, TextWriter stdout, TextWriter stderr, CancellationToken ct)
     {
         var guest = await client.RestartAsync(name, ct);
         stdout.WriteLine(guest.InitPid is { } pid ? $"restarted {guest.Name} (pid {pid})" : $"restarted {guest.Name}");

@@ -15,7 +15,7 @@ internal static class RestoreCommand
         return command;
     }
 
-    public static async Task<int> HandleAsync(VserverClient client, string file, string currentDirectory,
+    public static async Task<int> HandleAsync(AgentClient client, string file, string currentDirectory,
         TextWriter stdout, TextWriter stderr, CancellationToken ct)
     {
         var path = SaveCommand.AbsolutePath(file, currentDirectory);

@@ -8,7 +8,7 @@ internal static class SaveCommand
 {
     public static Command Create(CliContext cli)
     {
-        var name = Common.GuestName("The running domain to save");
+        var name = SharedOptions.GuestName("The running domain to save");
         var file = new Argument<string>("FILE") { Description = "The save file to write, on the agent's host; it must not exist yet" };
         var command = new Command("save", "Save a running domain to a file (memory, devices, disk, config); it is gone from the host until vsctl restore")
         {
@@ -26,7 +26,7 @@ internal static class SaveCommand
         return Path.GetFullPath(file, currentDirectory);
     }
 
-    public static async Task<int> HandleAsync(VserverClient client, string name, string file, string currentDirectory,
+    public static async Task<int> HandleAsync(AgentClient client, string name, string file, string currentDirectory,
         TextWriter stdout, TextWriter stderr, CancellationToken ct)
     {
         var path = AbsolutePath(file, currentDirectory);

@@ -7,11 +7,11 @@ internal static class SetCommand
 {
     public static Command Create(CliContext cli)
     {
-        var name = Common.GuestName();
-        var memory = Common.Memory("for a running domain, a live balloon target within its maximum (stopped: the RAM of its next boot)");
-        var memoryMin = Common.MemoryMin();
-        var cpus = Common.Cpus();
-        var pids = Common.Pids();
+        var name = SharedOptions.GuestName();
+        var memory = SharedOptions.Memory("for a running domain, a live balloon target within its maximum (stopped: the RAM of its next boot)");
+        var memoryMin = SharedOptions.MemoryMin();
+        var cpus = SharedOptions.Cpus();
+        var pids = SharedOptions.Pids();
         var disk = new Option<string?>("--disk")
         {
             Description = "A vserver's disk quota, grow only (given at create with --disk); a running vserver's grows live where the agent " +
@@ -58,7 +58,7 @@ internal static class SetCommand
         };
     }
 
-    public static async Task<int> HandleAsync(VserverClient client, string name, Limits limits,
+    public static async Task<int> HandleAsync(AgentClient client, string name, Limits limits,
         TextWriter stdout, TextWriter stderr, CancellationToken ct)
     {
         var request = ToRequest(limits);

@@ -16,7 +16,7 @@ internal static class StatCommand
     public static Command Create(CliContext cli)
     {
         var names = new Argument<string[]>("NAME") { Description = "Only these guests [default: every guest]", Arity = ArgumentArity.ZeroOrMore };
-        var format = Common.Format("table");
+        var format = SharedOptions.Format("table");
         var command = new Command("stat",
             "Show each guest's memory (RSS, fair share, private, shared, swap), limit, guarantee and CPU, and how the host's memory adds up")
         {
@@ -27,7 +27,7 @@ internal static class StatCommand
         return command;
     }
 
-    public static async Task<int> HandleAsync(VserverClient client, IReadOnlyList<string> names, string? format, TextWriter stdout, CancellationToken ct)
+    public static async Task<int> HandleAsync(AgentClient client, IReadOnlyList<string> names, string? format, TextWriter stdout, CancellationToken ct)
     {
         var json = Input.IsJson(format, "table");
         var report = await client.StatAsync(names, ct);

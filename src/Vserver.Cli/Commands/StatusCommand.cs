@@ -8,15 +8,15 @@ internal static class StatusCommand
 {
     public static Command Create(CliContext cli)
     {
-        var name = Common.GuestName();
-        var format = Common.Format("text");
+        var name = SharedOptions.GuestName();
+        var format = SharedOptions.Format("text");
         var command = new Command("status", "Show a guest's configuration, state and resource usage") { name, format };
         command.SetAction((parse, ct) =>
             cli.RunAsync(parse, client => HandleAsync(client, parse.GetValue(name)!, parse.GetValue(format), cli.Clock, cli.Out, cli.Err, ct)));
         return command;
     }
 
-    public static async Task<int> HandleAsync(VserverClient client, string name, string? format, TimeProvider clock,
+    public static async Task<int> HandleAsync(AgentClient client, string name, string? format, TimeProvider clock,
         TextWriter stdout, TextWriter stderr, CancellationToken ct)
     {
         var json = Input.IsJson(format, "text");

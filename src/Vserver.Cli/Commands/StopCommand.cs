@@ -7,7 +7,7 @@ internal static class StopCommand
 {
     public static Command Create(CliContext cli)
     {
-        var name = Common.GuestName();
+        var name = SharedOptions.GuestName();
         var timeout = new Option<string?>("--timeout", "-t")
         {
             Description = "Seconds to wait after SIGTERM before killing the guest [default: the agent's]",
@@ -19,7 +19,7 @@ internal static class StopCommand
         return command;
     }
 
-    public static async Task<int> HandleAsync(VserverClient client, string name, string? timeout, TextWriter stdout, TextWriter stderr, CancellationToken ct)
+    public static async Task<int> HandleAsync(AgentClient client, string name, string? timeout, TextWriter stdout, TextWriter stderr, CancellationToken ct)
     {
         var seconds = Input.NonNegativeInt("--timeout", timeout, "timeout");
         var guest = await client.StopAsync(name, seconds, ct);

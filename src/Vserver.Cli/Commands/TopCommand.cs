@@ -39,7 +39,7 @@ internal static class TopCommand
         return command;
     }
 
-    public static async Task<int> HandleAsync(VserverClient client, string? intervalText, string? iterationsText, ITerminal terminal,
+    public static async Task<int> HandleAsync(AgentClient client, string? intervalText, string? iterationsText, ITerminal terminal,
         TimeProvider clock, TextWriter stdout, CancellationToken ct)
     {
         var interval = Input.Seconds("--interval", intervalText, allowZero: false, "1 or 0.5") ?? DefaultInterval;

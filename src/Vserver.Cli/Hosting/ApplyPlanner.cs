@@ -23,7 +23,7 @@ public sealed record CurrentServer
     public int? Vcpus { get; init; }
     public string Restart { get; init; } = "no";
     public bool Autostart { get; init; }
-    public IReadOnlyList<PublishedPort> Ports { get; init; } = [];
+    public IReadOnlyList<PortInfo> Ports { get; init; } = [];
 
     public static CurrentServer From(GuestInfo g) => new()
     {
@@ -44,17 +44,17 @@ public sealed record CurrentServer
         Ports = PortsOf(g),
     };
 
-    private static List<PublishedPort> PortsOf(GuestInfo g) =>
-        (g.Ports ?? []).Select(p => new PublishedPort(p.HostPort, p.GuestPort, p.Protocol)).ToList();
+    private static List<PortInfo> PortsOf(GuestInfo g) =>
+        (g.Ports ?? []).ToList();
 }
 
 /// <summary>What apply does to one guest, in order.</summary>
 public abstract record ApplyStep(string Text)
 {
-    public sealed record Create(CreateGuestRequest Request, string Plan) : ApplyStep($"create ({Plan})");
+    public sealed record Create(GuestSpec Request, string Plan) : ApplyStep($"create ({Plan})");
     public sealed record SetLimits(SetLimitsRequest Request, string Change) : ApplyStep(Change);
-    public sealed record AddPort(PublishedPort Port) : ApplyStep($"publish {Port}");
-    public sealed record RemovePort(PublishedPort Port) : ApplyStep($"unpublish {Port}");
+    public sealed record AddPort(PortInfo Port) : ApplyStep($"publish {Port}");
+    public sealed record RemovePort(PortInfo Port) : ApplyStep($"unpublish {Port}");
     public sealed record Start() : ApplyStep("start");
     public sealed record Stop(string Why) : ApplyStep(Why);
     public sealed record Destroy() : ApplyStep("destroy (not in the file: --prune)");
@@ -95,7 +95,7 @@ public static class ApplyPlanner
 
     private static ServerPlan Create(HostingServer server, HostingPlan plan)
     {
-        var request = new CreateGuestRequest
+        var request = new GuestSpec
         {
             Name = server.Name,
             Kind = plan.Kind,

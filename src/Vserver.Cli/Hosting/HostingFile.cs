@@ -1,5 +1,4 @@
 using System.Globalization;
-using System.Text.RegularExpressions;
 using Vserver.Api;
 using YamlDotNet.Core;
 using YamlDotNet.RepresentationModel;
@@ -25,8 +24,9 @@ public sealed record HostingPlan
     public string? Kernel { get; init; }
     public int? Vcpus { get; init; }
 
-    /// <summary>The vcpus a domain of this plan gets.</summary>
-    public int? DomainVcpus => Kind != "domain" ? null : Vcpus ?? (Cpus is { } c ? (int)Math.Ceiling(c) : null);
+    /// <summary>The vcpus a server of this plan asks for: a domain's cpus rounded up unless vcpus is given (the agent
+    /// refuses vcpus for a vserver).</summary>
+    public int? DomainVcpus => Kind != "domain" ? Vcpus : Vcpus ?? (Cpus is { } c ? (int)Math.Ceiling(c) : null);
 }
 
 /// <summary>One customer's server: which plan, and what is its own.</summary>
@@ -36,7 +36,7 @@ public sealed record HostingServer
     public required string Plan { get; init; }
     /// <summary>A fixed address; null: the next free one at creation, kept afterwards.</summary>
     public string? Ipv4 { get; init; }
-    public IReadOnlyList<PublishedPort> Ports { get; init; } = [];
+    public IReadOnlyList<PortInfo> Ports { get; init; } = [];
     /// <summary>no | on-failure | always</summary>
     public string Restart { get; init; } = "no";
     /// <summary>Whether apply leaves it running (default) or stopped.</summary>
@@ -47,45 +47,11 @@ public sealed record HostingServer
     public string At { get; init; } = "";
 }
 
-/// <summary>A published port: HOSTPORT:GUESTPORT[/tcp|udp].</summary>
-public sealed record PublishedPort(int HostPort, int GuestPort, string Protocol)
-{
-    public override string ToString() => $"{HostPort}:{GuestPort}/{Protocol}";
-
-    public static bool TryParse(string text, out PublishedPort port, out string error)
-    {
-        port = new PublishedPort(0, 0, "tcp");
-        var spec = text.Trim();
-        var protocol = "tcp";
-        var slash = spec.IndexOf('/', StringComparison.Ordinal);
-        if (slash >= 0)
-        {
-            protocol = spec[(slash + 1)..].ToLowerInvariant();
-            spec = spec[..slash];
-            if (protocol is not ("tcp" or "udp"))
-            {
-                error = $"invalid port '{text}': the protocol is tcp or udp";
-                return false;
-            }
-        }
-        var parts = spec.Split(':');
-        if (parts.Length != 2 || !TryPort(parts[0], out var host) || !TryPort(parts[1], out var guest))
-        {
-            error = $"invalid port '{text}': expected HOSTPORT:GUESTPORT[/tcp|udp] with ports 1..65535, e.g. 8080:80";
-            return false;
-        }
-        port = new PublishedPort(host, guest, protocol);
-        error = "";
-        return true;
-
-        static bool TryPort(string s, out int value) =>
-            int.TryParse(s, NumberStyles.None, CultureInfo.InvariantCulture, out value) && value is >= 1 and <= 65535;
-    }
-}
-
 /// <summary>
-/// A hosting file: plans, and the servers that use them. Every error names the file, line and column; the whole file
-/// is checked before anything on the host is changed.
+/// A hosting file: plans, and the servers that use them. What is checked here is the file's shape (YAML, known keys,
+/// values that parse, plans that exist, no server, address or host port twice); every such error names the file, line
+/// and column. Whether the values are allowed (names, limits, addresses, images) is the agent's call: apply asks it
+/// with a dry run of each create before anything on the host changes.
 /// </summary>
 /// <example>
 /// plans:
@@ -95,16 +61,13 @@ public sealed record PublishedPort(int HostPort, int GuestPort, string Protocol)
 ///   - { name: web1, plan: small, ports: ["8080:80"], restart: on-failure }
 ///   - { name: db1, plan: vm, ip: 10.0.0.20 }
 /// </example>
-public sealed partial class HostingFile
+public sealed class HostingFile
 {
     public required IReadOnlyDictionary<string, HostingPlan> Plans { get; init; }
     public required IReadOnlyList<HostingServer> Servers { get; init; }
 
     private static readonly string[] PlanKeys = ["kind", "image", "memory", "memory-min", "cpus", "pids", "disk", "kernel", "vcpus"];
     private static readonly string[] ServerKeys = ["name", "plan", "ip", "ports", "restart", "running", "autostart"];
-
-    [GeneratedRegex(@"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\z")]
-    private static partial Regex Label();
 
     public static HostingFile Load(string path)
     {
@@ -148,7 +111,6 @@ public sealed partial class HostingFile
             foreach (var (keyNode, valueNode) in planMap.Children)
             {
                 var name = reader.Scalar(keyNode, "plan name");
-                if (!Label().IsMatch(name)) throw reader.Error(keyNode, $"invalid plan name '{name}': lowercase letters, digits and '-', at most 63");
                 plans[name] = reader.Plan(name, valueNode);
             }
         }
@@ -246,12 +208,11 @@ public sealed partial class HostingFile
             var kind = Optional(map, "kind") ?? "vserver";
             if (kind is not ("vserver" or "domain")) throw Error(Child(map, "kind")!, $"{owner}: kind must be vserver or domain, not '{kind}'");
             var image = Optional(map, "image") ?? "busybox";
-            if (!Label().IsMatch(image)) throw Error(Child(map, "image")!, $"{owner}: invalid image name '{image}'");
             double? cpus = null;
             if (Optional(map, "cpus") is { } cpuText)
             {
-                if (!double.TryParse(cpuText, NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out var c) || c <= 0)
-                    throw Error(Child(map, "cpus")!, $"{owner}: cpus must be a number above 0, e.g. 0.5 or 2");
+                if (!double.TryParse(cpuText, NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out var c))
+                    throw Error(Child(map, "cpus")!, $"{owner}: cpus must be a number, e.g. 0.5 or 2");
                 cpus = c;
             }
             var plan = new HostingPlan
@@ -262,23 +223,19 @@ public sealed partial class HostingFile
                 MemoryBytes = Size(map, "memory", owner),
                 MemoryMinBytes = Size(map, "memory-min", owner),
                 Cpus = cpus,
-                Pids = Count(map, "pids", owner, 1, 4_194_304),
+                Pids = Count(map, "pids", owner),
                 DiskBytes = Size(map, "disk", owner),
                 Kernel = Optional(map, "kernel"),
-                Vcpus = Count(map, "vcpus", owner, 1, 1024),
+                Vcpus = Count(map, "vcpus", owner),
             };
-            if (plan.MemoryMinBytes is { } min && plan.MemoryBytes is { } max && min > max)
-                throw Error(map, $"{owner}: memory-min ({ByteSize.Format(min)}) is above memory ({ByteSize.Format(max)})");
-            if (kind == "vserver" && (plan.Kernel is not null || plan.Vcpus is not null))
-                throw Error(map, $"{owner}: kernel and vcpus are for kind: domain");
             return plan;
         }
 
-        private int? Count(YamlMappingNode map, string key, string owner, int min, int max)
+        private int? Count(YamlMappingNode map, string key, string owner)
         {
             if (Optional(map, key) is not { } text) return null;
-            if (!int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var n) || n < min || n > max)
-                throw Error(Child(map, key)!, $"{owner}: {key} must be a whole number from {min} to {max}, not '{text}'");
+            if (!int.TryParse(text, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var n))
+                throw Error(Child(map, key)!, $"{owner}: {key} must be a whole number, not '{text}'");
             return n;
         }
 
@@ -287,21 +244,18 @@ public sealed partial class HostingFile
             if (node is not YamlMappingNode map) throw Error(node, "a server must be a mapping (name: ..., plan: ...)");
             OnlyKeys(map, ServerKeys, "a server");
             var name = Optional(map, "name") ?? throw Error(node, "a server needs a name");
-            if (!Label().IsMatch(name)) throw Error(Child(map, "name")!, $"invalid server name '{name}': lowercase letters, digits and '-', at most 63, not starting or ending with '-'");
             var owner = $"server '{name}'";
             var plan = Optional(map, "plan") ?? throw Error(node, $"{owner} needs a plan");
             if (!plans.ContainsKey(plan))
                 throw Error(Child(map, "plan")!, $"{owner}: unknown plan '{plan}' (plans: {(plans.Count == 0 ? "none" : string.Join(", ", plans.Keys))})");
             var ip = Optional(map, "ip");
-            if (ip is not null && (!System.Net.IPAddress.TryParse(ip, out var address) || address.AddressFamily != System.Net.Sockets.AddressFamily.InterNetwork || ip.Count(c => c == '.') != 3))
-                throw Error(Child(map, "ip")!, $"{owner}: ip must be an IPv4 address A.B.C.D, not '{ip}'");
-            var ports = new List<PublishedPort>();
+            var ports = new List<PortInfo>();
             if (Child(map, "ports") is { } portsNode)
             {
                 if (portsNode is not YamlSequenceNode portList) throw Error(portsNode, $"{owner}: ports must be a list, e.g. [\"8080:80\", \"5353:53/udp\"]");
                 foreach (var p in portList.Children)
                 {
-                    if (!PublishedPort.TryParse(Scalar(p, "a port"), out var port, out var error)) throw Error(p, $"{owner}: {error}");
+                    if (!PortInfo.TryParseSpec(Scalar(p, "a port"), out var port, out var error)) throw Error(p, $"{owner}: {error}");
                     if (ports.Any(o => o.HostPort == port.HostPort && o.Protocol == port.Protocol))
                         throw Error(p, $"{owner}: host port {port.HostPort}/{port.Protocol} is listed twice");
                     ports.Add(port);

@@ -36,26 +36,47 @@ public static class LayerImage
 
     // ---- sizes ----
 
-    /// <summary>The quota's own rules: whole MiB, at least <see cref="MinimumBytes"/>, at most <see cref="MaximumBytes"/>.</summary>
-    public static string? QuotaError(long bytes)
+    /// <summary>Which of the quota's own rules <paramref name="bytes"/> breaks (see <see cref="QuotaError"/>), or null.</summary>
+    public static QuotaProblem? QuotaProblem(long bytes) =>
+        bytes < MinimumBytes ? Storage.QuotaProblem.BelowMinimum
+        : bytes > MaximumBytes ? Storage.QuotaProblem.AboveMaximum
+        : bytes % MiB != 0 ? Storage.QuotaProblem.NotWholeMib
+        : null;
+
+    /// <summary>The quota's own rules: whole MiB, at least <see cref="MinimumBytes"/>, at most <see cref="MaximumBytes"/>;
+    /// the broken one in plain words, or null.</summary>
+    public static string? QuotaMessage(long bytes) => QuotaProblem(bytes) switch
     {
-        if (bytes < MinimumBytes)
-            return $"disk quota {Show(bytes)} is below the minimum of 16M (an ext4 of less has little room beside its journal and tables); give at least --disk 16M";
-        if (bytes > MaximumBytes) return $"disk quota {Show(bytes)} is above the maximum of 16T; give at most --disk 16T";
-        if (bytes % MiB != 0) return $"disk quota {bytes} bytes is not a whole number of MiB; give e.g. --disk {(bytes + MiB - 1) / MiB}M";
-        return null;
-    }
+        Storage.QuotaProblem.BelowMinimum =>
+            $"disk quota {Show(bytes)} is below the minimum of 16M (an ext4 of less has little room beside its journal and tables)",
+        Storage.QuotaProblem.AboveMaximum => $"disk quota {Show(bytes)} is above the maximum of 16T",
+        Storage.QuotaProblem.NotWholeMib => $"disk quota {bytes} bytes is not a whole number of MiB",
+        _ => null,
+    };
+
+    /// <summary><see cref="QuotaMessage"/> with what to give instead, for callers that pass the message on as it is (a
+    /// coded error leaves that advice to the client).</summary>
+    public static string? QuotaError(long bytes) => QuotaMessage(bytes) is not { } message ? null : message + QuotaProblem(bytes) switch
+    {
+        Storage.QuotaProblem.BelowMinimum => "; give at least --disk 16M",
+        Storage.QuotaProblem.AboveMaximum => "; give at most --disk 16T",
+        _ => $"; give e.g. --disk {(bytes + MiB - 1) / MiB}M",
+    };
 
     /// <summary>Refuses a quota whose layer could not hold a rewrite of every file of the guest's image (a package
     /// upgrade copies each one up into the layer) beside the filesystem's journal and tables; names the minimum.</summary>
-    public static string? ImageFitError(long bytes, long imageBytes, string imageName)
+    public static string? ImageFitMessage(long bytes, long imageBytes, string imageName)
     {
         var minimum = MinimumFor(imageBytes);
         if (bytes >= minimum) return null;
         var image = (imageBytes / (double)MiB).ToString("0.#", CultureInfo.InvariantCulture) + "M";
         return $"disk quota {Show(bytes)} is too small for image {imageName}: the layer must hold a rewrite of its {image} of files " +
-               $"beside the ext4's journal and tables, which takes {Show(minimum)}; give --disk {Show(minimum)} or more";
+               $"beside the ext4's journal and tables, which takes {Show(minimum)}";
     }
+
+    /// <summary><see cref="ImageFitMessage"/> with the size to give, for callers that pass the message on as it is.</summary>
+    public static string? ImageFitError(long bytes, long imageBytes, string imageName) =>
+        ImageFitMessage(bytes, imageBytes, imageName) is { } message ? $"{message}; give --disk {Show(MinimumFor(imageBytes))} or more" : null;
 
     /// <summary>Grow only: a smaller quota than the layer has is refused, naming both.</summary>
     public static string? GrowError(string guest, long currentBytes, long requestedBytes) =>
@@ -98,7 +119,10 @@ public static class LayerImage
         return journalBlocks * 4096;
     }
 
-    private static string Show(long bytes) => DiskSize.Format(bytes);
+    /// <summary>A quota in its unit: its rules make it a whole number of MiB (what is not, is said in bytes). Sizes
+    /// shown any other way are the caller's to format (Vserver.Api's ByteSize, a layer up).</summary>
+    private static string Show(long bytes) =>
+        bytes > 0 && bytes % MiB == 0 ? (bytes / MiB).ToString(CultureInfo.InvariantCulture) + "M" : $"{bytes} bytes";
 
     // ---- the image ----
 

@@ -102,7 +102,7 @@ public sealed class AgentDoorLogicTests
         foreach (var name in new[] { "web1", "..", "../x", "a/b", "A", new string('a', 64), "a\0" })
         {
             (GuestConfigValidator.NameError(name) is null).ShouldBe(DnsLabel.IsValid(name), name);
-            GuestConfigValidator.NameError(name).ShouldBe(DnsLabel.Error(name, "guest"), name);
+            GuestConfigValidator.NameError(name)?.Message.ShouldBe(DnsLabel.Error(name, "guest"), name);
         }
     }
 
@@ -168,7 +168,7 @@ public sealed class AgentDoorLogicTests
     [InlineData("/v1/guests/{name}/limits", "guest")]
     [InlineData("/v1/images/{name}", "image")]
     public void A_routes_name_is_named_by_the_segment_before_it(string route, string kind) =>
-        AgentDoor.KindOf(RoutePatternFactory.Parse(route)).ShouldBe(kind);
+        RequestGate.KindOf(RoutePatternFactory.Parse(route)).ShouldBe(kind);
 
     [Fact]
     public void Errors_are_one_line_and_bounded()

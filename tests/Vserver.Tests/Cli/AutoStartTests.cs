@@ -94,8 +94,8 @@ public class AutoStartTests
         AutoStart.FromEnvironment("/somewhere/else.sock").ShouldBeNull();
         if (Environment.GetEnvironmentVariable("VSCTL_NO_AUTOSTART") is not "1")
         {
-            var start = AutoStart.FromEnvironment(VserverClient.DefaultSocketPath).ShouldNotBeNull();
-            start.LogPath.ShouldBe(Path.Combine(Path.GetDirectoryName(VserverClient.DefaultSocketPath)!, "vserverd.log"));
+            var start = AutoStart.FromEnvironment(AgentClient.DefaultSocketPath).ShouldNotBeNull();
+            start.LogPath.ShouldBe(Path.Combine(Path.GetDirectoryName(AgentClient.DefaultSocketPath)!, "vserverd.log"));
         }
     }
 

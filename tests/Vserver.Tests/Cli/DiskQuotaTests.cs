@@ -27,8 +27,8 @@ public sealed class DiskQuotaTests
         (await cli.RunAsync(agent.SocketPath, "set", "web1", "--disk", "2G")).ShouldBe(0);
 
         var requests = agent.Requests.ToArray();
-        JsonSerializer.Deserialize(requests[0].Body, ApiJson.Default.CreateGuestRequest)
-            .ShouldBe(new CreateGuestRequest { Name = "web1", DiskBytes = 64 * M });
+        JsonSerializer.Deserialize(requests[0].Body, ApiJson.Default.GuestSpec)
+            .ShouldBe(new GuestSpec { Name = "web1", DiskBytes = 64 * M });
         requests[1].Body.ShouldBe($$"""{"diskBytes":{{2 * G}}}""");
         cli.OutLines[1].ShouldBe("updated web1: memory -, cpus -, pids -, restart no, autostart off, disk 2G (the layer is 64M until its next start, which grows it to 2G)");
     }

@@ -18,11 +18,16 @@ internal sealed record FakeResponse(int Status, string Body)
 
     public static FakeResponse Error(int status, string message) =>
         Json(new ErrorResponse { Error = message }, ApiJson.Default.ErrorResponse, status);
+
+    /// <summary>An error as the agent sends it: plain words, a code and its fields.</summary>
+    public static FakeResponse Error(int status, string message, string code, params (string Key, string Value)[] fields) =>
+        Json(new ErrorResponse { Error = message, Code = code, Fields = fields.ToDictionary(f => f.Key, f => f.Value) },
+            ApiJson.Default.ErrorResponse, status);
 }
 
 /// <summary>
 /// A stand-in for vserverd on a unix socket: just enough HTTP/1.1 (Content-Length and chunked bodies, keep-alive) and
-/// the WebSocket upgrade of exec, so vsctl's handlers run against their real <see cref="VserverClient"/>.
+/// the WebSocket upgrade of exec, so vsctl's handlers run against their real <see cref="AgentClient"/>.
 /// </summary>
 internal sealed class FakeAgent : IAsyncDisposable
 {

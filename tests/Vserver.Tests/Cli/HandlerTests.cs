@@ -56,9 +56,9 @@ public class HandlerTests
         var request = agent.Requests.ShouldHaveSingleItem();
         request.Method.ShouldBe("POST");
         request.Path.ShouldBe("/v1/guests");
-        var sent = JsonSerializer.Deserialize(request.Body, ApiJson.Default.CreateGuestRequest)!;
+        var sent = JsonSerializer.Deserialize(request.Body, ApiJson.Default.GuestSpec)!;
         sent.Command.ShouldBe(["/bin/sh", "-c", "httpd -f -p 80"]);
-        (sent with { Command = null }).ShouldBe(new CreateGuestRequest
+        (sent with { Command = null }).ShouldBe(new GuestSpec
         {
             Name = "web1",
             Image = "busybox",
@@ -217,8 +217,8 @@ public class HandlerTests
 
         code.ShouldBe(0);
         cli.OutLines.ShouldBe(["created vm1 (domain, 10.88.0.3)"]);
-        var sent = JsonSerializer.Deserialize(agent.Requests.ShouldHaveSingleItem().Body, ApiJson.Default.CreateGuestRequest)!;
-        sent.ShouldBe(new CreateGuestRequest
+        var sent = JsonSerializer.Deserialize(agent.Requests.ShouldHaveSingleItem().Body, ApiJson.Default.GuestSpec)!;
+        sent.ShouldBe(new GuestSpec
         {
             Name = "vm1",
             Kind = "domain",
@@ -402,7 +402,7 @@ public class HandlerTests
     {
         await using var agent = FakeAgent.Start();
         agent.Handler = _ => Guest(Web1);
-        using var client = new VserverClient(agent.SocketPath);
+        using var client = new AgentClient(agent.SocketPath);
         var stdout = new StringWriter();
 
         (await StartCommand.HandleAsync(client, "web1", stdout, TextWriter.Null, TestContext.Current.CancellationToken)).ShouldBe(0);

@@ -1,4 +1,5 @@
 using Shouldly;
+using Vserver.Api;
 using Vserver.Cli.Hosting;
 using Xunit;
 
@@ -40,7 +41,7 @@ public sealed class HostingTests
         small.Image.ShouldBe("busybox");
         file.Plans["vm"].DomainVcpus.ShouldBe(2);
         file.Servers.Select(s => s.Name).ShouldBe(["web1", "web2", "db1"]);
-        file.Servers[0].Ports.ShouldBe([new PublishedPort(8080, 80, "tcp"), new PublishedPort(5353, 53, "udp")]);
+        file.Servers[0].Ports.ShouldBe([new PortInfo(8080, 80, "tcp"), new PortInfo(5353, 53, "udp")]);
         file.Servers[0].Restart.ShouldBe("on-failure");
         file.Servers[1].Ipv4.ShouldBe("10.0.0.20");
         file.Servers[1].Restart.ShouldBe("no");
@@ -56,11 +57,7 @@ public sealed class HostingTests
     [InlineData("plans: { p: {} }\nservers:\n  - { name: a, plan: p, ports: [\"80:80/sctp\"] }", "the protocol is tcp or udp")]
     [InlineData("plans: { p: { memory: lots } }", "hosting.yaml:1:23: plan 'p': memory:")]
     [InlineData("plans: { p: { memroy: 1G } }", "unknown key 'memroy' in plan 'p'")]
-    [InlineData("plans: { p: { memory: 64M, memory-min: 1G } }", "memory-min (1G) is above memory (64M)")]
     [InlineData("plans: { p: { kind: container } }", "kind must be vserver or domain")]
-    [InlineData("plans: { p: { vcpus: 2 } }", "kernel and vcpus are for kind: domain")]
-    [InlineData("plans: { p: {} }\nservers:\n  - { name: Web_1, plan: p }", "invalid server name 'Web_1'")]
-    [InlineData("plans: { p: {} }\nservers:\n  - { name: a, plan: p, ip: 10.0.0 }", "ip must be an IPv4 address")]
     [InlineData("plans: { p: {} }\nservers:\n  - { name: a, plan: p, ip: 10.0.0.9 }\n  - { name: b, plan: p, ip: 10.0.0.9 }", "address 10.0.0.9 of 'b' is also 'a''s")]
     [InlineData("plans: { p: {} }\nservers:\n  - { name: a, plan: p, restart: sometimes }", "restart must be no, on-failure or always")]
     [InlineData("plans: { p: {} }\nservers:\n  - { plan: p }", "a server needs a name")]
@@ -77,12 +74,12 @@ public sealed class HostingTests
     }
 
     private static CurrentServer Guest(string name, string kind = "vserver", string state = "running", long? memory = 128L << 20,
-        double? cpus = 0.5, IReadOnlyList<PublishedPort>? ports = null, string restart = "on-failure") => new()
+        double? cpus = 0.5, IReadOnlyList<PortInfo>? ports = null, string restart = "on-failure") => new()
     {
         Name = name, Kind = kind, Image = "busybox", State = state, Ipv4 = "10.0.0.5", MemoryBytes = memory, MemoryMinBytes = 32L << 20,
         Cpus = kind == "vserver" ? cpus : null, Pids = kind == "vserver" ? 200 : null, DiskBytes = kind == "vserver" ? 256L << 20 : 2L << 30,
         Vcpus = kind == "domain" ? 2 : null, Kernel = kind == "domain" ? "default" : null, Restart = restart,
-        Ports = ports ?? [new PublishedPort(8080, 80, "tcp"), new PublishedPort(5353, 53, "udp")],
+        Ports = ports ?? [new PortInfo(8080, 80, "tcp"), new PortInfo(5353, 53, "udp")],
     };
 
     [Fact]
@@ -107,7 +104,7 @@ public sealed class HostingTests
     public void Differences_become_live_changes_and_ports_are_added_and_removed()
     {
         var file = Parse(Example);
-        var now = Guest("web1", memory: 64L << 20, cpus: 1, ports: [new PublishedPort(8080, 80, "tcp"), new PublishedPort(9000, 90, "tcp")], restart: "no");
+        var now = Guest("web1", memory: 64L << 20, cpus: 1, ports: [new PortInfo(8080, 80, "tcp"), new PortInfo(9000, 90, "tcp")], restart: "no");
         var plan = ApplyPlanner.Plan(file, [now], prune: false)[0];
         plan.Action.ShouldBe(ServerAction.Change);
         plan.Summary.ShouldBe("memory 64M -> 128M, cpus 1 -> 0.5, restart no -> on-failure (live), unpublish 9000:90/tcp, publish 5353:53/udp");
@@ -155,7 +152,7 @@ public sealed class HostingTests
         {
             Guest("web1"), Guest("web2", ports: []) with { Ipv4 = "10.0.0.6" },
             Guest("web3", memory: 256L << 20, restart: "no", ports: []) with { Ipv4 = "10.0.0.7", Autostart = true },
-            Guest("db1", kind: "domain", state: "stopped", ports: [new PublishedPort(5432, 5432, "tcp")]) with { Ipv4 = "10.0.0.8" },
+            Guest("db1", kind: "domain", state: "stopped", ports: [new PortInfo(5432, 5432, "tcp")]) with { Ipv4 = "10.0.0.8" },
         };
         var yaml = HostingExport.Write(guests);
         yaml.ShouldContain("restart: \"no\"");
@@ -176,5 +173,38 @@ public sealed class HostingTests
         plans[0].Steps.Select(s => s.Text).ShouldBe(["autostart false -> true (live)"]);
         ErrorOf(Example.Replace("restart: on-failure }", "autostart: sometimes }", StringComparison.Ordinal))
             .ShouldContain("server 'web1': autostart must be true or false, not 'sometimes'");
+    }
+
+    [Fact]
+    public async Task Values_are_the_agents_call_asked_by_a_dry_run_of_each_create_before_anything_changes()
+    {
+        var path = Path.Combine(Path.GetTempPath(), $"hosting-{Guid.NewGuid():N}.yaml");
+        File.WriteAllText(path, "plans:\n  p: { memory: 64M, memory-min: 1G }\n  v: { vcpus: 2 }\nservers:\n" +
+                                "  - { name: Web_1, plan: v }\n  - { name: ok1, plan: p, ip: 10.0.0 }\n");
+        await using var agent = FakeAgent.Start();
+        agent.Handler = r => r switch
+        {
+            { Method: "GET", Path: "/v1/guests" } => FakeResponse.Json(new Vserver.Api.GuestList { Guests = [] }, Vserver.Api.ApiJson.Default.GuestList),
+            { Path: "/v1/guests?dry_run=true" } when r.Body.Contains("Web_1", StringComparison.Ordinal) => FakeResponse.Error(400,
+                "invalid name 'Web_1': guest names are DNS labels", Vserver.Api.ErrorCodes.InvalidValue, ("field", "name"), ("value", "Web_1"), ("reason", "malformed")),
+            { Path: "/v1/guests?dry_run=true" } => FakeResponse.Error(400, "invalid IPv4 address '10.0.0': write it as A.B.C.D",
+                Vserver.Api.ErrorCodes.InvalidValue, ("field", "ipv4"), ("value", "10.0.0"), ("reason", "malformed")),
+            _ => FakeResponse.Error(500, $"unexpected {r.Method} {r.Path}"),
+        };
+        var cli = new CliHarness();
+        try
+        {
+            (await cli.RunAsync(agent.SocketPath, "apply", path)).ShouldBe(1);
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+
+        cli.OutLines.ShouldContain("Web_1: FAILED at 'create (plan v)': invalid name 'Web_1': guest names are DNS labels");
+        cli.OutLines.ShouldContain("ok1: FAILED at 'create (plan p)': invalid IPv4 address '10.0.0': write it as A.B.C.D");
+        // The vcpus of a vserver plan go to the agent, which refuses them by name.
+        agent.Requests.Single(r => r.Body.Contains("Web_1", StringComparison.Ordinal)).Body.ShouldContain("\"vcpus\":2");
+        agent.Requests.ShouldNotContain(r => r.Method == "POST" && r.Path == "/v1/guests", "a refused server must not be created");
     }
 }

@@ -204,8 +204,8 @@ public class MemoryPoolTests
 
         cli.OutLines.ShouldBe(["created web1 (vserver)", "updated web1: memory 256M, memory min 64M, cpus 1, pids -, restart no, autostart off"]);
         var requests = agent.Requests.ToArray();
-        JsonSerializer.Deserialize(requests[0].Body, ApiJson.Default.CreateGuestRequest).ShouldBe(
-            new CreateGuestRequest { Name = "web1", MemoryBytes = 256 * M, MemoryMinBytes = 64 * M });
+        JsonSerializer.Deserialize(requests[0].Body, ApiJson.Default.GuestSpec).ShouldBe(
+            new GuestSpec { Name = "web1", MemoryBytes = 256 * M, MemoryMinBytes = 64 * M });
         $"{requests[1].Method} {requests[1].Path}".ShouldBe("PATCH /v1/guests/web1/limits");
         requests[1].Body.ShouldBe($$"""{"memoryMinBytes":{{G / 2}}}""");
     }

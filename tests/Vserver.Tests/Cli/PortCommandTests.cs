@@ -33,7 +33,7 @@ public class PortCommandTests
     [InlineData("1:65535", 1, 65535, "tcp")]
     public void Specs_parse(string text, int host, int guest, string protocol)
     {
-        PortCommand.ParseSpec(text).ShouldBe(new PublishedPort(host, guest, protocol));
+        PortCommand.ParseSpec(text).ShouldBe(new PortInfo(host, guest, protocol));
         PortCommand.ParseSpec(text).ToString().ShouldBe($"{host}:{guest}/{protocol}");
     }
 

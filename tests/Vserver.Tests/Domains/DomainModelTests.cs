@@ -139,7 +139,7 @@ public sealed class DomainModelTests : IDisposable
     public void Domain_settings_outside_the_host_are_refused(int vcpus, long memoryMiB, string message)
     {
         var domain = new DomainSettings { Vcpus = vcpus, MaxMemoryBytes = memoryMiB << 20 };
-        GuestConfigValidator.DomainError(domain, null, hostCpus: 2, hostMemoryBytes: 24L << 30).ShouldNotBeNull().ShouldContain(message);
+        GuestConfigValidator.DomainError(domain, null, hostCpus: 2, hostMemoryBytes: 24L << 30).ShouldNotBeNull().Message.ShouldContain(message);
     }
 
     [Fact]
@@ -147,8 +147,8 @@ public sealed class DomainModelTests : IDisposable
     {
         var domain = new DomainSettings { MaxMemoryBytes = 256L << 20 };
         GuestConfigValidator.DomainError(domain, 192L << 20, 2, 24L << 30).ShouldBeNull();
-        GuestConfigValidator.DomainError(domain, 512L << 20, 2, 24L << 30).ShouldNotBeNull().ShouldContain("maximum of 256M");
-        GuestConfigValidator.DomainError(domain with { Kernel = "../etc" }, null, 2, 24L << 30).ShouldNotBeNull().ShouldContain("kernel");
+        GuestConfigValidator.DomainError(domain, 512L << 20, 2, 24L << 30).ShouldNotBeNull().Message.ShouldContain("maximum of 256M");
+        GuestConfigValidator.DomainError(domain with { Kernel = "../etc" }, null, 2, 24L << 30).ShouldNotBeNull().Message.ShouldContain("kernel");
     }
 
     [Fact]

@@ -69,8 +69,8 @@ public sealed class FleetWithFakeDriversTests : IDisposable
         return fleet;
     }
 
-    private static CreateGuest Vserver(string name, string restart = "no") =>
-        new(name, "busybox", new GuestLimits { MemoryBytes = 64 << 20 }, null, restart, null);
+    private static Vserver.Api.GuestSpec Vserver(string name, string restart = "no") =>
+        new() { Name = name, Image = "busybox", MemoryBytes = 64 << 20, Restart = restart };
 
     private static async Task UntilAsync(Func<bool> condition, string what)
     {
@@ -88,13 +88,13 @@ public sealed class FleetWithFakeDriversTests : IDisposable
         var fleet = Agent();
         _network.Ensured.ShouldBe(1);
 
-        var created = await fleet.CreateAsync(Vserver("web1"), _ct);
+        var created = await fleet.CreateAsync(Vserver("web1"), ct: _ct);
         created.State.ShouldBe(GuestState.Stopped);
         created.Config!.Network.Ipv4.ShouldBe("10.250.0.2");
-        var second = await fleet.CreateAsync(Vserver("web2"), _ct);
+        var second = await fleet.CreateAsync(Vserver("web2"), ct: _ct);
         second.Config!.Network.Ipv4.ShouldBe("10.250.0.3");
         second.Config.Security.IdMap!.HostBase.ShouldNotBe(created.Config.Security.IdMap!.HostBase);
-        var taken = await Should.ThrowAsync<FleetException>(() => fleet.CreateAsync(Vserver("web1"), _ct));
+        var taken = await Should.ThrowAsync<FleetException>(() => fleet.CreateAsync(Vserver("web1"), ct: _ct));
         taken.Kind.ShouldBe(FleetError.Conflict);
 
         var started = await fleet.StartAsync("web1", ct: _ct);
@@ -121,14 +121,14 @@ public sealed class FleetWithFakeDriversTests : IDisposable
         Directory.Exists(Path.Combine(_root, "state", "guests", "web1")).ShouldBeFalse();
         Directory.Exists(Path.Combine(_root, "run", "guests", "web1")).ShouldBeFalse();
         // The address goes back to the pool.
-        (await fleet.CreateAsync(Vserver("web3"), _ct)).Config!.Network.Ipv4.ShouldBe("10.250.0.2");
+        (await fleet.CreateAsync(Vserver("web3"), ct: _ct)).Config!.Network.Ipv4.ShouldBe("10.250.0.2");
     }
 
     [Fact]
     public async Task A_guest_that_keeps_dying_is_restarted_with_a_growing_back_off_and_a_stop_ends_that()
     {
         var fleet = Agent();
-        await fleet.CreateAsync(Vserver("flaky", restart: "always"), _ct);
+        await fleet.CreateAsync(Vserver("flaky", restart: "always"), ct: _ct);
         await fleet.StartAsync("flaky", ct: _ct);
 
         foreach (var (delay, restarts) in new[] { (100, 2), (200, 3), (400, 4) })
@@ -160,9 +160,9 @@ public sealed class FleetWithFakeDriversTests : IDisposable
     public async Task The_next_agent_adopts_what_runs_collects_what_ended_meanwhile_and_restarts_it_by_policy()
     {
         var first = Agent();
-        await first.CreateAsync(Vserver("web"), _ct);
-        await first.CreateAsync(Vserver("worker", restart: "on-failure"), _ct);
-        await first.CreateAsync(Vserver("batch"), _ct);
+        await first.CreateAsync(Vserver("web"), ct: _ct);
+        await first.CreateAsync(Vserver("worker", restart: "on-failure"), ct: _ct);
+        await first.CreateAsync(Vserver("batch"), ct: _ct);
         var webPid = (await first.StartAsync("web", ct: _ct)).InitPid;
         await first.StartAsync("worker", ct: _ct);
         await first.StartAsync("batch", ct: _ct);
@@ -194,7 +194,7 @@ public sealed class FleetWithFakeDriversTests : IDisposable
     public async Task A_failed_start_leaves_the_guest_stopped_and_its_config_as_it_was()
     {
         var fleet = Agent();
-        await fleet.CreateAsync(Vserver("web"), _ct);
+        await fleet.CreateAsync(Vserver("web"), ct: _ct);
         _vservers.StartFailure = new FleetException(FleetError.Failed, "starting web failed: no room");
 
         var failed = await Should.ThrowAsync<FleetException>(() => fleet.StartAsync("web", ct: _ct));

@@ -74,8 +74,8 @@ public sealed class GuestModelTests
     [Fact]
     public void Limits_below_the_floor_are_refused()
     {
-        GuestConfigValidator.LimitsError(new GuestLimits { MemoryBytes = 3L << 20 }, 2).ShouldNotBeNull().ShouldContain("4M");
-        GuestConfigValidator.LimitsError(new GuestLimits { Cpus = 3 }, 2).ShouldNotBeNull().ShouldContain("2 CPUs");
+        GuestConfigValidator.LimitsError(new GuestLimits { MemoryBytes = 3L << 20 }, 2).ShouldNotBeNull().Message.ShouldContain("4M");
+        GuestConfigValidator.LimitsError(new GuestLimits { Cpus = 3 }, 2).ShouldNotBeNull().Message.ShouldContain("2 CPUs");
         GuestConfigValidator.LimitsError(new GuestLimits { Pids = 0 }, 2).ShouldNotBeNull();
         GuestConfigValidator.LimitsError(new GuestLimits { MemoryBytes = 4L << 20, Cpus = 0.5, Pids = 1 }, 2).ShouldBeNull();
     }

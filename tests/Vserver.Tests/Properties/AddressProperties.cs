@@ -166,7 +166,7 @@ public sealed class AddressProperties
         PropertyRun.Check(Prop.ForAll(GuestAddressCases.Arb(), c =>
         {
             var (subnet, text) = c;
-            var error = GuestConfigValidator.Ipv4Error(text, subnet);
+            var error = GuestConfigValidator.Ipv4Error(text, subnet)?.Message;
             var label = $"{PropertyRun.Show(text)} in {subnet}: {error ?? "accepted"}";
             if (text is null) return (error is null).Label(label);
             if (error is not null) return true.Label(label);

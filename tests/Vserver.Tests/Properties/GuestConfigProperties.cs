@@ -331,7 +331,7 @@ public sealed class GuestConfigProperties : IDisposable
         PropertyRun.Check(Prop.ForAll(LimitCases.Arb(), c =>
         {
             var (limits, hostCpus) = c;
-            var error = GuestConfigValidator.LimitsError(limits, hostCpus);
+            var error = GuestConfigValidator.LimitsError(limits, hostCpus)?.Message;
             var allowed = (limits.MemoryBytes is not { } m || m >= 4L << 20)
                 && (limits.Cpus is not { } cpus || (!double.IsNaN(cpus) && cpus > 0 && cpus <= hostCpus))
                 && (limits.Pids is not { } p || p >= 1);

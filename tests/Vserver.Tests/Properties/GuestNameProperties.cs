@@ -26,7 +26,7 @@ public sealed class GuestNameProperties
     {
         PropertyRun.Check(Prop.ForAll(Names.Arb(), name =>
         {
-            var error = GuestConfigValidator.NameError(name);
+            var error = GuestConfigValidator.NameError(name)?.Message;
             var accepted = error is null;
             var label = $"name {PropertyRun.Show(name)}: {(accepted ? "accepted" : "refused")}";
             if (!accepted) return (!IsDnsLabel(name) && error!.StartsWith("invalid name", StringComparison.Ordinal)).Label(label);

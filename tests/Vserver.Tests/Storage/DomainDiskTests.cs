@@ -41,7 +41,7 @@ public sealed class DomainDiskTests
     [InlineData(1000L, "1000")]
     [InlineData(0L, "0")]
     public void Sizes_are_shown_in_the_largest_exact_unit(long bytes, string expected) =>
-        DiskSize.Format(bytes).ShouldBe(expected);
+        Vserver.Api.ByteSize.FormatExact(bytes).ShouldBe(expected);
 
     [Fact]
     public void Too_small_a_disk_gets_one_line_naming_the_image_and_the_size_to_give()

@@ -21,7 +21,7 @@ public sealed class LayerImageTests
 
     [Theory]
     [InlineData(8 * M, "disk quota 8M is below the minimum of 16M (an ext4 of less has little room beside its journal and tables); give at least --disk 16M")]
-    [InlineData(0L, "disk quota 0 is below the minimum of 16M")]
+    [InlineData(0L, "disk quota 0 bytes is below the minimum of 16M")]
     [InlineData(64 * M + 1, "disk quota 67108865 bytes is not a whole number of MiB; give e.g. --disk 65M")]
     [InlineData((16L << 40) + M, "disk quota 16777217M is above the maximum of 16T; give at most --disk 16T")]
     public void Other_quotas_are_refused_with_one_line_saying_what_to_give(long bytes, string message)

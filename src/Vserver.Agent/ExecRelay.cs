@@ -5,18 +5,17 @@ using System.Text;
 using System.Text.Json;
 using HybridHypervisor;
 using Vserver.Api;
-using Vserver.Isolation.Guests;
 
 namespace Vserver.Agent;
 
 /// <summary>One `vsctl exec` over a WebSocket: the request, then stdin in and stdout/stderr out as
 /// <see cref="ExecStream"/> frames, and the exit code last.</summary>
-internal sealed class ExecSession : IDisposable
+internal sealed class ExecRelay : IDisposable
 {
     private readonly WebSocket _socket;
     private readonly SemaphoreSlim _send = new(1, 1);
 
-    private ExecSession(WebSocket socket) => _socket = socket;
+    private ExecRelay(WebSocket socket) => _socket = socket;
 
     public static async Task RunAsync(HttpContext context, Fleet fleet, string name)
     {
@@ -26,7 +25,7 @@ internal sealed class ExecSession : IDisposable
             return;
         }
         using var socket = await context.WebSockets.AcceptWebSocketAsync();
-        using var session = new ExecSession(socket);
+        using var session = new ExecRelay(socket);
         try
         {
             await session.RunAsync(fleet, name, context.RequestAborted);

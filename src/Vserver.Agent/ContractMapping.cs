@@ -1,11 +1,11 @@
 using HybridHypervisor;
 using HybridHypervisor.Model;
 using Vserver.Api;
-using Vserver.Isolation.Images;
 
 namespace Vserver.Agent;
 
-internal static class Mapping
+/// <summary>The fleet's views as the contract (Vserver.Api) shapes them: one function per answer.</summary>
+internal static class ContractMapping
 {
     public static GuestInfo ToInfo(GuestView v) => new()
     {
@@ -27,13 +27,7 @@ internal static class Mapping
         StartedAt = v.StartedAt,
         LastExit = v.LastExit is { } e ? new ExitInfo { Code = e.Code, Signal = e.Signal, At = e.At, Description = e.Description } : null,
         RestartCount = v.RestartCount,
-        Usage = v.Usage is { } u
-            ? new GuestUsage
-            {
-                MemoryBytes = u.MemoryBytes, MemoryPeakBytes = u.MemoryPeakBytes, Processes = u.Pids,
-                CpuSeconds = u.CpuUsage.TotalSeconds, OomKills = u.OomKills,
-            }
-            : null,
+        Usage = v.Usage,
         Problem = v.Problem,
         Privileged = v.Config?.Security.Privileged ?? false,
         HostIdBase = v.Config?.Security.IdMap?.HostBase,
@@ -137,12 +131,4 @@ internal static class Mapping
         ? null
         : RestartPolicies.TryParse(text, out var policy) ? policy : throw FleetException.Invalid(RestartPolicies.Invalid(text));
 
-    public static GuestKind ParseKind(string? kind) => kind switch
-    {
-        null or "" or "vserver" => GuestKind.Vserver,
-        "domain" => GuestKind.Domain,
-        _ => throw FleetException.Invalid($"invalid kind '{kind}': use vserver (shares the host's kernel) or domain (a VM with its own kernel)"),
-    };
-
-    public static ImageInfo ToInfo(ImageRecord i) => new() { Name = i.Name, SizeBytes = i.SizeBytes, Created = i.Created, Digest = i.Digest };
 }

@@ -13,7 +13,7 @@ internal readonly record struct ExecResult(int ExitCode, string? Error);
 /// Pumps one exec WebSocket (see <see cref="ExecStream"/>): local stdin to Stdin frames (an empty frame at EOF), Stdout and
 /// Stderr frames to the local streams as raw bytes, until the Exit frame, whose code becomes vsctl's own.
 /// </summary>
-internal sealed class ExecSession(WebSocket socket, Stream stdin, Stream stdout, Stream stderr) : IDisposable
+internal sealed class ExecTerminal(WebSocket socket, Stream stdin, Stream stdout, Stream stderr) : IDisposable
 {
     private const int StdinChunk = 32 * 1024;
     /// <summary>128 + SIGPIPE, what a shell reports for a writer whose reader went away.</summary>

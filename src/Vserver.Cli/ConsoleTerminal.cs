@@ -16,7 +16,7 @@ internal enum ConsoleEnd
     Failed,
     /// <summary>Local output is gone (<c>vsctl console vm1 | head</c>).</summary>
     OutputClosed,
-    /// <summary>A signal ended it (<see cref="ConsoleSession.Abort"/>).</summary>
+    /// <summary>A signal ended it (<see cref="ConsoleTerminal.Abort"/>).</summary>
     Signalled,
 }
 
@@ -32,7 +32,7 @@ internal readonly record struct ConsoleResult(ConsoleEnd End, int ExitCode, stri
 /// counts as attached (<c>onAttached</c>: the "connected" line, raw mode) only at the first output or once
 /// <c>confirmAfter</c> passed quietly, and stdin is read only from then on: a refusal is then one line, not two.
 /// </remarks>
-internal sealed class ConsoleSession(WebSocket socket, Stream stdin, Stream stdout, TimeSpan linger, TimeSpan confirmAfter) : IDisposable
+internal sealed class ConsoleTerminal(WebSocket socket, Stream stdin, Stream stdout, TimeSpan linger, TimeSpan confirmAfter) : IDisposable
 {
     /// <summary>Ctrl-]: what telnet, virsh console and xl console detach with.</summary>
     public const byte DetachKey = 0x1d;

@@ -6,26 +6,13 @@ using System.Text.Json.Serialization.Metadata;
 
 namespace Vserver.Api;
 
-/// <summary>The agent answered with an error: its message is meant for the operator as is.</summary>
-public sealed class ApiException(HttpStatusCode status, string message) : Exception(message)
-{
-    public HttpStatusCode Status { get; } = status;
-}
-
-/// <summary>Nothing answers on the agent's socket.</summary>
-public sealed class AgentUnavailableException(string socketPath, string reason)
-    : Exception($"no agent answers on {socketPath}: {reason}")
-{
-    public string SocketPath { get; } = socketPath;
-}
-
-/// <summary>Typed client for vserverd's REST API over its unix socket.</summary>
-public sealed class VserverClient : IDisposable
+/// <summary>The client of the whole agent: vserverd's REST API over its unix socket, typed.</summary>
+public sealed class AgentClient : IDisposable
 {
     private readonly HttpClient _http;
     private readonly SocketsHttpHandler _handler;
 
-    public VserverClient(string socketPath)
+    public AgentClient(string socketPath)
     {
         SocketPath = socketPath;
         _handler = new SocketsHttpHandler
@@ -83,8 +70,13 @@ public sealed class VserverClient : IDisposable
     public Task<GuestInfo> GetAsync(string name, CancellationToken ct = default) =>
         GetAsync($"v1/guests/{Uri.EscapeDataString(name)}", ApiJson.Default.GuestInfo, ct);
 
-    public Task<GuestInfo> CreateAsync(CreateGuestRequest request, CancellationToken ct = default) =>
-        SendAsync(HttpMethod.Post, "v1/guests", JsonContent.Create(request, ApiJson.Default.CreateGuestRequest), ApiJson.Default.GuestInfo, ct);
+    public Task<GuestInfo> CreateAsync(GuestSpec spec, CancellationToken ct = default) =>
+        SendAsync(HttpMethod.Post, "v1/guests", JsonContent.Create(spec, ApiJson.Default.GuestSpec), ApiJson.Default.GuestInfo, ct);
+
+    /// <summary>Checks a create without making anything: the guest it would make (with the address it would get), or
+    /// the <see cref="ApiException"/> the create would answer, with the same code.</summary>
+    public Task<GuestInfo> CreateDryRunAsync(GuestSpec spec, CancellationToken ct = default) =>
+        SendAsync(HttpMethod.Post, "v1/guests?dry_run=true", JsonContent.Create(spec, ApiJson.Default.GuestSpec), ApiJson.Default.GuestInfo, ct);
 
     public Task<GuestInfo> StartAsync(string name, bool wait = false, CancellationToken ct = default) =>
         ActionAsync(name, wait ? "start?wait=true" : "start", ct);
@@ -249,7 +241,8 @@ public sealed class VserverClient : IDisposable
             catch (System.Text.Json.JsonException)
             {
             }
-            throw new ApiException(response.StatusCode, error?.Error ?? $"the agent answered {(int)response.StatusCode} {response.ReasonPhrase}");
+            throw new ApiException(response.StatusCode, error?.Error ?? $"the agent answered {(int)response.StatusCode} {response.ReasonPhrase}",
+                error?.Code, error?.Fields);
         }
     }
 

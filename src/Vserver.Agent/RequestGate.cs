@@ -1,6 +1,7 @@
 using Microsoft.AspNetCore.Routing.Patterns;
 using Vserver.Api;
-using Vserver.Isolation.Naming;
+using HybridHypervisor;
+using HybridHypervisor.Model;
 
 namespace Vserver.Agent;
 
@@ -9,23 +10,23 @@ namespace Vserver.Agent;
 /// its length is announced; a chunked body is cut off by Kestrel's MaxRequestBodySize as it is read), and a guest or
 /// image name in the path that is a valid name, so that no route ever turns '..', '/', NUL and the like into a path.
 /// </summary>
-internal static class AgentDoor
+internal static class RequestGate
 {
     public static Task Middleware(HttpContext context, RequestDelegate next)
     {
         if (context.Request.ContentLength > ApiLimits.MaxRequestBodyBytes)
             return ApiErrors.Write(context, StatusCodes.Status413PayloadTooLarge, ApiErrors.BodyTooLarge);
         if (NameError(context) is { } invalid)
-            return ApiErrors.Write(context, StatusCodes.Status400BadRequest, invalid);
+            return ApiErrors.Write(context, FleetException.Invalid(invalid));
         return next(context);
     }
 
     /// <summary>Routing has run by now: the {name} of the matched route, checked with the rule names are created by.</summary>
-    private static string? NameError(HttpContext context)
+    private static SettingError? NameError(HttpContext context)
     {
         if (context.GetEndpoint() is not RouteEndpoint { RoutePattern: var pattern }) return null;
         if (!context.Request.RouteValues.TryGetValue("name", out var value)) return null;
-        return DnsLabel.Error(value as string, KindOf(pattern));
+        return GuestConfigValidator.NameError(value as string, KindOf(pattern));
     }
 
     /// <summary>What a route's {name} names, from the literal segment before it: /v1/images/{name} names an image, /v1/kernels/{name} a kernel,

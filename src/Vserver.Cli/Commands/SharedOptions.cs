@@ -3,7 +3,7 @@ using System.CommandLine;
 namespace Vserver.Cli.Commands;
 
 /// <summary>Arguments and options several verbs share.</summary>
-internal static class Common
+internal static class SharedOptions
 {
     public static Argument<string> GuestName(string description = "The guest's name") =>
         new("NAME") { Description = description };
@@ -40,13 +40,4 @@ internal static class Common
         Description = "Limit on the number of processes",
         HelpName = "N",
     };
-}
-
-/// <summary>The kinds of guest the agent reports in <see cref="Vserver.Api.GuestInfo.Kind"/>.</summary>
-internal static class GuestKinds
-{
-    public const string Vserver = "vserver";
-    public const string Domain = "domain";
-
-    public static bool IsDomain(Vserver.Api.GuestInfo guest) => guest.Kind == Domain;
 }

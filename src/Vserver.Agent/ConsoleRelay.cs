@@ -10,7 +10,7 @@ namespace Vserver.Agent;
 /// prints goes out as Stdout frames, Stdin frames from the client go to the console; an Error frame says why there is
 /// no console. The session ends when the client detaches (closes) or the domain's QEMU goes away.
 /// </summary>
-internal static class ConsoleSession
+internal static class ConsoleRelay
 {
     public static async Task RunAsync(HttpContext context, Fleet fleet, string name)
     {
