@@ -240,7 +240,7 @@ public sealed partial class Fleet
                 Failpoints.Hit("restore.after-disk");
                 // The overlay names its base by absolute path: point it at this host's copy of the image's base.
                 var (basePath, _) = BaseDisk.EnsureBase(Path.GetDirectoryName(image.RootfsPath)!, image.RootfsPath);
-                HostCommand.Run("qemu-img", ["rebase", "-u", "-f", "qcow2", "-F", "raw", "-b", basePath, paths.Disk]);
+                HostProgram.Run("qemu-img", ["rebase", "-u", "-f", "qcow2", "-F", "raw", "-b", basePath, paths.Disk]);
                 domain = await Domains.LaunchAsync(saved, paths, accelerator, SaveFile.IncomingUri(file, layout), ct: ct);
                 Failpoints.Hit("restore.after-start");
                 await WaitForIncomingAsync(domain, paths, ct);

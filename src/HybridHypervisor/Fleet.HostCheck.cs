@@ -145,7 +145,7 @@ public sealed partial class Fleet
             // pivot_root. Three seconds in all, however many devices there are.
             if (LayerImage.WaitUntilFree(backing, LoopSettle - settling.Elapsed)) continue;
             found.Add((new HostOrphan("loop device", $"{device} ({backing})", name.StartsWith('.') ? "its image was deleted with its guest" : Whose(name)),
-                () => HostCommand.Run("losetup", ["-d", device])));
+                () => HostProgram.Run("losetup", ["-d", device])));
         }
 
         // Interfaces: on the agent's bridge only a guest's own (a vserver's veth, a domain's tap); a guest's name of the
@@ -170,14 +170,14 @@ public sealed partial class Fleet
                 // The guest's own, but off the bridge (a master that was never set, a bridge deleted under it): the
                 // guest has no network. Not an orphan; the repair plugs it back in.
                 found.Add((new HostOrphan("interface", link, $"the {(link.StartsWith("vt", StringComparison.Ordinal) ? "tap" : "veth")} of guest '{e.Name}' is not on bridge {Network.BridgeName}"),
-                    () => HostCommand.Run("ip", ["link", "set", link, "master", Network.BridgeName, "up"])));
+                    () => HostProgram.Run("ip", ["link", "set", link, "master", Network.BridgeName, "up"])));
                 continue;
             }
             if (e.Name is not null ? e.Ok : !onBridge) continue;
             found.Add((new HostOrphan("interface", link, e.Name is { } n
                     ? $"the {(link.StartsWith("vt", StringComparison.Ordinal) ? "tap" : "veth")} of a {(owners[n].Kind == GuestKind.Vserver ? "domain" : "vserver")}, and '{n}' is a {owners[n].Kind.ToString().ToLowerInvariant()}"
                     : $"on bridge {Network.BridgeName} and no guest's"),
-                () => HostCommand.TryRun("ip", ["link", "del", link])));
+                () => HostProgram.TryRun("ip", ["link", "del", link])));
         }
 
         // Directories: what a destroy left half-deleted, a run directory of no guest, a create that never wrote a config.
@@ -224,7 +224,7 @@ public sealed partial class Fleet
                 result.Add(orphan with { Repaired = true });
                 _log($"host check: removed {orphan.Kind} {orphan.What} ({orphan.Why})");
             }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException or HostCommandException
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException or HostProgramException
                                           or Vserver.Isolation.Cgroups.CgroupException or InvalidOperationException)
             {
                 result.Add(orphan with { Error = e.Message });

@@ -133,7 +133,7 @@ public sealed partial class Fleet
             ApplyPortsLocked(g.Config.Name, config);
             Failpoints.Hit("ports.after-rules");
         }
-        catch (Exception e) when (e is Vserver.Isolation.Processes.HostCommandException or IOException)
+        catch (Exception e) when (e is Vserver.Isolation.Processes.HostProgramException or IOException)
         {
             throw new FleetException(FleetError.Failed, $"changing the published ports of '{g.Config.Name}' failed: {e.Message}", e);
         }
@@ -188,7 +188,7 @@ public sealed partial class Fleet
         {
             ApplyPortsLocked();
         }
-        catch (Exception e) when (e is Vserver.Isolation.Processes.HostCommandException or IOException)
+        catch (Exception e) when (e is Vserver.Isolation.Processes.HostProgramException or IOException)
         {
             _log($"WARNING: rewriting the published ports' table {Network.PortTable} failed: {e.Message}");
         }
@@ -212,7 +212,7 @@ public sealed partial class Fleet
             {
                 lock (_portsLock) ApplyPortsLocked();
             }
-            catch (Exception e) when (e is Vserver.Isolation.Processes.HostCommandException or IOException)
+            catch (Exception e) when (e is Vserver.Isolation.Processes.HostProgramException or IOException)
             {
             }
             return;

@@ -195,8 +195,8 @@ public sealed partial class Fleet
         if ((GuestConfigValidator.DomainError(settings, memoryBytes, _hostCpus, HostMemory.TotalBytes)
              ?? GuestConfigValidator.DomainGuaranteeError(settings, min, memoryBytes)) is { } error)
             throw FleetException.Invalid($"cannot promote '{vserver.Name}': {error}");
-        if (root == DomainRoot.Virtiofs && !File.Exists(VserverRoot.VirtiofsdProgram))
-            throw FleetException.Conflict($"{VserverRoot.VirtiofsdProgram} not found: a shared root needs it (Debian: apt-get install qemu-system-common, or run make deps); or promote with --copy");
+        if (root == DomainRoot.Virtiofs && !File.Exists(PromotionRoot.VirtiofsdProgram))
+            throw FleetException.Conflict($"{PromotionRoot.VirtiofsdProgram} not found: a shared root needs it (Debian: apt-get install qemu-system-common, or run make deps); or promote with --copy");
 
         var mac = vserver.Network.Mac ?? GuestNetwork.ReadMac(paths.Netns) ?? GuestAllocator.Mac(_options.StateRoot, vserver.Name);
         var rootText = root == DomainRoot.Virtiofs

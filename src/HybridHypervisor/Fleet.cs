@@ -248,7 +248,7 @@ public sealed partial class Fleet : IDisposable
             KernelBuilt = name => Kernels.Find(name) is not null,
             BuiltKernels = () => Kernels.List().Select(k => k.Name),
         });
-        if (draft.Limits.DiskBytes is { } quota) StateDisk.EnsureRoomForQuota(draft.Name, quota, _options.StateRoot);
+        if (draft.Limits.DiskBytes is { } quota) StateDiskSpace.EnsureRoomForQuota(draft.Name, quota, _options.StateRoot);
         if (dryRun)
         {
             var would = draft with
@@ -312,7 +312,7 @@ public sealed partial class Fleet : IDisposable
             {
                 Teardown(paths);
                 lock (_fleetLock) _creating.Remove(config.Name);
-                throw StateDisk.Refusal(e, paths.Dir, _options.StateRoot)
+                throw StateDiskSpace.Refusal(e, paths.Dir, _options.StateRoot)
                     ?? new FleetException(FleetError.Failed, $"creating {draft.Name} failed: {e.Message}", e);
             }
             runtime = new GuestRuntime(config);
@@ -381,7 +381,7 @@ public sealed partial class Fleet : IDisposable
             {
                 _store.Save(g.Config with { Phase = GuestPhase.Destroying });
             }
-            catch (FleetException e) when (e.InnerException is { } io && StateDisk.IsFull(io))
+            catch (FleetException e) when (e.InnerException is { } io && StateDiskSpace.IsFull(io))
             {
                 // Destroying is how an operator frees a full state disk: go on without the crash-safety mark.
                 _log($"destroying guest {name} without marking it first: {e.Message}");

@@ -99,7 +99,7 @@ public sealed class GuestStore(FleetOptions options)
     public void Save(GuestConfig config)
     {
         var paths = PathsFor(config.Name);
-        StateDisk.Write(paths.Config, options.StateRoot, () =>
+        StateDiskSpace.Write(paths.Config, options.StateRoot, () =>
         {
             Directory.CreateDirectory(paths.Dir);
             AtomicFile.WriteAllText(paths.Config, JsonSerializer.Serialize(config, ConfigJson.Default.GuestConfig) + "\n");

@@ -32,12 +32,12 @@ public sealed class DomainDiskTests : IDisposable
         var imageDir = Path.Combine(_dir, "images", "busybox");
         var rootfs = Path.Combine(imageDir, "rootfs");
         Directory.CreateDirectory(rootfs);
-        HostCommand.Run("sh", [Path.Combine(RepoRoot(), "images", "busybox", "build.sh"), rootfs]);
+        HostProgram.Run("sh", [Path.Combine(RepoRoot(), "images", "busybox", "build.sh"), rootfs]);
         return imageDir;
     }
 
     private static long AllocatedBytes(string path) =>
-        long.Parse(HostCommand.Run("du", ["-B1", path]).Split('\t')[0].Trim());
+        long.Parse(HostProgram.Run("du", ["-B1", path]).Split('\t')[0].Trim());
 
     [Fact]
     public void Ten_domains_add_ten_small_overlays_not_ten_copies()
@@ -52,17 +52,17 @@ public sealed class DomainDiskTests : IDisposable
         (baseSize % MiB).ShouldBe(0);
         baseSize.ShouldBeLessThan(64 * MiB);
         Directory.EnumerateFiles(imageDir, ".disk.ext4.tmp-*").ShouldBeEmpty();
-        HostCommand.TryRun("e2fsck", ["-fn", basePath]).Code.ShouldBe(0);
-        var bin = HostCommand.Run("debugfs", ["-R", "ls -l /bin", basePath]);
+        HostProgram.TryRun("e2fsck", ["-fn", basePath]).Code.ShouldBe(0);
+        var bin = HostProgram.Run("debugfs", ["-R", "ls -l /bin", basePath]);
         bin.ShouldContain("busybox");
         bin.ShouldContain(" sh");
-        HostCommand.Run("debugfs", ["-R", "cat /etc/passwd", basePath]).ShouldContain("root:x:0:0:");
+        HostProgram.Run("debugfs", ["-R", "cat /etc/passwd", basePath]).ShouldContain("root:x:0:0:");
 
         // A second call finds the base and does not rebuild it.
         var mtime = File.GetLastWriteTimeUtc(basePath);
         BaseDisk.EnsureBase(imageDir, Path.Combine(imageDir, "rootfs")).ShouldBe((basePath, baseSize));
         File.GetLastWriteTimeUtc(basePath).ShouldBe(mtime);
-        var baseDigest = HostCommand.Run("sha256sum", [basePath]).Split(' ')[0];
+        var baseDigest = HostProgram.Run("sha256sum", [basePath]).Split(' ')[0];
 
         var domains = Path.Combine(_dir, "domains");
         Directory.CreateDirectory(domains);
@@ -91,15 +91,15 @@ public sealed class DomainDiskTests : IDisposable
         total.ShouldBeLessThan(20 * MiB);
 
         // The shared base is never written: not by creating overlays, not by growing their filesystems.
-        HostCommand.Run("sha256sum", [basePath]).Split(' ')[0].ShouldBe(baseDigest);
-        HostCommand.TryRun("e2fsck", ["-fn", basePath]).Code.ShouldBe(0);
+        HostProgram.Run("sha256sum", [basePath]).Split(' ')[0].ShouldBe(baseDigest);
+        HostProgram.TryRun("e2fsck", ["-fn", basePath]).Code.ShouldBe(0);
 
         // The grown filesystem fills its 1 GiB disk and is consistent (checked through a raw copy of the overlay).
         var flat = Path.Combine(_dir, "flat.raw");
-        HostCommand.Run("qemu-img", ["convert", "-O", "raw", overlays[1], flat]);
-        HostCommand.TryRun("e2fsck", ["-fn", flat]).Code.ShouldBe(0);
-        HostCommand.Run("dumpe2fs", ["-h", flat]).ShouldContain("Block count:              262144");
-        HostCommand.Run("debugfs", ["-R", "ls -l /bin", flat]).ShouldContain("busybox");
+        HostProgram.Run("qemu-img", ["convert", "-O", "raw", overlays[1], flat]);
+        HostProgram.TryRun("e2fsck", ["-fn", flat]).Code.ShouldBe(0);
+        HostProgram.Run("dumpe2fs", ["-h", flat]).ShouldContain("Block count:              262144");
+        HostProgram.Run("debugfs", ["-R", "ls -l /bin", flat]).ShouldContain("busybox");
         File.Delete(flat);
 
         foreach (var o in overlays)
@@ -138,15 +138,15 @@ public sealed class DomainDiskTests : IDisposable
         {
             start.SignalAndWait();
             var result = BaseDisk.EnsureBase(imageDir, rootfs);
-            return (result, Inode: HostCommand.Run("stat", ["-c", "%i %Y", result.Path]).Trim());
+            return (result, Inode: HostProgram.Run("stat", ["-c", "%i %Y", result.Path]).Trim());
         }, TaskCreationOptions.LongRunning)).ToArray();
         var results = (await Task.WhenAll(tasks)).ToList();
         results.Select(r => r.result).Distinct().Count().ShouldBe(1);
         // One build: every caller saw the same inode (a second build would have renamed a new file into place).
         results.Select(r => r.Inode).Distinct().Count().ShouldBe(1);
-        HostCommand.Run("stat", ["-c", "%i %Y", results[0].result.Path]).Trim().ShouldBe(results[0].Inode);
+        HostProgram.Run("stat", ["-c", "%i %Y", results[0].result.Path]).Trim().ShouldBe(results[0].Inode);
         Directory.EnumerateFiles(imageDir, ".disk.ext4.tmp-*").ShouldBeEmpty();
-        HostCommand.TryRun("e2fsck", ["-fn", results[0].result.Path]).Code.ShouldBe(0);
+        HostProgram.TryRun("e2fsck", ["-fn", results[0].result.Path]).Code.ShouldBe(0);
     }
 
     [Fact]
@@ -157,6 +157,6 @@ public sealed class DomainDiskTests : IDisposable
         var rootfs = Path.Combine(imageDir, "rootfs");
         var (basePath, _) = BaseDisk.EnsureBase(imageDir, rootfs);
         Directory.EnumerateFiles(imageDir, ".disk.ext4.tmp-*").ShouldBeEmpty();
-        HostCommand.TryRun("e2fsck", ["-fn", basePath]).Code.ShouldBe(0);
+        HostProgram.TryRun("e2fsck", ["-fn", basePath]).Code.ShouldBe(0);
     }
 }

@@ -81,7 +81,7 @@ public static class BaseDisk
         try
         {
             using (File.Create(temp)) { }
-            HostCommand.Run("mkfs.ext4",
+            HostProgram.Run("mkfs.ext4",
             [
                 "-q", "-F", "-b", "4096", "-N", InodesFor(size, entries).ToString(CultureInfo.InvariantCulture),
                 "-d", rootfsPath, "-L", "root", "-E", "root_owner=0:0", temp,
@@ -105,7 +105,7 @@ public static class BaseDisk
     public static (long Bytes, long Entries) Measure(string rootfsPath)
     {
         static long Du(params string[] args) =>
-            long.Parse(HostCommand.Run("du", args).Split('\t', 2)[0].Trim(), CultureInfo.InvariantCulture);
+            long.Parse(HostProgram.Run("du", args).Split('\t', 2)[0].Trim(), CultureInfo.InvariantCulture);
         var apparent = Du("-s", "-x", "-B1", "--apparent-size", rootfsPath);
         var allocated = Du("-s", "-x", "-B1", rootfsPath);
         var entries = Du("-s", "-x", "--inodes", rootfsPath);

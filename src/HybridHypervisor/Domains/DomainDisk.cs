@@ -58,7 +58,7 @@ public static class DomainDisk
 
         try
         {
-            HostCommand.Run("qemu-img",
+            HostProgram.Run("qemu-img",
             [
                 "create", "-q", "-f", "qcow2", "-F", "raw", "-b", basePath, overlayPath,
                 sizeBytes.ToString(CultureInfo.InvariantCulture),
@@ -75,7 +75,7 @@ public static class DomainDisk
     /// <summary>Grows the ext4 in an unused overlay to its virtual size: qemu-storage-daemon's FUSE export turns
     /// the qcow2 into a plain file for resize2fs; no loop device, no nbd, and the base stays untouched.</summary>
     private static void GrowFilesystem(string overlayPath) =>
-        WithRawExport(overlayPath, writable: true, raw => HostCommand.Run("resize2fs", [raw], timeout: TimeSpan.FromMinutes(10)));
+        WithRawExport(overlayPath, writable: true, raw => HostProgram.Run("resize2fs", [raw], timeout: TimeSpan.FromMinutes(10)));
 
     /// <summary>Runs <paramref name="use"/> on an unused qcow2 overlay exported as a plain raw file (qemu-storage-daemon's
     /// FUSE export, on a file next to the overlay); the export is flushed and removed afterwards, also on failure.</summary>
@@ -143,7 +143,7 @@ public static class DomainDisk
     /// <summary><c>qemu-img info --output=json</c> of a disk.</summary>
     public static DiskInfo Info(string overlayPath)
     {
-        var json = HostCommand.Run("qemu-img", ["info", "--output=json", "-U", overlayPath]);
+        var json = HostProgram.Run("qemu-img", ["info", "--output=json", "-U", overlayPath]);
         using var doc = JsonDocument.Parse(json);
         var root = doc.RootElement;
         return new DiskInfo(

@@ -62,7 +62,7 @@ public sealed class DomainDriver(FleetOptions options, HostBridge bridge, ImageS
         await (AcceleratorAsync() ?? throw FleetException.Conflict(kernels.Missing(kernel)));
 
     /// <summary>Promoted vservers' roots: the shared tree and its virtiofsd, the copies.</summary>
-    public VserverRoot Roots { get; } = new(options, images);
+    public PromotionRoot Roots { get; } = new(options, images);
 
     // ---- create / destroy ----
 
@@ -106,9 +106,9 @@ public sealed class DomainDriver(FleetOptions options, HostBridge bridge, ImageS
     /// at the next start); nothing for other roots.</summary>
     public static void ReleaseRoot(GuestPaths paths)
     {
-        VserverRoot.StopDaemon(paths);
-        VserverRoot.Unmount(paths);
-        VserverRoot.RemoveNamespaceDir(paths);
+        PromotionRoot.StopDaemon(paths);
+        PromotionRoot.Unmount(paths);
+        PromotionRoot.RemoveNamespaceDir(paths);
     }
 
     /// <summary>The file that holds the domain's root, or null for a shared (virtiofs) root.</summary>

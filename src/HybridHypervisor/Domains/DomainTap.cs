@@ -20,8 +20,8 @@ public static class DomainTap
         HostBridge.ValidateName(tap);
         try
         {
-            HostCommand.Run("ip", ["tuntap", "add", "dev", tap, "mode", "tap", "vnet_hdr"]);
-            HostCommand.Run("ip", ["link", "set", tap, "master", bridge.Name, "up"]);
+            HostProgram.Run("ip", ["tuntap", "add", "dev", tap, "mode", "tap", "vnet_hdr"]);
+            HostProgram.Run("ip", ["link", "set", tap, "master", bridge.Name, "up"]);
         }
         catch
         {
@@ -33,7 +33,7 @@ public static class DomainTap
     /// <summary>Removes the tap if it exists; safe to call twice.</summary>
     public static void Destroy(string tap)
     {
-        if (Exists(tap)) HostCommand.TryRun("ip", ["link", "del", tap]);
+        if (Exists(tap)) HostProgram.TryRun("ip", ["link", "del", tap]);
     }
 
     /// <summary>A locally administered unicast MAC (52:54:00 is QEMU's prefix) stable for one identity.</summary>

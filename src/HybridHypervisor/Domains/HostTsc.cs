@@ -25,7 +25,7 @@ public static partial class HostTsc
         catch (IOException)
         {
         }
-        var (code, log, _) = Vserver.Isolation.Processes.HostCommand.TryRun("dmesg", []);
+        var (code, log, _) = Vserver.Isolation.Processes.HostProgram.TryRun("dmesg", []);
         if (code == 0 && FromKernelLog(log) is { } fromLog) return fromLog;
         try
         {

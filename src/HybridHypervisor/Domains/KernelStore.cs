@@ -66,10 +66,10 @@ public sealed class KernelStore(string kernelsRoot, string recipesRoot)
         var staging = Path.Combine(Root, $".{name}.build-{Guid.NewGuid():N}");
         try
         {
-            HostCommand.Run("/bin/sh", [Recipe, staging], timeout: TimeSpan.FromMinutes(20));
+            HostProgram.Run("/bin/sh", [Recipe, staging], timeout: TimeSpan.FromMinutes(20));
             Directory.Move(staging, dir);
         }
-        catch (HostCommandException e)
+        catch (HostProgramException e)
         {
             throw new FleetException(FleetError.Failed, $"building kernel '{name}' failed: {e.Message}", e);
         }

@@ -47,7 +47,7 @@ public static class QemuCommand
     public static string KernelCommandLine(DomainLaunch l)
     {
         var parts = new List<string> { "console=ttyS0" };
-        parts.AddRange(l.Root == Model.DomainRoot.Virtiofs ? [$"root={VserverRoot.Tag}", "rootfstype=virtiofs"] : ["root=/dev/vda"]);
+        parts.AddRange(l.Root == Model.DomainRoot.Virtiofs ? [$"root={PromotionRoot.Tag}", "rootfstype=virtiofs"] : ["root=/dev/vda"]);
         parts.AddRange(["rw", "panic=-1"]);
         if (l.Accelerator == AcceleratorKind.Tcg && l.TscKhz is { } khz) parts.Add($"tsc_early_khz={khz.ToString(CultureInfo.InvariantCulture)}");
         parts.Add($"vserver.hostname={l.Name}");
@@ -108,7 +108,7 @@ public static class QemuCommand
                 // microvm's virtio-mmio transport defaults to legacy mode, which vhost-user-fs does not support.
                 "-global", "virtio-mmio.force-legacy=false",
                 "-chardev", $"socket,id=rootfs,path={Escape(l.VirtiofsSocket!)}",
-                "-device", $"vhost-user-fs-device,chardev=rootfs,tag={VserverRoot.Tag}",
+                "-device", $"vhost-user-fs-device,chardev=rootfs,tag={PromotionRoot.Tag}",
             ]);
         else
             args.AddRange([

@@ -92,11 +92,11 @@ public static class Vsinit
         string stderr;
         try
         {
-            (code, _, stderr) = HostCommand.TryRun(vsinitPath, [subcommand, .. args], timeout: timeout);
+            (code, _, stderr) = HostProgram.TryRun(vsinitPath, [subcommand, .. args], timeout: timeout);
         }
-        catch (HostCommandException e)
+        catch (HostProgramException e)
         {
-            // It timed out (and was killed) or could not start: what HostCommand says after the command line.
+            // It timed out (and was killed) or could not start: what HostProgram says after the command line.
             throw new VsinitException(subcommand, path, e.Message[(e.Message.LastIndexOf(": ", StringComparison.Ordinal) + 2)..],
                 e.ExitCode, e.Stderr);
         }

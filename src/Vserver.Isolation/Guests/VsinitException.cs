@@ -9,10 +9,10 @@ namespace Vserver.Isolation.Guests;
 /// <see cref="Path"/> it was run on (the spec file, or the netns or target path), vsinit's own line naming the operation
 /// and the path it failed on (<see cref="Reason"/>), and the errno when vsinit reported one, with the exit code:
 /// <c>vsinit mount-root /run/vserver/guests/web1/mount-root.spec: attach overlay on /var/lib/vserver/guests/web1/rootfs:
-/// No such file or directory (ENOENT)</c>. A <see cref="HostCommandException"/>, as the run of a host tool it is.
+/// No such file or directory (ENOENT)</c>. A <see cref="HostProgramException"/>, as the run of a host tool it is.
 /// </summary>
 public partial class VsinitException(string subcommand, string path, string reason, int exitCode, string stderr, string? message = null)
-    : HostCommandException(message ?? $"vsinit {subcommand} {path}: {reason}", exitCode, stderr)
+    : HostProgramException(message ?? $"vsinit {subcommand} {path}: {reason}", exitCode, stderr)
 {
     public string Subcommand { get; } = subcommand;
     /// <summary>The spec file the subcommand was given, or its path argument (netns, grab-root).</summary>

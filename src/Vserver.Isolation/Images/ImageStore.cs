@@ -75,14 +75,14 @@ public sealed class ImageStore(string imagesRoot, string recipesRoot)
         {
             var rootfs = Path.Combine(staging, "rootfs");
             Directory.CreateDirectory(rootfs);
-            HostCommand.Run("/bin/sh", [recipe, rootfs], timeout: TimeSpan.FromMinutes(30));
+            HostProgram.Run("/bin/sh", [recipe, rootfs], timeout: TimeSpan.FromMinutes(30));
             var (size, digest) = Measure(rootfs);
             var record = new ImageRecord(name, size, DateTimeOffset.UtcNow, digest);
             AtomicFile.WriteAllText(Path.Combine(staging, "image.json"), JsonSerializer.Serialize(record, ImageJson.Default.ImageRecord));
             Directory.Move(staging, dir);
             return record with { RootfsPath = Path.Combine(dir, "rootfs") };
         }
-        catch (HostCommandException e)
+        catch (HostProgramException e)
         {
             RemoveTree(staging);
             throw new ImageException($"building image '{name}' failed: {e.Message}");

@@ -18,17 +18,17 @@ public static class GuestNetwork
         try
         {
             Vsinit.Netns(vsinitPath, netnsPath);
-            HostCommand.Run("ip", ["link", "add", hostVeth, "type", "veth", "peer", "name", "eth0",
+            HostProgram.Run("ip", ["link", "add", hostVeth, "type", "veth", "peer", "name", "eth0",
                 .. (mac is null ? Array.Empty<string>() : ["address", mac]), "netns", netnsPath]);
-            HostCommand.Run("ip", ["link", "set", hostVeth, "master", bridge.Name, "up"]);
-            HostCommand.Run("nsenter", [$"--net={netnsPath}", "ip", "-batch", "-"], stdin: string.Join('\n',
+            HostProgram.Run("ip", ["link", "set", hostVeth, "master", bridge.Name, "up"]);
+            HostProgram.Run("nsenter", [$"--net={netnsPath}", "ip", "-batch", "-"], stdin: string.Join('\n',
                 "link set lo up",
                 "link set eth0 up",
                 $"addr add {address}/{bridge.Subnet.PrefixLength} dev eth0",
                 $"route add default via {bridge.Subnet.Gateway}") + "\n");
             // The namespace belongs to the host's user namespace, so a user-namespaced guest's root holds no
             // NET_BIND_SERVICE or NET_RAW in it: let any id bind low ports and send ICMP echo (per namespace only).
-            HostCommand.Run("nsenter", [$"--net={netnsPath}", "sysctl", "-q", "-w", "net.ipv4.ip_unprivileged_port_start=0",
+            HostProgram.Run("nsenter", [$"--net={netnsPath}", "sysctl", "-q", "-w", "net.ipv4.ip_unprivileged_port_start=0",
                 "net.ipv4.ping_group_range=0 2147483647"]);
         }
         catch
@@ -42,7 +42,7 @@ public static class GuestNetwork
     public static string? ReadMac(string netnsPath)
     {
         if (!File.Exists(netnsPath)) return null;
-        var (code, stdout, _) = HostCommand.TryRun("nsenter", [$"--net={netnsPath}", "cat", "/sys/class/net/eth0/address"]);
+        var (code, stdout, _) = HostProgram.TryRun("nsenter", [$"--net={netnsPath}", "cat", "/sys/class/net/eth0/address"]);
         return code == 0 && stdout.Trim() is { Length: 17 } mac ? mac : null;
     }
 
@@ -52,7 +52,7 @@ public static class GuestNetwork
     /// <summary>Removes whatever part exists; safe on a half-made network.</summary>
     public static void Destroy(string netnsPath, string hostVeth)
     {
-        if (Directory.Exists($"/sys/class/net/{hostVeth}")) HostCommand.TryRun("ip", ["link", "del", hostVeth]);
+        if (Directory.Exists($"/sys/class/net/{hostVeth}")) HostProgram.TryRun("ip", ["link", "del", hostVeth]);
         if (File.Exists(netnsPath))
         {
             // Several binds may be stacked if an earlier create was retried; unmount until the file is plain again.

@@ -22,22 +22,22 @@ public sealed class HostBridge(string name, Ipv4Subnet subnet)
             throw new InvalidOperationException($"network interface '{Name}' exists but is not a bridge; choose another VSERVER_BRIDGE");
         if (!Exists)
         {
-            var (code, _, stderr) = HostCommand.TryRun("ip", ["link", "add", Name, "type", "bridge"]);
-            if (code != 0 && !Exists) throw new HostCommandException($"ip link add {Name} type bridge: {stderr.Trim()}", code, stderr);
+            var (code, _, stderr) = HostProgram.TryRun("ip", ["link", "add", Name, "type", "bridge"]);
+            if (code != 0 && !Exists) throw new HostProgramException($"ip link add {Name} type bridge: {stderr.Trim()}", code, stderr);
         }
         var gateway = $"{Subnet.Gateway}/{Subnet.PrefixLength}";
-        var addresses = HostCommand.Run("ip", ["-o", "-4", "addr", "show", "dev", Name]);
+        var addresses = HostProgram.Run("ip", ["-o", "-4", "addr", "show", "dev", Name]);
         if (!addresses.Contains($" {gateway} ", StringComparison.Ordinal))
         {
-            var (code, _, stderr) = HostCommand.TryRun("ip", ["addr", "add", gateway, "dev", Name]);
+            var (code, _, stderr) = HostProgram.TryRun("ip", ["addr", "add", gateway, "dev", Name]);
             if (code != 0 && !stderr.Contains("File exists", StringComparison.Ordinal))
-                throw new HostCommandException($"ip addr add {gateway} dev {Name}: {stderr.Trim()}", code, stderr);
+                throw new HostProgramException($"ip addr add {gateway} dev {Name}: {stderr.Trim()}", code, stderr);
         }
-        HostCommand.Run("ip", ["link", "set", Name, "up"]);
+        HostProgram.Run("ip", ["link", "set", Name, "up"]);
     }
 
     public void Delete()
     {
-        if (Exists) HostCommand.TryRun("ip", ["link", "del", Name]);
+        if (Exists) HostProgram.TryRun("ip", ["link", "del", Name]);
     }
 }

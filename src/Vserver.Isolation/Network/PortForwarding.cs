@@ -120,7 +120,7 @@ public sealed class PortForwarding(HostBridge bridge)
     /// <summary>The table as nft lists it, or null when it does not exist.</summary>
     public string? List()
     {
-        var (code, stdout, _) = HostCommand.TryRun("nft", ["list", "table", Family, Table]);
+        var (code, stdout, _) = HostProgram.TryRun("nft", ["list", "table", Family, Table]);
         return code == 0 ? stdout : null;
     }
 
@@ -145,15 +145,15 @@ public sealed class PortForwarding(HostBridge bridge)
         string stderr;
         try
         {
-            (code, _, stderr) = HostCommand.TryRun("nft", args, stdin);
+            (code, _, stderr) = HostProgram.TryRun("nft", args, stdin);
         }
         catch (Win32Exception e)
         {
-            throw new HostCommandException($"nft: cannot run it ({e.Message}); install nftables (apt-get install nftables, or make deps)", -1, "");
+            throw new HostProgramException($"nft: cannot run it ({e.Message}); install nftables (apt-get install nftables, or make deps)", -1, "");
         }
         if (code == 0) return;
         var errors = stderr.Split('\n').Select(l => l.Trim()).Where(l => l.Contains("Error:", StringComparison.Ordinal)).ToList();
         var detail = errors.Count > 0 ? string.Join("; ", errors) : stderr.Trim().Length > 0 ? stderr.Trim() : $"exit code {code}";
-        throw new HostCommandException($"nft {string.Join(' ', args)}: {detail}", code, stderr);
+        throw new HostProgramException($"nft {string.Join(' ', args)}: {detail}", code, stderr);
     }
 }

@@ -143,13 +143,13 @@ public static class LayerImage
             Directory.CreateDirectory(Path.Combine(staging, "work"));
             using (var file = new FileStream(imagePath, FileMode.CreateNew, FileAccess.Write)) file.SetLength(sizeBytes);
             File.SetUnixFileMode(imagePath, UnixFileMode.UserRead | UnixFileMode.UserWrite);
-            HostCommand.Run("mkfs.ext4",
+            HostProgram.Run("mkfs.ext4",
             [
                 "-q", "-F", "-b", "4096", "-m", "0", "-i", "8192", "-L", "vserver-layer",
                 "-E", "lazy_itable_init=1,lazy_journal_init=1,root_owner=0:0", "-d", staging, imagePath,
             ], timeout: TimeSpan.FromMinutes(5));
         }
-        catch (HostCommandException e)
+        catch (HostProgramException e)
         {
             File.Delete(imagePath);
             throw new DiskException($"making the disk quota image {imagePath} failed: {e.Message}");
@@ -175,9 +175,9 @@ public static class LayerImage
         Directory.CreateDirectory(mountpoint);
         try
         {
-            HostCommand.Run("mount", ["-t", "ext4", "-o", "loop", imagePath, mountpoint]);
+            HostProgram.Run("mount", ["-t", "ext4", "-o", "loop", imagePath, mountpoint]);
         }
-        catch (HostCommandException e)
+        catch (HostProgramException e)
         {
             throw new DiskException($"mounting the disk quota image {imagePath} on {mountpoint} failed: {e.Message}" +
                                     "; check it with: e2fsck -f " + imagePath);
@@ -224,14 +224,14 @@ public static class LayerImage
         using (var file = new FileStream(imagePath, FileMode.Open, FileAccess.Write))
             if (file.Length < sizeBytes) file.SetLength(sizeBytes);
         // 0: clean, 1: errors corrected; more is a filesystem resize2fs must not touch.
-        var (code, stdout, stderr) = HostCommand.TryRun("e2fsck", ["-f", "-p", imagePath], timeout: TimeSpan.FromMinutes(30));
+        var (code, stdout, stderr) = HostProgram.TryRun("e2fsck", ["-f", "-p", imagePath], timeout: TimeSpan.FromMinutes(30));
         if (code > 1)
             throw new DiskException($"e2fsck -f -p {imagePath} exited {code} before growing it: {LastLine(stdout + stderr, code)}; repair it with: e2fsck -f {imagePath}");
         try
         {
-            HostCommand.Run("resize2fs", [imagePath, (sizeBytes / 1024).ToString(CultureInfo.InvariantCulture) + "K"], timeout: TimeSpan.FromMinutes(30));
+            HostProgram.Run("resize2fs", [imagePath, (sizeBytes / 1024).ToString(CultureInfo.InvariantCulture) + "K"], timeout: TimeSpan.FromMinutes(30));
         }
-        catch (HostCommandException e)
+        catch (HostProgramException e)
         {
             throw new DiskException($"growing {imagePath} to {Show(sizeBytes)} failed: {e.Message}");
         }
@@ -263,9 +263,9 @@ public static class LayerImage
         }
         try
         {
-            HostCommand.Run("resize2fs", [device, (sizeBytes / 1024).ToString(CultureInfo.InvariantCulture) + "K"], timeout: TimeSpan.FromMinutes(30));
+            HostProgram.Run("resize2fs", [device, (sizeBytes / 1024).ToString(CultureInfo.InvariantCulture) + "K"], timeout: TimeSpan.FromMinutes(30));
         }
-        catch (HostCommandException e)
+        catch (HostProgramException e)
         {
             throw new DiskException($"growing the mounted {imagePath} ({device} on {mountpoint}) to {Show(sizeBytes)} failed: {e.Message}");
         }

@@ -55,7 +55,7 @@ public sealed class VsinitTests : IDisposable
         e.Reason.ShouldBe("attach overlay on /g/rootfs: No such file or directory (ENOENT)");
         e.Errno.ShouldBe(2);
         e.ExitCode.ShouldBe(1);
-        e.ShouldBeAssignableTo<HostCommandException>("callers that catch a failed host tool catch this too");
+        e.ShouldBeAssignableTo<HostProgramException>("callers that catch a failed host tool catch this too");
     }
 
     [Fact]

@@ -72,7 +72,7 @@ public sealed class PortForwardingTests
     public void Nft_accepts_the_rendered_table()
     {
         // nft --check parses and validates against the running kernel without changing anything.
-        var (code, _, stderr) = HostCommand.TryRun("nft", ["--check", "-f", "-"], PortForwarding.Render("vs-chk.0", Subnet, Forwards));
+        var (code, _, stderr) = HostProgram.TryRun("nft", ["--check", "-f", "-"], PortForwarding.Render("vs-chk.0", Subnet, Forwards));
         code.ShouldBe(0, stderr);
     }
 

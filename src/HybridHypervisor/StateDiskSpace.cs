@@ -8,7 +8,7 @@ namespace HybridHypervisor;
 /// becomes one refusal that says the disk is full, which path could not be written and what to do, instead of the
 /// runtime's "No space left on device : 'PATH'" out of the middle of an operation.
 /// </summary>
-public static class StateDisk
+public static class StateDiskSpace
 {
     private const int ENOSPC = 28;
     private const int EDQUOT = 122;

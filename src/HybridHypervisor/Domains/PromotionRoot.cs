@@ -18,7 +18,7 @@ namespace HybridHypervisor.Domains;
 /// itself. <see cref="CopyToExt4"/> makes a raw ext4 image of the same tree (mkfs.ext4 -d, in the same kind of
 /// namespace); <see cref="CopyFromDisk"/> makes a writable layer out of a domain's disk for the way back.
 /// </summary>
-public sealed class VserverRoot(FleetOptions options, ImageStore images)
+public sealed class PromotionRoot(FleetOptions options, ImageStore images)
 {
     public const string VirtiofsdProgram = "/usr/lib/qemu/virtiofsd";
     /// <summary>The virtiofs tag the domain mounts as its root (root=TAG rootfstype=virtiofs).</summary>
@@ -61,7 +61,7 @@ public sealed class VserverRoot(FleetOptions options, ImageStore images)
         {
             Vsinit.MountRoot(options.VsinitPath, specPath);
         }
-        catch (HostCommandException e)
+        catch (HostProgramException e)
         {
             throw new FleetException(FleetError.Failed, $"mounting the root of '{config.Name}' on {target} failed: {e.Message}", e);
         }
@@ -83,7 +83,7 @@ public sealed class VserverRoot(FleetOptions options, ImageStore images)
         {
             Vsinit.GrabRoot(options.VsinitPath, initPid, paths.Rootfs);
         }
-        catch (HostCommandException e)
+        catch (HostProgramException e)
         {
             throw new FleetException(FleetError.Failed, $"sharing the running root of '{config.Name}' on {paths.Rootfs} failed: {e.Message}", e);
         }
@@ -275,14 +275,14 @@ public sealed class VserverRoot(FleetOptions options, ImageStore images)
             }
             else
             {
-                HostCommand.Run("mkfs.ext4", [.. mkfs[1..], "-d", paths.Rootfs, temp, kib], timeout: TimeSpan.FromMinutes(30));
+                HostProgram.Run("mkfs.ext4", [.. mkfs[1..], "-d", paths.Rootfs, temp, kib], timeout: TimeSpan.FromMinutes(30));
             }
             using (var stream = new FileStream(temp, FileMode.Open, FileAccess.ReadWrite)) stream.Flush(flushToDisk: true);
             File.Move(temp, paths.Ext4Disk, overwrite: false);
             AtomicFile.FsyncDirectory(paths.Dir);
             return size;
         }
-        catch (HostCommandException e)
+        catch (HostProgramException e)
         {
             throw new FleetException(FleetError.Failed, $"copying the root of '{config.Name}' into {paths.Ext4Disk} failed: {e.Message}", e);
         }
@@ -313,20 +313,20 @@ public sealed class VserverRoot(FleetOptions options, ImageStore images)
         {
             // Read-write: a guest that powered off without unmounting (busybox init does not) leaves a journal to replay,
             // which a read-only mount refuses to do.
-            HostCommand.Run("mount", ["-o", "loop", "-t", "ext4", rawDisk, loop]);
+            HostProgram.Run("mount", ["-o", "loop", "-t", "ext4", rawDisk, loop]);
             // An empty upper over the disk: only the idmap of the lower layer matters here.
             var emptyUpper = Path.Combine(staging, "empty");
             Directory.CreateDirectory(emptyUpper);
             if (vserver.Security.IdMap is { } map) FileOwner.Chown(emptyUpper, checked((uint)map.HostBase), checked((uint)map.HostBase));
             MountOver(vserver, paths, loop, emptyUpper, Path.Combine(staging, "work"), view);
-            HostCommand.Run("cp", ["-a", "--", view + "/.", upper], timeout: TimeSpan.FromMinutes(30));
+            HostProgram.Run("cp", ["-a", "--", view + "/.", upper], timeout: TimeSpan.FromMinutes(30));
             var root = vserver.Security.IdMap is { } m ? checked((uint)m.HostBase) : 0u;
             OverlayWhiteouts.Hide(image.RootfsPath, upper, root);
             if (Directory.Exists(paths.Upper)) AtomicFile.DeleteDirectory(paths.Upper, "discard");
             Directory.Move(upper, paths.Upper);
             if (Directory.Exists(paths.Work)) AtomicFile.DeleteDirectory(paths.Work, "discard");
         }
-        catch (HostCommandException e)
+        catch (HostProgramException e)
         {
             throw new FleetException(FleetError.Failed, $"copying the disk of '{vserver.Name}' into its writable layer failed: {e.Message}", e);
         }

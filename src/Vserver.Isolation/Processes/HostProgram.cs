@@ -3,7 +3,7 @@ using System.Diagnostics;
 namespace Vserver.Isolation.Processes;
 
 /// <summary>Runs a host tool (ip, nsenter, a build script) to completion; a failure carries the command and its stderr.</summary>
-public static class HostCommand
+public static class HostProgram
 {
     public static string Run(string program, IEnumerable<string> args, string? stdin = null, TimeSpan? timeout = null,
         IReadOnlyDictionary<string, string>? env = null)
@@ -12,7 +12,7 @@ public static class HostCommand
         if (code != 0)
         {
             var detail = stderr.Trim().Split('\n').LastOrDefault(l => l.Trim().Length > 0)?.Trim() ?? $"exit code {code}";
-            throw new HostCommandException($"{program} {string.Join(' ', args)}: {detail}", code, stderr);
+            throw new HostProgramException($"{program} {string.Join(' ', args)}: {detail}", code, stderr);
         }
         return stdout;
     }
@@ -33,7 +33,7 @@ public static class HostCommand
         Process process;
         try
         {
-            process = Process.Start(psi) ?? throw new HostCommandException($"{program}: could not start", -1, "");
+            process = Process.Start(psi) ?? throw new HostProgramException($"{program}: could not start", -1, "");
         }
         catch (System.ComponentModel.Win32Exception e)
         {
@@ -52,15 +52,8 @@ public static class HostCommand
         if (!process.WaitForExit(timeout ?? TimeSpan.FromMinutes(2)))
         {
             process.Kill(entireProcessTree: true);
-            throw new HostCommandException($"{program} {string.Join(' ', args)}: timed out", -1, "");
+            throw new HostProgramException($"{program} {string.Join(' ', args)}: timed out", -1, "");
         }
         return (process.ExitCode, stdoutTask.GetAwaiter().GetResult(), stderrTask.GetAwaiter().GetResult());
     }
-}
-
-/// <summary>A host tool failed (or could not run, or timed out: exit code -1). <see cref="Guests.VsinitException"/> is vsinit's.</summary>
-public class HostCommandException(string message, int exitCode, string stderr) : Exception(message)
-{
-    public int ExitCode { get; } = exitCode;
-    public string Stderr { get; } = stderr;
 }
