@@ -53,8 +53,10 @@ public sealed partial class Fleet : IDisposable
     private readonly IGuestDriver _domainDriver;
 
     public FleetOptions Options => _options;
-    public ImageStore Images { get; }
-    public ICgroupHierarchy Cgroups { get; }
+    internal ImageStore Images { get; }
+    internal ICgroupHierarchy Cgroups { get; }
+    /// <summary>The cgroup interface guests get here: "V1" or "V2".</summary>
+    public string CgroupVersion => Cgroups.Version.ToString();
     public IHostNetwork Network { get; }
     public KernelStore Kernels { get; }
 
@@ -207,19 +209,13 @@ public sealed partial class Fleet : IDisposable
         };
     }
 
-    /// <summary>A running vserver's cgroup reading: the sampler's (at most a second old) or a fresh one.</summary>
-    private static CgroupStats? UsageOf(GuestRuntime g, bool sampled)
+    /// <summary>What the guest's driver reads of its run, or (<paramref name="sampled"/>, for a list) what the sampler last
+    /// read of a vserver's cgroup.</summary>
+    private Vserver.Api.GuestUsage? UsageOf(GuestRuntime g, bool sampled)
     {
-        if (g.Vserver is not { } running) return null;
-        try
-        {
-            return sampled && g.LastSample is { } sample && ReferenceEquals(sample.Run, running) ? sample.Stats : running.Cgroup.ReadStats();
-        }
-        catch (CgroupException)
-        {
-            // The guest ended between the check and the read: no usage to show.
-            return null;
-        }
+        if (g.Run is not { } run) return null;
+        if (sampled && g.LastSample is { } sample && ReferenceEquals(sample.Run, run)) return VserverDriver.UsageOf(sample.Stats);
+        return DriverFor(g.Config).ReadUsage(run);
     }
 
     // ---- create / destroy ----
@@ -428,17 +424,22 @@ public sealed partial class Fleet : IDisposable
 
     // ---- images ----
 
-    public ImageRecord BuildImage(string name)
+    public IReadOnlyList<Vserver.Api.ImageInfo> ListImages() => Images.List().Select(ImageInfoOf).ToList();
+
+    public Vserver.Api.ImageInfo BuildImage(string name)
     {
         try
         {
-            return Images.Build(name);
+            return ImageInfoOf(Images.Build(name));
         }
         catch (ImageException e)
         {
             throw FleetException.Invalid(e.Message);
         }
     }
+
+    private static Vserver.Api.ImageInfo ImageInfoOf(ImageRecord image) =>
+        new() { Name = image.Name, SizeBytes = image.SizeBytes, Created = image.Created, Digest = image.Digest };
 
     public void RemoveImage(string name)
     {

@@ -1,16 +1,14 @@
 using HybridHypervisor.Guests;
 using HybridHypervisor.Model;
-using HybridHypervisor.Vservers;
 
 namespace HybridHypervisor;
 
-/// <summary>A snapshot of a guest for callers: config, state, and what its cgroup says right now.</summary>
+/// <summary>A snapshot of a guest for callers: config, state, and what its driver says it uses right now, in the fleet's
+/// (the contract's) own terms: callers above the fleet never see a type of Vserver.Isolation.</summary>
 public sealed record GuestView
 {
-    /// <summary>A view with the usage its cgroup reported, in the fleet's (the contract's) own terms: callers above the
-    /// fleet never see a type of Vserver.Isolation.</summary>
     public GuestView(string name, GuestState state, GuestConfig? config, int? initPid, DateTimeOffset? startedAt, GuestExit? lastExit,
-        int restartCount, Vserver.Isolation.Cgroups.CgroupStats? usage, string? problem)
+        int restartCount, Vserver.Api.GuestUsage? usage, string? problem)
     {
         Name = name;
         State = state;
@@ -19,13 +17,7 @@ public sealed record GuestView
         StartedAt = startedAt;
         LastExit = lastExit;
         RestartCount = restartCount;
-        Usage = usage is { } u
-            ? new Vserver.Api.GuestUsage
-            {
-                MemoryBytes = u.MemoryBytes, MemoryPeakBytes = u.MemoryPeakBytes, Processes = u.Pids,
-                CpuSeconds = u.CpuUsage.TotalSeconds, OomKills = u.OomKills,
-            }
-            : null;
+        Usage = usage;
         Problem = problem;
     }
 

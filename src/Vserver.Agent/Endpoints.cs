@@ -100,12 +100,11 @@ internal static class Endpoints
             return Results.NoContent();
         });
 
-        v1.MapGet("/images", () => (IReadOnlyList<ImageInfo>)fleet.Images.List()
-            .Select(i => new ImageInfo { Name = i.Name, SizeBytes = i.SizeBytes, Created = i.Created, Digest = i.Digest }).ToList());
+        v1.MapGet("/images", () => fleet.ListImages());
         v1.MapPost("/images", (BuildImageRequest request) =>
         {
             var image = fleet.BuildImage(request.Name);
-            return Results.Created($"/v1/images/{image.Name}", new ImageInfo { Name = image.Name, SizeBytes = image.SizeBytes, Created = image.Created, Digest = image.Digest });
+            return Results.Created($"/v1/images/{image.Name}", image);
         });
         v1.MapDelete("/images/{name}", (string name) =>
         {
@@ -122,7 +121,7 @@ internal static class Endpoints
         Cpus = Environment.ProcessorCount,
         MemoryBytes = HostMemory.TotalBytes,
         Version = typeof(Endpoints).Assembly.GetName().Version?.ToString() ?? "0",
-        CgroupVersion = fleet.Cgroups.Version.ToString(),
+        CgroupVersion = fleet.CgroupVersion,
         Bridge = fleet.Options.BridgeName,
         Subnet = fleet.Options.Subnet.ToString(),
         StateRoot = fleet.Options.StateRoot,

@@ -109,7 +109,7 @@ catch (Exception e) when (e is IOException or UnauthorizedAccessException)
     await app.StopAsync();
     return 1;
 }
-Console.Error.WriteLine($"vserverd: listening on {socketPath} ({access.Description}; pid {Environment.ProcessId}, cgroup {fleet.Cgroups.Version}, bridge {options.BridgeName} {options.Subnet})");
+Console.Error.WriteLine($"vserverd: listening on {socketPath} ({access.Description}; pid {Environment.ProcessId}, cgroup {fleet.CgroupVersion}, bridge {options.BridgeName} {options.Subnet})");
 await app.WaitForShutdownAsync();
 File.Delete(socketPath);
 // The lock is held by the open FileStream, which nothing else refers to after start-up: without this, a garbage

@@ -296,6 +296,10 @@ public sealed class DomainDriver(FleetOptions options, HostBridge bridge, ImageS
         return exit;
     }
 
+    /// <summary>None in a guest's view: a domain's memory is its balloon and QEMU's pages, which <c>vsctl stat</c> shows
+    /// with the pool's accounting.</summary>
+    public Vserver.Api.GuestUsage? ReadUsage(IGuestRun run) => null;
+
     /// <summary>xl pause/unpause: the vcpus stop; memory, devices and the console stay.</summary>
     public async Task SetPausedAsync(IGuestRun run, bool paused, CancellationToken ct)
     {

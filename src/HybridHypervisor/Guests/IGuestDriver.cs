@@ -43,6 +43,9 @@ public interface IGuestDriver
     /// <summary>Applies the config's limits to a running guest (cgroup limits; a domain's balloon target).</summary>
     Task ApplyLimitsAsync(GuestConfig config, GuestPaths paths, IGuestRun run);
 
+    /// <summary>What a running guest uses now (memory, processes, CPU time), or null where the kind has no such reading.</summary>
+    Vserver.Api.GuestUsage? ReadUsage(IGuestRun run);
+
     /// <summary>Runs a command inside a running guest.</summary>
     Task<IGuestProcess> ExecAsync(GuestConfig config, GuestPaths paths, IGuestRun run, GuestCommand command, CancellationToken ct);
 

@@ -194,6 +194,26 @@ public sealed class VserverDriver(FleetOptions options, ICgroupHierarchy cgroups
         return Task.CompletedTask;
     }
 
+    /// <summary>The cgroup's reading; null once the guest has ended (its cgroup is gone).</summary>
+    public Vserver.Api.GuestUsage? ReadUsage(IGuestRun run)
+    {
+        try
+        {
+            return UsageOf(((RunningVserver)run).Cgroup.ReadStats());
+        }
+        catch (CgroupException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>A cgroup reading in the fleet's terms.</summary>
+    public static Vserver.Api.GuestUsage UsageOf(CgroupStats stats) => new()
+    {
+        MemoryBytes = stats.MemoryBytes, MemoryPeakBytes = stats.MemoryPeakBytes, Processes = stats.Pids,
+        CpuSeconds = stats.CpuUsage.TotalSeconds, OomKills = stats.OomKills,
+    };
+
     public Task SetPausedAsync(IGuestRun run, bool paused, CancellationToken ct)
     {
         var running = (RunningVserver)run;

@@ -132,6 +132,8 @@ internal sealed class FakeGuestDriver(GuestKind kind) : IGuestDriver
         return Task.CompletedTask;
     }
 
+    public Vserver.Api.GuestUsage? ReadUsage(IGuestRun run) => new() { Processes = 1, MemoryBytes = 1 << 20 };
+
     public Task<IGuestProcess> ExecAsync(GuestConfig config, GuestPaths paths, IGuestRun run, GuestCommand command, CancellationToken ct) =>
         throw new InvalidOperationException("the fake driver runs no commands");
 

@@ -100,6 +100,7 @@ public sealed class FleetWithFakeDriversTests : IDisposable
         var started = await fleet.StartAsync("web1", ct: _ct);
         started.State.ShouldBe(GuestState.Running);
         started.InitPid.ShouldNotBeNull();
+        started.Usage.ShouldNotBeNull().Processes.ShouldBe(1, "a guest's view shows what its driver reads");
         _vservers.IsRunning("web1").ShouldBeTrue();
 
         var paused = await fleet.PauseAsync("web1", _ct);
