@@ -108,12 +108,12 @@ public sealed class FilesystemAndDeviceTests(ProbeHost probe) : IClassFixture<Pr
         r.ShouldSay("/proc/net/unix does not list it");
     }
 
-    // HOLE (privileged vservers): /dev/null, zero, full, random, urandom and tty are bind mounts of the host's own
-    // devtmpfs inodes, and so is the /dev/null over each masked /proc file. Root of a privileged vserver is host root
-    // with CAP_CHOWN/CAP_FOWNER, so `chmod 0 /dev/null` (or chown, touch, chattr) in it changes the host's /dev/null.
-    // The probe only re-applies the current mode. Fix (native/init.c bind_device and apply_masks): follow each MS_BIND of a
-    // device with mount(NULL, dst, NULL, MS_REMOUNT|MS_BIND|MS_RDONLY|MS_NOSUID|MS_NOEXEC, NULL); reads and writes of
-    // the device still work (special files skip the mount's write check), chmod/chown/utimes get EROFS.
+    // Once a hole (privileged vservers), closed since: /dev/null, zero, full, random, urandom and tty are bind mounts of
+    // the host's own devtmpfs inodes, and so is the /dev/null over each masked /proc file, and root of a privileged
+    // vserver is host root with CAP_CHOWN/CAP_FOWNER, so `chmod 0 /dev/null` in it changed the host's /dev/null. Now each
+    // MS_BIND of a device is remounted read-only (native/init.c bind_device and apply_masks): reads and writes of the
+    // device still work (special files skip the mount's write check), chmod/chown/utimes get EROFS. The probe only
+    // re-applies the current mode.
     [Theory]
     [InlineData(false)]
     [InlineData(true)]

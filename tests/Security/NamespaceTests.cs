@@ -113,14 +113,11 @@ public sealed partial class NamespaceTests(ProbeHost probe) : IClassFixture<Prob
         probe.Host.Vsctl("exec", guest, "--", "hostname").ShouldSucceed().Stdout.Trim().ShouldBe(guest, "the probe puts the vserver's name back");
     }
 
-    // HOLE (privileged vservers): `vsctl exec` forks its command into the vserver's pid namespace while the process is
-    // still in the host's mount namespace (native/exec.c cmd_exec: setns(pid), fork; exec_child joins mnt a moment later).
-    // Root of a privileged vserver is host root and keeps CAP_SYS_PTRACE, so the kernel's ptrace access check lets it
-    // open /proc/PID/root of that process in the window, and the fd it keeps is the host's / for good: it sees
-    // host-only files and could write the host's /etc. Wins on the first exec here, every time.
-    // Fix (spec default): add "SYS_PTRACE" to Capabilities.AlwaysDropped (checked by hand: the same race then gets
-    // EACCES). Hardening in vsinit: setns into the mount namespace in the parent before setns(pid)+fork, so no process
-    // in the vserver's pid namespace ever has the host's root, and prctl(PR_SET_DUMPABLE, 0) in the child.
+    // Once a hole (privileged vservers), closed since: `vsctl exec` forks its command into the vserver's pid namespace
+    // while the process is still in the host's mount namespace (native/exec.c cmd_exec: setns(pid), fork; exec_child
+    // joins mnt a moment later). Root of a privileged vserver is host root, and with CAP_SYS_PTRACE the kernel's ptrace
+    // access check let it open /proc/PID/root of that process in the window and keep the host's / for good. SYS_PTRACE
+    // is now in Capabilities.AlwaysDropped, so the same race gets EACCES; this test runs the race and counts them.
     [Theory]
     [InlineData(false)]
     [InlineData(true)]
@@ -144,13 +141,12 @@ public sealed partial class NamespaceTests(ProbeHost probe) : IClassFixture<Prob
     [GeneratedRegex(@"watched (?<pids>\d+) new pids .*gave EACCES (?<eacces>\d+) times \(ptrace access check\)")]
     private static partial Regex RaceCounts();
 
-    // HOLE (user-namespaced vservers): for `vsctl exec -t` (and `vsctl enter`) the agent opens
-    // /proc/INIT/root/dev/pts/ptmx as host root (Vsinit.OpenInGuest). Root of a user-namespaced vserver may unmount its
-    // /dev/pts and put a symlink there; an absolute symlink is resolved against the agent's root, so the agent opens the
-    // host path the vserver chose, O_RDWR, and runs ioctl(TIOCSPTLCK) on it; the error it then reports (ENOTTY against
-    // ENOENT) tells the vserver whether the host path exists. Fix: open it with openat2(RESOLVE_IN_ROOT |
-    // RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS) relative to an O_PATH fd of /proc/INIT/root, and require a character
-    // device 5:2 (fstat) before any ioctl.
+    // Once a hole (user-namespaced vservers), closed since: for `vsctl exec -t` (and `vsctl enter`) the agent opens
+    // /proc/INIT/root/dev/pts/ptmx as host root (PtyPair.OpenInGuest). Root of a user-namespaced vserver may unmount its
+    // /dev/pts and put a symlink there; resolved against the agent's root, it made the agent open a host path of the
+    // vserver's choosing, O_RDWR, and the error of the ioctl that followed told the vserver whether that path exists. The
+    // agent now opens it with openat2(RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS) relative to
+    // /proc/INIT/root and requires a character device 5:2 before any ioctl; this test lays the trap and watches the host file.
     [Theory]
     [InlineData(false)]
     [InlineData(true)]
