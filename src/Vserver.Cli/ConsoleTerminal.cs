@@ -82,7 +82,7 @@ internal sealed class ConsoleTerminal(WebSocket socket, Stream stdin, Stream std
                                 confirm = null;
                                 Attach(onAttached);
                             }
-                            if (!WriteLocal(message[1..])) return new ConsoleResult(ConsoleEnd.OutputClosed, BrokenPipe);
+                            if (!LocalStreams.Write(stdout, message[1..])) return new ConsoleResult(ConsoleEnd.OutputClosed, BrokenPipe);
                             break;
                         case ExecStream.Error:
                             confirm = null;
@@ -150,15 +150,7 @@ internal sealed class ConsoleTerminal(WebSocket socket, Stream stdin, Stream std
         {
             while (!ct.IsCancellationRequested)
             {
-                int n;
-                try
-                {
-                    n = await stdin.ReadAsync(frame.AsMemory(1), ct);
-                }
-                catch (IOException)
-                {
-                    n = 0; // an unreadable stdin is an empty one
-                }
+                var n = await LocalStreams.ReadAsync(stdin, frame.AsMemory(1), ct);
                 if (n == 0)
                 {
                     // No EOF frame: the console is a serial line, it has no end of input. Show what still comes, then go.
@@ -179,21 +171,6 @@ internal sealed class ConsoleTerminal(WebSocket socket, Stream stdin, Stream std
         catch (Exception e) when (e is WebSocketException or OperationCanceledException or ObjectDisposedException or IOException)
         {
             // The session ended first; the receive side says how.
-        }
-    }
-
-    /// <summary>False when the local side is gone; synchronous, one write(2) per frame, as in exec.</summary>
-    private bool WriteLocal(ReadOnlySpan<byte> data)
-    {
-        try
-        {
-            stdout.Write(data);
-            stdout.Flush();
-            return true;
-        }
-        catch (IOException)
-        {
-            return false;
         }
     }
 

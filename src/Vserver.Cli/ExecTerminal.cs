@@ -103,10 +103,10 @@ internal sealed class ExecTerminal(WebSocket socket, Stream stdin, Stream stdout
                 switch (message.Span[0])
                 {
                     case ExecStream.Stdout:
-                        if (!WriteLocal(stdout, payload.Span)) return new ExecResult(BrokenPipe, null);
+                        if (!LocalStreams.Write(stdout, payload.Span)) return new ExecResult(BrokenPipe, null);
                         break;
                     case ExecStream.Stderr:
-                        if (!WriteLocal(stderr, payload.Span)) return new ExecResult(BrokenPipe, null);
+                        if (!LocalStreams.Write(stderr, payload.Span)) return new ExecResult(BrokenPipe, null);
                         break;
                     case ExecStream.Exit:
                         if (payload.Length < 4) return new ExecResult(ExitCodes.ExecFailed, error ?? "the agent sent a malformed exit status");
@@ -123,24 +123,6 @@ internal sealed class ExecTerminal(WebSocket socket, Stream stdin, Stream stdout
         }
     }
 
-    /// <summary>
-    /// False when the local side is gone (a closed pipe: <c>vsctl exec ... | head</c>). Synchronous on purpose: one
-    /// write(2) per frame, no thread-pool hop, and a slow reader slows the session down instead of piling up frames.
-    /// </summary>
-    private static bool WriteLocal(Stream target, ReadOnlySpan<byte> data)
-    {
-        try
-        {
-            target.Write(data);
-            target.Flush();
-            return true;
-        }
-        catch (IOException)
-        {
-            return false;
-        }
-    }
-
     private async Task PumpStdinAsync(CancellationToken ct)
     {
         var frame = new byte[StdinChunk + 1];
@@ -149,15 +131,7 @@ internal sealed class ExecTerminal(WebSocket socket, Stream stdin, Stream stdout
         {
             while (!ct.IsCancellationRequested)
             {
-                int n;
-                try
-                {
-                    n = await stdin.ReadAsync(frame.AsMemory(1), ct);
-                }
-                catch (IOException)
-                {
-                    n = 0; // an unreadable stdin is an empty one
-                }
+                var n = await LocalStreams.ReadAsync(stdin, frame.AsMemory(1), ct);
                 await SendAsync(frame.AsMemory(0, n + 1), ct);
                 if (n == 0) return; // the empty frame closed the command's stdin
             }

@@ -1,7 +1,4 @@
-using System.Diagnostics;
 using System.Globalization;
-using System.Runtime.InteropServices;
-using System.Text.Json;
 using Vserver.Isolation.Interop;
 using Vserver.Isolation.Storage;
 using Vserver.Isolation.Processes;

@@ -1,9 +1,7 @@
 using Vserver.Api;
 using System.Diagnostics;
 using System.Globalization;
-using System.Runtime.InteropServices;
 using System.Text.Json;
-using Vserver.Isolation.Interop;
 using Vserver.Isolation.Storage;
 using Vserver.Isolation.Processes;
 

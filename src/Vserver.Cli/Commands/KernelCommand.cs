@@ -30,17 +30,14 @@ internal static class KernelCommand
             });
         });
 
-        var format = SharedOptions.Format("table");
-        var list = new Command("list", "List the domain kernels") { format };
-        list.Aliases.Add("ls");
-        list.SetAction((parse, ct) => cli.RunAsync(parse, client => ListAsync(client, parse.GetValue(format), cli.Clock, cli.Out, cli.Err, ct)));
-
-        var rmName = new Argument<string>("NAME") { Description = "The kernel to remove (no domain may boot it)" };
-        var rm = new Command("rm", "Remove a domain kernel") { rmName };
-        rm.Aliases.Add("remove");
-        rm.SetAction((parse, ct) => cli.RunAsync(parse, client => RemoveAsync(client, parse.GetValue(rmName)!, cli.Out, cli.Err, ct)));
-
-        return new Command("kernel", "Manage the kernels domains boot") { build, list, rm };
+        return new Command("kernel", "Manage the kernels domains boot")
+        {
+            build,
+            StoreCommands.List(cli, "List the domain kernels", (client, ct) => client.ListKernelsAsync(ct), ApiJson.Default.IReadOnlyListKernelInfo,
+                WriteTable),
+            StoreCommands.Remove(cli, "kernel", "Remove a domain kernel", "The kernel to remove (no domain may boot it)",
+                (client, name, ct) => client.RemoveKernelAsync(name, ct)),
+        };
     }
 
     public static async Task<int> BuildAsync(AgentClient client, string name, TextWriter stdout, TextWriter stderr, CancellationToken ct)
@@ -50,23 +47,7 @@ internal static class KernelCommand
         return ExitCodes.Ok;
     }
 
-    public static async Task<int> ListAsync(AgentClient client, string? format, TimeProvider clock, TextWriter stdout, TextWriter stderr, CancellationToken ct)
-    {
-        var json = Input.IsJson(format, "table");
-        var kernels = await client.ListKernelsAsync(ct);
-        if (json) Display.Json(stdout, kernels, ApiJson.Default.IReadOnlyListKernelInfo);
-        else WriteTable(kernels, clock, stdout);
-        return ExitCodes.Ok;
-    }
-
     public static void WriteTable(IReadOnlyList<KernelInfo> kernels, TimeProvider clock, TextWriter stdout) =>
         TextTable.Write(stdout, ["NAME", "VERSION", "PACKAGE", "SIZE", "BUILT"],
             kernels.Select(k => new[] { k.Name, k.Version, k.Package, ByteSize.Format(k.SizeBytes), Display.Time(k.Built, clock) }));
-
-    public static async Task<int> RemoveAsync(AgentClient client, string name, TextWriter stdout, TextWriter stderr, CancellationToken ct)
-    {
-        await client.RemoveKernelAsync(name, ct);
-        stdout.WriteLine($"removed kernel {name}");
-        return ExitCodes.Ok;
-    }
 }

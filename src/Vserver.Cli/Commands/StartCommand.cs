@@ -5,13 +5,8 @@ namespace Vserver.Cli.Commands;
 
 internal static class StartCommand
 {
-    public static Command Create(CliContext cli)
-    {
-        var name = SharedOptions.GuestName();
-        var command = new Command("start", "Start a stopped guest") { name };
-        command.SetAction((parse, ct) => cli.RunAsync(parse, client => HandleAsync(client, parse.GetValue(name)!, cli.Out, cli.Err, ct)));
-        return command;
-    }
+    public static Command Create(CliContext cli) =>
+        GuestNameCommand.Create(cli, "start", "Start a stopped guest", HandleAsync);
 
     public static async Task<int> HandleAsync(AgentClient client, string name, TextWriter stdout, TextWriter stderr, CancellationToken ct)
     {

@@ -153,9 +153,17 @@ static void apply_masks(const struct list *masks)
 	}
 }
 
+/* The per-mount flags statvfs reports and the mount flags that set them again. */
+static const struct {
+	unsigned long statvfs, mount;
+} kept_flags[] = {
+	{ ST_NOSUID, MS_NOSUID }, { ST_NODEV, MS_NODEV }, { ST_NOEXEC, MS_NOEXEC },
+	{ ST_NOATIME, MS_NOATIME }, { ST_NODIRATIME, MS_NODIRATIME }, { ST_RELATIME, MS_RELATIME },
+};
+
 static void apply_readonly(const struct list *paths)
 {
-	size_t i;
+	size_t i, k;
 
 	for (i = 0; i < paths->n; i++) {
 		const char *p = paths->v[i];
@@ -170,18 +178,9 @@ static void apply_readonly(const struct list *paths)
 		/* A bind remount replaces all per-mount flags: keep nosuid etc. */
 		if (statvfs(p, &sv) < 0)
 			die(errno, "statvfs %s", p);
-		if (sv.f_flag & ST_NOSUID)
-			flags |= MS_NOSUID;
-		if (sv.f_flag & ST_NODEV)
-			flags |= MS_NODEV;
-		if (sv.f_flag & ST_NOEXEC)
-			flags |= MS_NOEXEC;
-		if (sv.f_flag & ST_NOATIME)
-			flags |= MS_NOATIME;
-		if (sv.f_flag & ST_NODIRATIME)
-			flags |= MS_NODIRATIME;
-		if (sv.f_flag & ST_RELATIME)
-			flags |= MS_RELATIME;
+		for (k = 0; k < sizeof kept_flags / sizeof *kept_flags; k++)
+			if (sv.f_flag & kept_flags[k].statvfs)
+				flags |= kept_flags[k].mount;
 		if (mount(NULL, p, NULL, flags, NULL) < 0)
 			die(errno, "remount %s read-only", p);
 	}

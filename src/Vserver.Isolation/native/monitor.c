@@ -209,7 +209,7 @@ static void ignore_signal(int sig)
  * meminfo bind, which needs only the former. */
 static void prepare_child(const struct spec *s, pid_t pid, int hostnet_fd, int meminfo_fd, int sync_fd)
 {
-	char path[64], num[16];
+	char num[16];
 	int fds[MAX_PASSED_FDS], n = 0, userns_fd = -1;
 	size_t i;
 
@@ -222,14 +222,8 @@ static void prepare_child(const struct spec *s, pid_t pid, int hostnet_fd, int m
 			die(errno, "join cgroup %s", s->cgroup.v[i]);
 		close(fd);
 	}
-	if (s->uid_map.n) {
-		write_id_map(pid, "uid_map", &s->uid_map);
-		write_id_map(pid, "gid_map", &s->gid_map);
-		snprintf(path, sizeof path, "/proc/%d/ns/user", (int)pid);
-		userns_fd = open(path, O_RDONLY | O_CLOEXEC);
-		if (userns_fd < 0)
-			die(errno, "open %s", path);
-	}
+	if (s->uid_map.n)
+		userns_fd = map_and_open_userns(pid, s);
 	fds[n++] = make_rootfs_mount(s, userns_fd);
 	if (hostnet_fd >= 0) {
 		fds[n++] = make_sysfs_mount();

@@ -410,3 +410,19 @@ void write_id_map(pid_t pid, const char *file, const struct list *map)
 		die(errno, "write %s (%.*s)", path, (int)(len - 1), buf);
 	close(fd);
 }
+
+/* Writes the spec's uid and gid maps for pid's user namespace and opens it
+ * (for an idmapped mount); the caller closes the fd. */
+int map_and_open_userns(pid_t pid, const struct spec *s)
+{
+	char path[64];
+	int fd;
+
+	write_id_map(pid, "uid_map", &s->uid_map);
+	write_id_map(pid, "gid_map", &s->gid_map);
+	snprintf(path, sizeof path, "/proc/%d/ns/user", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		die(errno, "open %s", path);
+	return fd;
+}

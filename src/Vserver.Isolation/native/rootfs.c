@@ -13,7 +13,6 @@
  */
 static int make_userns_fd(const struct spec *s)
 {
-	char path[64];
 	int p[2], fd, status;
 	pid_t pid;
 
@@ -30,12 +29,7 @@ static int make_userns_fd(const struct spec *s)
 		_exit(0);
 	}
 	close(p[0]);
-	write_id_map(pid, "uid_map", &s->uid_map);
-	write_id_map(pid, "gid_map", &s->gid_map);
-	snprintf(path, sizeof path, "/proc/%d/ns/user", (int)pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		die(errno, "open %s", path);
+	fd = map_and_open_userns(pid, s);
 	close(p[1]);
 	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
 		;

@@ -129,8 +129,25 @@ static void read_filter(const struct parse_ctx *c, const char *path, struct spec
 
 void parse_spec(const char *path, struct spec *s)
 {
+	/* The keys whose value is a host path: given at most once, or repeatable. */
+	const struct {
+		const char *key;
+		const char **field;
+	} once_paths[] = {
+		{ "rootfs", &s->rootfs }, { "upper", &s->upper }, { "work", &s->work },
+		{ "netns", &s->netns }, { "pidfile", &s->pidfile }, { "exitfile", &s->exitfile },
+		{ "console", &s->console }, { "meminfo", &s->meminfo }, { "notify_socket", &s->notify_socket },
+	};
+	const struct {
+		const char *key;
+		struct list *list;
+	} list_paths[] = {
+		/* lower is repeatable as an extension: several lower layers, uppermost first. */
+		{ "lower", &s->lower }, { "cgroup", &s->cgroup }, { "bind_source", &s->bind_source },
+		{ "bind_target", &s->bind_target }, { "detach", &s->detach },
+	};
 	struct parse_ctx c = { path, 0 };
-	size_t cap = 16384, len = 0;
+	size_t cap = 16384, len = 0, k;
 	char *buf, *line, *next;
 	int fd;
 
@@ -167,6 +184,8 @@ void parse_spec(const char *path, struct spec *s)
 
 	for (line = buf; line; line = next) {
 		char *key = line, *val, *sp;
+		const char **path_field;
+		struct list *path_list;
 		unsigned long u;
 
 		next = strchr(line, '\n');
@@ -183,23 +202,23 @@ void parse_spec(const char *path, struct spec *s)
 			val = line + strlen(line);
 		}
 
-		if (!strcmp(key, "name")) {
+		path_field = NULL;
+		path_list = NULL;
+		for (k = 0; k < sizeof once_paths / sizeof *once_paths; k++)
+			if (!strcmp(key, once_paths[k].key))
+				path_field = once_paths[k].field;
+		for (k = 0; k < sizeof list_paths / sizeof *list_paths; k++)
+			if (!strcmp(key, list_paths[k].key))
+				path_list = list_paths[k].list;
+
+		if (path_field) {
+			set_once(&c, path_field, key, host_path(&c, key, val));
+		} else if (path_list) {
+			list_add(path_list, host_path(&c, key, val));
+		} else if (!strcmp(key, "name")) {
 			set_once(&c, &s->name, key, val);
 		} else if (!strcmp(key, "hostname")) {
 			set_once(&c, &s->hostname, key, val);
-		} else if (!strcmp(key, "rootfs")) {
-			set_once(&c, &s->rootfs, key, host_path(&c, key, val));
-		} else if (!strcmp(key, "lower")) {
-			/* Repeatable as an extension: several lower layers, uppermost first. */
-			list_add(&s->lower, host_path(&c, key, val));
-		} else if (!strcmp(key, "upper")) {
-			set_once(&c, &s->upper, key, host_path(&c, key, val));
-		} else if (!strcmp(key, "work")) {
-			set_once(&c, &s->work, key, host_path(&c, key, val));
-		} else if (!strcmp(key, "netns")) {
-			set_once(&c, &s->netns, key, host_path(&c, key, val));
-		} else if (!strcmp(key, "cgroup")) {
-			list_add(&s->cgroup, host_path(&c, key, val));
 		} else if (!strcmp(key, "cap_keep")) {
 			if (parse_uint(val, 63, &u))
 				spec_error(&c, "cap_keep must be a capability number 0..63, not \"%s\"", val);
@@ -212,22 +231,6 @@ void parse_spec(const char *path, struct spec *s)
 			if (!*val)
 				spec_error(&c, "empty value for %s", key);
 			list_add(&s->readonly, val);
-		} else if (!strcmp(key, "pidfile")) {
-			set_once(&c, &s->pidfile, key, host_path(&c, key, val));
-		} else if (!strcmp(key, "exitfile")) {
-			set_once(&c, &s->exitfile, key, host_path(&c, key, val));
-		} else if (!strcmp(key, "console")) {
-			set_once(&c, &s->console, key, host_path(&c, key, val));
-		} else if (!strcmp(key, "meminfo")) {
-			set_once(&c, &s->meminfo, key, host_path(&c, key, val));
-		} else if (!strcmp(key, "bind_source")) {
-			list_add(&s->bind_source, host_path(&c, key, val));
-		} else if (!strcmp(key, "bind_target")) {
-			list_add(&s->bind_target, host_path(&c, key, val));
-		} else if (!strcmp(key, "detach")) {
-			list_add(&s->detach, host_path(&c, key, val));
-		} else if (!strcmp(key, "notify_socket")) {
-			set_once(&c, &s->notify_socket, key, host_path(&c, key, val));
 		} else if (!strcmp(key, "env")) {
 			if (!strchr(val, '=') || val[0] == '=')
 				spec_error(&c, "env must be KEY=VALUE, not \"%s\"", val);

@@ -132,6 +132,7 @@ int recv_fds(int sock, int *fds, int max, int flags);
 size_t read_report(int fd, char *buf, size_t size);
 const char *split_report(char *buf, int *code);
 void write_id_map(pid_t pid, const char *file, const struct list *map);
+int map_and_open_userns(pid_t pid, const struct spec *s);
 int unix_address(struct sockaddr_un *addr, const char *path);
 
 /* ------------------------------------------------------------------ */
