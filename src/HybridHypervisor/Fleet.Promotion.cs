@@ -52,57 +52,27 @@ public sealed partial class Fleet
 
             var accelerator = await Domains.RequireAcceleratorAsync(domainConfig.Domain!.Kernel);
             using var reservation = AdmitChange(g, domainConfig, "promote");
-            _store.BeginIntent(name, new GuestIntent { Operation = "promote", Began = DateTimeOffset.UtcNow, WasRunning = wasRunning, Copy = options.Copy });
+            var intent = new GuestIntent { Operation = "promote", Began = DateTimeOffset.UtcNow, WasRunning = wasRunning, Copy = options.Copy, Beside = beside };
+            _store.BeginIntent(name, intent);
             Failpoints.Hit("promote.after-intent");
-            var step = new StepClock(beside ? "share the running vserver's root" : "stop the vserver");
-            RunningDomain? domain = null;
+            var run = new PromotionRun(vserver, domainConfig, wasRunning, beside, options.Copy, accelerator, options.BootTimeout ?? DefaultBootTimeout);
+            var steps = PromotionSteps(g, paths, run);
             try
             {
-                if (beside)
-                {
-                    // The domain's kernel boots while the vserver still serves; the vserver stops once the kernel is up.
-                    Domains.Roots.Grab(vserver, paths, g.Vserver!.InitPid);
-                    Failpoints.Hit("promote.after-grab");
-                    step.Next("boot the domain beside the vserver");
-                    domain = await Domains.LaunchAsync(domainConfig, paths, accelerator, ct: ct, hold: true);
-                    Failpoints.Hit("promote.after-boot");
-                    await using var hold = await DomainHold.ConnectAsync(paths.HoldSocket, ct);
-                    step.Next("wait for the domain's kernel");
-                    await hold.WaitReadyAsync(options.BootTimeout ?? DefaultBootTimeout, ct);
-                    Failpoints.Hit("promote.after-ready");
-                    step.Next("stop the vserver");
-                    await StopLockedAsync(g, _options.DefaultStopTimeout);
-                    // The vserver's end cleared the run directory's pid file, which QEMU had written: the next agent
-                    // finds (adopts) the domain by it.
-                    File.WriteAllText(paths.PidFile, $"{domain.Pid}\n");
-                    Failpoints.Hit("promote.after-stop");
-                    step.Next("move the address to the domain");
-                    GuestNetwork.Destroy(paths.Netns, paths.HostVeth);
-                    Failpoints.Hit("promote.before-release");
-                    await hold.ReleaseAsync(ct);
-                    step.Next("wait for the domain to come up");
-                    await WaitUpAsync(domain, paths, options.BootTimeout ?? DefaultBootTimeout, ct);
-                    Failpoints.Hit("promote.after-up");
-                }
-                else
-                {
-                    if (wasRunning) await StopLockedAsync(g, _options.DefaultStopTimeout);
-                    Failpoints.Hit("promote.after-stop");
-                    await PromoteStoppedAsync();
-                }
-                step.Next("record the domain");
-                g.Config = domainConfig;
-                _store.Save(domainConfig);
-                Failpoints.Hit("promote.after-record");
+                await steps.RunAsync(begun => _store.BeginIntent(name, intent with { Begun = [.. begun] }),
+                    undo => RollbackFailed(vserver.Name, "vserver", undo), ct);
             }
-            catch (Exception e)
+            catch (ConversionFailedException e)
             {
-                var rollback = await RollBackPromotionAsync(g, vserver, paths, domain, wasRunning);
                 _store.EndIntent(name);
-                throw new FleetException(e is FleetException { Kind: FleetError.Conflict } ? FleetError.Conflict : FleetError.Failed,
-                    $"promoting '{name}' failed at step '{step.Current}': {Reason(e)}; {rollback}", e);
+                throw new FleetException(e.Cause is FleetException { Kind: FleetError.Conflict } ? FleetError.Conflict : FleetError.Failed,
+                    $"promoting '{name}' failed at step '{e.Step}': {Reason(e.Cause)}; {e.Outcome}", e.Cause);
             }
-            if (domain is not null)
+            finally
+            {
+                if (run.Hold is { } hold) await hold.DisposeAsync();
+            }
+            if (run.Domain is { } domain)
             {
                 await Domains.SetBalloonTargetAsync(g.Config, domain);
                 BeginRun(g, domain);
@@ -111,38 +81,187 @@ public sealed partial class Fleet
             if (options.Copy) DiscardLayers(paths);
             Failpoints.Hit("promote.after-discard");
             _store.EndIntent(name);
-            _log($"promoted {name} to a domain ({plan.Settings.First(s => s.What == "root").Value}) {step.Summary()}");
+            _log($"promoted {name} to a domain ({plan.Settings.First(s => s.What == "root").Value}) {steps.Summary()}");
             return (plan, View(g));
-
-            // The vserver is stopped (or was not running): copy if asked, move the address, boot.
-            async Task PromoteStoppedAsync()
-            {
-                if (options.Copy)
-                {
-                    step.Next("copy the root into an ext4 image");
-                    var size = Domains.Roots.CopyToExt4(vserver, paths, domainConfig.Domain.DiskBytes);
-                    Failpoints.Hit("promote.after-copy");
-                    DomainDriver.ReleaseRoot(paths);
-                    domainConfig = domainConfig with { Domain = domainConfig.Domain with { DiskBytes = size } };
-                }
-                step.Next("move the address to the domain");
-                GuestNetwork.Destroy(paths.Netns, paths.HostVeth);
-                Domains.EnsureTap(paths);
-                Failpoints.Hit("promote.before-boot");
-                if (wasRunning)
-                {
-                    step.Next("boot the domain");
-                    domain = await Domains.LaunchAsync(domainConfig, paths, accelerator, ct: ct);
-                    Failpoints.Hit("promote.after-boot");
-                    step.Next("wait for the domain to come up");
-                    await WaitUpAsync(domain, paths, options.BootTimeout ?? DefaultBootTimeout, ct);
-                }
-            }
         }
         finally
         {
             g.Lock.Release();
         }
+    }
+
+    /// <summary>What one promotion decided and what its steps made along the way (the domain's QEMU, the held boot).</summary>
+    private sealed class PromotionRun(GuestConfig vserver, GuestConfig domain, bool wasRunning, bool beside, bool copy,
+        AcceleratorChoice? accelerator, TimeSpan bootTimeout)
+    {
+        public GuestConfig Vserver { get; } = vserver;
+        /// <summary>The domain's config; a copy's disk size is set once the copy is made.</summary>
+        public GuestConfig DomainConfig { get; set; } = domain;
+        public bool WasRunning { get; } = wasRunning;
+        public bool Beside { get; } = beside;
+        public bool Copy { get; } = copy;
+        /// <summary>Null when the plan is rebuilt to undo one after an agent's death: its steps are not run then.</summary>
+        public AcceleratorChoice Accelerator => accelerator ?? throw new InvalidOperationException("a promotion being undone boots nothing");
+        public TimeSpan BootTimeout { get; } = bootTimeout;
+        public RunningDomain? Domain { get; set; }
+        public DomainHold? Hold { get; set; }
+    }
+
+    /// <summary>
+    /// A promotion as steps, each with its undo. Beside a running vserver (a shared root): share its root, boot the domain
+    /// held in its initramfs, wait for its kernel, stop the vserver, move the address, let the domain go on and wait until
+    /// it is up, record it. Otherwise: stop the vserver, copy its root if asked, move the address, boot the domain if the
+    /// vserver ran and wait until it is up, record it. A rollback ends with the vserver running again if it ran and no
+    /// longer serves; before that every begun step is undone (the domain's QEMU killed, the root released, the tap gone
+    /// and the vserver's network back, a copy deleted, the vserver's config recorded again).
+    /// </summary>
+    private ConversionSteps PromotionSteps(GuestRuntime g, GuestPaths paths, PromotionRun run)
+    {
+        var steps = new List<ConversionStep>();
+        async Task KillDomainAsync()
+        {
+            if (run.Domain is { } domain)
+            {
+                domain.EndedByHost = true;
+                await domain.KillAsync();
+                await domain.DisposeAsync();
+                run.Domain = null;
+            }
+            else
+            {
+                // After an agent's death: the promotion's QEMU, found by its pid file.
+                Domains.Teardown(paths);
+            }
+            File.Delete(paths.PidFile);
+            ReleaseSharedRoot();
+            DomainTap.Destroy(paths.Tap);
+        }
+        void ReleaseSharedRoot()
+        {
+            DomainDriver.ReleaseRoot(paths);
+            // A vserver still serving (the domain failed beside it) keeps its layer mounted; a stopped one's goes.
+            if (g.Run is null) WritableLayer.Release(paths, _log);
+        }
+        Task GiveTheAddressBackAsync()
+        {
+            DomainTap.Destroy(paths.Tap);
+            Vservers.EnsureNetwork(run.Vserver, paths);
+            return Task.CompletedTask;
+        }
+        if (run.Beside)
+        {
+            steps.Add(new("share the running vserver's root", _ =>
+            {
+                Domains.Roots.Grab(run.Vserver, paths, g.Vserver!.InitPid);
+                Failpoints.Hit("promote.after-grab");
+                return Task.CompletedTask;
+            }, () =>
+            {
+                ReleaseSharedRoot();
+                return Task.CompletedTask;
+            }));
+            steps.Add(new("boot the domain beside the vserver", async ct =>
+            {
+                run.Domain = await Domains.LaunchAsync(run.DomainConfig, paths, run.Accelerator, ct: ct, hold: true);
+                Failpoints.Hit("promote.after-boot");
+                run.Hold = await DomainHold.ConnectAsync(paths.HoldSocket, ct);
+            }, KillDomainAsync));
+            steps.Add(new("wait for the domain's kernel", async ct =>
+            {
+                await run.Hold!.WaitReadyAsync(run.BootTimeout, ct);
+                Failpoints.Hit("promote.after-ready");
+            }));
+            steps.Add(new("stop the vserver", async _ =>
+            {
+                await StopLockedAsync(g, _options.DefaultStopTimeout);
+                // The vserver's end cleared the run directory's pid file, which QEMU had written: the next agent finds
+                // (adopts) the domain by it.
+                File.WriteAllText(paths.PidFile, $"{run.Domain!.Pid}\n");
+                Failpoints.Hit("promote.after-stop");
+            }));
+            steps.Add(new("move the address to the domain", async ct =>
+            {
+                GuestNetwork.Destroy(paths.Netns, paths.HostVeth);
+                Failpoints.Hit("promote.before-release");
+                await run.Hold!.ReleaseAsync(ct);
+            }, GiveTheAddressBackAsync));
+        }
+        else
+        {
+            steps.Add(new("stop the vserver", async _ =>
+            {
+                if (run.WasRunning) await StopLockedAsync(g, _options.DefaultStopTimeout);
+                Failpoints.Hit("promote.after-stop");
+            }));
+            if (run.Copy)
+            {
+                steps.Add(new("copy the root into an ext4 image", _ =>
+                {
+                    var size = Domains.Roots.CopyToExt4(run.Vserver, paths, run.DomainConfig.Domain!.DiskBytes);
+                    Failpoints.Hit("promote.after-copy");
+                    DomainDriver.ReleaseRoot(paths);
+                    run.DomainConfig = run.DomainConfig with { Domain = run.DomainConfig.Domain with { DiskBytes = size } };
+                    return Task.CompletedTask;
+                }, () =>
+                {
+                    ReleaseSharedRoot();
+                    File.Delete(paths.Ext4Disk);
+                    return Task.CompletedTask;
+                }));
+            }
+            steps.Add(new("move the address to the domain", _ =>
+            {
+                GuestNetwork.Destroy(paths.Netns, paths.HostVeth);
+                Domains.EnsureTap(paths);
+                Failpoints.Hit("promote.before-boot");
+                return Task.CompletedTask;
+            }, GiveTheAddressBackAsync));
+            if (run.WasRunning)
+            {
+                steps.Add(new("boot the domain", async ct =>
+                {
+                    run.Domain = await Domains.LaunchAsync(run.DomainConfig, paths, run.Accelerator, ct: ct);
+                    Failpoints.Hit("promote.after-boot");
+                }, KillDomainAsync));
+            }
+        }
+        if (run.WasRunning)
+        {
+            steps.Add(new("wait for the domain to come up", async ct =>
+            {
+                await WaitUpAsync(run.Domain!, paths, run.BootTimeout, ct);
+                if (run.Beside) Failpoints.Hit("promote.after-up");
+            }));
+        }
+        steps.Add(new("record the domain", _ =>
+        {
+            g.Config = run.DomainConfig;
+            _store.Save(run.DomainConfig);
+            Failpoints.Hit("promote.after-record");
+            return Task.CompletedTask;
+        }, () =>
+        {
+            g.Config = run.Vserver;
+            _store.Save(run.Vserver);
+            return Task.CompletedTask;
+        }));
+        return new ConversionSteps(steps, async () =>
+        {
+            // A domain booting beside the vserver fails before the vserver stops: it never stopped serving.
+            var served = g.IsRunning;
+            if (run.WasRunning && !served) await StartLockedAsync(g);
+            var name = run.Vserver.Name;
+            return served
+                ? $"rolled back: '{name}' is still the vserver it was and never stopped serving"
+                : $"rolled back: '{name}' is a vserver again{(run.WasRunning ? " and runs" : "")}, with its files and address";
+        });
+    }
+
+    /// <summary>The outcome of a conversion whose rollback failed too: what the guest is now, and how to go on.</summary>
+    private string RollbackFailed(string name, string kind, Exception e)
+    {
+        _log($"rolling back the conversion of {name} failed: {e.Message}");
+        return $"rolling back failed too ({Reason(e)}): '{name}' is a {kind} again; start it with: vsctl start {name}";
     }
 
     /// <summary>The domain a vserver becomes: everything checked before anything is touched.</summary>
@@ -265,46 +384,6 @@ public sealed partial class Fleet
         }
     }
 
-    private async Task<string> RollBackPromotionAsync(GuestRuntime g, GuestConfig vserver, GuestPaths paths, RunningDomain? domain, bool wasRunning)
-    {
-        try
-        {
-            return await UndoPromotionAsync(g, vserver, paths, domain, wasRunning);
-        }
-        catch (Exception e)
-        {
-            _log($"rolling back the promotion of {vserver.Name} failed: {e.Message}");
-            return $"rolling back failed too ({Reason(e)}): '{vserver.Name}' is a vserver again; start it with: vsctl start {vserver.Name}";
-        }
-    }
-
-    /// <summary>Makes the guest the vserver it was (running again if it ran): after a failed promotion, and at start-up
-    /// after one the agent died in (<paramref name="domain"/> null: the caller has ended its QEMU). Throws on failure.</summary>
-    private async Task<string> UndoPromotionAsync(GuestRuntime g, GuestConfig vserver, GuestPaths paths, RunningDomain? domain, bool wasRunning)
-    {
-        if (domain is not null)
-        {
-            domain.EndedByHost = true;
-            await domain.KillAsync();
-            await domain.DisposeAsync();
-            File.Delete(paths.PidFile);
-        }
-        DomainDriver.ReleaseRoot(paths);
-        // A vserver still serving (the domain failed beside it) keeps its layer mounted; a stopped one's goes.
-        if (g.Run is null) WritableLayer.Release(paths, _log);
-        DomainTap.Destroy(paths.Tap);
-        File.Delete(paths.Ext4Disk);
-        g.Config = vserver;
-        _store.Save(vserver);
-        Vservers.EnsureNetwork(vserver, paths);
-        // A domain booting beside the vserver fails before the vserver stops: it never stopped serving.
-        var served = g.IsRunning;
-        if (wasRunning && !served) await StartLockedAsync(g);
-        return served
-            ? $"rolled back: '{vserver.Name}' is still the vserver it was and never stopped serving"
-            : $"rolled back: '{vserver.Name}' is a vserver again{(wasRunning ? " and runs" : "")}, with its files and address";
-    }
-
     // ---- demote ----
 
     public async Task<(ConversionPlan Plan, GuestView? Guest)> DemoteAsync(string name, bool dryRun, CancellationToken ct = default)
@@ -324,51 +403,26 @@ public sealed partial class Fleet
 
                 using var reservation = AdmitChange(g, vserver, "demote");
                 var wasRunning = g.IsRunning;
-                _store.BeginIntent(name, new GuestIntent { Operation = "demote", Began = DateTimeOffset.UtcNow, WasRunning = wasRunning });
+                var intent = new GuestIntent { Operation = "demote", Began = DateTimeOffset.UtcNow, WasRunning = wasRunning };
+                _store.BeginIntent(name, intent);
                 Failpoints.Hit("demote.after-intent");
-                var step = new StepClock("stop the domain");
+                var steps = DemotionSteps(g, paths, domain, vserver, wasRunning);
                 try
                 {
-                    if (wasRunning) await StopLockedAsync(g, _options.DefaultStopTimeout);
-                    Failpoints.Hit("demote.after-stop");
-                    var root = domain.Domain!.Root;
-                    if (root != DomainRoot.Virtiofs)
-                    {
-                        step.Next("copy the disk's files into a writable layer");
-                        await CopyOutOfDiskAsync(vserver, domain.Domain, paths);
-                        Failpoints.Hit("demote.after-copy");
-                    }
-                    if (!WritableLayer.HasQuota(vserver)) Directory.CreateDirectory(paths.Work);
-                    Directory.CreateDirectory(paths.Rootfs);
-                    step.Next("move the address to the vserver");
-                    DomainTap.Destroy(paths.Tap);
-                    Failpoints.Hit("demote.after-tap");
-                    Vservers.EnsureNetwork(vserver, paths);
-                    Failpoints.Hit("demote.after-network");
-                    step.Next("record the vserver");
-                    // Recorded before it starts: an agent that dies from here on finds a vserver and adopts or starts it.
-                    g.Config = vserver;
-                    _store.Save(vserver);
-                    Failpoints.Hit("demote.after-record");
-                    if (wasRunning)
-                    {
-                        step.Next("start the vserver");
-                        await StartLockedAsync(g, ct);
-                        Failpoints.Hit("demote.after-start");
-                    }
+                    await steps.RunAsync(begun => _store.BeginIntent(name, intent with { Begun = [.. begun] }),
+                        undo => RollbackFailed(domain.Name, "domain", undo), ct);
                 }
-                catch (Exception e)
+                catch (ConversionFailedException e)
                 {
-                    var rollback = await RollBackDemotionAsync(g, domain, paths, wasRunning);
                     _store.EndIntent(name);
-                    throw new FleetException(e is FleetException { Kind: FleetError.Conflict } ? FleetError.Conflict : FleetError.Failed,
-                        $"demoting '{name}' failed at step '{step.Current}': {Reason(e)}; {rollback}", e);
+                    throw new FleetException(e.Cause is FleetException { Kind: FleetError.Conflict } ? FleetError.Conflict : FleetError.Failed,
+                        $"demoting '{name}' failed at step '{e.Step}': {Reason(e.Cause)}; {e.Outcome}", e.Cause);
                 }
                 // The files live in the writable layer now; the disk the domain booted from is no one's.
                 File.Delete(paths.Ext4Disk);
                 File.Delete(paths.Disk);
                 _store.EndIntent(name);
-                _log($"demoted {name} to a vserver {step.Summary()}");
+                _log($"demoted {name} to a vserver {steps.Summary()}");
                 return (plan, View(g));
             }
             finally
@@ -380,6 +434,85 @@ public sealed partial class Fleet
         {
             _membership.Release();
         }
+    }
+
+    /// <summary>
+    /// A demotion as steps, each with its undo: stop the domain, copy its disk's files into a writable layer (unless its
+    /// root is the vserver's own, shared), move the address, record the vserver, start it if the domain ran. A rollback
+    /// ends with the domain running again if it ran; before that every begun step is undone (the vserver stopped, the
+    /// domain's config recorded again, the vserver's network and cgroup gone and the tap back, a copied-out layer gone).
+    /// <paramref name="vserver"/> is null when the plan is rebuilt to undo one after an agent's death.
+    /// </summary>
+    private ConversionSteps DemotionSteps(GuestRuntime g, GuestPaths paths, GuestConfig domain, GuestConfig? vserver, bool wasRunning)
+    {
+        var settings = domain.Domain!;
+        var steps = new List<ConversionStep>
+        {
+            new("stop the domain", async _ =>
+            {
+                if (wasRunning) await StopLockedAsync(g, _options.DefaultStopTimeout);
+                Failpoints.Hit("demote.after-stop");
+            }),
+        };
+        if (settings.Root != DomainRoot.Virtiofs)
+        {
+            steps.Add(new("copy the disk's files into a writable layer", async _ =>
+            {
+                await CopyOutOfDiskAsync(vserver!, settings, paths);
+                Failpoints.Hit("demote.after-copy");
+            }, () =>
+            {
+                // A copied-out layer is the demotion's; a shared root's layer is the domain's own and stays.
+                DiscardLayers(paths);
+                return Task.CompletedTask;
+            }));
+        }
+        steps.Add(new("move the address to the vserver", _ =>
+        {
+            if (!WritableLayer.HasQuota(vserver!)) Directory.CreateDirectory(paths.Work);
+            Directory.CreateDirectory(paths.Rootfs);
+            DomainTap.Destroy(paths.Tap);
+            Failpoints.Hit("demote.after-tap");
+            Vservers.EnsureNetwork(vserver!, paths);
+            Failpoints.Hit("demote.after-network");
+            return Task.CompletedTask;
+        }, () =>
+        {
+            GuestNetwork.Destroy(paths.Netns, paths.HostVeth);
+            Vservers.ReleaseCgroup(paths);
+            Domains.EnsureTap(paths);
+            return Task.CompletedTask;
+        }));
+        steps.Add(new("record the vserver", _ =>
+        {
+            // Recorded before it starts: an agent that dies from here on finds a vserver and adopts or starts it.
+            g.Config = vserver!;
+            _store.Save(vserver!);
+            Failpoints.Hit("demote.after-record");
+            return Task.CompletedTask;
+        }, () =>
+        {
+            g.Config = domain;
+            _store.Save(domain);
+            return Task.CompletedTask;
+        }));
+        if (wasRunning)
+        {
+            steps.Add(new("start the vserver", async ct =>
+            {
+                await StartLockedAsync(g, ct);
+                Failpoints.Hit("demote.after-start");
+            }, async () =>
+            {
+                if (g.Vserver is not null) await StopLockedAsync(g, TimeSpan.Zero);
+            }));
+        }
+        return new ConversionSteps(steps, async () =>
+        {
+            // Unless its QEMU never stopped (a failed stop), the domain runs again if it ran.
+            if (wasRunning && !g.IsRunning) await StartLockedAsync(g);
+            return $"rolled back: '{domain.Name}' is a domain again{(wasRunning ? " and runs" : "")}";
+        });
     }
 
     private (GuestConfig Vserver, ConversionPlan Plan) PlanDemotion(GuestConfig domain, GuestPaths paths)
@@ -451,61 +584,8 @@ public sealed partial class Fleet
         await Task.Run(() => DomainDisk.WithRawExport(paths.Disk, writable: true, raw => Domains.Roots.CopyFromDisk(vserver, paths, raw)));
     }
 
-    private async Task<string> RollBackDemotionAsync(GuestRuntime g, GuestConfig domain, GuestPaths paths, bool wasRunning)
-    {
-        try
-        {
-            return await UndoDemotionAsync(g, domain, paths, wasRunning);
-        }
-        catch (Exception e)
-        {
-            _log($"rolling back the demotion of {domain.Name} failed: {e.Message}");
-            return $"rolling back failed too ({Reason(e)}): '{domain.Name}' is a domain again; start it with: vsctl start {domain.Name}";
-        }
-    }
-
-    /// <summary>Makes the guest the domain it was (running again if it ran, unless its QEMU never stopped): after a failed
-    /// demotion, and at start-up after one the agent died in. Throws on failure.</summary>
-    private async Task<string> UndoDemotionAsync(GuestRuntime g, GuestConfig domain, GuestPaths paths, bool wasRunning)
-    {
-        if (g.Vserver is not null) await StopLockedAsync(g, TimeSpan.Zero);
-        GuestNetwork.Destroy(paths.Netns, paths.HostVeth);
-        Vservers.ReleaseCgroup(paths);
-        // A copied-out layer is the demotion's; a shared root's layer is the domain's own and stays.
-        if (domain.Domain!.Root != DomainRoot.Virtiofs) DiscardLayers(paths);
-        g.Config = domain;
-        _store.Save(domain);
-        Domains.EnsureTap(paths);
-        if (wasRunning && !g.IsRunning) await StartLockedAsync(g);
-        return $"rolled back: '{domain.Name}' is a domain again{(wasRunning ? " and runs" : "")}";
-    }
-
     /// <summary>Removes a guest's vserver layers (upper and work, renamed away first, or a disk quota's image).</summary>
     private void DiscardLayers(GuestPaths paths) => WritableLayer.Discard(paths, _log);
 
     private static string Reason(Exception e) => e.Message.TrimEnd('.');
-
-    /// <summary>The step a conversion is at (named in its error) and how long each took (in the agent's log).</summary>
-    private sealed class StepClock(string first)
-    {
-        private readonly System.Diagnostics.Stopwatch _clock = System.Diagnostics.Stopwatch.StartNew();
-        private readonly List<(string Step, TimeSpan Took)> _done = [];
-        private TimeSpan _began;
-
-        public string Current { get; private set; } = first;
-
-        public void Next(string step)
-        {
-            _done.Add((Current, _clock.Elapsed - _began));
-            _began = _clock.Elapsed;
-            Current = step;
-        }
-
-        public string Summary()
-        {
-            Next("");
-            var ms = static (TimeSpan t) => t.TotalSeconds.ToString("0.00", System.Globalization.CultureInfo.InvariantCulture);
-            return $"in {ms(_clock.Elapsed)} s ({string.Join(", ", _done.Select(d => $"{d.Step} {ms(d.Took)} s"))})";
-        }
-    }
 }

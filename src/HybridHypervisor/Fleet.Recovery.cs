@@ -122,10 +122,11 @@ public sealed partial class Fleet
     {
         if (g.Config.Kind == GuestKind.Vserver)
         {
-            // The promotion's QEMU, found by its pid file; the rest is what a failed promotion undoes.
-            Domains.Teardown(paths);
+            // The steps the journal says were begun are undone, as a failed promotion undoes them (the domain's QEMU, with
+            // no RunningDomain here, found by its pid file).
             ForgetInterruptedStop(g, paths);
-            return UndoPromotionAsync(g, g.Config, paths, domain: null, intent.WasRunning).GetAwaiter().GetResult();
+            var run = new PromotionRun(g.Config, g.Config, intent.WasRunning, intent.Beside, intent.Copy, accelerator: null, DefaultBootTimeout);
+            return PromotionSteps(g, paths, run).RollBackAsync(intent.Begun).GetAwaiter().GetResult();
         }
         if (intent.Copy) DiscardLayers(paths);
         GuestNetwork.Destroy(paths.Netns, paths.HostVeth);
@@ -149,7 +150,7 @@ public sealed partial class Fleet
         if (g.Config.Kind == GuestKind.Domain)
         {
             ForgetInterruptedStop(g, paths);
-            return UndoDemotionAsync(g, g.Config, paths, intent.WasRunning).GetAwaiter().GetResult();
+            return DemotionSteps(g, paths, g.Config, vserver: null, intent.WasRunning).RollBackAsync(intent.Begun).GetAwaiter().GetResult();
         }
         Domains.Teardown(paths);
         File.Delete(paths.Ext4Disk);

@@ -17,6 +17,11 @@ public sealed record GuestIntent
     public bool WasPaused { get; init; }
     /// <summary>Promote: whether the domain's root is a copy (the vserver's layers go once it is recorded).</summary>
     public bool Copy { get; init; }
+    /// <summary>Promote: whether the domain booted beside the running vserver (which decides the plan's steps).</summary>
+    public bool Beside { get; init; }
+    /// <summary>Promote, demote: the steps of the plan begun so far, each recorded before it begins: what a rollback
+    /// after the agent's death undoes. Null in a journal of an agent from before steps were recorded: undo them all.</summary>
+    public IReadOnlyList<string>? Begun { get; init; }
     /// <summary>Save: the file asked for, and the hidden part file written first and renamed to it at the end.</summary>
     public string? File { get; init; }
     public string? PartFile { get; init; }

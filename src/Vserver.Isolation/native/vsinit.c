@@ -14,9 +14,9 @@
  *   start SPEC          be a guest's monitor, clone its init (and answer its sysinfo(2)): Start, by VserverDriver.Start
  *   exec SPEC           run a command inside a running guest: Exec, by VserverDriver.Exec (vsctl exec, vsctl enter)
  *   netns PATH          create a persistent network namespace bound at PATH: Netns, by GuestNetwork.Create
- *   mount-root SPEC     attach a vserver's overlay (image idmapped to its range) at a path: MountRoot, by VserverRoot
- *   grab-root PID PATH  attach at PATH a clone of a running vserver's root mount: GrabRoot, by VserverRoot.Grab
- *   userns-exec SPEC    run a tool as root of a user namespace with a vserver's id map: (Spawn)UsernsExec, by VserverRoot
+ *   mount-root SPEC     attach a vserver's overlay (image idmapped to its range) at a path: MountRoot, by PromotionRoot
+ *   grab-root PID PATH  attach at PATH a clone of a running vserver's root mount: GrabRoot, by PromotionRoot.Grab
+ *   userns-exec SPEC    run a tool as root of a user namespace with a vserver's id map: (Spawn)UsernsExec, by PromotionRoot
  *
  * The parts (vsinit.h declares what they share):
  *
