@@ -196,9 +196,10 @@ public sealed partial class Fleet
                 await SampleAsync();
                 lastError = null;
             }
-            catch (Exception e) when (e is not OperationCanceledException)
+            catch (Exception e) when (!ct.IsCancellationRequested)
             {
-                // Never let one bad reading stop the sampler; say so once, not every second.
+                // Never let one bad reading stop the sampler, a QMP call that timed out included (only the fleet's end
+                // stops it); say so once, not every second.
                 if (e.Message != lastError) _log($"memory sampler: {e.Message}");
                 lastError = e.Message;
             }
@@ -251,9 +252,10 @@ public sealed partial class Fleet
                 {
                     try
                     {
-                        domain.BalloonCurrent = await domain.Qmp.QueryBalloonAsync();
+                        using var answer = new CancellationTokenSource(QmpAnswerTimeout);
+                        domain.BalloonCurrent = await domain.Qmp.QueryBalloonAsync(answer.Token);
                     }
-                    catch (Exception e) when (e is QmpException or IOException or ObjectDisposedException)
+                    catch (Exception e) when (e is QmpException or IOException or ObjectDisposedException or OperationCanceledException)
                     {
                         continue;
                     }
@@ -315,15 +317,21 @@ public sealed partial class Fleet
     }
 
     /// <summary>Moves a running domain's balloon (under its lock, so it cannot race a stop or `vsctl set`).</summary>
+    /// <summary>How long the sampler waits for QEMU to answer: one QEMU that does not must not stop the pool's pressure
+    /// handling for every other guest.</summary>
+    private static readonly TimeSpan QmpAnswerTimeout = TimeSpan.FromSeconds(5);
+
     private async Task SetBalloonAsync(GuestRuntime g, long bytes)
     {
-        await g.Lock.WaitAsync();
+        // A guest busy with a long operation (a promotion's boot, a save) is left to the next look.
+        if (!await g.Lock.WaitAsync(QmpAnswerTimeout)) return;
         try
         {
             if (g.Domain is not { } domain) return;
-            await domain.SetBalloonAsync(bytes);
+            using var answer = new CancellationTokenSource(QmpAnswerTimeout);
+            await domain.SetBalloonAsync(bytes, answer.Token);
         }
-        catch (Exception e) when (e is QmpException or IOException or ObjectDisposedException)
+        catch (Exception e) when (e is QmpException or IOException or ObjectDisposedException or OperationCanceledException)
         {
             _log($"domain {g.Config.Name}: setting the balloon to {Size.Format(bytes)} failed: {e.Message}");
         }

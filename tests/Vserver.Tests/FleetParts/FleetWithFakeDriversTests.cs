@@ -21,7 +21,7 @@ public sealed class FleetWithFakeDriversTests : IDisposable
     private readonly FakeGuestDriver _vservers = new(GuestKind.Vserver);
     private readonly FakeGuestDriver _domains = new(GuestKind.Domain);
     private readonly FakeHostNetwork _network = new("vsfake0");
-    private readonly FakeTimeProvider _clock = new();
+    private readonly TimerCountingClock _clock = new();
     private readonly List<string> _log = [];
     private readonly List<HybridHypervisor.Fleet> _fleets = [];
     private readonly CancellationToken _ct = TestContext.Current.CancellationToken;
@@ -134,8 +134,10 @@ public sealed class FleetWithFakeDriversTests : IDisposable
 
         foreach (var (delay, restarts) in new[] { (100, 2), (200, 3), (400, 4) })
         {
+            var timers = _clock.Timers;
             _vservers.End("flaky", new GuestExit(1, null, DateTimeOffset.UtcNow));
-            await UntilAsync(() => fleet.Get("flaky").State == GuestState.Stopped, "seen dead");
+            // Seen dead, and its restart's wait begun on the fake clock: only then does moving the clock mean anything.
+            await UntilAsync(() => fleet.Get("flaky").State == GuestState.Stopped && _clock.Timers > timers, "seen dead, its restart waiting");
             fleet.Get("flaky").LastExit!.Code.ShouldBe(1);
 
             _clock.Advance(TimeSpan.FromMilliseconds(delay - 1));
@@ -204,5 +206,19 @@ public sealed class FleetWithFakeDriversTests : IDisposable
         fleet.Get("web").State.ShouldBe(GuestState.Stopped);
         _vservers.StartFailure = null;
         (await fleet.StartAsync("web", ct: _ct)).State.ShouldBe(GuestState.Running);
+    }
+}
+
+/// <summary>A fake clock that counts the timers made on it: a restart's back-off is a timer, so a test knows when one waits.</summary>
+internal sealed class TimerCountingClock : FakeTimeProvider
+{
+    private int _timers;
+
+    public int Timers => Volatile.Read(ref _timers);
+
+    public override ITimer CreateTimer(TimerCallback callback, object? state, TimeSpan dueTime, TimeSpan period)
+    {
+        Interlocked.Increment(ref _timers);
+        return base.CreateTimer(callback, state, dueTime, period);
     }
 }
