@@ -218,7 +218,10 @@ internal sealed class TimerCountingClock : FakeTimeProvider
 
     public override ITimer CreateTimer(TimerCallback callback, object? state, TimeSpan dueTime, TimeSpan period)
     {
+        // Counted once made: the timer's due time is the clock's now when it is made, so a test that moved the clock
+        // between a count taken before and the making would push its due time along.
+        var timer = base.CreateTimer(callback, state, dueTime, period);
         Interlocked.Increment(ref _timers);
-        return base.CreateTimer(callback, state, dueTime, period);
+        return timer;
     }
 }
