@@ -50,12 +50,12 @@ public sealed partial class Fleet
             };
             if (options.DryRun) return (plan, null);
 
-            var accelerator = await Domains.RequireAcceleratorAsync(domainConfig.Domain!.Kernel);
+            await _conversion.CheckBootAsync(domainConfig);
             using var reservation = AdmitChange(g, domainConfig, "promote");
             var intent = new GuestIntent { Operation = "promote", Began = DateTimeOffset.UtcNow, WasRunning = wasRunning, Copy = options.Copy, Beside = beside };
             _store.BeginIntent(name, intent);
             Failpoints.Hit("promote.after-intent");
-            var run = new PromotionRun(vserver, domainConfig, wasRunning, beside, options.Copy, accelerator, options.BootTimeout ?? DefaultBootTimeout);
+            var run = new PromotionRun(vserver, domainConfig, wasRunning, beside, options.Copy, options.BootTimeout ?? DefaultBootTimeout);
             var steps = PromotionSteps(g, paths, run);
             try
             {
@@ -74,7 +74,7 @@ public sealed partial class Fleet
             }
             if (run.Domain is { } domain)
             {
-                await Domains.SetBalloonTargetAsync(g.Config, domain);
+                await _conversion.SetBalloonTargetAsync(g.Config, domain);
                 BeginRun(g, domain);
             }
             // The copy is the domain's root now; the vserver's own layers are no longer anyone's.
@@ -91,8 +91,7 @@ public sealed partial class Fleet
     }
 
     /// <summary>What one promotion decided and what its steps made along the way (the domain's QEMU, the held boot).</summary>
-    private sealed class PromotionRun(GuestConfig vserver, GuestConfig domain, bool wasRunning, bool beside, bool copy,
-        AcceleratorChoice? accelerator, TimeSpan bootTimeout)
+    private sealed class PromotionRun(GuestConfig vserver, GuestConfig domain, bool wasRunning, bool beside, bool copy, TimeSpan bootTimeout)
     {
         public GuestConfig Vserver { get; } = vserver;
         /// <summary>The domain's config; a copy's disk size is set once the copy is made.</summary>
@@ -100,11 +99,9 @@ public sealed partial class Fleet
         public bool WasRunning { get; } = wasRunning;
         public bool Beside { get; } = beside;
         public bool Copy { get; } = copy;
-        /// <summary>Null when the plan is rebuilt to undo one after an agent's death: its steps are not run then.</summary>
-        public AcceleratorChoice Accelerator => accelerator ?? throw new InvalidOperationException("a promotion being undone boots nothing");
         public TimeSpan BootTimeout { get; } = bootTimeout;
-        public RunningDomain? Domain { get; set; }
-        public DomainHold? Hold { get; set; }
+        public IGuestRun? Domain { get; set; }
+        public IDomainHold? Hold { get; set; }
     }
 
     /// <summary>
@@ -120,39 +117,25 @@ public sealed partial class Fleet
         var steps = new List<ConversionStep>();
         async Task KillDomainAsync()
         {
-            if (run.Domain is { } domain)
-            {
-                domain.EndedByHost = true;
-                await domain.KillAsync();
-                await domain.DisposeAsync();
-                run.Domain = null;
-            }
-            else
-            {
-                // After an agent's death: the promotion's QEMU, found by its pid file.
-                Domains.Teardown(paths);
-            }
-            File.Delete(paths.PidFile);
+            // After an agent's death there is no run here: the promotion's QEMU is found by its pid file.
+            await _conversion.KillDomainAsync(run.Domain, paths);
+            run.Domain = null;
             ReleaseSharedRoot();
-            DomainTap.Destroy(paths.Tap);
+            _conversion.RemoveTap(paths);
         }
-        void ReleaseSharedRoot()
-        {
-            DomainDriver.ReleaseRoot(paths);
-            // A vserver still serving (the domain failed beside it) keeps its layer mounted; a stopped one's goes.
-            if (g.Run is null) WritableLayer.Release(paths, _log);
-        }
+        // A vserver still serving (the domain failed beside it) keeps its layer mounted; a stopped one's goes.
+        void ReleaseSharedRoot() => _conversion.ReleaseSharedRoot(paths, keepLayer: g.Run is not null);
         Task GiveTheAddressBackAsync()
         {
-            DomainTap.Destroy(paths.Tap);
-            Vservers.EnsureNetwork(run.Vserver, paths);
+            _conversion.RemoveTap(paths);
+            _conversion.EnsureVserverNetwork(run.Vserver, paths);
             return Task.CompletedTask;
         }
         if (run.Beside)
         {
             steps.Add(new("share the running vserver's root", _ =>
             {
-                Domains.Roots.Grab(run.Vserver, paths, g.Vserver!.InitPid);
+                _conversion.ShareRoot(run.Vserver, paths, g.Run!);
                 Failpoints.Hit("promote.after-grab");
                 return Task.CompletedTask;
             }, () =>
@@ -162,9 +145,9 @@ public sealed partial class Fleet
             }));
             steps.Add(new("boot the domain beside the vserver", async ct =>
             {
-                run.Domain = await Domains.LaunchAsync(run.DomainConfig, paths, run.Accelerator, ct: ct, hold: true);
+                run.Domain = await _conversion.BootDomainAsync(run.DomainConfig, paths, held: true, ct);
                 Failpoints.Hit("promote.after-boot");
-                run.Hold = await DomainHold.ConnectAsync(paths.HoldSocket, ct);
+                run.Hold = await _conversion.ConnectHoldAsync(paths, ct);
             }, KillDomainAsync));
             steps.Add(new("wait for the domain's kernel", async ct =>
             {
@@ -181,7 +164,7 @@ public sealed partial class Fleet
             }));
             steps.Add(new("move the address to the domain", async ct =>
             {
-                GuestNetwork.Destroy(paths.Netns, paths.HostVeth);
+                _conversion.RemoveVserverNetwork(paths);
                 Failpoints.Hit("promote.before-release");
                 await run.Hold!.ReleaseAsync(ct);
             }, GiveTheAddressBackAsync));
@@ -197,9 +180,9 @@ public sealed partial class Fleet
             {
                 steps.Add(new("copy the root into an ext4 image", _ =>
                 {
-                    var size = Domains.Roots.CopyToExt4(run.Vserver, paths, run.DomainConfig.Domain!.DiskBytes);
+                    var size = _conversion.CopyRootToImage(run.Vserver, paths, run.DomainConfig.Domain!.DiskBytes);
                     Failpoints.Hit("promote.after-copy");
-                    DomainDriver.ReleaseRoot(paths);
+                    _conversion.ReleaseSharedRoot(paths, keepLayer: true);
                     run.DomainConfig = run.DomainConfig with { Domain = run.DomainConfig.Domain with { DiskBytes = size } };
                     return Task.CompletedTask;
                 }, () =>
@@ -211,8 +194,8 @@ public sealed partial class Fleet
             }
             steps.Add(new("move the address to the domain", _ =>
             {
-                GuestNetwork.Destroy(paths.Netns, paths.HostVeth);
-                Domains.EnsureTap(paths);
+                _conversion.RemoveVserverNetwork(paths);
+                _conversion.EnsureTap(paths);
                 Failpoints.Hit("promote.before-boot");
                 return Task.CompletedTask;
             }, GiveTheAddressBackAsync));
@@ -220,7 +203,7 @@ public sealed partial class Fleet
             {
                 steps.Add(new("boot the domain", async ct =>
                 {
-                    run.Domain = await Domains.LaunchAsync(run.DomainConfig, paths, run.Accelerator, ct: ct);
+                    run.Domain = await _conversion.BootDomainAsync(run.DomainConfig, paths, held: false, ct);
                     Failpoints.Hit("promote.after-boot");
                 }, KillDomainAsync));
             }
@@ -229,7 +212,7 @@ public sealed partial class Fleet
         {
             steps.Add(new("wait for the domain to come up", async ct =>
             {
-                await WaitUpAsync(run.Domain!, paths, run.BootTimeout, ct);
+                await _conversion.WaitUpAsync(run.Domain!, paths, run.BootTimeout, ct);
                 if (run.Beside) Failpoints.Hit("promote.after-up");
             }));
         }
@@ -314,8 +297,7 @@ public sealed partial class Fleet
         if ((GuestConfigValidator.DomainError(settings, memoryBytes, _hostCpus, HostMemory.TotalBytes)
              ?? GuestConfigValidator.DomainGuaranteeError(settings, min, memoryBytes)) is { } error)
             throw FleetException.Invalid($"cannot promote '{vserver.Name}': {error}");
-        if (root == DomainRoot.Virtiofs && !File.Exists(PromotionRoot.VirtiofsdProgram))
-            throw FleetException.Conflict($"{PromotionRoot.VirtiofsdProgram} not found: a shared root needs it (Debian: apt-get install qemu-system-common, or run make deps); or promote with --copy");
+        if (root == DomainRoot.Virtiofs && _conversion.SharedRootRefusal() is { } refusal) throw FleetException.Conflict(refusal);
 
         var mac = vserver.Network.Mac ?? GuestNetwork.ReadMac(paths.Netns) ?? GuestAllocator.Mac(_options.StateRoot, vserver.Name);
         var rootText = root == DomainRoot.Virtiofs
@@ -354,7 +336,7 @@ public sealed partial class Fleet
         if (options.Copy) return "--copy needs the files still, so the vserver stops before they are copied";
         if (Kernels.Find(domain.Domain!.Kernel) is { } kernel && !kernel.Features.Contains("hold"))
             return $"kernel '{kernel.Name}' was built before held boots existed; rebuild it: vsctl kernel rm {kernel.Name} && vsctl kernel build {kernel.Name}";
-        if (g.Vserver is null) return "the vserver's init is not known";
+        if (g.Run is null) return "the vserver's init is not known";
         var pool = Pool;
         lock (_fleetLock)
         {
@@ -364,23 +346,6 @@ public sealed partial class Fleet
                 .Concat(_reserved.Values.Where(r => r.Name != vserver.Name))
                 .Append(CommitmentOf(vserver) with { Name = $"{vserver.Name} (the vserver, until the cut-over)" });
             return Admission.Refusal(pool, running, CommitmentOf(domain), "boot beside the vserver");
-        }
-    }
-
-    /// <summary>The domain is up once its guest agent answers: the initramfs has mounted the root and handed over to the
-    /// guest's init.</summary>
-    private static async Task WaitUpAsync(RunningDomain domain, GuestPaths paths, TimeSpan timeout, CancellationToken ct)
-    {
-        try
-        {
-            await domain.AgentAsync(timeout, ct);
-        }
-        catch (Exception e) when (e is not OperationCanceledException || !ct.IsCancellationRequested)
-        {
-            var console = File.Exists(paths.Console) ? File.ReadLines(paths.Console).Where(l => l.Contains("ERROR", StringComparison.Ordinal)).LastOrDefault() : null;
-            throw new FleetException(FleetError.Failed, domain.Ended.IsCompleted
-                ? $"QEMU ended: {DomainDriver.LastLines(paths.QemuLog, 2)}{(console is null ? "" : $" (console: {console.Trim()})")}".TrimEnd(' ', ':')
-                : $"its guest agent did not answer within {timeout.TotalSeconds:0} s{(console is null ? "" : $" (console: {console.Trim()})")}", e);
         }
     }
 
@@ -458,7 +423,7 @@ public sealed partial class Fleet
         {
             steps.Add(new("copy the disk's files into a writable layer", async _ =>
             {
-                await CopyOutOfDiskAsync(vserver!, settings, paths);
+                await _conversion.CopyOutOfDiskAsync(vserver!, settings, paths);
                 Failpoints.Hit("demote.after-copy");
             }, () =>
             {
@@ -471,16 +436,16 @@ public sealed partial class Fleet
         {
             if (!WritableLayer.HasQuota(vserver!)) Directory.CreateDirectory(paths.Work);
             Directory.CreateDirectory(paths.Rootfs);
-            DomainTap.Destroy(paths.Tap);
+            _conversion.RemoveTap(paths);
             Failpoints.Hit("demote.after-tap");
-            Vservers.EnsureNetwork(vserver!, paths);
+            _conversion.EnsureVserverNetwork(vserver!, paths);
             Failpoints.Hit("demote.after-network");
             return Task.CompletedTask;
         }, () =>
         {
-            GuestNetwork.Destroy(paths.Netns, paths.HostVeth);
-            Vservers.ReleaseCgroup(paths);
-            Domains.EnsureTap(paths);
+            _conversion.RemoveVserverNetwork(paths);
+            _conversion.ReleaseVserverCgroup(paths);
+            _conversion.EnsureTap(paths);
             return Task.CompletedTask;
         }));
         steps.Add(new("record the vserver", _ =>
@@ -504,7 +469,7 @@ public sealed partial class Fleet
                 Failpoints.Hit("demote.after-start");
             }, async () =>
             {
-                if (g.Vserver is not null) await StopLockedAsync(g, TimeSpan.Zero);
+                if (g.Run is not null) await StopLockedAsync(g, TimeSpan.Zero);
             }));
         }
         return new ConversionSteps(steps, async () =>
@@ -570,22 +535,8 @@ public sealed partial class Fleet
         return (vserver, plan);
     }
 
-    /// <summary>A disk's files into the vserver's writable layer: a raw ext4 image directly, a qcow2 overlay through
-    /// qemu-storage-daemon's raw export.</summary>
-    private async Task CopyOutOfDiskAsync(GuestConfig vserver, DomainSettings settings, GuestPaths paths)
-    {
-        if (settings.Root == DomainRoot.Ext4)
-        {
-            await Task.Run(() => Domains.Roots.CopyFromDisk(vserver, paths, paths.Ext4Disk));
-            return;
-        }
-        // Writable: a domain powered off by its init leaves ext4's journal to replay, and a read-only device cannot
-        // replay it (the kernel refuses the mount; noload would hide the journal's newest writes).
-        await Task.Run(() => DomainDisk.WithRawExport(paths.Disk, writable: true, raw => Domains.Roots.CopyFromDisk(vserver, paths, raw)));
-    }
-
     /// <summary>Removes a guest's vserver layers (upper and work, renamed away first, or a disk quota's image).</summary>
-    private void DiscardLayers(GuestPaths paths) => WritableLayer.Discard(paths, _log);
+    private void DiscardLayers(GuestPaths paths) => _conversion.DiscardLayers(paths);
 
     private static string Reason(Exception e) => e.Message.TrimEnd('.');
 }

@@ -125,13 +125,13 @@ public sealed partial class Fleet
             // The steps the journal says were begun are undone, as a failed promotion undoes them (the domain's QEMU, with
             // no RunningDomain here, found by its pid file).
             ForgetInterruptedStop(g, paths);
-            var run = new PromotionRun(g.Config, g.Config, intent.WasRunning, intent.Beside, intent.Copy, accelerator: null, DefaultBootTimeout);
+            var run = new PromotionRun(g.Config, g.Config, intent.WasRunning, intent.Beside, intent.Copy, DefaultBootTimeout);
             return PromotionSteps(g, paths, run).RollBackAsync(intent.Begun).GetAwaiter().GetResult();
         }
         if (intent.Copy) DiscardLayers(paths);
-        GuestNetwork.Destroy(paths.Netns, paths.HostVeth);
-        Vservers.ReleaseCgroup(paths);
-        Domains.EnsureTap(paths);
+        _conversion.RemoveVserverNetwork(paths);
+        _conversion.ReleaseVserverCgroup(paths);
+        _conversion.EnsureTap(paths);
         if (intent.WasRunning && !g.IsRunning) StartLockedAsync(g).GetAwaiter().GetResult();
         return $"finished: it is a domain{(intent.WasRunning ? ", running" : "")}";
     }
@@ -152,10 +152,10 @@ public sealed partial class Fleet
             ForgetInterruptedStop(g, paths);
             return DemotionSteps(g, paths, g.Config, vserver: null, intent.WasRunning).RollBackAsync(intent.Begun).GetAwaiter().GetResult();
         }
-        Domains.Teardown(paths);
+        _conversion.RemoveDomainLeftovers(paths);
         File.Delete(paths.Ext4Disk);
         File.Delete(paths.Disk);
-        Vservers.EnsureNetwork(g.Config, paths);
+        _conversion.EnsureVserverNetwork(g.Config, paths);
         if (intent.WasRunning && !g.IsRunning) StartLockedAsync(g).GetAwaiter().GetResult();
         return $"finished: it is a vserver{(intent.WasRunning ? ", running" : "")}";
     }

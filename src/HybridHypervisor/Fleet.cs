@@ -46,11 +46,13 @@ public sealed partial class Fleet : IDisposable
         Network = parts.Network;
         _vserverDriver = parts.Vservers;
         _domainDriver = parts.Domains;
+        _conversion = parts.Conversion;
         _supervisor = new GuestSupervisor(parts.Clock, log, g => StartLockedAsync(g));
     }
 
     private readonly IGuestDriver _vserverDriver;
     private readonly IGuestDriver _domainDriver;
+    private readonly IConversionDriver _conversion;
 
     public FleetOptions Options => _options;
     internal ImageStore Images { get; }
@@ -60,13 +62,9 @@ public sealed partial class Fleet : IDisposable
     public IHostNetwork Network { get; }
     public KernelStore Kernels { get; }
 
-    /// <summary>For what only the host's vserver driver does (promotion's network and cgroup steps).</summary>
-    internal VserverDriver Vservers => _vserverDriver as VserverDriver
-        ?? throw new InvalidOperationException("this fleet's vserver driver is a stand-in: no promotion, demotion or save here");
-
-    /// <summary>For what only the host's domain driver does (save, restore, console, promotion's boot).</summary>
+    /// <summary>For what only the host's domain driver does (save, restore, console).</summary>
     internal DomainDriver Domains => _domainDriver as DomainDriver
-        ?? throw new InvalidOperationException("this fleet's domain driver is a stand-in: no promotion, demotion or save here");
+        ?? throw new InvalidOperationException("this fleet's domain driver is a stand-in: no save, restore or console here");
 
     /// <summary>What domains run on (see <see cref="DomainDriver.AcceleratorAsync"/>); null while no kernel is built to
     /// probe with (or no host domain driver is in this fleet).</summary>

@@ -8,7 +8,7 @@ using Vserver.Isolation.Network;
 namespace HybridHypervisor;
 
 /// <summary>
-/// What a fleet is made of: a driver per kind of guest, the host network it handles itself, the cgroup hierarchy its host
+/// What a fleet is made of: a driver per kind of guest and one for converting between them, the host network it handles itself, the cgroup hierarchy its host
 /// check reads, the image and kernel stores, and a clock. The agent's fleet gets the host's (<see cref="ForHost"/>); unit
 /// tests give it stand-ins, so a fleet is made and driven there without root and without touching the host's cgroups.
 /// </summary>
@@ -16,6 +16,8 @@ public sealed class FleetParts
 {
     public required IGuestDriver Vservers { get; init; }
     public required IGuestDriver Domains { get; init; }
+    /// <summary>What promotion and demotion do on the host beyond the drivers' start and stop.</summary>
+    public required IConversionDriver Conversion { get; init; }
     public required IHostNetwork Network { get; init; }
     public required ICgroupHierarchy Cgroups { get; init; }
     public required ImageStore Images { get; init; }
@@ -28,10 +30,13 @@ public sealed class FleetParts
         var kernels = new KernelStore(options.KernelsRoot, options.RecipesRoot);
         var cgroups = CgroupHierarchy.Detect();
         var bridge = new HostBridge(options.BridgeName, options.Subnet);
+        var vservers = new VserverDriver(options, cgroups, bridge, images, log);
+        var domains = new DomainDriver(options, bridge, images, kernels, log);
         return new FleetParts
         {
-            Vservers = new VserverDriver(options, cgroups, bridge, images, log),
-            Domains = new DomainDriver(options, bridge, images, kernels, log),
+            Vservers = vservers,
+            Domains = domains,
+            Conversion = new ConversionDriver(vservers, domains, log),
             Network = new HostNetwork(bridge),
             Cgroups = cgroups,
             Images = images,

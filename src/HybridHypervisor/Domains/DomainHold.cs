@@ -10,7 +10,7 @@ namespace HybridHypervisor.Domains;
 /// vserver it replaces still serves, and stops the vserver only once the domain is ready: the downtime is the stop
 /// plus the guest's init, not the kernel's boot.
 /// </summary>
-public sealed class DomainHold : IAsyncDisposable
+public sealed class DomainHold : Guests.IDomainHold
 {
     public const string PortName = "org.vserver.hold.0";
 

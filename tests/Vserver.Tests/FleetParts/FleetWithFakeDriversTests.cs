@@ -20,6 +20,7 @@ public sealed class FleetWithFakeDriversTests : IDisposable
     private readonly string _root = Directory.CreateTempSubdirectory("vsfleet-").FullName;
     private readonly FakeGuestDriver _vservers = new(GuestKind.Vserver);
     private readonly FakeGuestDriver _domains = new(GuestKind.Domain);
+    private readonly FakeConversionDriver _conversion;
     private readonly FakeHostNetwork _network = new("vsfake0");
     private readonly TimerCountingClock _clock = new();
     private readonly List<string> _log = [];
@@ -28,6 +29,12 @@ public sealed class FleetWithFakeDriversTests : IDisposable
 
     public FleetWithFakeDriversTests()
     {
+        _conversion = new FakeConversionDriver(_domains);
+        // A kernel as `vsctl kernel build` leaves it, whose initramfs can hold a boot: promotion looks it up.
+        var kernel = Path.Combine(_root, "state", "kernels", DomainSettings.DefaultKernel);
+        Directory.CreateDirectory(kernel);
+        foreach (var (file, text) in new[] { ("vmlinux", "k"), ("initrd.img", "i"), ("version", "6.1.0-test"), ("features", "hold") })
+            File.WriteAllText(Path.Combine(kernel, file), text);
         // An image as `vsctl image build` leaves it: the create checks that it exists.
         var image = Path.Combine(_root, "state", "images", "busybox");
         Directory.CreateDirectory(Path.Combine(image, "rootfs"));
@@ -58,6 +65,7 @@ public sealed class FleetWithFakeDriversTests : IDisposable
         {
             Vservers = _vservers,
             Domains = _domains,
+            Conversion = _conversion,
             Network = _network,
             Cgroups = new NoCgroups(),
             Images = new ImageStore(options.ImagesRoot, options.RecipesRoot),
@@ -207,6 +215,111 @@ public sealed class FleetWithFakeDriversTests : IDisposable
         _vservers.StartFailure = null;
         (await fleet.StartAsync("web", ct: _ct)).State.ShouldBe(GuestState.Running);
     }
+
+    [Fact]
+    public async Task A_promotion_runs_its_plan_in_order_and_the_vserver_becomes_a_running_domain_of_the_same_address()
+    {
+        var fleet = Agent();
+        var created = await fleet.CreateAsync(Vserver("web"), ct: _ct);
+        await fleet.StartAsync("web", ct: _ct);
+
+        var (plan, guest) = await fleet.PromoteAsync("web", new PromoteOptions(Copy: true), _ct);
+
+        plan.Settings.ShouldContain(("address", $"{created.Config!.Network.Ipv4} (MAC {created.Config.Network.Mac})"));
+        guest.ShouldNotBeNull().State.ShouldBe(GuestState.Running);
+        guest.Config!.Kind.ShouldBe(GuestKind.Domain);
+        guest.Config.Network.Ipv4.ShouldBe(created.Config.Network.Ipv4);
+        guest.Config.Domain!.Root.ShouldBe(DomainRoot.Ext4);
+        _conversion.Calls.ShouldBe(["copy-root web", "release-root-keep-layer web", "remove-vserver-network web", "tap web",
+            "boot web", "wait-up web", "balloon web", "discard-layers web"]);
+        _vservers.Calls.ShouldContain("stop web 10s");
+        _domains.Starts("web").ShouldBe(1);
+        ReadConfig("web").Kind.ShouldBe(GuestKind.Domain);
+        File.Exists(Path.Combine(_root, "state", "guests", "web", "intent.json")).ShouldBeFalse("a finished promotion leaves no journal");
+
+        // The domain's run is watched like any other: its end is seen.
+        _domains.End("web", new GuestExit(0, null, DateTimeOffset.UtcNow));
+        await UntilAsync(() => fleet.Get("web").State == GuestState.Stopped, "the domain's end seen");
+    }
+
+    [Fact]
+    public async Task A_promotion_whose_third_step_fails_is_undone_newest_first_and_the_vserver_runs_again()
+    {
+        var fleet = Agent();
+        await fleet.CreateAsync(Vserver("web"), ct: _ct);
+        await fleet.StartAsync("web", ct: _ct);
+        var before = ReadConfig("web");
+        _conversion.FailAt = "tap";
+
+        var failed = await Should.ThrowAsync<FleetException>(() => fleet.PromoteAsync("web", new PromoteOptions(Copy: true), _ct));
+
+        // Steps: stop the vserver, copy the root, move the address (fails while making the tap).
+        failed.Message.ShouldStartWith("promoting 'web' failed at step 'move the address to the domain': tap failed (the test's fault); ");
+        failed.Message.ShouldEndWith("rolled back: 'web' is a vserver again and runs, with its files and address");
+        _conversion.Calls.ShouldBe([
+            "copy-root web", "release-root-keep-layer web", "remove-vserver-network web", "tap web",
+            // undone newest first: the address back, then the copy gone (the stopped vserver's layer released with it)
+            "remove-tap web", "vserver-network web", "release-root web",
+        ]);
+        File.Exists(Path.Combine(_root, "state", "guests", "web", "disk.ext4")).ShouldBeFalse("the copy is deleted");
+        _domains.Starts("web").ShouldBe(0);
+        _vservers.Starts("web").ShouldBe(2, "the rollback ends with the vserver started again");
+        var web = fleet.Get("web");
+        web.State.ShouldBe(GuestState.Running);
+        web.Config!.Kind.ShouldBe(GuestKind.Vserver);
+        ReadConfig("web").ShouldBeEquivalentTo(before);
+        File.Exists(Path.Combine(_root, "state", "guests", "web", "intent.json")).ShouldBeFalse("a rolled-back promotion leaves no journal");
+    }
+
+    [Fact]
+    public async Task A_domain_whose_kernel_never_comes_up_beside_the_vserver_is_ended_and_the_vserver_never_stops()
+    {
+        var fleet = Agent();
+        await fleet.CreateAsync(Vserver("web"), ct: _ct);
+        var pid = (await fleet.StartAsync("web", ct: _ct)).InitPid;
+        _conversion.KernelNeverUp = true;
+
+        var failed = await Should.ThrowAsync<FleetException>(() => fleet.PromoteAsync("web", new PromoteOptions(), _ct));
+
+        failed.Message.ShouldStartWith("promoting 'web' failed at step 'wait for the domain's kernel': ");
+        failed.Message.ShouldEndWith("rolled back: 'web' is still the vserver it was and never stopped serving");
+        _conversion.Calls.ShouldBe([
+            "share-root web", "boot-held web", "connect-hold web", "wait-kernel web",
+            // undone newest first: the domain ended (its root released, the vserver's layer kept: it serves), then the share
+            "kill-domain web", "release-root-keep-layer web", "remove-tap web", "release-root-keep-layer web",
+        ]);
+        _domains.IsRunning("web").ShouldBeFalse();
+        _vservers.Calls.ShouldNotContain(c => c.StartsWith("stop web", StringComparison.Ordinal));
+        var web = fleet.Get("web");
+        web.State.ShouldBe(GuestState.Running);
+        web.InitPid.ShouldBe(pid);
+        web.Config!.Kind.ShouldBe(GuestKind.Vserver);
+    }
+
+    [Fact]
+    public async Task A_demotion_of_a_copied_domain_copies_its_files_out_and_the_vserver_runs_with_its_address()
+    {
+        var fleet = Agent();
+        var created = await fleet.CreateAsync(Vserver("web"), ct: _ct);
+        await fleet.StartAsync("web", ct: _ct);
+        await fleet.PromoteAsync("web", new PromoteOptions(Copy: true), _ct);
+        var promoted = _conversion.Calls.Count;
+
+        var (_, guest) = await fleet.DemoteAsync("web", dryRun: false, _ct);
+
+        guest.ShouldNotBeNull().State.ShouldBe(GuestState.Running);
+        guest.Config!.Kind.ShouldBe(GuestKind.Vserver);
+        guest.Config.Network.Ipv4.ShouldBe(created.Config!.Network.Ipv4);
+        guest.Config.Limits.Cpus.ShouldBe(1);
+        _conversion.Calls.Skip(promoted).ShouldBe(["copy-out web", "remove-tap web", "vserver-network web"]);
+        _domains.IsRunning("web").ShouldBeFalse();
+        _vservers.Starts("web").ShouldBe(2);
+        ReadConfig("web").Kind.ShouldBe(GuestKind.Vserver);
+        File.Exists(Path.Combine(_root, "state", "guests", "web", "disk.ext4")).ShouldBeFalse("the domain's disk goes");
+    }
+
+    private GuestConfig ReadConfig(string name) =>
+        JsonSerializer.Deserialize(File.ReadAllText(Path.Combine(_root, "state", "guests", name, "guest.json")), ConfigJson.Default.GuestConfig)!;
 }
 
 /// <summary>A fake clock that counts the timers made on it: a restart's back-off is a timer, so a test knows when one waits.</summary>
