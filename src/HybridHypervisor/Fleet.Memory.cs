@@ -333,7 +333,7 @@ public sealed partial class Fleet
         }
         catch (Exception e) when (e is QmpException or IOException or ObjectDisposedException or OperationCanceledException)
         {
-            _log($"domain {g.Config.Name}: setting the balloon to {Size.Format(bytes)} failed: {e.Message}");
+            _log($"domain {g.Config.Name}: setting the balloon to {Vserver.Api.ByteSize.FormatRounded(bytes)} failed: {e.Message}");
         }
         finally
         {

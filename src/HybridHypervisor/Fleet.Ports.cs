@@ -1,11 +1,12 @@
 using System.Net;
 using HybridHypervisor.Model;
+using Vserver.Api;
 using Vserver.Isolation.Network;
 
 namespace HybridHypervisor;
 
 /// <summary>One guest's published ports and the address they lead to.</summary>
-public sealed record GuestPortsView(string Guest, string? Ipv4, IReadOnlyList<PublishedPort> Ports);
+public sealed record GuestPortsView(string Guest, string? Ipv4, IReadOnlyList<PortInfo> Ports);
 
 /// <summary>
 /// Published ports (`vsctl port add web1 8080:80`): a host port on every host address, 127.0.0.1 included, forwarded to
@@ -55,7 +56,7 @@ public sealed partial class Fleet
 
     /// <summary>Publishes <paramref name="port"/> for guest <paramref name="name"/>: refused, with nothing changed, for a
     /// host port another guest (or this one) already publishes or a program on the host holds.</summary>
-    public async Task<GuestView> PublishPortAsync(string name, PublishedPort port, CancellationToken ct = default)
+    public async Task<GuestView> PublishPortAsync(string name, PortInfo port, CancellationToken ct = default)
     {
         if (GuestConfigValidator.PortError(port) is { } invalid) throw FleetException.Invalid(invalid);
         var g = Find(name);
@@ -90,7 +91,7 @@ public sealed partial class Fleet
             lock (_portsLock)
             {
                 var ports = g.Config.Network.Ports;
-                var port = ports.FirstOrDefault(p => p.HostPort == hostPort && p.Protocol == protocol)
+                var port = ports.FirstOrDefault(p => p.HostPort == hostPort && p.Protocol == PortProtocols.Name(protocol))
                     ?? throw FleetException.NotFound($"guest '{name}' publishes no host port {hostPort}/{PortProtocols.Name(protocol)} (see: vsctl port list {name})");
                 var config = g.Config with { Network = g.Config.Network with { Ports = ports.Where(p => p != port).ToList() } };
                 ChangePortsLocked(g, config);
@@ -106,9 +107,9 @@ public sealed partial class Fleet
 
     /// <summary>Why <paramref name="port"/> cannot be published for <paramref name="guest"/>, or null. Called under the
     /// ports lock.</summary>
-    private string? PortRefusal(PublishedPort port, string guest)
+    private string? PortRefusal(PortInfo port, string guest)
     {
-        var which = $"{port.HostPort}/{PortProtocols.Name(port.Protocol)}";
+        var which = $"{port.HostPort}/{port.Protocol}";
         List<GuestConfig> configs;
         lock (_fleetLock) configs = _guests.Values.Select(g => g.Config).ToList();
         var owner = configs.FirstOrDefault(c => c.Network.Ports.Any(p => p.HostPort == port.HostPort && p.Protocol == port.Protocol));
@@ -119,8 +120,8 @@ public sealed partial class Fleet
                 ? $"host port {which} is already published for '{guest}' (to its port {published.GuestPort}); remove it first: vsctl port remove {guest} {which}"
                 : $"host port {which} is already published for guest '{owner.Name}'; pick another host port";
         }
-        if (HostPorts.InUse(port.Protocol, port.HostPort))
-            return $"host port {which} is in use on this host ({(port.Protocol == PortProtocol.Udp ? "a bound UDP socket" : "a program listens on it")}); pick another host port";
+        if (HostPorts.InUse(PublishedPorts.ProtocolOf(port), port.HostPort))
+            return $"host port {which} is in use on this host ({(port.Protocol == "udp" ? "a bound UDP socket" : "a program listens on it")}); pick another host port";
         return null;
     }
 
@@ -162,7 +163,7 @@ public sealed partial class Fleet
         lock (_fleetLock)
             configs = _guests.Values.Select(g => changed is not null && g.Config.Name == changed ? changedConfig! : g.Config).ToList();
         var forwards = new List<PortForward>();
-        var taken = new Dictionary<(int, PortProtocol), string>();
+        var taken = new Dictionary<(int, string), string>();
         foreach (var config in configs.OrderBy(c => c.Name, StringComparer.Ordinal))
         {
             if (config.Network.Ipv4 is not { } ip || config.Network.Ports.Count == 0) continue;
@@ -171,11 +172,11 @@ public sealed partial class Fleet
             {
                 if (taken.TryGetValue((port.HostPort, port.Protocol), out var first))
                 {
-                    if (!quiet) _log($"WARNING: guest {config.Name} publishes host port {port.HostPort}/{PortProtocols.Name(port.Protocol)}, as {first} does: only {first} gets it");
+                    if (!quiet) _log($"WARNING: guest {config.Name} publishes host port {port.HostPort}/{port.Protocol}, as {first} does: only {first} gets it");
                     continue;
                 }
                 taken[(port.HostPort, port.Protocol)] = config.Name;
-                forwards.Add(new PortForward(port.Protocol, port.HostPort, address, port.GuestPort, config.Name));
+                forwards.Add(new PortForward(PublishedPorts.ProtocolOf(port), port.HostPort, address, port.GuestPort, config.Name));
             }
         }
         return forwards;
@@ -228,7 +229,7 @@ public sealed partial class Fleet
         {
             foreach (var port in incoming.Network.Ports)
                 if (PortRefusal(port, incoming.Name) is { } refusal)
-                    throw FleetException.Conflict($"{what} publishes host port {port.HostPort}/{PortProtocols.Name(port.Protocol)}, which cannot be had: {refusal}");
+                    throw FleetException.Conflict($"{what} publishes host port {port.HostPort}/{port.Protocol}, which cannot be had: {refusal}");
         }
     }
 

@@ -1,3 +1,5 @@
+using Vserver.Api;
+
 namespace SharedMemoryAccounting;
 
 /// <summary>
@@ -33,11 +35,11 @@ public sealed record PoolSettings
     public string? Error(long hostTotal)
     {
         if (ReserveBytes is { } r && (r < 0 || r >= hostTotal))
-            return $"reserve {Size.Format(r)} must be at least 0 and below the host's {Size.Format(hostTotal)}";
+            return $"reserve {ByteSize.FormatRounded(r)} must be at least 0 and below the host's {ByteSize.FormatRounded(hostTotal)}";
         if (double.IsNaN(Overcommit) || Overcommit < 1 || Overcommit > 100)
             return $"overcommit {Overcommit} must be a ratio from 1 (limits never exceed the capacity) to 100, e.g. 1.5";
         if (MinFreeBytes is < 0)
-            return $"min-free {Size.Format(MinFreeBytes.Value)} must not be negative";
+            return $"min-free {ByteSize.FormatRounded(MinFreeBytes.Value)} must not be negative";
         return null;
     }
 }
@@ -86,14 +88,14 @@ public static class Admission
         if (committed + asked.Guarantee > pool.Capacity)
         {
             var free = Math.Max(0, pool.Capacity - committed);
-            return $"cannot {verb} '{asked.Name}': its guarantee of {Size.Format(asked.Guarantee)} does not fit the memory pool: " +
-                $"{Size.Format(committed)} of {Size.Format(pool.Capacity)} is committed to {list.Count} other guest(s), {Size.Format(free)} is free; " +
+            return $"cannot {verb} '{asked.Name}': its guarantee of {ByteSize.FormatRounded(asked.Guarantee)} does not fit the memory pool: " +
+                $"{ByteSize.FormatRounded(committed)} of {ByteSize.FormatRounded(pool.Capacity)} is committed to {list.Count} other guest(s), {ByteSize.FormatRounded(free)} is free; " +
                 "give a smaller --memory-min, lower or destroy another guest, or shrink the host reserve (vsctl host set --reserve)";
         }
         if (asked.Limit is { } limit && limits + limit > pool.LimitsCap)
         {
-            return $"cannot {verb} '{asked.Name}': its limit of {Size.Format(limit)} would bring the guests' limits to " +
-                $"{Size.Format(limits + limit)}, over the pool's {Size.Format(pool.LimitsCap)} ({LimitsCapText(pool)}); " +
+            return $"cannot {verb} '{asked.Name}': its limit of {ByteSize.FormatRounded(limit)} would bring the guests' limits to " +
+                $"{ByteSize.FormatRounded(limits + limit)}, over the pool's {ByteSize.FormatRounded(pool.LimitsCap)} ({LimitsCapText(pool)}); " +
                 "give a smaller --memory, or allow more overcommit (vsctl host set --overcommit)";
         }
         return null;
@@ -103,14 +105,14 @@ public static class Admission
     public static string? SettingsRefusal(Pool pool, Commitments held)
     {
         if (held.Guarantees > pool.Capacity)
-            return $"the pool's capacity would be {Size.Format(pool.Capacity)}, less than the {Size.Format(held.Guarantees)} " +
+            return $"the pool's capacity would be {ByteSize.FormatRounded(pool.Capacity)}, less than the {ByteSize.FormatRounded(held.Guarantees)} " +
                 "already guaranteed to guests; lower their --memory-min first or keep a smaller reserve";
         if (held.Limits > pool.LimitsCap)
-            return $"the guests' limits add up to {Size.Format(held.Limits)}, more than {Size.Format(pool.LimitsCap)} ({LimitsCapText(pool)}); " +
+            return $"the guests' limits add up to {ByteSize.FormatRounded(held.Limits)}, more than {ByteSize.FormatRounded(pool.LimitsCap)} ({LimitsCapText(pool)}); " +
                 "lower some limits first or allow more overcommit";
         return null;
     }
 
     private static string LimitsCapText(Pool pool) =>
-        $"capacity {Size.Format(pool.Capacity)} x overcommit {pool.Overcommit.ToString("0.##", System.Globalization.CultureInfo.InvariantCulture)}";
+        $"capacity {ByteSize.FormatRounded(pool.Capacity)} x overcommit {pool.Overcommit.ToString("0.##", System.Globalization.CultureInfo.InvariantCulture)}";
 }

@@ -1,3 +1,5 @@
+using Vserver.Api;
+
 namespace SharedMemoryAccounting;
 
 /// <summary>A running domain as pressure sees it: its balloon floor, the size the operator set, the size it has now.</summary>
@@ -32,7 +34,7 @@ public static class Pressure
         if (under)
         {
             var missing = minFree - free;
-            notes.Add($"the pool is under pressure: {Size.Format(free)} free, below the {Size.Format(minFree)} threshold");
+            notes.Add($"the pool is under pressure: {ByteSize.FormatRounded(free)} free, below the {ByteSize.FormatRounded(minFree)} threshold");
             foreach (var d in domains.OrderByDescending(d => balloons[d.Name] - d.Guarantee).ThenBy(d => d.Name, StringComparer.Ordinal))
             {
                 var surplus = balloons[d.Name] - d.Guarantee;
@@ -41,13 +43,13 @@ public static class Pressure
                 var take = Math.Min(surplus, Math.Max(missing, 1L << 20));
                 balloons[d.Name] -= take;
                 missing -= take;
-                actions.Add($"domain {d.Name} shrunk to {Size.Format(balloons[d.Name])} (guarantee {Size.Format(d.Guarantee)}, set {Size.Format(d.Target)})");
+                actions.Add($"domain {d.Name} shrunk to {ByteSize.FormatRounded(balloons[d.Name])} (guarantee {ByteSize.FormatRounded(d.Guarantee)}, set {ByteSize.FormatRounded(d.Target)})");
                 if (missing <= 0) break;
             }
             foreach (var d in domains.Where(d => balloons[d.Name] < d.Target).OrderBy(d => d.Name, StringComparer.Ordinal))
-                notes.Add($"domain {d.Name} held at {Size.Format(balloons[d.Name])} of {Size.Format(d.Target)} (guarantee {Size.Format(d.Guarantee)})");
+                notes.Add($"domain {d.Name} held at {ByteSize.FormatRounded(balloons[d.Name])} of {ByteSize.FormatRounded(d.Target)} (guarantee {ByteSize.FormatRounded(d.Guarantee)})");
             foreach (var v in vservers.Where(v => v.Usage > v.Guarantee).OrderByDescending(v => v.Usage - v.Guarantee))
-                notes.Add($"vserver {v.Name} is {Size.Format(v.Usage - v.Guarantee)} over its guarantee (uses {Size.Format(v.Usage)}, guaranteed {Size.Format(v.Guarantee)})");
+                notes.Add($"vserver {v.Name} is {ByteSize.FormatRounded(v.Usage - v.Guarantee)} over its guarantee (uses {ByteSize.FormatRounded(v.Usage)}, guaranteed {ByteSize.FormatRounded(v.Guarantee)})");
         }
         else
         {
@@ -59,10 +61,10 @@ public static class Pressure
                 var give = Math.Min(owed, room);
                 balloons[d.Name] += give;
                 room -= give;
-                actions.Add($"domain {d.Name} given back {Size.Format(give)}, now {Size.Format(balloons[d.Name])} of {Size.Format(d.Target)}");
+                actions.Add($"domain {d.Name} given back {ByteSize.FormatRounded(give)}, now {ByteSize.FormatRounded(balloons[d.Name])} of {ByteSize.FormatRounded(d.Target)}");
             }
             foreach (var d in domains.Where(d => balloons[d.Name] < d.Target).OrderBy(d => d.Name, StringComparer.Ordinal))
-                notes.Add($"domain {d.Name} still at {Size.Format(balloons[d.Name])} of {Size.Format(d.Target)}: waiting for room above the threshold");
+                notes.Add($"domain {d.Name} still at {ByteSize.FormatRounded(balloons[d.Name])} of {ByteSize.FormatRounded(d.Target)}: waiting for room above the threshold");
         }
         return new PressureDecision(under, balloons, actions, notes);
     }

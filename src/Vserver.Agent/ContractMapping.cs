@@ -14,7 +14,7 @@ internal static class ContractMapping
         State = v.State.ToString().ToLowerInvariant(),
         Image = v.Config?.Image,
         Ipv4 = v.Config?.Network.Ipv4,
-        Ports = v.Config?.Network.Ports is { Count: > 0 } ports ? ports.Select(PortEndpoints.ToInfo).ToList() : null,
+        Ports = v.Config?.Network.Ports is { Count: > 0 } ports ? ports : null,
         MemoryBytes = v.Config?.Limits.MemoryBytes,
         MemoryMinBytes = v.Config is { } c && Fleet.CommitmentOf(c).Guarantee is > 0 and var min ? min : null,
         Cpus = v.Config?.Limits.Cpus,

@@ -89,7 +89,7 @@ internal static class Endpoints
         });
 
         v1.MapGet("/kernels", () => (IReadOnlyList<KernelInfo>)fleet.Kernels.List().Select(ContractMapping.ToInfo).ToList());
-        v1.MapPost("/kernels", (BuildKernelRequest request) =>
+        v1.MapPost("/kernels", (BuildRequest request) =>
         {
             var kernel = fleet.BuildKernel(request.Name);
             return Results.Created($"/v1/kernels/{kernel.Name}", ContractMapping.ToInfo(kernel));
@@ -101,7 +101,7 @@ internal static class Endpoints
         });
 
         v1.MapGet("/images", () => fleet.ListImages());
-        v1.MapPost("/images", (BuildImageRequest request) =>
+        v1.MapPost("/images", (BuildRequest request) =>
         {
             var image = fleet.BuildImage(request.Name);
             return Results.Created($"/v1/images/{image.Name}", image);

@@ -96,11 +96,8 @@ public sealed class AgentClient : IDisposable
         SendAsync(HttpMethod.Patch, $"v1/guests/{Uri.EscapeDataString(name)}/limits",
             JsonContent.Create(request, ApiJson.Default.SetLimitsRequest), ApiJson.Default.GuestInfo, ct);
 
-    public async Task DestroyAsync(string name, bool force, CancellationToken ct = default)
-    {
-        using var response = await SendRawAsync(new HttpRequestMessage(HttpMethod.Delete,
-            $"v1/guests/{Uri.EscapeDataString(name)}{(force ? "?force=true" : "")}"), ct);
-    }
+    public Task DestroyAsync(string name, bool force, CancellationToken ct = default) =>
+        DeleteAsync($"v1/guests/{Uri.EscapeDataString(name)}{(force ? "?force=true" : "")}", ct);
 
     /// <summary>Published ports of one guest, or of every guest that has some (<paramref name="name"/> null).</summary>
     public Task<PortList> PortsAsync(string? name = null, CancellationToken ct = default) =>
@@ -110,35 +107,24 @@ public sealed class AgentClient : IDisposable
         SendAsync(HttpMethod.Post, $"v1/guests/{Uri.EscapeDataString(name)}/ports",
             JsonContent.Create(port, ApiJson.Default.PortInfo), ApiJson.Default.GuestInfo, ct);
 
-    public async Task RemovePortAsync(string name, int hostPort, string protocol, CancellationToken ct = default)
-    {
-        using var response = await SendRawAsync(new HttpRequestMessage(HttpMethod.Delete,
-            $"v1/guests/{Uri.EscapeDataString(name)}/ports/{hostPort}/{Uri.EscapeDataString(protocol)}"), ct);
-    }
+    public Task RemovePortAsync(string name, int hostPort, string protocol, CancellationToken ct = default) =>
+        DeleteAsync($"v1/guests/{Uri.EscapeDataString(name)}/ports/{hostPort}/{Uri.EscapeDataString(protocol)}", ct);
 
     public Task<IReadOnlyList<ImageInfo>> ImagesAsync(CancellationToken ct = default) =>
         GetAsync("v1/images", ApiJson.Default.IReadOnlyListImageInfo, ct);
 
     public Task<ImageInfo> BuildImageAsync(string name, CancellationToken ct = default) =>
-        SendAsync(HttpMethod.Post, "v1/images", JsonContent.Create(new BuildImageRequest { Name = name }, ApiJson.Default.BuildImageRequest),
-            ApiJson.Default.ImageInfo, ct);
+        BuildAsync("v1/images", name, ApiJson.Default.ImageInfo, ct);
 
-    public async Task RemoveImageAsync(string name, CancellationToken ct = default)
-    {
-        using var response = await SendRawAsync(new HttpRequestMessage(HttpMethod.Delete, $"v1/images/{Uri.EscapeDataString(name)}"), ct);
-    }
+    public Task RemoveImageAsync(string name, CancellationToken ct = default) => DeleteAsync($"v1/images/{Uri.EscapeDataString(name)}", ct);
 
     public Task<IReadOnlyList<KernelInfo>> ListKernelsAsync(CancellationToken ct = default) =>
         GetAsync("v1/kernels", ApiJson.Default.IReadOnlyListKernelInfo, ct);
 
     public Task<KernelInfo> BuildKernelAsync(string name, CancellationToken ct = default) =>
-        SendAsync(HttpMethod.Post, "v1/kernels", JsonContent.Create(new BuildKernelRequest { Name = name }, ApiJson.Default.BuildKernelRequest),
-            ApiJson.Default.KernelInfo, ct);
+        BuildAsync("v1/kernels", name, ApiJson.Default.KernelInfo, ct);
 
-    public async Task RemoveKernelAsync(string name, CancellationToken ct = default)
-    {
-        using var response = await SendRawAsync(new HttpRequestMessage(HttpMethod.Delete, $"v1/kernels/{Uri.EscapeDataString(name)}"), ct);
-    }
+    public Task RemoveKernelAsync(string name, CancellationToken ct = default) => DeleteAsync($"v1/kernels/{Uri.EscapeDataString(name)}", ct);
 
     /// <summary>Saves a running domain to <paramref name="file"/>, a path on the agent's host; the agent wants it absolute.</summary>
     public Task<SaveResult> SaveAsync(string name, string file, CancellationToken ct = default) =>
@@ -203,6 +189,16 @@ public sealed class AgentClient : IDisposable
 
     private async Task<T> GetAsync<T>(string path, JsonTypeInfo<T> type, CancellationToken ct) =>
         await SendAsync(HttpMethod.Get, path, null, type, ct);
+
+    /// <summary>Builds an image or a kernel from its recipe, by name: what was built.</summary>
+    private Task<T> BuildAsync<T>(string path, string name, JsonTypeInfo<T> type, CancellationToken ct) =>
+        SendAsync(HttpMethod.Post, path, JsonContent.Create(new BuildRequest { Name = name }, ApiJson.Default.BuildRequest), type, ct);
+
+    /// <summary>A DELETE whose answer says nothing beyond its success.</summary>
+    private async Task DeleteAsync(string path, CancellationToken ct)
+    {
+        using var response = await SendRawAsync(new HttpRequestMessage(HttpMethod.Delete, path), ct);
+    }
 
     private async Task<T> SendAsync<T>(HttpMethod method, string path, HttpContent? content, JsonTypeInfo<T> type, CancellationToken ct)
     {

@@ -4,8 +4,9 @@ namespace Vserver.Api;
 
 /// <summary>
 /// Sizes as operators write them: 256M, 1.5G, 4096 (bytes). Suffixes are binary (K = 1024). The one parser and
-/// formatter of sizes for vsctl, the agent and the fleet: <see cref="Format"/> to show a size, <see cref="FormatExact"/>
-/// where the text must mean exactly the bytes (advice to type back in).
+/// formatter of sizes for vsctl, the agent, the fleet and the memory pool: <see cref="Format"/> to show a size,
+/// <see cref="FormatExact"/> where the text must mean exactly the bytes (advice to type back in),
+/// <see cref="FormatRounded"/> for the pool's figures that stand side by side in one line.
 /// </summary>
 public static class ByteSize
 {
@@ -77,5 +78,17 @@ public static class ByteSize
         foreach (var (unit, factor) in new[] { ("T", 1L << 40), ("G", 1L << 30), ("M", 1L << 20), ("K", 1L << 10) })
             if (bytes >= factor && bytes % factor == 0) return (bytes / factor).ToString(CultureInfo.InvariantCulture) + unit;
         return bytes.ToString(CultureInfo.InvariantCulture);
+    }
+
+    /// <summary>"300M", "1.0G", "7.5G": whole MiB below a GiB, tenths of a GiB from one GiB up, a negative size with a
+    /// minus sign. The memory pool's messages use it, so that figures in one line read alike ("1.7G of 2.0G").</summary>
+    public static string FormatRounded(long bytes)
+    {
+        const long GiB = 1L << 30;
+        var sign = bytes < 0 ? "-" : "";
+        var abs = Math.Abs(bytes);
+        return abs >= GiB
+            ? sign + (abs / (double)GiB).ToString("0.0", CultureInfo.InvariantCulture) + "G"
+            : sign + (abs >> 20).ToString(CultureInfo.InvariantCulture) + "M";
     }
 }

@@ -99,7 +99,8 @@ public sealed record GuestList
     public IReadOnlyList<string> Warnings { get; init; } = [];
 }
 
-public sealed record BuildImageRequest
+/// <summary>What to build from a recipe: an image (POST /v1/images) or a kernel (POST /v1/kernels), by name.</summary>
+public sealed record BuildRequest
 {
     public required string Name { get; init; }
 }
@@ -236,11 +237,6 @@ public sealed record KernelInfo
     public DateTimeOffset Built { get; init; }
 }
 
-public sealed record BuildKernelRequest
-{
-    public required string Name { get; init; }
-}
-
 /// <summary>A save file on the agent's host; absolute (vsctl makes a relative path absolute).</summary>
 public sealed record SaveFileRequest
 {
@@ -359,7 +355,7 @@ public sealed record WaitResponse
 [JsonSerializable(typeof(PortInfo))]
 [JsonSerializable(typeof(GuestInfo))]
 [JsonSerializable(typeof(GuestList))]
-[JsonSerializable(typeof(BuildImageRequest))]
+[JsonSerializable(typeof(BuildRequest))]
 [JsonSerializable(typeof(ImageInfo))]
 [JsonSerializable(typeof(IReadOnlyList<ImageInfo>))]
 [JsonSerializable(typeof(HostInfo))]
@@ -367,7 +363,6 @@ public sealed record WaitResponse
 [JsonSerializable(typeof(StatReport))]
 [JsonSerializable(typeof(KernelInfo))]
 [JsonSerializable(typeof(IReadOnlyList<KernelInfo>))]
-[JsonSerializable(typeof(BuildKernelRequest))]
 [JsonSerializable(typeof(SaveFileRequest))]
 [JsonSerializable(typeof(SaveResult))]
 [JsonSerializable(typeof(ErrorResponse))]

@@ -5,8 +5,9 @@ using System.Text.Json.Serialization;
 namespace Vserver.Api;
 
 /// <summary>A published port: HOSTPORT on the agent's host (127.0.0.1 and its other addresses) reaches GUESTPORT on the
-/// guest's address. The one published-port type of the contract and of vsctl (its port verb and hosting files), written
-/// as operators write it: <c>8080:80/tcp</c>.</summary>
+/// guest's address. The one published-port type: of the contract, of vsctl (its port verb and hosting files) and of the
+/// fleet, whose guest.json records a guest's ports as these (hostPort, guestPort, protocol); written as operators write
+/// it: <c>8080:80/tcp</c>.</summary>
 public sealed record PortInfo
 {
     [JsonConstructor]
@@ -14,7 +15,6 @@ public sealed record PortInfo
     {
     }
 
-    [SetsRequiredMembers]
     public PortInfo(int hostPort, int guestPort, string protocol = "tcp")
     {
         HostPort = hostPort;
@@ -24,8 +24,9 @@ public sealed record PortInfo
 
     public int HostPort { get; init; }
     public int GuestPort { get; init; }
-    /// <summary>tcp | udp</summary>
-    public required string Protocol { get; init; }
+    /// <summary>tcp | udp; tcp when left out (as a hand-written guest.json may). The JSON source generator sets every
+    /// init property, a missing one to null, hence the setter's default too.</summary>
+    public string Protocol { get; init => field = value ?? "tcp"; } = "tcp";
 
     public override string ToString() => $"{HostPort}:{GuestPort}/{Protocol}";
 

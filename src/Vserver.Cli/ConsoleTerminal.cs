@@ -39,7 +39,6 @@ internal sealed class ConsoleTerminal(WebSocket socket, Stream stdin, Stream std
 
     /// <summary>128 + SIGPIPE, as exec reports a reader that went away.</summary>
     private const int BrokenPipe = 141;
-    private const int StdinChunk = 32 * 1024;
     private readonly FramedSocket _frames = new(socket);
     private readonly CancellationTokenSource _stop = new();
     private readonly TaskCompletionSource<ConsoleResult> _ended = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -142,39 +141,24 @@ internal sealed class ConsoleTerminal(WebSocket socket, Stream stdin, Stream std
         _ = Task.Run(() => PumpStdinAsync(_stop.Token), CancellationToken.None);
     }
 
-    private async Task PumpStdinAsync(CancellationToken ct)
-    {
-        var frame = new byte[StdinChunk + 1];
-        frame[0] = ExecStream.Stdin;
-        try
+    /// <summary>Local stdin as Stdin frames, up to a <see cref="DetachKey"/> (not sent) or its end.</summary>
+    private Task PumpStdinAsync(CancellationToken ct) =>
+        FramedSocket.PumpStdinAsync(stdin, async (frame, n) =>
         {
-            while (!ct.IsCancellationRequested)
+            if (n == 0)
             {
-                var n = await LocalStreams.ReadAsync(stdin, frame.AsMemory(1), ct);
-                if (n == 0)
-                {
-                    // No EOF frame: the console is a serial line, it has no end of input. Show what still comes, then go.
-                    await Task.Delay(linger, ct);
-                    _ended.TrySetResult(new ConsoleResult(ConsoleEnd.Detached, ExitCodes.Ok));
-                    return;
-                }
-                var detach = frame.AsSpan(1, n).IndexOf(DetachKey);
-                var count = detach >= 0 ? detach : n;
-                if (count > 0) await SendAsync(frame.AsMemory(0, count + 1), ct);
-                if (detach >= 0)
-                {
-                    _ended.TrySetResult(new ConsoleResult(ConsoleEnd.Detached, ExitCodes.Ok));
-                    return;
-                }
+                // No EOF frame: the console is a serial line, it has no end of input. Show what still comes, then go.
+                await Task.Delay(linger, ct);
+                _ended.TrySetResult(new ConsoleResult(ConsoleEnd.Detached, ExitCodes.Ok));
+                return false;
             }
-        }
-        catch (Exception e) when (e is WebSocketException or OperationCanceledException or ObjectDisposedException or IOException)
-        {
-            // The session ended first; the receive side says how.
-        }
-    }
-
-    private Task SendAsync(ReadOnlyMemory<byte> frame, CancellationToken ct) => _frames.SendAsync(frame, ct);
+            var detach = frame.Span.Slice(1, n).IndexOf(DetachKey);
+            var count = detach >= 0 ? detach : n;
+            if (count > 0) await _frames.SendAsync(frame[..(count + 1)], ct);
+            if (detach < 0) return true;
+            _ended.TrySetResult(new ConsoleResult(ConsoleEnd.Detached, ExitCodes.Ok));
+            return false;
+        }, ct);
 
     /// <summary>Closing is the end of the session for the agent too.</summary>
     private Task CloseAsync() => _frames.CloseAsync(abortIfNotOpen: true);

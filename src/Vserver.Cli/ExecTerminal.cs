@@ -15,7 +15,6 @@ internal readonly record struct ExecResult(int ExitCode, string? Error);
 /// </summary>
 internal sealed class ExecTerminal(WebSocket socket, Stream stdin, Stream stdout, Stream stderr) : IDisposable
 {
-    private const int StdinChunk = 32 * 1024;
     /// <summary>128 + SIGPIPE, what a shell reports for a writer whose reader went away.</summary>
     private const int BrokenPipe = 141;
     private readonly FramedSocket _frames = new(socket);
@@ -62,7 +61,7 @@ internal sealed class ExecTerminal(WebSocket socket, Stream stdin, Stream stdout
         BinaryPrimitives.WriteUInt16LittleEndian(frame.AsSpan(3), (ushort)Math.Clamp(cols, 1, ushort.MaxValue));
         try
         {
-            await SendAsync(frame, _stop.Token);
+            await _frames.SendAsync(frame, _stop.Token);
         }
         catch (Exception e) when (e is WebSocketException or OperationCanceledException or ObjectDisposedException or IOException)
         {
@@ -123,26 +122,13 @@ internal sealed class ExecTerminal(WebSocket socket, Stream stdin, Stream stdout
         }
     }
 
-    private async Task PumpStdinAsync(CancellationToken ct)
-    {
-        var frame = new byte[StdinChunk + 1];
-        frame[0] = ExecStream.Stdin;
-        try
+    /// <summary>Local stdin as Stdin frames; the empty frame at its end closes the command's stdin.</summary>
+    private Task PumpStdinAsync(CancellationToken ct) =>
+        FramedSocket.PumpStdinAsync(stdin, async (frame, n) =>
         {
-            while (!ct.IsCancellationRequested)
-            {
-                var n = await LocalStreams.ReadAsync(stdin, frame.AsMemory(1), ct);
-                await SendAsync(frame.AsMemory(0, n + 1), ct);
-                if (n == 0) return; // the empty frame closed the command's stdin
-            }
-        }
-        catch (Exception e) when (e is WebSocketException or OperationCanceledException or ObjectDisposedException or IOException)
-        {
-            // The session ended first (the command exited without reading everything); nothing to report.
-        }
-    }
-
-    private Task SendAsync(ReadOnlyMemory<byte> frame, CancellationToken ct) => _frames.SendAsync(frame, ct);
+            await _frames.SendAsync(frame[..(n + 1)], ct);
+            return n > 0;
+        }, ct);
 
     /// <summary>Closing is the end of the session for the agent too.</summary>
     private Task CloseAsync() => _frames.CloseAsync(abortIfNotOpen: false);

@@ -1,4 +1,5 @@
 using System.Net.WebSockets;
+using Vserver.Api;
 
 namespace Vserver.Cli;
 
@@ -6,6 +7,7 @@ namespace Vserver.Cli;
 /// send at a time, and stdin, resizes and the close come from different tasks), and a close that never hangs.</summary>
 internal sealed class FramedSocket(WebSocket socket) : IDisposable
 {
+    private const int StdinChunk = 32 * 1024;
     private readonly SemaphoreSlim _sendLock = new(1, 1);
 
     public WebSocket Socket => socket;
@@ -20,6 +22,28 @@ internal sealed class FramedSocket(WebSocket socket) : IDisposable
         finally
         {
             _sendLock.Release();
+        }
+    }
+
+    /// <summary>
+    /// Reads local stdin in chunks into a Stdin frame (its first byte the header) and hands each to
+    /// <paramref name="forward"/> with the chunk's length (0 at the end of stdin), until <paramref name="forward"/> says
+    /// stop. A session that ends first ends the pump quietly: the receiving side says how it ended.
+    /// </summary>
+    public static async Task PumpStdinAsync(Stream stdin, Func<Memory<byte>, int, Task<bool>> forward, CancellationToken ct)
+    {
+        var frame = new byte[StdinChunk + 1];
+        frame[0] = ExecStream.Stdin;
+        try
+        {
+            while (!ct.IsCancellationRequested)
+            {
+                var n = await LocalStreams.ReadAsync(stdin, frame.AsMemory(1), ct);
+                if (!await forward(frame, n)) return;
+            }
+        }
+        catch (Exception e) when (e is WebSocketException or OperationCanceledException or ObjectDisposedException or IOException)
+        {
         }
     }
 

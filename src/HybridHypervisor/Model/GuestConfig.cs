@@ -1,5 +1,7 @@
 using HybridHypervisor.Domains;
 using System.Text.Json.Serialization;
+using Vserver.Api;
+using Vserver.Isolation.Network;
 
 namespace HybridHypervisor.Model;
 
@@ -98,7 +100,7 @@ public sealed record GuestNetworkConfig
     /// vserver's then is whatever its veth got, a domain's <see cref="HybridHypervisor.Domains.DomainTap.MacFor"/>).</summary>
     public string? Mac { get; init; }
     /// <summary>Host ports forwarded to the guest's address (the agent's nftables table); kept across promotion.</summary>
-    public IReadOnlyList<PublishedPort> Ports { get; init; } = [];
+    public IReadOnlyList<PortInfo> Ports { get; init; } = [];
 
     /// <summary>Equal for the same address, MAC and ports (the list's contents, not its instance).</summary>
     public bool Equals(GuestNetworkConfig? other) =>
@@ -107,25 +109,21 @@ public sealed record GuestNetworkConfig
     public override int GetHashCode() => HashCode.Combine(Ipv4, Mac, Ports.Count);
 }
 
-/// <summary>A published port: <see cref="HostPort"/> on the host's addresses (127.0.0.1 included) reaches
-/// <see cref="GuestPort"/> on the guest's IPv4 address.</summary>
-public sealed record PublishedPort(int HostPort, int GuestPort, Vserver.Isolation.Network.PortProtocol Protocol = Vserver.Isolation.Network.PortProtocol.Tcp)
+/// <summary>A published port's protocol as the host's rules take it (<see cref="PortProtocol"/>); the port itself is the
+/// contract's <see cref="PortInfo"/>, which names it tcp or udp.</summary>
+public static class PublishedPorts
 {
-    /// <summary>As the operator writes it: <c>8080:80/tcp</c>.</summary>
-    public override string ToString() => $"{HostPort}:{GuestPort}/{ProtocolName}";
+    /// <summary>A protocol by its contract name (tcp when none is given); a refusal naming the field for anything else.</summary>
+    public static PortProtocol ParseProtocol(string? text) =>
+        PortProtocols.TryParse(text, out var protocol) ? protocol
+            : throw FleetException.Invalid(new SettingError("protocol", text, ErrorCodes.Reasons.Malformed, $"invalid protocol '{text}': use tcp or udp"));
 
-    /// <summary>tcp | udp, as the contract names it.</summary>
-    public string ProtocolName => Vserver.Isolation.Network.PortProtocols.Name(Protocol);
+    /// <summary>A port as a client sent it, with its protocol as a config records it: tcp or udp, tcp when left out; a
+    /// refusal naming the field for anything else.</summary>
+    public static PortInfo AsRecorded(PortInfo port) => port with { Protocol = PortProtocols.Name(ParseProtocol(port.Protocol)) };
 
-    /// <summary>A protocol by its contract name; a refusal naming the field for anything else.</summary>
-    public static Vserver.Isolation.Network.PortProtocol ParseProtocol(string? text) =>
-        Vserver.Isolation.Network.PortProtocols.TryParse(text, out var protocol) ? protocol
-            : throw FleetException.Invalid(new SettingError("protocol", text, Vserver.Api.ErrorCodes.Reasons.Malformed, $"invalid protocol '{text}': use tcp or udp"));
-
-    /// <summary>A port as the contract gives it (<see cref="Vserver.Api.PortInfo"/>).</summary>
-    public static PublishedPort From(Vserver.Api.PortInfo port) => new(port.HostPort, port.GuestPort, ParseProtocol(port.Protocol));
-
-    public Vserver.Api.PortInfo ToInfo() => new(HostPort, GuestPort, ProtocolName);
+    /// <summary>The protocol of a port the validator has passed (a guest's config, a port being published).</summary>
+    public static PortProtocol ProtocolOf(PortInfo port) => ParseProtocol(port.Protocol);
 }
 
 [JsonConverter(typeof(JsonStringEnumConverter<GuestKind>))]

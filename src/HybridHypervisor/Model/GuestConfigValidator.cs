@@ -112,22 +112,22 @@ public static partial class GuestConfigValidator
     }
 
     /// <summary>A published port on its own: both ports within 1..65535.</summary>
-    public static string? PortError(PublishedPort port)
+    public static string? PortError(PortInfo port)
     {
         if (port.HostPort is < 1 or > 65535) return $"invalid host port {port.HostPort}: give a port from 1 to 65535";
         if (port.GuestPort is < 1 or > 65535) return $"invalid guest port {port.GuestPort}: give a port from 1 to 65535";
-        if (!Enum.IsDefined(port.Protocol)) return $"invalid protocol {(int)port.Protocol}: use tcp or udp";
+        if (port.Protocol is not ("tcp" or "udp")) return $"invalid protocol '{port.Protocol}': use tcp or udp";
         return null;
     }
 
     /// <summary>A guest's published ports: each valid, no host port and protocol twice.</summary>
-    public static string? PortsError(IReadOnlyList<PublishedPort> ports)
+    public static string? PortsError(IReadOnlyList<PortInfo> ports)
     {
         foreach (var port in ports)
             if (PortError(port) is { } error) return error;
         var twice = ports.GroupBy(p => (p.HostPort, p.Protocol)).FirstOrDefault(g => g.Count() > 1);
         return twice is null ? null
-            : $"host port {twice.Key.HostPort}/{Vserver.Isolation.Network.PortProtocols.Name(twice.Key.Protocol)} is published twice; keep one";
+            : $"host port {twice.Key.HostPort}/{twice.Key.Protocol} is published twice; keep one";
     }
 
     /// <summary>The smallest domain that boots the kernel, its initramfs and a busybox system.</summary>

@@ -3,6 +3,7 @@ using System.Net.Sockets;
 using HybridHypervisor;
 using HybridHypervisor.Model;
 using Shouldly;
+using Vserver.Api;
 using Vserver.Isolation.Network;
 using Vserver.Isolation.Processes;
 using Xunit;
@@ -79,12 +80,12 @@ public sealed class PortForwardingTests
     [Fact]
     public void A_guests_ports_are_checked_for_range_and_for_a_host_port_given_twice()
     {
-        GuestConfigValidator.PortsError([new PublishedPort(8080, 80), new PublishedPort(8080, 53, PortProtocol.Udp)]).ShouldBeNull();
-        GuestConfigValidator.PortsError([new PublishedPort(8080, 80), new PublishedPort(8080, 81)])
+        GuestConfigValidator.PortsError([new PortInfo(8080, 80), new PortInfo(8080, 53, "udp")]).ShouldBeNull();
+        GuestConfigValidator.PortsError([new PortInfo(8080, 80), new PortInfo(8080, 81)])
             .ShouldBe("host port 8080/tcp is published twice; keep one");
-        GuestConfigValidator.PortError(new PublishedPort(0, 80)).ShouldBe("invalid host port 0: give a port from 1 to 65535");
-        GuestConfigValidator.PortError(new PublishedPort(80, 65536)).ShouldBe("invalid guest port 65536: give a port from 1 to 65535");
-        GuestConfigValidator.PortError(new PublishedPort(80, 80, (PortProtocol)7)).ShouldNotBeNull();
+        GuestConfigValidator.PortError(new PortInfo(0, 80)).ShouldBe("invalid host port 0: give a port from 1 to 65535");
+        GuestConfigValidator.PortError(new PortInfo(80, 65536)).ShouldBe("invalid guest port 65536: give a port from 1 to 65535");
+        GuestConfigValidator.PortError(new PortInfo(80, 80, "sctp")).ShouldNotBeNull();
     }
 
     [Fact]
@@ -102,7 +103,7 @@ public sealed class PortForwardingTests
             var web = new GuestConfig
             {
                 Name = "web1", Image = "busybox", Security = new GuestSecurity { Privileged = true },
-                Network = new GuestNetworkConfig { Ipv4 = "10.88.0.2", Ports = [new PublishedPort(8080, 80), new PublishedPort(5353, 53, PortProtocol.Udp)] },
+                Network = new GuestNetworkConfig { Ipv4 = "10.88.0.2", Ports = [new PortInfo(8080, 80), new PortInfo(5353, 53, "udp")] },
             };
             store.Save(web);
             var json = File.ReadAllText(store.PathsFor("web1").Config);
