@@ -59,8 +59,12 @@ public sealed record GuestPaths(string Dir, string RunDir, string HostVeth, stri
     public string StoppingMarker => Path.Combine(RunDir, "stopping");
 }
 
-/// <summary>A guest whose config could not be read; it is listed as broken, the others load normally.</summary>
-public sealed record BrokenGuest(string Name, string Problem);
+/// <summary>A guest the fleet cannot run (its config unreadable or unusable); it is listed as broken, the others load
+/// normally, and what it holds on the host (<see cref="Claims"/>: as much as could be read) stays its own.</summary>
+public sealed record BrokenGuest(string Name, string Problem)
+{
+    public Guests.GuestClaims Claims { get; init; } = new(Name);
+}
 
 /// <summary>Reads and writes guest configs: one readable JSON file per guest, replaced atomically.</summary>
 public sealed class GuestStore(FleetOptions options)
