@@ -29,9 +29,10 @@ public sealed partial class Fleet
         var name = g.Config.Name;
         var paths = _store.PathsFor(name);
         if (g.Config.Limits.DiskBytes is not { } quota)
-            throw FleetException.Conflict(g.Config.Kind == GuestKind.Domain
-                ? $"'{name}' is a domain: its disk is its own ({ByteSize.FormatExact(g.Config.Domain?.DiskBytes ?? 0)}), set at create or promotion; --disk grows a vserver's quota"
-                : $"'{name}' has no disk quota: its writable layer is a directory on the host's disk; a quota is given at create (vsctl create NAME --disk SIZE)");
+            throw g.Config.Kind == GuestKind.Domain
+                ? FleetException.Conflict($"'{name}' is a domain: its disk is its own ({ByteSize.FormatExact(g.Config.Domain?.DiskBytes ?? 0)}), set at create or promotion; --disk grows a vserver's quota")
+                : FleetException.Coded(FleetError.Conflict, ErrorCodes.NoDiskQuota,
+                    $"'{name}' has no disk quota: its writable layer is a directory on the host's disk; a quota is given at create", ("guest", name));
         if (LayerImage.QuotaError(bytes) is { } error) throw FleetException.Invalid(error);
         long now;
         try

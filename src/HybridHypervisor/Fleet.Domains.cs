@@ -2,6 +2,7 @@ using System.Net.Sockets;
 using HybridHypervisor.Domains;
 using HybridHypervisor.Domains.Qmp;
 using HybridHypervisor.Model;
+using Vserver.Api;
 using Vserver.Isolation.Processes;
 using Vserver.Isolation.Storage;
 
@@ -43,11 +44,14 @@ public sealed partial class Fleet
         try
         {
             if (g.Config.Kind != GuestKind.Domain)
-                throw FleetException.Conflict($"'{name}' is a vserver: it has no serial console; enter it with: vsctl enter {name} " +
-                    $"(its init's output is in {_store.PathsFor(name).Console})");
-            if (g.Domain is not { } domain) throw FleetException.Conflict($"domain '{name}' is not running; start it with: vsctl start {name}");
+                throw FleetException.Coded(FleetError.Conflict, ErrorCodes.NotADomain,
+                    $"'{name}' is a vserver: it has no serial console (its init's output is in {_store.PathsFor(name).Console})",
+                    ("guest", name), ("operation", "console"));
+            if (g.Domain is not { } domain)
+                throw FleetException.Coded(FleetError.Conflict, ErrorCodes.NotRunning, $"domain '{name}' is not running", ("guest", name));
             if (g.ConsoleAttached)
-                throw FleetException.Conflict($"the console of '{name}' is attached elsewhere (one vsctl console at a time); detach that one with Ctrl-]");
+                throw FleetException.Coded(FleetError.Conflict, ErrorCodes.ConsoleBusy,
+                    $"the console of '{name}' is attached elsewhere (one client at a time)", ("guest", name));
             var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
             try
             {
@@ -98,7 +102,9 @@ public sealed partial class Fleet
             try
             {
                 if (g.Config.Kind != GuestKind.Domain)
-                    throw FleetException.Conflict($"'{name}' is a vserver: save and restore are for domains (a vserver's state is its files: vsctl stop keeps them)");
+                    throw FleetException.Coded(FleetError.Conflict, ErrorCodes.NotADomain,
+                        $"'{name}' is a vserver: save and restore are for domains (a vserver's state is its files, which stopping it keeps)",
+                        ("guest", name), ("operation", "save"));
                 if (g.Domain is not { } domain) throw FleetException.Conflict($"domain '{name}' is not running: there is no state to save (its disk stays with it)");
                 if (g.Config.Domain!.Root != DomainRoot.Overlay)
                     throw FleetException.Conflict(g.Config.Domain.Root == DomainRoot.Virtiofs
@@ -160,8 +166,9 @@ public sealed partial class Fleet
                 {
                     File.Delete(part);
                     _store.EndIntent(name);
-                    throw new FleetException(FleetError.Failed,
-                        $"saving {name} failed writing {file}: {e.Message}; the domain is stopped with its disk intact: start it with: vsctl start {name}", e);
+                    throw new FleetException(FleetError.Failed, ErrorCodes.SaveFailed,
+                        new Dictionary<string, string>(StringComparer.Ordinal) { ["guest"] = name, ["file"] = file },
+                        $"saving {name} failed writing {file}: {e.Message}; the domain is stopped with its disk intact", e);
                 }
                 _store.Save(g.Config with { Phase = GuestPhase.Destroying });
                 Failpoints.Hit("save.after-mark");
@@ -209,8 +216,9 @@ public sealed partial class Fleet
             throw FleetException.Invalid($"{file}: the saved domain's config is not valid here: {invalid}");
         if (saved.Kind != GuestKind.Domain) throw FleetException.Invalid($"{file} holds no domain");
         var image = Images.Find(saved.Image)
-            ?? throw FleetException.Conflict($"the saved domain's image '{saved.Image}' is not built here; build it with: vsctl image build {saved.Image}");
-        if (Kernels.Find(saved.Domain!.Kernel) is null) throw FleetException.Conflict(Kernels.Missing(saved.Domain.Kernel));
+            ?? throw FleetException.Coded(FleetError.Conflict, ErrorCodes.ImageMissing, $"the saved domain's image '{saved.Image}' is not built here",
+                ("image", saved.Image));
+        if (Kernels.Find(saved.Domain!.Kernel) is null) throw Kernels.MissingError(saved.Domain.Kernel);
         var accelerator = await Domains.RequireAcceleratorAsync(saved.Domain.Kernel);
         if (accelerator.Kind != layout.Header.Accelerator)
             throw FleetException.Conflict($"{file} was saved under {layout.Header.Accelerator.ToString().ToLowerInvariant()} and domains here run under " +

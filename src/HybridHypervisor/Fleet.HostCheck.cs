@@ -14,7 +14,11 @@ public sealed record HostOrphan(string Kind, string What, string Why, bool Repai
 
 /// <param name="Busy">Guests an operation held while the check ran: their things were not judged.</param>
 /// <param name="Problems">What is wrong but no repair of the host can fix (broken configs, overlapping id ranges).</param>
-public sealed record HostCheckView(IReadOnlyList<HostOrphan> Orphans, IReadOnlyList<string> Busy, IReadOnlyList<string> Problems, int Guests);
+public sealed record HostCheckView(IReadOnlyList<HostOrphan> Orphans, IReadOnlyList<string> Busy, IReadOnlyList<string> Problems, int Guests)
+{
+    /// <summary>The names of the broken guests among <see cref="Problems"/>.</summary>
+    public IReadOnlyList<string> Broken { get; init; } = [];
+}
 
 /// <summary>
 /// <c>vsctl host check [--repair]</c>: everything on the host that carries this agent's names is matched against the
@@ -56,7 +60,7 @@ public sealed partial class Fleet
             }
             var orphans = CheckHostLocked(held, busy.Concat(broken.Select(b => b.Name)).ToHashSet(StringComparer.Ordinal), repair);
             var problems = broken.Select(b => $"guest '{b.Name}' is broken: {b.Problem}").Concat(IdRangeProblems(guests)).ToList();
-            return new HostCheckView(orphans, busy, problems, guests.Count + broken.Count);
+            return new HostCheckView(orphans, busy, problems, guests.Count + broken.Count) { Broken = broken.Select(b => b.Name).ToList() };
         }
         finally
         {

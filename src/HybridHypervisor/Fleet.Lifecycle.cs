@@ -19,7 +19,7 @@ public sealed partial class Fleet
         try
         {
             if (g.IsRunning)
-                throw FleetException.Conflict($"guest '{name}' is already {g.State.ToString().ToLowerInvariant()}; stop it first, or use: vsctl restart {name}");
+                throw FleetException.AlreadyRunning(name, g.State.ToString().ToLowerInvariant(), "start");
             await StartLockedAsync(g, ct);
             ended = g.RunEnded.Task;
         }
@@ -303,10 +303,10 @@ public sealed partial class Fleet
     public async Task<IGuestProcess> ExecAsync(string name, IReadOnlyList<string> command, bool tty, int rows, int cols,
         IReadOnlyDictionary<string, string>? env, string? cwd, CancellationToken ct = default)
     {
-        if (command.Count == 0 || string.IsNullOrEmpty(command[0])) throw FleetException.Invalid("no command given: vsctl exec NAME -- CMD ARGS...");
+        if (command.Count == 0 || string.IsNullOrEmpty(command[0])) throw FleetException.Invalid("no command given: exec needs the program to run");
         var g = Find(name);
         if (g.Run is not { } run) throw FleetException.NotRunning(name);
-        if (g.Paused) throw FleetException.Conflict($"guest '{name}' is paused; resume it with: vsctl resume {name}");
+        if (g.Paused) throw FleetException.Paused(name);
         return await DriverFor(g.Config).ExecAsync(g.Config, _store.PathsFor(name), run, new GuestCommand(command, env, cwd, tty, rows, cols), ct);
     }
 }

@@ -104,7 +104,7 @@ public sealed partial class Fleet
                 .Select(g => CommitmentOf(g.Config))
                 .Concat(_reserved.Values.Where(r => r.Name != asked.Name))
                 .ToList();
-            if (Admission.Refusal(pool, others, asked, verb) is { } refusal) throw FleetException.Conflict(refusal);
+            if (Admission.Check(pool, others, asked, verb) is { } refusal) throw Refused(refusal);
             if (_reserved.ContainsKey(asked.Name)) return new Reservation(this, null);
             _reserved[asked.Name] = asked;
         }
@@ -119,6 +119,19 @@ public sealed partial class Fleet
         var after = CommitmentOf(changed);
         var grows = after.Guarantee > before.Guarantee || (after.Limit ?? 0) > (before.Limit ?? 0);
         return grows ? Admit(changed, verb, runningOnly: false) : new Reservation(this, null);
+    }
+
+    /// <summary>The pool's refusal with its numbers as fields: <see cref="Vserver.Api.ErrorCodes.PoolFull"/> for a
+    /// guest, <see cref="Vserver.Api.ErrorCodes.PoolTooSmall"/> for new settings.</summary>
+    internal static FleetException Refused(PoolRefusal refusal)
+    {
+        static string Bytes(long n) => n.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        var bound = refusal.Bound == PoolBound.Guarantees ? "guarantees" : "limits";
+        return refusal is { Guest: { } guest, Asked: { } asked }
+            ? FleetException.Coded(FleetError.Conflict, Vserver.Api.ErrorCodes.PoolFull, refusal.Message, ("guest", guest), ("bound", bound),
+                ("asked", Bytes(asked)), ("committed", Bytes(refusal.Committed)), ("available", Bytes(refusal.Available)))
+            : FleetException.Coded(FleetError.Conflict, Vserver.Api.ErrorCodes.PoolTooSmall, refusal.Message, ("bound", bound),
+                ("committed", Bytes(refusal.Committed)), ("available", Bytes(refusal.Available)));
     }
 
     private sealed class Reservation(Fleet fleet, string? name) : IDisposable
@@ -164,7 +177,7 @@ public sealed partial class Fleet
             if (next.Error(HostMemory.TotalBytes) is { } error) throw FleetException.Invalid(error);
             Commitments held;
             lock (_fleetLock) held = Commitments.Of(_guests.Values.Select(g => CommitmentOf(g.Config)).Concat(_reserved.Values));
-            if (Admission.SettingsRefusal(next.For(HostMemory.TotalBytes), held) is { } refusal) throw FleetException.Conflict(refusal);
+            if (Admission.CheckSettings(next.For(HostMemory.TotalBytes), held) is { } refusal) throw Refused(refusal);
             if (ksm is { } on && on != _poolSettings.Ksm)
             {
                 try

@@ -110,7 +110,7 @@ public sealed partial class Fleet
             }
             catch (Exception e)
             {
-                outcome = $"recovering failed ({e.Message}); vsctl host check --repair removes what it left";
+                outcome = $"recovering failed ({e.Message}); a host check with repair removes what it left";
             }
             _log($"{intent.Operation} of {g.Config.Name} was interrupted by the agent's death: {outcome}");
         }
@@ -177,7 +177,7 @@ public sealed partial class Fleet
             Teardown(paths);
             g.Removed = true;
             lock (_fleetLock) _guests.Remove(g.Config.Name);
-            return $"finished: it is saved in {file} and gone from this host (vsctl restore {file})";
+            return $"finished: it is saved in {file} and gone from this host";
         }
         if (intent.PartFile is { } part) File.Delete(part);
         if (g.Domain is { } domain)
@@ -190,6 +190,6 @@ public sealed partial class Fleet
             return "rolled back: it runs on, nothing saved";
         }
         g.LastExit = new GuestExit(null, null, DateTimeOffset.UtcNow, "its save was interrupted by the agent's death after QEMU ended; the disk is intact", Reset: false);
-        return $"rolled back: nothing saved; it is stopped with its disk intact (vsctl start {g.Config.Name})";
+        return $"rolled back: nothing saved; it is stopped with its disk intact";
     }
 }

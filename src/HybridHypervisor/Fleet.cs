@@ -111,7 +111,7 @@ public sealed partial class Fleet : IDisposable
             catch (Exception e)
             {
                 // One guest the agent cannot take over must not keep it from serving the others.
-                var problem = $"taking it over after the last agent failed: {e.Message}; see vsctl host check, or remove it with: vsctl destroy --force {config.Name}";
+                var problem = $"taking it over after the last agent failed: {e.Message}";
                 _guests.Remove(config.Name);
                 _broken[config.Name] = new BrokenGuest(config.Name, problem);
                 _log($"guest {config.Name} is broken: {problem}");
@@ -369,7 +369,7 @@ public sealed partial class Fleet : IDisposable
             if (g.IsRunning)
             {
                 if (!force)
-                    throw FleetException.Conflict($"guest '{name}' is {g.State.ToString().ToLowerInvariant()}; stop it first or use: vsctl destroy --force {name}");
+                    throw FleetException.AlreadyRunning(name, g.State.ToString().ToLowerInvariant(), "destroy");
                 await StopLockedAsync(g, TimeSpan.Zero);
             }
             var paths = _store.PathsFor(name);
@@ -411,7 +411,7 @@ public sealed partial class Fleet : IDisposable
             lock (_fleetLock) _broken.TryGetValue(name, out broken);
             if (broken is null) throw FleetException.GuestNotFound(name);
             if (!force)
-                throw FleetException.Conflict($"guest '{name}' is broken ({broken.Problem}); remove it with: vsctl destroy --force {name}");
+                throw FleetException.Broken(name, broken.Problem);
             Teardown(_store.PathsFor(name));
             lock (_fleetLock) _broken.Remove(name);
             _log($"destroyed broken guest {name}");
@@ -434,7 +434,7 @@ public sealed partial class Fleet : IDisposable
         }
         catch (ImageException e)
         {
-            throw FleetException.Invalid(e.Message);
+            throw ImageRefusal(e);
         }
     }
 
@@ -455,9 +455,18 @@ public sealed partial class Fleet : IDisposable
         }
         catch (ImageException e)
         {
-            throw FleetException.NotFound(e.Message);
+            throw ImageRefusal(e);
         }
     }
+
+    /// <summary>The image store's refusal with the code of its problem.</summary>
+    private static FleetException ImageRefusal(ImageException e) => e.Problem switch
+    {
+        ImageProblem.Exists => FleetException.Coded(FleetError.Conflict, Vserver.Api.ErrorCodes.ImageExists, e.Message, ("image", e.Image)),
+        ImageProblem.NotFound => FleetException.Coded(FleetError.NotFound, Vserver.Api.ErrorCodes.NotFound, e.Message, ("image", e.Image)),
+        ImageProblem.BuildFailed => new FleetException(FleetError.Failed, e.Message, e),
+        _ => FleetException.Invalid(e.Message),
+    };
 
     /// <summary>Running guests are left running: a new agent adopts them.</summary>
     public void Dispose()
@@ -473,7 +482,7 @@ public sealed partial class Fleet : IDisposable
         {
             if (_guests.TryGetValue(name, out var g)) return g;
             if (_broken.TryGetValue(name, out var b))
-                throw FleetException.Conflict($"guest '{name}' is broken: {b.Problem}");
+                throw FleetException.Broken(name, b.Problem);
         }
         throw FleetException.GuestNotFound(name);
     }

@@ -183,7 +183,7 @@ public sealed class GuestStore(FleetOptions options)
     public (GuestConfig? Config, string? Problem) Load(string name, int hostCpus)
     {
         var path = PathsFor(name).Config;
-        if (!File.Exists(path)) return (null, $"{path} is missing; remove the guest with: vsctl destroy --force {name}");
+        if (!File.Exists(path)) return (null, $"{path} is missing");
         GuestConfig? config;
         try
         {
@@ -193,9 +193,9 @@ public sealed class GuestStore(FleetOptions options)
         {
             var where = e.LineNumber is { } line ? $" at line {line + 1}, position {(e.BytePositionInLine ?? 0) + 1}" : "";
             var why = e.Message.Split(". Path:")[0].Split(" LineNumber:")[0].TrimEnd('.');
-            return (null, $"{path}: invalid JSON{where}: {why}; fix the file, or remove the guest with: vsctl destroy --force {name}");
+            return (null, $"{path}: invalid JSON{where}: {why}");
         }
-        if (config is null) return (null, $"{path}: empty config; fix the file, or remove the guest with: vsctl destroy --force {name}");
+        if (config is null) return (null, $"{path}: empty config");
         config = WithDefaults(config);
         if (config.Name != name)
             return (null, $"{path}: the config names guest '{config.Name}' but lives in directory '{name}'; fix the name in the file");

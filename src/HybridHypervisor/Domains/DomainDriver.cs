@@ -59,7 +59,7 @@ public sealed class DomainDriver(FleetOptions options, HostBridge bridge, ImageS
 
     /// <summary>The accelerator a domain starts with, or a refusal saying which kernel to build.</summary>
     public async Task<AcceleratorChoice> RequireAcceleratorAsync(string kernel) =>
-        await (AcceleratorAsync() ?? throw FleetException.Conflict(kernels.Missing(kernel)));
+        await (AcceleratorAsync() ?? throw kernels.MissingError(kernel));
 
     /// <summary>Promoted vservers' roots: the shared tree and its virtiofsd, the copies.</summary>
     public PromotionRoot Roots { get; } = new(options, images);
@@ -124,7 +124,7 @@ public sealed class DomainDriver(FleetOptions options, HostBridge bridge, ImageS
     public DomainLaunch LaunchFor(GuestConfig config, GuestPaths paths, AcceleratorChoice accelerator, string? incoming = null, bool hold = false)
     {
         var domain = config.Domain!;
-        var kernel = kernels.Find(domain.Kernel) ?? throw FleetException.Conflict(kernels.Missing(domain.Kernel));
+        var kernel = kernels.Find(domain.Kernel) ?? throw kernels.MissingError(domain.Kernel);
         return new DomainLaunch
         {
             Name = config.Name,
@@ -326,8 +326,8 @@ public sealed class DomainDriver(FleetOptions options, HostBridge bridge, ImageS
         }
         catch (Exception e) when (e is not OperationCanceledException || !ct.IsCancellationRequested)
         {
-            throw FleetException.Conflict($"the guest agent of domain '{name}' does not answer ({e.Message}); " +
-                $"see its console with: vsctl console {name}");
+            throw FleetException.Coded(FleetError.Conflict, Vserver.Api.ErrorCodes.GuestAgentSilent,
+                $"the guest agent of domain '{name}' does not answer ({e.Message})", ("guest", name));
         }
         try
         {
