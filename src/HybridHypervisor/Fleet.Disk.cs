@@ -29,10 +29,11 @@ public sealed partial class Fleet
         var name = g.Config.Name;
         var paths = _store.PathsFor(name);
         if (g.Config.Limits.DiskBytes is not { } quota)
-            throw FleetException.Conflict(g.Config.Kind == GuestKind.Domain
-                ? $"'{name}' is a domain: its disk is its own ({ByteSize.FormatExact(g.Config.Domain?.DiskBytes ?? 0)}), set at create or promotion; --disk grows a vserver's quota"
-                : $"'{name}' has no disk quota: its writable layer is a directory on the host's disk; a quota is given at create (vsctl create NAME --disk SIZE)");
-        if (LayerImage.QuotaError(bytes) is { } error) throw FleetException.Invalid(error);
+            throw g.Config.Kind == GuestKind.Domain
+                ? FleetException.Conflict($"'{name}' is a domain: its disk is its own ({ByteSize.FormatExact(g.Config.Domain?.DiskBytes ?? 0)}), set at create or promotion; only a vserver's disk quota grows")
+                : FleetException.Coded(FleetError.Conflict, ErrorCodes.NoDiskQuota,
+                    $"'{name}' has no disk quota: its writable layer is a directory on the host's disk; a quota is given at create", ("guest", name));
+        if (GuestConfigValidator.DiskQuotaError(bytes) is { } error) throw FleetException.Invalid(error);
         long now;
         try
         {
@@ -42,7 +43,10 @@ public sealed partial class Fleet
         {
             throw new FleetException(FleetError.Failed, $"reading the disk quota image of '{name}' failed: {e.Message}", e);
         }
-        if (LayerImage.GrowError(name, Math.Max(quota, now), bytes) is { } shrink) throw FleetException.Invalid(shrink);
+        var current = Math.Max(quota, now);
+        if (LayerImage.GrowError(name, current, bytes) is { } shrink)
+            throw FleetException.Invalid(new SettingError(GuestSpec.Fields.DiskBytes, bytes.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                ErrorCodes.Reasons.BelowMinimum, shrink).With("minimum", current));
         if (bytes == quota) return;
         try
         {

@@ -2,6 +2,7 @@ using System.Net.Sockets;
 using HybridHypervisor.Domains;
 using HybridHypervisor.Domains.Qmp;
 using HybridHypervisor.Model;
+using Vserver.Api;
 using Vserver.Isolation.Processes;
 using Vserver.Isolation.Storage;
 
@@ -24,7 +25,7 @@ public sealed partial class Fleet
     public void RemoveKernel(string name)
     {
         List<string> users;
-        lock (_fleetLock) users = _guests.Values.Where(g => g.Config.Domain?.Kernel == name).Select(g => g.Config.Name).ToList();
+        users = _registry.Configs().Where(c => c.Domain?.Kernel == name).Select(c => c.Name).ToList();
         if (users.Count > 0)
             throw FleetException.Conflict($"kernel '{name}' boots {string.Join(", ", users)}; destroy those domains first");
         Kernels.Remove(name);
@@ -43,11 +44,14 @@ public sealed partial class Fleet
         try
         {
             if (g.Config.Kind != GuestKind.Domain)
-                throw FleetException.Conflict($"'{name}' is a vserver: it has no serial console; enter it with: vsctl enter {name} " +
-                    $"(its init's output is in {_store.PathsFor(name).Console})");
-            if (g.Domain is not { } domain) throw FleetException.Conflict($"domain '{name}' is not running; start it with: vsctl start {name}");
+                throw FleetException.Coded(FleetError.Conflict, ErrorCodes.NotADomain,
+                    $"'{name}' is a vserver: it has no serial console (its init's output is in {_store.PathsFor(name).Console})",
+                    ("guest", name), ("operation", "console"));
+            if (g.Domain is not { } domain)
+                throw FleetException.Coded(FleetError.Conflict, ErrorCodes.NotRunning, $"domain '{name}' is not running", ("guest", name));
             if (g.ConsoleAttached)
-                throw FleetException.Conflict($"the console of '{name}' is attached elsewhere (one vsctl console at a time); detach that one with Ctrl-]");
+                throw FleetException.Coded(FleetError.Conflict, ErrorCodes.ConsoleBusy,
+                    $"the console of '{name}' is attached elsewhere (one client at a time)", ("guest", name));
             var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
             try
             {
@@ -98,11 +102,13 @@ public sealed partial class Fleet
             try
             {
                 if (g.Config.Kind != GuestKind.Domain)
-                    throw FleetException.Conflict($"'{name}' is a vserver: save and restore are for domains (a vserver's state is its files: vsctl stop keeps them)");
+                    throw FleetException.Coded(FleetError.Conflict, ErrorCodes.NotADomain,
+                        $"'{name}' is a vserver: save and restore are for domains (a vserver's state is its files, which stopping it keeps)",
+                        ("guest", name), ("operation", "save"));
                 if (g.Domain is not { } domain) throw FleetException.Conflict($"domain '{name}' is not running: there is no state to save (its disk stays with it)");
                 if (g.Config.Domain!.Root != DomainRoot.Overlay)
                     throw FleetException.Conflict(g.Config.Domain.Root == DomainRoot.Virtiofs
-                        ? $"domain '{name}' boots from its vserver's files shared through virtiofs, whose state QEMU cannot save; stop it instead (its files stay), or demote it and promote it again with --copy"
+                        ? $"domain '{name}' boots from its vserver's files shared through virtiofs, whose state QEMU cannot save; stop it instead (its files stay), or demote it and promote it again with a copied root"
                         : $"domain '{name}' boots from an ext4 image of its own, which save files do not carry (they hold a disk over its image); stop it instead (its disk stays)");
                 if (File.Exists(file) || Directory.Exists(file)) throw FleetException.Conflict($"{file} already exists; give a new file name or remove it");
                 var dir = Path.GetDirectoryName(file)!;
@@ -160,8 +166,9 @@ public sealed partial class Fleet
                 {
                     File.Delete(part);
                     _store.EndIntent(name);
-                    throw new FleetException(FleetError.Failed,
-                        $"saving {name} failed writing {file}: {e.Message}; the domain is stopped with its disk intact: start it with: vsctl start {name}", e);
+                    throw new FleetException(FleetError.Failed, ErrorCodes.SaveFailed,
+                        new Dictionary<string, string>(StringComparer.Ordinal) { ["guest"] = name, ["file"] = file },
+                        $"saving {name} failed writing {file}: {e.Message}; the domain is stopped with its disk intact", e);
                 }
                 _store.Save(g.Config with { Phase = GuestPhase.Destroying });
                 Failpoints.Hit("save.after-mark");
@@ -209,8 +216,9 @@ public sealed partial class Fleet
             throw FleetException.Invalid($"{file}: the saved domain's config is not valid here: {invalid}");
         if (saved.Kind != GuestKind.Domain) throw FleetException.Invalid($"{file} holds no domain");
         var image = Images.Find(saved.Image)
-            ?? throw FleetException.Conflict($"the saved domain's image '{saved.Image}' is not built here; build it with: vsctl image build {saved.Image}");
-        if (Kernels.Find(saved.Domain!.Kernel) is null) throw FleetException.Conflict(Kernels.Missing(saved.Domain.Kernel));
+            ?? throw FleetException.Coded(FleetError.Conflict, ErrorCodes.ImageMissing, $"the saved domain's image '{saved.Image}' is not built here",
+                ("image", saved.Image));
+        if (Kernels.Find(saved.Domain!.Kernel) is null) throw Kernels.MissingError(saved.Domain.Kernel);
         var accelerator = await Domains.RequireAcceleratorAsync(saved.Domain.Kernel);
         if (accelerator.Kind != layout.Header.Accelerator)
             throw FleetException.Conflict($"{file} was saved under {layout.Header.Accelerator.ToString().ToLowerInvariant()} and domains here run under " +
@@ -219,17 +227,14 @@ public sealed partial class Fleet
         await _membership.WaitAsync(ct);
         try
         {
-            lock (_fleetLock)
-            {
-                if (_guests.ContainsKey(name) || _broken.ContainsKey(name) || _creating.ContainsKey(name))
-                    throw FleetException.Conflict($"a guest named '{name}' already exists; destroy it first to restore {file}");
-            }
+            if (_registry.NameTaken(name)) throw FleetException.NameTaken(name);
             var paths = _store.PathsFor(name);
             if (Directory.Exists(paths.Dir))
                 throw FleetException.Conflict($"{paths.Dir} already exists but is no guest this agent knows; remove it or pick another name");
             AllocateAddress(saved.Network.Ipv4);
             RefuseTakenPorts(saved, $"the saved domain '{name}'");
             using var reservation = Admit(saved, "restore", runningOnly: false);
+            _registry.BeginCreate(saved);
             _store.Save(saved);
             Failpoints.Hit("restore.after-config");
             RunningDomain? domain = null;
@@ -259,7 +264,7 @@ public sealed partial class Fleet
                 {
                     runtime.Lock.Release();
                 }
-                lock (_fleetLock) _guests[name] = runtime;
+                _registry.Add(runtime);
                 AddPorts(config);
                 _log($"restored domain {name} from {file}");
                 return View(runtime);
@@ -272,6 +277,7 @@ public sealed partial class Fleet
                     await domain.DisposeAsync();
                 }
                 Teardown(paths);
+                _registry.AbandonCreate(name);
                 throw e as FleetException ?? new FleetException(FleetError.Failed, $"restoring {name} from {file} failed: {e.Message}", e);
             }
         }

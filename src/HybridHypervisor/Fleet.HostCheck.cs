@@ -14,7 +14,11 @@ public sealed record HostOrphan(string Kind, string What, string Why, bool Repai
 
 /// <param name="Busy">Guests an operation held while the check ran: their things were not judged.</param>
 /// <param name="Problems">What is wrong but no repair of the host can fix (broken configs, overlapping id ranges).</param>
-public sealed record HostCheckView(IReadOnlyList<HostOrphan> Orphans, IReadOnlyList<string> Busy, IReadOnlyList<string> Problems, int Guests);
+public sealed record HostCheckView(IReadOnlyList<HostOrphan> Orphans, IReadOnlyList<string> Busy, IReadOnlyList<string> Problems, int Guests)
+{
+    /// <summary>The names of the broken guests among <see cref="Problems"/>.</summary>
+    public IReadOnlyList<string> Broken { get; init; } = [];
+}
 
 /// <summary>
 /// <c>vsctl host check [--repair]</c>: everything on the host that carries this agent's names is matched against the
@@ -37,17 +41,11 @@ public sealed partial class Fleet
         var held = new List<GuestRuntime>();
         try
         {
-            List<GuestRuntime> guests;
-            List<BrokenGuest> broken;
+            var guests = _registry.Guests();
+            var broken = _registry.Broken();
             // Guests being provisioned hold no lock a check could take: they are busy until their create returns. No
             // create can begin meanwhile (it claims its name under the membership lock held here).
-            var busy = new List<string>();
-            lock (_fleetLock)
-            {
-                guests = _guests.Values.ToList();
-                broken = _broken.Values.ToList();
-                busy.AddRange(_creating.Keys);
-            }
+            var busy = _registry.Creating().ToList();
             foreach (var g in guests)
             {
                 if (!await g.Lock.WaitAsync(TimeSpan.FromMilliseconds(200), ct)) busy.Add(g.Config.Name);
@@ -56,7 +54,7 @@ public sealed partial class Fleet
             }
             var orphans = CheckHostLocked(held, busy.Concat(broken.Select(b => b.Name)).ToHashSet(StringComparer.Ordinal), repair);
             var problems = broken.Select(b => $"guest '{b.Name}' is broken: {b.Problem}").Concat(IdRangeProblems(guests)).ToList();
-            return new HostCheckView(orphans, busy, problems, guests.Count + broken.Count);
+            return new HostCheckView(orphans, busy, problems, guests.Count + broken.Count) { Broken = broken.Select(b => b.Name).ToList() };
         }
         finally
         {

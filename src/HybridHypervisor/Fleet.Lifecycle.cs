@@ -19,7 +19,7 @@ public sealed partial class Fleet
         try
         {
             if (g.IsRunning)
-                throw FleetException.Conflict($"guest '{name}' is already {g.State.ToString().ToLowerInvariant()}; stop it first, or use: vsctl restart {name}");
+                throw FleetException.AlreadyRunning(name, g.State.ToString().ToLowerInvariant(), "start");
             await StartLockedAsync(g, ct);
             ended = g.RunEnded.Task;
         }
@@ -273,15 +273,17 @@ public sealed partial class Fleet
     private async Task SetDomainMemoryLockedAsync(GuestRuntime g, GuestLimits changes)
     {
         var name = g.Config.Name;
-        if (changes.Cpus is not null || changes.Pids is not null)
-            throw FleetException.Invalid($"'{name}' is a domain: it has vcpus (set at create) and no process limit; only --memory and --memory-min can be set");
+        if (changes.Cpus is not null) throw FleetException.OptionNotForKind(Vserver.Api.GuestSpec.Fields.Cpus, GuestKind.Domain);
+        if (changes.Pids is not null) throw FleetException.OptionNotForKind(Vserver.Api.GuestSpec.Fields.Pids, GuestKind.Domain);
         if (changes.MemoryBytes is null && changes.MemoryMinBytes is null) return;
         var domain = g.Config.Domain!;
         var min = changes.MemoryMinBytes ?? g.Config.Limits.MemoryMinBytes;
         var running = g.Domain;
         if (running is not null && changes.MemoryBytes is { } asked && asked > domain.MaxMemoryBytes)
-            throw FleetException.Invalid($"memory {asked >> 20}M is above domain '{name}''s maximum of {domain.MaxMemoryBytes >> 20}M; " +
-                $"stop it and set --memory {asked >> 20}M to raise the maximum");
+            throw FleetException.Invalid(new SettingError(Vserver.Api.GuestSpec.Fields.MemoryBytes, asked.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                    Vserver.Api.ErrorCodes.Reasons.AboveBootMaximum,
+                    $"memory {asked >> 20}M is above domain '{name}''s maximum of {domain.MaxMemoryBytes >> 20}M, fixed while it runs")
+                .With("maximum", domain.MaxMemoryBytes).With("guest", name));
         // Running: --memory moves the balloon target; stopped: it is the new maximum (and target) of the next boot.
         var next = running is null && changes.MemoryBytes is { } max ? domain with { MaxMemoryBytes = max } : domain;
         var target = changes.MemoryBytes ?? g.Config.Limits.MemoryBytes;
@@ -303,10 +305,10 @@ public sealed partial class Fleet
     public async Task<IGuestProcess> ExecAsync(string name, IReadOnlyList<string> command, bool tty, int rows, int cols,
         IReadOnlyDictionary<string, string>? env, string? cwd, CancellationToken ct = default)
     {
-        if (command.Count == 0 || string.IsNullOrEmpty(command[0])) throw FleetException.Invalid("no command given: vsctl exec NAME -- CMD ARGS...");
+        if (command.Count == 0 || string.IsNullOrEmpty(command[0])) throw FleetException.Invalid("no command given: exec needs the program to run");
         var g = Find(name);
         if (g.Run is not { } run) throw FleetException.NotRunning(name);
-        if (g.Paused) throw FleetException.Conflict($"guest '{name}' is paused; resume it with: vsctl resume {name}");
+        if (g.Paused) throw FleetException.Paused(name);
         return await DriverFor(g.Config).ExecAsync(g.Config, _store.PathsFor(name), run, new GuestCommand(command, env, cwd, tty, rows, cols), ct);
     }
 }

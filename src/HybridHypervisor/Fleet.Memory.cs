@@ -90,21 +90,22 @@ public sealed partial class Fleet
 
     /// <summary>
     /// Admits <paramref name="config"/> into the pool or throws a conflict with the numbers. The returned reservation
-    /// holds its place until disposed (by then the config in <c>_guests</c> speaks for it, or the work failed).
+    /// holds its place until disposed (by then the config in the registry speaks for it, or the work failed).
     /// </summary>
     /// <param name="runningOnly">Start: only running (and starting) guests hold memory; else every guest's promise counts.</param>
     private Reservation Admit(GuestConfig config, string verb, bool runningOnly)
     {
         var asked = CommitmentOf(config);
         var pool = Pool;
+        var guests = _registry.Guests();
         lock (_fleetLock)
         {
-            var others = _guests.Values
+            var others = guests
                 .Where(g => g.Config.Name != asked.Name && !_reserved.ContainsKey(g.Config.Name) && (!runningOnly || g.IsRunning))
                 .Select(g => CommitmentOf(g.Config))
                 .Concat(_reserved.Values.Where(r => r.Name != asked.Name))
                 .ToList();
-            if (Admission.Refusal(pool, others, asked, verb) is { } refusal) throw FleetException.Conflict(refusal);
+            if (Admission.Check(pool, others, asked, verb) is { } refusal) throw Refused(refusal);
             if (_reserved.ContainsKey(asked.Name)) return new Reservation(this, null);
             _reserved[asked.Name] = asked;
         }
@@ -119,6 +120,19 @@ public sealed partial class Fleet
         var after = CommitmentOf(changed);
         var grows = after.Guarantee > before.Guarantee || (after.Limit ?? 0) > (before.Limit ?? 0);
         return grows ? Admit(changed, verb, runningOnly: false) : new Reservation(this, null);
+    }
+
+    /// <summary>The pool's refusal with its numbers as fields: <see cref="Vserver.Api.ErrorCodes.PoolFull"/> for a
+    /// guest, <see cref="Vserver.Api.ErrorCodes.PoolTooSmall"/> for new settings.</summary>
+    internal static FleetException Refused(PoolRefusal refusal)
+    {
+        static string Bytes(long n) => n.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        var bound = refusal.Bound == PoolBound.Guarantees ? "guarantees" : "limits";
+        return refusal is { Guest: { } guest, Asked: { } asked }
+            ? FleetException.Coded(FleetError.Conflict, Vserver.Api.ErrorCodes.PoolFull, refusal.Message, ("guest", guest), ("bound", bound),
+                ("asked", Bytes(asked)), ("committed", Bytes(refusal.Committed)), ("available", Bytes(refusal.Available)))
+            : FleetException.Coded(FleetError.Conflict, Vserver.Api.ErrorCodes.PoolTooSmall, refusal.Message, ("bound", bound),
+                ("committed", Bytes(refusal.Committed)), ("available", Bytes(refusal.Available)));
     }
 
     private sealed class Reservation(Fleet fleet, string? name) : IDisposable
@@ -144,7 +158,7 @@ public sealed partial class Fleet
         }
         var pool = settings.For(now.TotalBytes);
         Commitments held;
-        lock (_fleetLock) held = Commitments.Of(_guests.Values.Select(g => CommitmentOf(g.Config)));
+        held = Commitments.Of(_registry.Guests().Select(g => CommitmentOf(g.Config)));
         return new PoolView(pool, settings, held.Guarantees, held.Limits, now.TotalBytes - now.AvailableBytes,
             pool.Free(now), pressure, _proc.ReadKsm());
     }
@@ -163,8 +177,9 @@ public sealed partial class Fleet
             };
             if (next.Error(HostMemory.TotalBytes) is { } error) throw FleetException.Invalid(error);
             Commitments held;
-            lock (_fleetLock) held = Commitments.Of(_guests.Values.Select(g => CommitmentOf(g.Config)).Concat(_reserved.Values));
-            if (Admission.SettingsRefusal(next.For(HostMemory.TotalBytes), held) is { } refusal) throw FleetException.Conflict(refusal);
+            var guests = _registry.Guests();
+            lock (_fleetLock) held = Commitments.Of(guests.Select(g => CommitmentOf(g.Config)).Concat(_reserved.Values));
+            if (Admission.CheckSettings(next.For(HostMemory.TotalBytes), held) is { } refusal) throw Refused(refusal);
             if (ksm is { } on && on != _poolSettings.Ksm)
             {
                 try
@@ -224,7 +239,7 @@ public sealed partial class Fleet
     {
         var host = _proc.ReadMemInfo();
         List<GuestRuntime> running;
-        lock (_fleetLock) running = _guests.Values.Where(g => g.IsRunning).ToList();
+        running = _registry.Guests().Where(g => g.IsRunning).ToList();
         var now = DateTimeOffset.UtcNow;
         var domains = new List<(GuestRuntime G, BalloonedDomain D)>();
         var vservers = new List<VserverCharge>();
@@ -358,16 +373,12 @@ public sealed partial class Fleet
     /// <summary>Measures who uses what now; <paramref name="names"/> empty = every guest.</summary>
     public async Task<StatView> StatAsync(IReadOnlyList<string> names, CancellationToken ct = default)
     {
-        List<GuestRuntime> guests;
-        lock (_fleetLock)
+        foreach (var name in names)
         {
-            foreach (var name in names)
-            {
-                if (!_guests.ContainsKey(name)) throw FleetException.GuestNotFound(name);
-            }
-            // Every running guest is measured (the host's share is what the guests do not use); rows are the asked ones.
-            guests = _guests.Values.OrderBy(g => g.Config.Name, StringComparer.Ordinal).ToList();
+            if (_registry.Find(name) is null) throw FleetException.GuestNotFound(name);
         }
+        // Every running guest is measured (the host's share is what the guests do not use); rows are the asked ones.
+        var guests = _registry.Guests().OrderBy(g => g.Config.Name, StringComparer.Ordinal).ToList();
         var samples = new List<GuestSample>();
         var cpu = new Dictionary<string, double>(StringComparer.Ordinal);
         var now = DateTimeOffset.UtcNow;

@@ -30,7 +30,7 @@ public sealed partial class Fleet
             return [PortsView(config)];
         }
         List<GuestConfig> configs;
-        lock (_fleetLock) configs = _guests.Values.Select(g => g.Config).ToList();
+        configs = _registry.Guests().Select(g => g.Config).ToList();
         return configs.Where(c => c.Network.Ports.Count > 0).OrderBy(c => c.Name, StringComparer.Ordinal).Select(PortsView).ToList();
     }
 
@@ -67,7 +67,7 @@ public sealed partial class Fleet
             if (g.Config.Network.Ipv4 is null) throw FleetException.Conflict($"guest '{name}' has no IPv4 address to forward a port to");
             lock (_portsLock)
             {
-                if (PortRefusal(port, g.Config.Name) is { } refusal) throw FleetException.Conflict(refusal);
+                if (PortRefusal(port, g.Config.Name) is { } refusal) throw refusal;
                 var config = g.Config with { Network = g.Config.Network with { Ports = [.. g.Config.Network.Ports, port] } };
                 ChangePortsLocked(g, config);
                 _log($"published {port} to guest {name} ({config.Network.Ipv4}:{port.GuestPort})");
@@ -92,7 +92,9 @@ public sealed partial class Fleet
             {
                 var ports = g.Config.Network.Ports;
                 var port = ports.FirstOrDefault(p => p.HostPort == hostPort && p.Protocol == PortProtocols.Name(protocol))
-                    ?? throw FleetException.NotFound($"guest '{name}' publishes no host port {hostPort}/{PortProtocols.Name(protocol)} (see: vsctl port list {name})");
+                    ?? throw FleetException.Coded(FleetError.NotFound, Vserver.Api.ErrorCodes.NotFound,
+                        $"guest '{name}' publishes no host port {hostPort}/{PortProtocols.Name(protocol)}",
+                        ("guest", name), ("port", hostPort.ToString(System.Globalization.CultureInfo.InvariantCulture)), ("protocol", PortProtocols.Name(protocol)));
                 var config = g.Config with { Network = g.Config.Network with { Ports = ports.Where(p => p != port).ToList() } };
                 ChangePortsLocked(g, config);
                 _log($"withdrew published port {port} from guest {name}");
@@ -107,21 +109,24 @@ public sealed partial class Fleet
 
     /// <summary>Why <paramref name="port"/> cannot be published for <paramref name="guest"/>, or null. Called under the
     /// ports lock.</summary>
-    private string? PortRefusal(PortInfo port, string guest)
+    private FleetException? PortRefusal(PortInfo port, string guest)
     {
         var which = $"{port.HostPort}/{port.Protocol}";
         List<GuestConfig> configs;
-        lock (_fleetLock) configs = _guests.Values.Select(g => g.Config).ToList();
+        configs = _registry.Guests().Select(g => g.Config).ToList();
         var owner = configs.FirstOrDefault(c => c.Network.Ports.Any(p => p.HostPort == port.HostPort && p.Protocol == port.Protocol));
         if (owner is not null)
         {
             var published = owner.Network.Ports.First(p => p.HostPort == port.HostPort && p.Protocol == port.Protocol);
             return owner.Name == guest
-                ? $"host port {which} is already published for '{guest}' (to its port {published.GuestPort}); remove it first: vsctl port remove {guest} {which}"
-                : $"host port {which} is already published for guest '{owner.Name}'; pick another host port";
+                ? FleetException.Coded(FleetError.Conflict, Vserver.Api.ErrorCodes.PortTaken,
+                    $"host port {which} is already published for '{guest}' (to its port {published.GuestPort})",
+                    ("port", which), ("owner", owner.Name), ("guestPort", published.GuestPort.ToString(System.Globalization.CultureInfo.InvariantCulture)))
+                : FleetException.Coded(FleetError.Conflict, Vserver.Api.ErrorCodes.PortTaken,
+                    $"host port {which} is already published for guest '{owner.Name}'; pick another host port", ("port", which), ("owner", owner.Name));
         }
         if (HostPorts.InUse(PublishedPorts.ProtocolOf(port), port.HostPort))
-            return $"host port {which} is in use on this host ({(port.Protocol == "udp" ? "a bound UDP socket" : "a program listens on it")}); pick another host port";
+            return FleetException.Conflict($"host port {which} is in use on this host ({(port.Protocol == "udp" ? "a bound UDP socket" : "a program listens on it")}); pick another host port");
         return null;
     }
 
@@ -161,7 +166,7 @@ public sealed partial class Fleet
     {
         List<GuestConfig> configs;
         lock (_fleetLock)
-            configs = _guests.Values.Select(g => changed is not null && g.Config.Name == changed ? changedConfig! : g.Config).ToList();
+            configs = _registry.Guests().Select(g => changed is not null && g.Config.Name == changed ? changedConfig! : g.Config).ToList();
         var forwards = new List<PortForward>();
         var taken = new Dictionary<(int, string), string>();
         foreach (var config in configs.OrderBy(c => c.Name, StringComparer.Ordinal))
@@ -229,7 +234,7 @@ public sealed partial class Fleet
         {
             foreach (var port in incoming.Network.Ports)
                 if (PortRefusal(port, incoming.Name) is { } refusal)
-                    throw FleetException.Conflict($"{what} publishes host port {port.HostPort}/{port.Protocol}, which cannot be had: {refusal}");
+                    throw FleetException.Conflict($"{what} publishes host port {port.HostPort}/{port.Protocol}, which cannot be had: {refusal.Message}");
         }
     }
 

@@ -33,8 +33,8 @@ public sealed partial class Fleet
         {
             var vserver = g.Config;
             if (vserver.Kind != GuestKind.Vserver)
-                throw FleetException.Conflict($"'{name}' is already a domain; to make it a vserver again: vsctl demote {name}");
-            if (g.Paused) throw FleetException.Conflict($"vserver '{name}' is paused; resume it first: vsctl resume {name}");
+                throw FleetException.Coded(FleetError.Conflict, Vserver.Api.ErrorCodes.AlreadyDomain, $"'{name}' is already a domain", ("guest", name));
+            if (g.Paused) throw FleetException.Paused(name);
             var paths = _store.PathsFor(name);
             var (domainConfig, plan) = PlanPromotion(vserver, options, paths);
             var wasRunning = g.IsRunning;
@@ -52,7 +52,7 @@ public sealed partial class Fleet
 
             await _conversion.CheckBootAsync(domainConfig);
             using var reservation = AdmitChange(g, domainConfig, "promote");
-            var intent = new GuestIntent { Operation = "promote", Began = DateTimeOffset.UtcNow, WasRunning = wasRunning, Copy = options.Copy, Beside = beside };
+            var intent = new GuestIntent { Operation = "promote", Began = DateTimeOffset.UtcNow, WasRunning = wasRunning, Copy = options.Copy, Beside = beside, Begun = [] };
             _store.BeginIntent(name, intent);
             Failpoints.Hit("promote.after-intent");
             var run = new PromotionRun(vserver, domainConfig, wasRunning, beside, options.Copy, options.BootTimeout ?? DefaultBootTimeout);
@@ -244,7 +244,7 @@ public sealed partial class Fleet
     private string RollbackFailed(string name, string kind, Exception e)
     {
         _log($"rolling back the conversion of {name} failed: {e.Message}");
-        return $"rolling back failed too ({Reason(e)}): '{name}' is a {kind} again; start it with: vsctl start {name}";
+        return $"rolling back failed too ({Reason(e)}): '{name}' is a {kind} again, stopped";
     }
 
     /// <summary>The domain a vserver becomes: everything checked before anything is touched.</summary>
@@ -253,14 +253,14 @@ public sealed partial class Fleet
         var notes = new List<string>();
         var kernelName = options.Kernel ?? DomainSettings.DefaultKernel;
         if (Vserver.Isolation.Naming.DnsLabel.Error(kernelName, "kernel") is { } kernelError) throw FleetException.Invalid(kernelError);
-        var kernel = Kernels.Find(kernelName) ?? throw FleetException.Conflict(Kernels.Missing(kernelName));
+        var kernel = Kernels.Find(kernelName) ?? throw Kernels.MissingError(kernelName);
         var limits = vserver.Limits;
 
         var memory = options.MemoryBytes ?? limits.MemoryBytes;
         if (memory is null)
         {
             memory = DomainSettings.DefaultMemoryBytes;
-            notes.Add($"the vserver has no memory limit: the domain gets {memory >> 20}M (give --memory to choose)");
+            notes.Add($"the vserver has no memory limit: the domain gets {memory >> 20}M unless a memory size is given");
         }
         var mib = 1L << 20;
         var memoryBytes = Math.Max((memory.Value + mib - 1) / mib * mib, GuestConfigValidator.MinDomainMemoryBytes);
@@ -278,7 +278,7 @@ public sealed partial class Fleet
         if (vserver.Command is { } command)
         {
             if (QemuCommand.InitError(command) is { } initError)
-                throw FleetException.Invalid($"cannot promote '{vserver.Name}': its command cannot be a domain's init: {initError}; recreate it without --cmd or with a simpler one");
+                throw FleetException.Invalid($"cannot promote '{vserver.Name}': its command cannot be a domain's init: {initError}; recreate it without a command or with a simpler one");
             notes.Add($"the domain runs the vserver's command as its init: {string.Join(' ', command)}");
         }
         if (options.DiskBytes is not null && !options.Copy)
@@ -320,7 +320,7 @@ public sealed partial class Fleet
             ("kernel", $"{kernelName} ({kernel.Version})"),
             ("vcpus", vcpus.ToString(System.Globalization.CultureInfo.InvariantCulture)),
             ("memory", $"{memoryBytes >> 20}M"),
-            ("guarantee", min is { } g ? $"{g >> 20}M" : $"{memoryBytes >> 20}M (a domain's whole memory unless --memory-min is set)"),
+            ("guarantee", min is { } g ? $"{g >> 20}M" : $"{memoryBytes >> 20}M (a domain's whole memory unless a guarantee is set)"),
             ("root", rootText),
             ("address", $"{vserver.Network.Ipv4} (MAC {mac})"),
             ("restart", RestartPolicies.Format(vserver.Restart)),
@@ -335,12 +335,13 @@ public sealed partial class Fleet
     {
         if (options.Copy) return "--copy needs the files still, so the vserver stops before they are copied";
         if (Kernels.Find(domain.Domain!.Kernel) is { } kernel && !kernel.Features.Contains("hold"))
-            return $"kernel '{kernel.Name}' was built before held boots existed; rebuild it: vsctl kernel rm {kernel.Name} && vsctl kernel build {kernel.Name}";
+            return $"kernel '{kernel.Name}' was built before held boots existed; a rebuilt one can hold";
         if (g.Run is null) return "the vserver's init is not known";
         var pool = Pool;
+        var guests = _registry.Guests();
         lock (_fleetLock)
         {
-            var running = _guests.Values
+            var running = guests
                 .Where(o => o.Config.Name != vserver.Name && !_reserved.ContainsKey(o.Config.Name) && o.IsRunning)
                 .Select(o => CommitmentOf(o.Config))
                 .Concat(_reserved.Values.Where(r => r.Name != vserver.Name))
@@ -361,14 +362,14 @@ public sealed partial class Fleet
             {
                 var domain = g.Config;
                 if (domain.Kind != GuestKind.Domain)
-                    throw FleetException.Conflict($"'{name}' is a vserver already; to give it its own kernel: vsctl promote {name}");
+                    throw FleetException.Coded(FleetError.Conflict, Vserver.Api.ErrorCodes.AlreadyVserver, $"'{name}' is a vserver already", ("guest", name));
                 var paths = _store.PathsFor(name);
                 var (vserver, plan) = PlanDemotion(domain, paths);
                 if (dryRun) return (plan, null);
 
                 using var reservation = AdmitChange(g, vserver, "demote");
                 var wasRunning = g.IsRunning;
-                var intent = new GuestIntent { Operation = "demote", Began = DateTimeOffset.UtcNow, WasRunning = wasRunning };
+                var intent = new GuestIntent { Operation = "demote", Began = DateTimeOffset.UtcNow, WasRunning = wasRunning, Begun = [] };
                 _store.BeginIntent(name, intent);
                 Failpoints.Hit("demote.after-intent");
                 var steps = DemotionSteps(g, paths, domain, vserver, wasRunning);
@@ -469,7 +470,8 @@ public sealed partial class Fleet
                 Failpoints.Hit("demote.after-start");
             }, async () =>
             {
-                if (g.Run is not null) await StopLockedAsync(g, TimeSpan.Zero);
+                // Only the vserver's run: after an agent's death this undo may find the domain still running.
+                if (g.Run is not null && g.Config.Kind == GuestKind.Vserver) await StopLockedAsync(g, TimeSpan.Zero);
             }));
         }
         return new ConversionSteps(steps, async () =>
@@ -492,7 +494,8 @@ public sealed partial class Fleet
             notes.Add($"it gets host ids {security.IdMap!.HostBase}..{security.IdMap.HostEnd - 1} for its root and users (unprivileged)");
         }
         if (settings.Root != DomainRoot.Virtiofs && Images.Find(domain.Image) is null)
-            throw FleetException.Conflict($"the image '{domain.Image}' the vserver's files would lie over is gone; build it with: vsctl image build {domain.Image}");
+            throw FleetException.Coded(FleetError.Conflict, Vserver.Api.ErrorCodes.ImageMissing,
+                $"the image '{domain.Image}' the vserver's files would lie over is gone", ("image", domain.Image), ("guest", domain.Name));
         if (domain.Command is null) notes.Add("its init is the image's /sbin/init, as the domain's was");
         var limits = new GuestLimits
         {

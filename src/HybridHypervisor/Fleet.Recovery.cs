@@ -42,7 +42,7 @@ public sealed partial class Fleet
     private void AutostartAfterBoot()
     {
         List<GuestRuntime> guests;
-        lock (_fleetLock) guests = _guests.Values.Where(g => g.Config.Autostart && !g.IsRunning).ToList();
+        guests = _registry.Guests().Where(g => g.Config.Autostart && !g.IsRunning).ToList();
         if (guests.Count == 0) return;
         _log($"the host has started: starting {guests.Count} guest{(guests.Count == 1 ? "" : "s")} marked autostart: " +
              string.Join(", ", guests.Select(g => g.Config.Name)));
@@ -71,7 +71,7 @@ public sealed partial class Fleet
     private void FinishInterruptedStops()
     {
         List<GuestRuntime> stopping;
-        lock (_fleetLock) stopping = _guests.Values.Where(g => g.StopRequested && g.IsRunning).ToList();
+        stopping = _registry.Guests().Where(g => g.StopRequested && g.IsRunning).ToList();
         foreach (var g in stopping)
         {
             _log($"finishing the stop of {g.Config.Name} that an earlier agent began");
@@ -92,7 +92,7 @@ public sealed partial class Fleet
     /// <summary>Each guest's intent journal, if an agent died with one open: finish or roll back what it names.</summary>
     private void RecoverInterruptedOperations()
     {
-        foreach (var g in _guests.Values.ToList())
+        foreach (var g in _registry.Guests())
         {
             if (_store.ReadIntent(g.Config.Name) is not { } intent) continue;
             var paths = _store.PathsFor(g.Config.Name);
@@ -110,7 +110,7 @@ public sealed partial class Fleet
             }
             catch (Exception e)
             {
-                outcome = $"recovering failed ({e.Message}); vsctl host check --repair removes what it left";
+                outcome = $"recovering failed ({e.Message}); a host check with repair removes what it left";
             }
             _log($"{intent.Operation} of {g.Config.Name} was interrupted by the agent's death: {outcome}");
         }
@@ -176,8 +176,8 @@ public sealed partial class Fleet
             _store.Save(g.Config with { Phase = GuestPhase.Destroying });
             Teardown(paths);
             g.Removed = true;
-            lock (_fleetLock) _guests.Remove(g.Config.Name);
-            return $"finished: it is saved in {file} and gone from this host (vsctl restore {file})";
+            _registry.Remove(g.Config.Name);
+            return $"finished: it is saved in {file} and gone from this host";
         }
         if (intent.PartFile is { } part) File.Delete(part);
         if (g.Domain is { } domain)
@@ -190,6 +190,6 @@ public sealed partial class Fleet
             return "rolled back: it runs on, nothing saved";
         }
         g.LastExit = new GuestExit(null, null, DateTimeOffset.UtcNow, "its save was interrupted by the agent's death after QEMU ended; the disk is intact", Reset: false);
-        return $"rolled back: nothing saved; it is stopped with its disk intact (vsctl start {g.Config.Name})";
+        return $"rolled back: nothing saved; it is stopped with its disk intact";
     }
 }

@@ -21,13 +21,11 @@ public sealed partial class Fleet : IDisposable
     private readonly FleetOptions _options;
     private readonly Action<string> _log;
     private readonly GuestStore _store;
-    private readonly Dictionary<string, GuestRuntime> _guests = new(StringComparer.Ordinal);
-    private readonly Dictionary<string, BrokenGuest> _broken = new(StringComparer.Ordinal);
+    /// <summary>Who is on the host and what each guest holds (see <see cref="GuestRegistry"/>).</summary>
+    private readonly GuestRegistry _registry = new();
     private readonly Lock _fleetLock = new();
     /// <summary>Serialises changes of who is on the host: names, addresses and ids are allocated under it.</summary>
     private readonly SemaphoreSlim _membership = new(1, 1);
-    /// <summary>Guests being provisioned, outside the membership lock: their names, addresses and ids are taken.</summary>
-    private readonly Dictionary<string, GuestConfig> _creating = new(StringComparer.Ordinal);
     private readonly int _hostCpus = Environment.ProcessorCount;
     private readonly GuestSupervisor _supervisor;
 
@@ -95,7 +93,7 @@ public sealed partial class Fleet : IDisposable
         var (configs, broken) = _store.LoadAll(_hostCpus);
         foreach (var b in broken)
         {
-            _broken[b.Name] = b;
+            _registry.AddBroken(b);
             _log($"guest {b.Name} is broken: {b.Problem}");
         }
         // Restarts wait until the sweep below has run: a guest started meanwhile would look half-made to it.
@@ -109,15 +107,14 @@ public sealed partial class Fleet : IDisposable
             catch (Exception e)
             {
                 // One guest the agent cannot take over must not keep it from serving the others.
-                var problem = $"taking it over after the last agent failed: {e.Message}; see vsctl host check, or remove it with: vsctl destroy --force {config.Name}";
-                _guests.Remove(config.Name);
-                _broken[config.Name] = new BrokenGuest(config.Name, problem);
+                var problem = $"taking it over after the last agent failed: {e.Message}";
+                _registry.AddBroken(new BrokenGuest(config.Name, problem) { Claims = GuestClaims.Of(config) });
                 _log($"guest {config.Name} is broken: {problem}");
             }
         }
         RecoverInterruptedOperations();
         RestorePorts();
-        var orphans = CheckHostLocked(_guests.Values.ToList(), _broken.Keys.ToHashSet(StringComparer.Ordinal), repair: true);
+        var orphans = CheckHostLocked(_registry.Guests(), _registry.Broken().Select(b => b.Name).ToHashSet(StringComparer.Ordinal), repair: true);
         if (orphans.Count > 0) _log($"removed {orphans.Count(o => o.Repaired)} of {orphans.Count} things no guest owned (see above)");
         foreach (var runtime in restarts) _supervisor.Schedule(runtime, TimeSpan.Zero);
         FinishInterruptedStops();
@@ -141,7 +138,7 @@ public sealed partial class Fleet : IDisposable
             return;
         }
         var runtime = new GuestRuntime(config);
-        _guests[config.Name] = runtime;
+        _registry.Add(runtime);
         // A promotion interrupted by the agent's death may have left a QEMU, virtiofsd, mount or tap of this name.
         if (config.Kind == GuestKind.Vserver && (DomainTap.Exists(paths.Tap) || Directory.Exists(paths.VirtiofsDir))) _domainDriver.Teardown(paths);
         var driver = DriverFor(config);
@@ -166,13 +163,8 @@ public sealed partial class Fleet : IDisposable
 
     public IReadOnlyList<GuestView> List()
     {
-        List<GuestRuntime> guests;
-        List<BrokenGuest> broken;
-        lock (_fleetLock)
-        {
-            guests = _guests.Values.ToList();
-            broken = _broken.Values.ToList();
-        }
+        var guests = _registry.Guests();
+        var broken = _registry.Broken();
         // Usage as the sampler last read it (at most a second old): reading eight cgroup files per running guest made a
         // list of 500 cost about 40 ms of the agent's CPU, in the kernel's path lookups. One guest's view reads them fresh.
         return guests.Select(g => View(g, sampledUsage: true)).Concat(broken.Select(BrokenView))
@@ -181,16 +173,12 @@ public sealed partial class Fleet : IDisposable
 
     public IReadOnlyList<string> Warnings()
     {
-        lock (_fleetLock) return _broken.Values.Select(b => $"guest '{b.Name}' is broken: {b.Problem}").ToList();
+        return _registry.Broken().Select(b => $"guest '{b.Name}' is broken: {b.Problem}").ToList();
     }
 
     public GuestView Get(string name)
     {
-        lock (_fleetLock)
-        {
-            if (_broken.TryGetValue(name, out var b)) return BrokenView(b);
-        }
-        return View(Find(name));
+        return _registry.FindBroken(name) is { } b ? BrokenView(b) : View(Find(name));
     }
 
     private static GuestView BrokenView(BrokenGuest b) => new(b.Name, GuestState.Broken, null, null, null, null, 0, null, b.Problem);
@@ -228,15 +216,8 @@ public sealed partial class Fleet : IDisposable
             HostCpus = _hostCpus,
             HostMemoryBytes = HostMemory.TotalBytes,
             Subnet = _options.Subnet,
-            NameTaken = name =>
-            {
-                lock (_fleetLock) return _guests.ContainsKey(name) || _broken.ContainsKey(name) || _creating.ContainsKey(name);
-            },
-            AddressOwner = address =>
-            {
-                lock (_fleetLock)
-                    return _guests.Values.Select(g => g.Config).Concat(_creating.Values).FirstOrDefault(c => c.Network.Ipv4 == address)?.Name;
-            },
+            NameTaken = _registry.NameTaken,
+            AddressOwner = _registry.AddressOwner,
             ImageBytes = name => Images.Find(name)?.SizeBytes,
             BuiltImages = () => Images.List().Select(i => i.Name),
             KernelBuilt = name => Kernels.Find(name) is not null,
@@ -260,11 +241,7 @@ public sealed partial class Fleet : IDisposable
         await _membership.WaitAsync(ct);
         try
         {
-            lock (_fleetLock)
-            {
-                if (_guests.ContainsKey(draft.Name) || _broken.ContainsKey(draft.Name) || _creating.ContainsKey(draft.Name))
-                    throw FleetException.Conflict($"a guest named '{draft.Name}' already exists; pick another name or destroy it first");
-            }
+            if (_registry.NameTaken(draft.Name)) throw FleetException.NameTaken(draft.Name);
             paths = _store.PathsFor(draft.Name);
             if (Directory.Exists(paths.Dir))
                 throw FleetException.Conflict($"{paths.Dir} already exists but is no guest this agent knows; remove it or pick another name");
@@ -280,7 +257,7 @@ public sealed partial class Fleet : IDisposable
                 Created = DateTimeOffset.UtcNow,
             };
             reservation = Admit(config, "create", runningOnly: false);
-            lock (_fleetLock) _creating[config.Name] = config;
+            _registry.BeginCreate(config);
         }
         finally
         {
@@ -288,7 +265,7 @@ public sealed partial class Fleet : IDisposable
         }
         // The rest (the config written with two fsyncs, storage, the network: five host commands) runs outside the
         // membership lock: with it inside, 16 clients' creates and destroys queued behind each other for half a second
-        // each (tests/Faults/LoadTests). The name, address and ids stay claimed in _creating meanwhile.
+        // each (tests/Faults/LoadTests). The name, address and ids stay claimed in the registry meanwhile.
         GuestRuntime runtime;
         using (reservation)
         {
@@ -305,16 +282,12 @@ public sealed partial class Fleet : IDisposable
             catch (Exception e)
             {
                 Teardown(paths);
-                lock (_fleetLock) _creating.Remove(config.Name);
+                _registry.AbandonCreate(config.Name);
                 throw StateDiskSpace.Refusal(e, paths.Dir, _options.StateRoot)
                     ?? new FleetException(FleetError.Failed, $"creating {draft.Name} failed: {e.Message}", e);
             }
             runtime = new GuestRuntime(config);
-            lock (_fleetLock)
-            {
-                _creating.Remove(config.Name);
-                _guests[config.Name] = runtime;
-            }
+            _registry.Add(runtime);
         }
         _log($"created guest {config.Name} ({config.Network.Ipv4})");
         return View(runtime);
@@ -333,41 +306,31 @@ public sealed partial class Fleet : IDisposable
     /// <summary>A host id range no guest holds, broken ones included. Called under the membership lock.</summary>
     private IdMap AllocateIds()
     {
-        List<IdMap> taken;
-        lock (_fleetLock)
-        {
-            taken = _guests.Values.Select(g => g.Config).Concat(_creating.Values).Select(c => c.Security.IdMap).OfType<IdMap>().ToList();
-            taken.AddRange(_broken.Keys.Select(name => _store.TryReadIdMap(name)).OfType<IdMap>());
-        }
-        return GuestAllocator.Ids(taken, _options.IdRange);
+        return GuestAllocator.Ids(_registry.Claims().Select(c => c.Ids).OfType<IdMap>(), _options.IdRange);
     }
 
     /// <summary>An address for a new guest (the one asked for, if free). Called under the membership lock.</summary>
     private IPAddress AllocateAddress(string? requested)
     {
-        List<GuestConfig> guests;
-        lock (_fleetLock) guests = _guests.Values.Select(g => g.Config).Concat(_creating.Values).ToList();
-        return GuestAllocator.Address(requested, guests, _options.Subnet);
+        return GuestAllocator.Address(requested, _registry.Claims(), _options.Subnet);
     }
 
     public async Task DestroyAsync(string name, bool force, CancellationToken ct = default)
     {
-        bool broken;
-        lock (_fleetLock) broken = _broken.ContainsKey(name);
-        if (broken)
+        if (_registry.FindBroken(name) is not null)
         {
             await DestroyBrokenAsync(name, force, ct);
             return;
         }
         // Under the guest's lock only: the teardown (cgroup, veth, directories) need not hold up creates and destroys of
-        // other guests. The guest stays in _guests, its name and address taken, until it is gone from the host.
+        // other guests. The guest stays in the registry, its name and address taken, until it is gone from the host.
         var g = await LockGuestAsync(name, ct);
         try
         {
             if (g.IsRunning)
             {
                 if (!force)
-                    throw FleetException.Conflict($"guest '{name}' is {g.State.ToString().ToLowerInvariant()}; stop it first or use: vsctl destroy --force {name}");
+                    throw FleetException.AlreadyRunning(name, g.State.ToString().ToLowerInvariant(), "destroy");
                 await StopLockedAsync(g, TimeSpan.Zero);
             }
             var paths = _store.PathsFor(name);
@@ -396,7 +359,7 @@ public sealed partial class Fleet : IDisposable
     private void ForgetTornDown(GuestRuntime g)
     {
         g.Removed = true;
-        lock (_fleetLock) _guests.Remove(g.Config.Name);
+        _registry.Remove(g.Config.Name);
         ForgetPorts(g.Config);
     }
 
@@ -405,13 +368,12 @@ public sealed partial class Fleet : IDisposable
         await _membership.WaitAsync(ct);
         try
         {
-            BrokenGuest? broken;
-            lock (_fleetLock) _broken.TryGetValue(name, out broken);
+            var broken = _registry.FindBroken(name);
             if (broken is null) throw FleetException.GuestNotFound(name);
             if (!force)
-                throw FleetException.Conflict($"guest '{name}' is broken ({broken.Problem}); remove it with: vsctl destroy --force {name}");
+                throw FleetException.Broken(name, broken.Problem);
             Teardown(_store.PathsFor(name));
-            lock (_fleetLock) _broken.Remove(name);
+            _registry.Remove(name);
             _log($"destroyed broken guest {name}");
         }
         finally
@@ -432,7 +394,7 @@ public sealed partial class Fleet : IDisposable
         }
         catch (ImageException e)
         {
-            throw FleetException.Invalid(e.Message);
+            throw ImageRefusal(e);
         }
     }
 
@@ -442,9 +404,7 @@ public sealed partial class Fleet : IDisposable
     public void RemoveImage(string name)
     {
         if (Vserver.Isolation.Naming.DnsLabel.Error(name, "image") is { } invalid) throw FleetException.Invalid(invalid);
-        List<string> users;
-        lock (_fleetLock)
-            users = _guests.Values.Select(g => g.Config).Concat(_creating.Values).Where(c => c.Image == name).Select(c => c.Name).ToList();
+        var users = _registry.Configs().Where(c => c.Image == name).Select(c => c.Name).ToList();
         if (users.Count > 0)
             throw FleetException.Conflict($"image '{name}' is the lower layer of {string.Join(", ", users)}; destroy those guests first");
         try
@@ -453,9 +413,18 @@ public sealed partial class Fleet : IDisposable
         }
         catch (ImageException e)
         {
-            throw FleetException.NotFound(e.Message);
+            throw ImageRefusal(e);
         }
     }
+
+    /// <summary>The image store's refusal with the code of its problem.</summary>
+    private static FleetException ImageRefusal(ImageException e) => e.Problem switch
+    {
+        ImageProblem.Exists => FleetException.Coded(FleetError.Conflict, Vserver.Api.ErrorCodes.ImageExists, e.Message, ("image", e.Image)),
+        ImageProblem.NotFound => FleetException.Coded(FleetError.NotFound, Vserver.Api.ErrorCodes.NotFound, e.Message, ("image", e.Image)),
+        ImageProblem.BuildFailed => new FleetException(FleetError.Failed, e.Message, e),
+        _ => FleetException.Invalid(e.Message),
+    };
 
     /// <summary>Running guests are left running: a new agent adopts them.</summary>
     public void Dispose()
@@ -467,12 +436,8 @@ public sealed partial class Fleet : IDisposable
 
     private GuestRuntime Find(string name)
     {
-        lock (_fleetLock)
-        {
-            if (_guests.TryGetValue(name, out var g)) return g;
-            if (_broken.TryGetValue(name, out var b))
-                throw FleetException.Conflict($"guest '{name}' is broken: {b.Problem}");
-        }
+        if (_registry.Find(name) is { } g) return g;
+        if (_registry.FindBroken(name) is { } b) throw FleetException.Broken(name, b.Problem);
         throw FleetException.GuestNotFound(name);
     }
 

@@ -72,6 +72,36 @@ public sealed class FleetException : Exception
     public static FleetException NotRunning(string name) =>
         new(FleetError.Conflict, ErrorCodes.NotRunning, FieldsOf(("guest", name)), $"guest '{name}' is not running");
 
+    /// <summary>A refusal with its own code (one of <see cref="ErrorCodes"/>) and the fields that code documents.</summary>
+    public static FleetException Coded(FleetError kind, string code, string message, params (string Key, string Value)[] fields) =>
+        new(kind, code, FieldsOf(fields), message);
+
+    /// <summary>The guest runs (or is paused: <paramref name="state"/>) and <paramref name="operation"/> (start or
+    /// destroy) needs it stopped.</summary>
+    public static FleetException AlreadyRunning(string name, string state, string operation) =>
+        Coded(FleetError.Conflict, ErrorCodes.AlreadyRunning,
+            operation == "start" ? $"guest '{name}' is already {state}" : $"guest '{name}' is {state}; stop it first",
+            ("guest", name), ("state", state), ("operation", operation));
+
+    public static FleetException Paused(string name) =>
+        Coded(FleetError.Conflict, ErrorCodes.Paused, $"guest '{name}' is paused", ("guest", name));
+
+    /// <summary>A guest the agent holds as broken: <paramref name="problem"/> says why.</summary>
+    public static FleetException Broken(string name, string problem) =>
+        Coded(FleetError.Conflict, ErrorCodes.Broken, $"guest '{name}' is broken: {problem}", ("guest", name), ("problem", problem));
+
+    /// <summary>The image <paramref name="guest"/> is made from is not built (any more).</summary>
+    public static FleetException ImageMissing(string image, string guest) =>
+        Coded(FleetError.Conflict, ErrorCodes.ImageMissing, $"image '{image}' of guest '{guest}' is gone", ("image", image), ("guest", guest));
+
+    /// <summary>A kernel that is not built; <paramref name="built"/>: those that are.</summary>
+    public static FleetException KernelMissing(FleetError kind, string kernel, IEnumerable<string> built)
+    {
+        var names = string.Join(", ", built);
+        return Coded(kind, ErrorCodes.KernelMissing, $"unknown kernel '{kernel}'; built kernels: {(names.Length > 0 ? names : "none")}",
+            ("kernel", kernel), ("built", names.Replace(", ", ",", StringComparison.Ordinal)));
+    }
+
     private static Dictionary<string, string> FieldsOf(params (string Key, string Value)[] fields) =>
         fields.ToDictionary(f => f.Key, f => f.Value, StringComparer.Ordinal);
 

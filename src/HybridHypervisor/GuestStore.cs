@@ -83,20 +83,30 @@ public sealed class GuestStore(FleetOptions options)
         return "vs" + Convert.ToHexStringLower(hash)[..11];
     }
 
-    /// <summary>The id map recorded in a config that no longer loads as a whole, so its range is not handed out twice.</summary>
-    public IdMap? TryReadIdMap(string name)
+    /// <summary>What a config that no longer loads as a whole still says its guest holds (address, id range, MAC), as
+    /// far as it can be read, so none of it is handed out twice.</summary>
+    public Guests.GuestClaims TryReadClaims(string name)
     {
+        var claims = new Guests.GuestClaims(name);
         try
         {
             using var doc = JsonDocument.Parse(File.ReadAllText(PathsFor(name).Config));
-            if (doc.RootElement.TryGetProperty("security", out var security) && security.TryGetProperty("idMap", out var map)
+            var root = doc.RootElement;
+            if (root.ValueKind != JsonValueKind.Object) return claims;
+            if (root.TryGetProperty("network", out var network) && network.ValueKind == JsonValueKind.Object)
+            {
+                if (network.TryGetProperty("ipv4", out var ipv4) && ipv4.ValueKind == JsonValueKind.String) claims = claims with { Address = ipv4.GetString() };
+                if (network.TryGetProperty("mac", out var mac) && mac.ValueKind == JsonValueKind.String) claims = claims with { Mac = mac.GetString() };
+            }
+            if (root.TryGetProperty("security", out var security) && security.ValueKind == JsonValueKind.Object
+                && security.TryGetProperty("idMap", out var map) && map.ValueKind == JsonValueKind.Object
                 && map.TryGetProperty("hostBase", out var hostBase) && map.TryGetProperty("count", out var count))
-                return new IdMap(hostBase.GetInt64(), count.GetInt64());
+                claims = claims with { Ids = new IdMap(hostBase.GetInt64(), count.GetInt64()) };
         }
         catch (Exception e) when (e is IOException or JsonException or InvalidOperationException or FormatException or UnauthorizedAccessException)
         {
         }
-        return null;
+        return claims;
     }
 
     /// <summary>Replaces the guest's config whole; on a full state disk the old one stays and the refusal says so.</summary>
@@ -163,7 +173,7 @@ public sealed class GuestStore(FleetOptions options)
             }
             var (config, problem) = Load(name, hostCpus);
             if (config is not null) guests.Add(config);
-            else broken.Add(new BrokenGuest(name, problem!));
+            else broken.Add(new BrokenGuest(name, problem!) { Claims = TryReadClaims(name) });
         }
         return (guests, broken);
     }
@@ -187,7 +197,7 @@ public sealed class GuestStore(FleetOptions options)
     public (GuestConfig? Config, string? Problem) Load(string name, int hostCpus)
     {
         var path = PathsFor(name).Config;
-        if (!File.Exists(path)) return (null, $"{path} is missing; remove the guest with: vsctl destroy --force {name}");
+        if (!File.Exists(path)) return (null, $"{path} is missing");
         GuestConfig? config;
         try
         {
@@ -197,9 +207,9 @@ public sealed class GuestStore(FleetOptions options)
         {
             var where = e.LineNumber is { } line ? $" at line {line + 1}, position {(e.BytePositionInLine ?? 0) + 1}" : "";
             var why = e.Message.Split(". Path:")[0].Split(" LineNumber:")[0].TrimEnd('.');
-            return (null, $"{path}: invalid JSON{where}: {why}; fix the file, or remove the guest with: vsctl destroy --force {name}");
+            return (null, $"{path}: invalid JSON{where}: {why}");
         }
-        if (config is null) return (null, $"{path}: empty config; fix the file, or remove the guest with: vsctl destroy --force {name}");
+        if (config is null) return (null, $"{path}: empty config");
         config = WithDefaults(config);
         if (config.Name != name)
             return (null, $"{path}: the config names guest '{config.Name}' but lives in directory '{name}'; fix the name in the file");

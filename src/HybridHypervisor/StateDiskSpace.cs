@@ -64,7 +64,7 @@ public static class StateDiskSpace
         if (FreeBytes(stateRoot) is not { } free || free >= quotaBytes) return;
         throw new FleetException(FleetError.Conflict,
             $"the state disk is too full for the {Mib(quotaBytes)} disk quota of '{guest}': {Mib(free)} free on the " +
-            $"filesystem of {stateRoot}; free space there (df {stateRoot}) or give a smaller --disk");
+            $"filesystem of {stateRoot}; free space there (df {stateRoot}) or give a smaller disk quota");
     }
 
     private static string Mib(long bytes) => (bytes / (double)(1L << 20)).ToString("0.#", CultureInfo.InvariantCulture) + "M";

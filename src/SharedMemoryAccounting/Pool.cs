@@ -72,6 +72,17 @@ public sealed record Commitments(long Guarantees, long Limits)
     }
 }
 
+/// <summary>Which of the pool's bounds a refusal is about: the guarantees (they must fit the capacity) or the limits
+/// (they may add up to capacity x overcommit).</summary>
+public enum PoolBound { Guarantees, Limits }
+
+/// <summary>
+/// Why the pool refuses: one plain line with the numbers, and the numbers themselves for whoever answers a client
+/// (what to change is the client's to say). <see cref="Committed"/> is what the others hold of the bound,
+/// <see cref="Available"/> the bound itself; <see cref="Guest"/> and <see cref="Asked"/> are null for new settings.
+/// </summary>
+public sealed record PoolRefusal(string Message, PoolBound Bound, string? Guest, long? Asked, long Committed, long Available);
+
 /// <summary>
 /// Admission: the guarantees of all guests must fit the capacity (they are promises), and their limits may
 /// overcommit it up to the ratio (not everyone uses the limit at once). A guest without a limit is bounded only by
@@ -79,37 +90,43 @@ public sealed record Commitments(long Guarantees, long Limits)
 /// </summary>
 public static class Admission
 {
-    /// <summary>Null when <paramref name="asked"/> fits beside <paramref name="others"/>; else one line with the numbers.</summary>
+    /// <summary>Null when <paramref name="asked"/> fits beside <paramref name="others"/>; else the refusal with the numbers.</summary>
     /// <param name="verb">What is being done, e.g. "create", "start", "raise the guarantee of".</param>
-    public static string? Refusal(Pool pool, IEnumerable<Commitment> others, Commitment asked, string verb)
+    public static PoolRefusal? Check(Pool pool, IEnumerable<Commitment> others, Commitment asked, string verb)
     {
         var list = others.Where(c => c.Name != asked.Name).ToList();
         var (committed, limits) = Commitments.Of(list);
         if (committed + asked.Guarantee > pool.Capacity)
         {
             var free = Math.Max(0, pool.Capacity - committed);
-            return $"cannot {verb} '{asked.Name}': its guarantee of {ByteSize.FormatRounded(asked.Guarantee)} does not fit the memory pool: " +
-                $"{ByteSize.FormatRounded(committed)} of {ByteSize.FormatRounded(pool.Capacity)} is committed to {list.Count} other guest(s), {ByteSize.FormatRounded(free)} is free; " +
-                "give a smaller --memory-min, lower or destroy another guest, or shrink the host reserve (vsctl host set --reserve)";
+            return new PoolRefusal(
+                $"cannot {verb} '{asked.Name}': its guarantee of {ByteSize.FormatRounded(asked.Guarantee)} does not fit the memory pool: " +
+                $"{ByteSize.FormatRounded(committed)} of {ByteSize.FormatRounded(pool.Capacity)} is committed to {list.Count} other guest(s), {ByteSize.FormatRounded(free)} is free",
+                PoolBound.Guarantees, asked.Name, asked.Guarantee, committed, pool.Capacity);
         }
         if (asked.Limit is { } limit && limits + limit > pool.LimitsCap)
         {
-            return $"cannot {verb} '{asked.Name}': its limit of {ByteSize.FormatRounded(limit)} would bring the guests' limits to " +
-                $"{ByteSize.FormatRounded(limits + limit)}, over the pool's {ByteSize.FormatRounded(pool.LimitsCap)} ({LimitsCapText(pool)}); " +
-                "give a smaller --memory, or allow more overcommit (vsctl host set --overcommit)";
+            return new PoolRefusal(
+                $"cannot {verb} '{asked.Name}': its limit of {ByteSize.FormatRounded(limit)} would bring the guests' limits to " +
+                $"{ByteSize.FormatRounded(limits + limit)}, over the pool's {ByteSize.FormatRounded(pool.LimitsCap)} ({LimitsCapText(pool)})",
+                PoolBound.Limits, asked.Name, limit, limits, pool.LimitsCap);
         }
         return null;
     }
 
-    /// <summary>Null when what guests hold now fits a pool with new settings; else one line with the numbers.</summary>
-    public static string? SettingsRefusal(Pool pool, Commitments held)
+    /// <summary>The line of <see cref="Check"/>, or null.</summary>
+    public static string? Refusal(Pool pool, IEnumerable<Commitment> others, Commitment asked, string verb) =>
+        Check(pool, others, asked, verb)?.Message;
+
+    /// <summary>Null when what guests hold now fits a pool with new settings; else the refusal with the numbers.</summary>
+    public static PoolRefusal? CheckSettings(Pool pool, Commitments held)
     {
         if (held.Guarantees > pool.Capacity)
-            return $"the pool's capacity would be {ByteSize.FormatRounded(pool.Capacity)}, less than the {ByteSize.FormatRounded(held.Guarantees)} " +
-                "already guaranteed to guests; lower their --memory-min first or keep a smaller reserve";
+            return new PoolRefusal($"the pool's capacity would be {ByteSize.FormatRounded(pool.Capacity)}, less than the {ByteSize.FormatRounded(held.Guarantees)} " +
+                "already guaranteed to guests", PoolBound.Guarantees, null, null, held.Guarantees, pool.Capacity);
         if (held.Limits > pool.LimitsCap)
-            return $"the guests' limits add up to {ByteSize.FormatRounded(held.Limits)}, more than {ByteSize.FormatRounded(pool.LimitsCap)} ({LimitsCapText(pool)}); " +
-                "lower some limits first or allow more overcommit";
+            return new PoolRefusal($"the guests' limits add up to {ByteSize.FormatRounded(held.Limits)}, more than {ByteSize.FormatRounded(pool.LimitsCap)} ({LimitsCapText(pool)})",
+                PoolBound.Limits, null, null, held.Limits, pool.LimitsCap);
         return null;
     }
 

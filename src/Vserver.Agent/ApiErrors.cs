@@ -84,14 +84,18 @@ internal static class ApiErrors
     {
         if (context.Response.HasStarted) return Task.CompletedTask;
         context.Response.StatusCode = status;
-        var error = new ErrorResponse
-        {
-            Error = OneLine(message),
-            Code = code ?? ErrorCodes.BadRequest,
-            Fields = fields is { Count: > 0 } ? fields.ToDictionary(f => f.Key, f => OneLine(f.Value), StringComparer.Ordinal) : null,
-        };
-        return context.Response.WriteAsJsonAsync(error, ApiJson.Default.ErrorResponse);
+        return context.Response.WriteAsJsonAsync(Body(message, code, fields), ApiJson.Default.ErrorResponse);
     }
+
+    /// <summary>The body of an error: the fleet's refusal with its code and fields.</summary>
+    public static ErrorResponse Body(FleetException e) => Body(e.Message, e.Code, e.Fields);
+
+    private static ErrorResponse Body(string message, string? code, IReadOnlyDictionary<string, string>? fields) => new()
+    {
+        Error = OneLine(message),
+        Code = code ?? ErrorCodes.BadRequest,
+        Fields = fields is { Count: > 0 } ? fields.ToDictionary(f => f.Key, f => OneLine(f.Value), StringComparer.Ordinal) : null,
+    };
 
     /// <summary>One line, of a length a terminal can show: messages may quote what a client sent.</summary>
     internal static string OneLine(string message)

@@ -28,6 +28,7 @@ internal static class ConsoleRelay
         }
         catch (Exception e) when (e is FleetException or IOException or System.Net.Sockets.SocketException)
         {
+            if (e is FleetException refusal) await socket.SendAsync(ExecRelay.ErrorDetailFrame(refusal), WebSocketMessageType.Binary, true, ct);
             await SendAsync(socket, ExecStream.Error, Encoding.UTF8.GetBytes(e.Message), ct);
             await CloseAsync(socket);
             return;

@@ -54,6 +54,7 @@ internal static class ContractMapping
         Orphans = v.Orphans.Select(o => new OrphanInfo { Kind = o.Kind, What = o.What, Why = o.Why, Repaired = o.Repaired, Error = o.Error }).ToList(),
         Busy = v.Busy,
         Problems = v.Problems,
+        Broken = v.Broken,
     };
 
     public static ConversionResult ToResult(ConversionPlan plan, GuestView? view) => new()

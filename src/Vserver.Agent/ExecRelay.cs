@@ -67,7 +67,13 @@ internal sealed class ExecRelay : IDisposable
         {
             exec = await fleet.ExecAsync(name, request.Command, request.Tty, request.Rows, request.Cols, request.Env, request.Cwd, ct);
         }
-        catch (Exception e) when (e is FleetException or IOException)
+        catch (FleetException e)
+        {
+            await SendAsync(ErrorDetailFrame(e), ct);
+            await FailAsync(e.Message, ct);
+            return;
+        }
+        catch (IOException e)
         {
             await FailAsync(e.Message, ct);
             return;
@@ -174,6 +180,10 @@ internal sealed class ExecRelay : IDisposable
             if (result.EndOfMessage) return (buffer, length, false);
         }
     }
+
+    /// <summary>The <see cref="ExecStream.ErrorDetail"/> message of the fleet's refusal: its code and fields.</summary>
+    internal static byte[] ErrorDetailFrame(FleetException e) =>
+        [ExecStream.ErrorDetail, .. JsonSerializer.SerializeToUtf8Bytes(ApiErrors.Body(e), ApiJson.Default.ErrorResponse)];
 
     internal async Task FailAsync(string message, CancellationToken ct)
     {

@@ -316,6 +316,8 @@ public sealed record HostCheckReport
     public IReadOnlyList<string> Busy { get; init; } = [];
     /// <summary>What is wrong that no repair of the host fixes (a broken config, overlapping id ranges).</summary>
     public IReadOnlyList<string> Problems { get; init; } = [];
+    /// <summary>The broken guests among the problems: only removing them (or fixing their files) helps.</summary>
+    public IReadOnlyList<string> Broken { get; init; } = [];
 }
 
 /// <summary>One thing on the host that no guest owns.</summary>

@@ -22,11 +22,85 @@ public static class ErrorCodes
     /// <summary>Another guest has that address. Fields: <c>address</c>, <c>owner</c> (that guest's name).</summary>
     public const string AddressTaken = "address_taken";
 
-    /// <summary>No guest of that name. Fields: <c>guest</c>.</summary>
+    /// <summary>No guest, image or published port of that name. Fields: <c>guest</c> for a guest, <c>image</c> for an
+    /// image; <c>guest</c>, <c>port</c> and <c>protocol</c> for a host port the guest does not publish.</summary>
     public const string NotFound = "not_found";
 
     /// <summary>The guest must run for this and does not. Fields: <c>guest</c>.</summary>
     public const string NotRunning = "not_running";
+
+    /// <summary>The guest runs (or is paused) and must be stopped for this. Fields: <c>guest</c>, <c>state</c>
+    /// (running or paused), <c>operation</c> (start or destroy).</summary>
+    public const string AlreadyRunning = "already_running";
+
+    /// <summary>The guest is paused and must be resumed for this. Fields: <c>guest</c>.</summary>
+    public const string Paused = "paused";
+
+    /// <summary>The agent could not take the guest over (its files are damaged or missing); it can only be removed.
+    /// Fields: <c>guest</c>, <c>problem</c> (what is wrong, in plain words).</summary>
+    public const string Broken = "broken";
+
+    /// <summary>An image a guest or a save file needs is not built on this host. Fields: <c>image</c>, and
+    /// <c>guest</c> where a guest needs it.</summary>
+    public const string ImageMissing = "image_missing";
+
+    /// <summary>An image of that name is built already (images are never rebuilt in place). Fields: <c>image</c>.</summary>
+    public const string ImageExists = "image_exists";
+
+    /// <summary>A domain kernel that is not built on this host. Fields: <c>kernel</c>, <c>built</c> (those that are,
+    /// comma-separated).</summary>
+    public const string KernelMissing = "kernel_missing";
+
+    /// <summary>A domain kernel built before what the operation needs of it existed (a held boot for a promotion).
+    /// Fields: <c>kernel</c>, <c>feature</c>.</summary>
+    public const string KernelOutdated = "kernel_outdated";
+
+    /// <summary>A kernel of that name is built already. Fields: <c>kernel</c>.</summary>
+    public const string KernelExists = "kernel_exists";
+
+    /// <summary>The guest is a domain already (a promotion of a domain). Fields: <c>guest</c>.</summary>
+    public const string AlreadyDomain = "already_domain";
+
+    /// <summary>The guest is a vserver already (a demotion of a vserver). Fields: <c>guest</c>.</summary>
+    public const string AlreadyVserver = "already_vserver";
+
+    /// <summary>The operation is for domains and the guest is a vserver. Fields: <c>guest</c>, <c>operation</c>
+    /// (console or save).</summary>
+    public const string NotADomain = "not_a_domain";
+
+    /// <summary>The domain's console has a client attached already (one at a time). Fields: <c>guest</c>.</summary>
+    public const string ConsoleBusy = "console_busy";
+
+    /// <summary>A domain's guest agent does not answer, so nothing can run in it. Fields: <c>guest</c>.</summary>
+    public const string GuestAgentSilent = "guest_agent_silent";
+
+    /// <summary>The host port is published already. Fields: <c>port</c> (e.g. 8080/tcp), <c>owner</c> (the guest
+    /// that publishes it), and where the owner is the guest asked about <c>guestPort</c> (its port there).</summary>
+    public const string PortTaken = "port_taken";
+
+    /// <summary>The guest's memory does not fit the pool. Fields: <c>guest</c>, <c>bound</c> (guarantees: the
+    /// guarantees would exceed the capacity; limits: the limits would exceed capacity x overcommit), <c>asked</c>,
+    /// <c>committed</c> (what the others hold of that bound), <c>available</c> (the bound: capacity or limits cap), all
+    /// in bytes.</summary>
+    public const string PoolFull = "pool_full";
+
+    /// <summary>The pool's new settings would not hold what guests have now. Fields: <c>bound</c> (guarantees or
+    /// limits, as in <see cref="PoolFull"/>), <c>committed</c>, <c>available</c> (in bytes).</summary>
+    public const string PoolTooSmall = "pool_too_small";
+
+    /// <summary>The vserver has no disk quota to change (its writable layer is a directory). Fields: <c>guest</c>.</summary>
+    public const string NoDiskQuota = "no_disk_quota";
+
+    /// <summary>The vserver's disk quota image is gone, and its writable layer with it. Fields: <c>guest</c>,
+    /// <c>path</c>.</summary>
+    public const string LayerMissing = "layer_missing";
+
+    /// <summary>The file to restore is not a save file. Fields: <c>file</c>.</summary>
+    public const string NotASaveFile = "not_a_save_file";
+
+    /// <summary>Saving a domain failed after it stopped; it is stopped with its disk intact. Fields: <c>guest</c>,
+    /// <c>file</c>.</summary>
+    public const string SaveFailed = "save_failed";
 
     /// <summary>Any other refusal of a request (HTTP 400), without fields.</summary>
     public const string Invalid = "invalid";
@@ -67,6 +141,9 @@ public static class ErrorCodes
         public const string TooSmallForImage = "too_small_for_image";
         /// <summary>Empty where something is needed (a command, a program).</summary>
         public const string Empty = "empty";
+        /// <summary>Above what a running domain booted with (<c>maximum</c>; <c>guest</c>): only a stopped one's maximum
+        /// changes.</summary>
+        public const string AboveBootMaximum = "above_boot_maximum";
         /// <summary>Not among the values allowed here (a syscall the filter does not refuse).</summary>
         public const string NotAllowed = "not_allowed";
     }

@@ -19,6 +19,9 @@ public static class ExecStream
     public const byte Resize = 4;
     /// <summary>agent → client: a UTF-8 error line; the exec did not run (exit code 125 follows).</summary>
     public const byte Error = 5;
+    /// <summary>agent → client: the same error as an <see cref="ErrorResponse"/> in JSON, with its code and fields; sent
+    /// just before the <see cref="Error"/> message it details (a client that does not know it skips it).</summary>
+    public const byte ErrorDetail = 6;
 }
 
 public sealed record ExecRequest

@@ -33,16 +33,73 @@ internal static class AgentErrorText
 
     public static string FlagOf(string field) => Flags.TryGetValue(field, out var flag) ? flag : field;
 
-    public static string Line(ApiException e) => e.Code switch
+    public static string Line(ApiException e) => e.Code == OptionNotForKind && e.Field("option") is { } option
+        ? NotForKind(FlagOf(option), e.Field("kind"))
+        : e.Message + Advice(e);
+
+    /// <summary>vsctl's line for a refused exec or console: the agent's Error message, with the advice of its code when
+    /// an <see cref="ExecStream.ErrorDetail"/> came before it.</summary>
+    public static string Line(string text, ErrorResponse? detail) => detail is { Code: not null }
+        ? Line(new ApiException(System.Net.HttpStatusCode.Conflict, detail.Error, detail.Code, detail.Fields))
+        : text;
+
+    /// <summary>The <see cref="ErrorResponse"/> of an <see cref="ExecStream.ErrorDetail"/> message, or null for one vsctl
+    /// cannot read (the Error message's text is shown as it is then).</summary>
+    public static ErrorResponse? Detail(ReadOnlySpan<byte> json)
     {
-        OptionNotForKind when e.Field("option") is { } option => NotForKind(FlagOf(option), e.Field("kind")),
-        NameTaken => $"{e.Message}; pick another name or destroy it first",
-        AddressTaken => $"{e.Message}; pick another or leave --ip out",
-        NotFound when e.Field("guest") is not null => $"{e.Message} (see: vsctl list)",
-        NotRunning when e.Field("guest") is { } guest => $"{e.Message}; start it with: vsctl start {guest}",
-        InvalidValue => e.Message + Advice(e),
-        _ => e.Message,
+        try
+        {
+            return System.Text.Json.JsonSerializer.Deserialize(json, ApiJson.Default.ErrorResponse);
+        }
+        catch (System.Text.Json.JsonException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>What to do about a refusal, in vsctl's verbs and flags, to follow the agent's words; empty where they
+    /// say it all.</summary>
+    private static string Advice(ApiException e) => e.Code switch
+    {
+        NameTaken => "; pick another name or destroy it first",
+        AddressTaken => "; pick another or leave --ip out",
+        NotFound when (e.Field("guest"), e.Field("port")) is ({ } guest, not null) => $" (see: vsctl port list {guest})",
+        NotFound when e.Field("guest") is not null => " (see: vsctl list)",
+        NotFound when e.Field("image") is not null => " (see: vsctl image list)",
+        NotRunning when e.Field("guest") is { } guest => $"; start it with: vsctl start {guest}",
+        AlreadyRunning when e.Field("guest") is { } guest => e.Field("operation") == "destroy"
+            ? $" or use: vsctl destroy --force {guest}"
+            : $"; stop it first, or use: vsctl restart {guest}",
+        Paused when e.Field("guest") is { } guest => $"; resume it with: vsctl resume {guest}",
+        Broken when e.Field("guest") is { } guest => $"; {BrokenAdvice(guest)}",
+        ImageMissing when e.Field("image") is { } image => $"; build it{(e.Field("guest") is null ? "" : " again")} with: vsctl image build {image}",
+        ImageExists when e.Field("image") is { } image => $" (remove it first with: vsctl image rm {image})",
+        KernelMissing when e.Field("kernel") is { } kernel => $"; build it with: vsctl kernel build {kernel}",
+        KernelOutdated when e.Field("kernel") is { } kernel => $"; rebuild it: vsctl kernel rm {kernel} && vsctl kernel build {kernel}",
+        KernelExists when e.Field("kernel") is { } kernel => $"; remove it first with: vsctl kernel rm {kernel}",
+        AlreadyDomain when e.Field("guest") is { } guest => $"; to make it a vserver again: vsctl demote {guest}",
+        AlreadyVserver when e.Field("guest") is { } guest => $"; to give it its own kernel: vsctl promote {guest}",
+        NotADomain when (e.Field("guest"), e.Field("operation")) is ({ } guest, "console") => $"; enter it with: vsctl enter {guest}",
+        ConsoleBusy => "; detach that one with Ctrl-]",
+        GuestAgentSilent when e.Field("guest") is { } guest => $"; see its console with: vsctl console {guest}",
+        PortTaken when (e.Field("owner"), e.Field("port"), e.Field("guestPort")) is ({ } owner, { } port, not null) =>
+            $"; remove it first: vsctl port remove {owner} {port}",
+        PoolFull => e.Field("bound") == "limits"
+            ? "; give a smaller --memory, or allow more overcommit (vsctl host set --overcommit)"
+            : "; give a smaller --memory-min, lower or destroy another guest, or shrink the host reserve (vsctl host set --reserve)",
+        PoolTooSmall => e.Field("bound") == "limits"
+            ? "; lower some limits first or allow more overcommit"
+            : "; lower their --memory-min first or keep a smaller reserve",
+        NoDiskQuota => " (vsctl create NAME --disk SIZE)",
+        LayerMissing when e.Field("guest") is { } guest => $"; destroy the guest with: vsctl destroy {guest}",
+        NotASaveFile => "; give a file written by vsctl save",
+        SaveFailed when e.Field("guest") is { } guest => $": start it with: vsctl start {guest}",
+        InvalidValue => ValueAdvice(e),
+        _ => "",
     };
+
+    /// <summary>vsctl's advice for a guest the agent holds as broken: it can be fixed by hand or removed.</summary>
+    public static string BrokenAdvice(string guest) => $"fix its files, or remove it with: vsctl destroy --force {guest}";
 
     private static string NotForKind(string flag, string? kind) => kind == GuestKinds.Vserver
         ? $"{flag} is for domains; add --kind domain, or leave it out for a vserver"
@@ -54,7 +111,7 @@ internal static class AgentErrorText
         };
 
     /// <summary>What to do about a refused value, in vsctl's flags; empty where the agent's words say it all.</summary>
-    private static string Advice(ApiException e)
+    private static string ValueAdvice(ApiException e)
     {
         var field = e.Field("field") ?? "";
         var flag = FlagOf(field);
@@ -71,6 +128,8 @@ internal static class AgentErrorText
             (GuestSpec.Fields.MemoryBytes, Reasons.NotWholeMib) when Number(value) is { } bytes => $"; give e.g. {flag} {bytes >> 20}M",
             (GuestSpec.Fields.DiskBytes, Reasons.TooSmallForImage) when minimum is { } min => $"; give {flag} {ByteSize.FormatExact(min)} or more",
             (GuestSpec.Fields.MemoryBytes, Reasons.AgainstGuarantee) => "; lower --memory-min first",
+            (GuestSpec.Fields.MemoryBytes, Reasons.AboveBootMaximum) when e.Field("guest") is { } guest =>
+                $"; stop it and set {flag} {(Number(value) ?? 0) >> 20}M to raise the maximum: vsctl stop {guest}",
             (GuestSpec.Fields.Cpus, _) => $", e.g. {flag} 0.5",
             (GuestSpec.Fields.Pids, _) => $", e.g. {flag} 200",
             (GuestSpec.Fields.Ipv4, Reasons.OutsideSubnet) => $"; pick one inside it or leave {flag} out",

@@ -52,6 +52,7 @@ internal sealed class ConsoleTerminal(WebSocket socket, Stream stdin, Stream std
         var receive = socket.ReceiveAsync(buffer.AsMemory(), CancellationToken.None).AsTask();
         Task? confirm = Task.Delay(confirmAfter, _stop.Token);
         string? error = null;
+        ErrorResponse? detail = null;
         try
         {
             while (true)
@@ -83,9 +84,12 @@ internal sealed class ConsoleTerminal(WebSocket socket, Stream stdin, Stream std
                             }
                             if (!LocalStreams.Write(stdout, message[1..])) return new ConsoleResult(ConsoleEnd.OutputClosed, BrokenPipe);
                             break;
+                        case ExecStream.ErrorDetail:
+                            detail = AgentErrorText.Detail(message[1..]);
+                            break;
                         case ExecStream.Error:
                             confirm = null;
-                            error = Encoding.UTF8.GetString(message[1..]).Trim();
+                            error = AgentErrorText.Line(Encoding.UTF8.GetString(message[1..]).Trim(), detail);
                             if (error.Length == 0) error = "the agent could not attach to the console";
                             break;
                     }

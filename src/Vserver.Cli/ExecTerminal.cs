@@ -74,6 +74,7 @@ internal sealed class ExecTerminal(WebSocket socket, Stream stdin, Stream stdout
         var buffer = new byte[64 * 1024];
         var fragments = new ArrayBufferWriter<byte>();
         string? error = null;
+        ErrorResponse? detail = null;
         while (true)
         {
             var received = await socket.ReceiveAsync(buffer.AsMemory(), ct);
@@ -112,8 +113,11 @@ internal sealed class ExecTerminal(WebSocket socket, Stream stdin, Stream stdout
                         return error is null
                             ? new ExecResult(BinaryPrimitives.ReadInt32LittleEndian(payload.Span), null)
                             : new ExecResult(ExitCodes.ExecFailed, error);
+                    case ExecStream.ErrorDetail:
+                        detail = AgentErrorText.Detail(payload.Span);
+                        break;
                     case ExecStream.Error:
-                        error = Encoding.UTF8.GetString(payload.Span).Trim();
+                        error = AgentErrorText.Line(Encoding.UTF8.GetString(payload.Span).Trim(), detail);
                         if (error.Length == 0) error = "the agent could not run the command";
                         break;
                 }

@@ -15,7 +15,7 @@ public sealed class ConversionDriver(VserverDriver vservers, DomainDriver domain
 {
     public string? SharedRootRefusal() => File.Exists(PromotionRoot.VirtiofsdProgram)
         ? null
-        : $"{PromotionRoot.VirtiofsdProgram} not found: a shared root needs it (Debian: apt-get install qemu-system-common, or run make deps); or promote with --copy";
+        : $"{PromotionRoot.VirtiofsdProgram} not found: a shared root needs it (Debian: apt-get install qemu-system-common, or run make deps); a copied root does not";
 
     public Task CheckBootAsync(GuestConfig domain) => domains.RequireAcceleratorAsync(domain.Domain!.Kernel);
 

@@ -28,13 +28,15 @@ public static class DomainDisk
 {
     private const long MiB = 1024 * 1024;
 
+    /// <summary>The smallest disk (whole MiB) that holds a base of <paramref name="baseBytes"/>.</summary>
+    public static long MinimumBytes(long baseBytes) => (baseBytes + MiB - 1) / MiB * MiB;
+
     /// <summary>The one-line refusal for a disk smaller than the image's base, or null if the size is enough.
-    /// The base size is shown rounded up to a whole MiB so that the advice is always sufficient.</summary>
+    /// The base size is shown rounded up to a whole MiB (<see cref="MinimumBytes"/>), a size that always suffices.</summary>
     public static string? CheckSize(long requestedBytes, long baseBytes, string imageName)
     {
         if (requestedBytes >= baseBytes) return null;
-        var need = ByteSize.FormatExact((baseBytes + MiB - 1) / MiB * MiB);
-        return $"disk {ByteSize.FormatExact(requestedBytes)} is smaller than image {imageName} needs ({need}); give --disk {need} or more";
+        return $"disk {ByteSize.FormatExact(requestedBytes)} is smaller than image {imageName} needs ({ByteSize.FormatExact(MinimumBytes(baseBytes))})";
     }
 
     /// <summary>

@@ -59,7 +59,7 @@ public sealed class DomainDriver(FleetOptions options, HostBridge bridge, ImageS
 
     /// <summary>The accelerator a domain starts with, or a refusal saying which kernel to build.</summary>
     public async Task<AcceleratorChoice> RequireAcceleratorAsync(string kernel) =>
-        await (AcceleratorAsync() ?? throw FleetException.Conflict(kernels.Missing(kernel)));
+        await (AcceleratorAsync() ?? throw kernels.MissingError(kernel));
 
     /// <summary>Promoted vservers' roots: the shared tree and its virtiofsd, the copies.</summary>
     public PromotionRoot Roots { get; } = new(options, images);
@@ -75,7 +75,11 @@ public sealed class DomainDriver(FleetOptions options, HostBridge bridge, ImageS
         Directory.CreateDirectory(paths.RunDir);
         try
         {
-            var (basePath, _) = BaseDisk.EnsureBase(Path.GetDirectoryName(image.RootfsPath)!, image.RootfsPath);
+            var (basePath, baseBytes) = BaseDisk.EnsureBase(Path.GetDirectoryName(image.RootfsPath)!, image.RootfsPath);
+            if (DomainDisk.CheckSize(domain.DiskBytes, baseBytes, config.Image) is { } tooSmall)
+                throw FleetException.Invalid(new SettingError(Vserver.Api.GuestSpec.Fields.DiskBytes,
+                        domain.DiskBytes.ToString(System.Globalization.CultureInfo.InvariantCulture), Vserver.Api.ErrorCodes.Reasons.TooSmallForImage, tooSmall)
+                    .With("minimum", DomainDisk.MinimumBytes(baseBytes)));
             DomainDisk.Create(basePath, paths.Disk, domain.DiskBytes);
         }
         catch (DiskException e)
@@ -124,7 +128,7 @@ public sealed class DomainDriver(FleetOptions options, HostBridge bridge, ImageS
     public DomainLaunch LaunchFor(GuestConfig config, GuestPaths paths, AcceleratorChoice accelerator, string? incoming = null, bool hold = false)
     {
         var domain = config.Domain!;
-        var kernel = kernels.Find(domain.Kernel) ?? throw FleetException.Conflict(kernels.Missing(domain.Kernel));
+        var kernel = kernels.Find(domain.Kernel) ?? throw kernels.MissingError(domain.Kernel);
         return new DomainLaunch
         {
             Name = config.Name,
@@ -326,8 +330,8 @@ public sealed class DomainDriver(FleetOptions options, HostBridge bridge, ImageS
         }
         catch (Exception e) when (e is not OperationCanceledException || !ct.IsCancellationRequested)
         {
-            throw FleetException.Conflict($"the guest agent of domain '{name}' does not answer ({e.Message}); " +
-                $"see its console with: vsctl console {name}");
+            throw FleetException.Coded(FleetError.Conflict, Vserver.Api.ErrorCodes.GuestAgentSilent,
+                $"the guest agent of domain '{name}' does not answer ({e.Message})", ("guest", name));
         }
         try
         {

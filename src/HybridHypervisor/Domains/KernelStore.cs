@@ -48,12 +48,12 @@ public sealed class KernelStore(string kernelsRoot, string recipesRoot)
         };
     }
 
-    /// <summary>The one line for a kernel that is not there, with what to do.</summary>
-    public string Missing(string name)
-    {
-        var built = string.Join(", ", List().Select(k => k.Name));
-        return $"unknown kernel '{name}'; built kernels: {(built.Length > 0 ? built : "none")}; build it with: vsctl kernel build {name}";
-    }
+    /// <summary>The one line for a kernel that is not there, with those that are.</summary>
+    public string Missing(string name) => MissingError(name).Message;
+
+    /// <summary>The refusal for a kernel that is not there (<see cref="Vserver.Api.ErrorCodes.KernelMissing"/>).</summary>
+    public FleetException MissingError(string name, FleetError kind = FleetError.Conflict) =>
+        FleetException.KernelMissing(kind, name, List().Select(k => k.Name));
 
     public KernelRecord Build(string name)
     {
@@ -61,7 +61,7 @@ public sealed class KernelStore(string kernelsRoot, string recipesRoot)
         if (!File.Exists(Recipe)) throw FleetException.Invalid($"the kernel recipe {Recipe} is missing; set VSERVER_IMAGES to the source tree's images/");
         var dir = Path.Combine(Root, name);
         if (Directory.Exists(dir))
-            throw FleetException.Conflict($"kernel '{name}' already exists; remove it first with: vsctl kernel rm {name}");
+            throw FleetException.Coded(FleetError.Conflict, Vserver.Api.ErrorCodes.KernelExists, $"kernel '{name}' already exists", ("kernel", name));
         Directory.CreateDirectory(Root);
         var staging = Path.Combine(Root, $".{name}.build-{Guid.NewGuid():N}");
         try
@@ -82,7 +82,7 @@ public sealed class KernelStore(string kernelsRoot, string recipesRoot)
 
     public void Remove(string name)
     {
-        if (Find(name) is null) throw FleetException.NotFound(Missing(name));
+        if (Find(name) is null) throw MissingError(name, FleetError.NotFound);
         Vserver.Isolation.Storage.AtomicFile.DeleteDirectory(Path.Combine(Root, name), "removing");
     }
 

@@ -35,7 +35,7 @@ public sealed class PromotionRoot(FleetOptions options, ImageStore images)
     public void Mount(GuestConfig config, GuestPaths paths)
     {
         var image = images.Find(config.Image)
-            ?? throw FleetException.Conflict($"image '{config.Image}' of guest '{config.Name}' is gone; build it again with: vsctl image build {config.Image}");
+            ?? throw FleetException.ImageMissing(config.Image, config.Name);
         if (HostMounts.IsMountpoint(paths.Rootfs)) return;
         var (upper, work) = Vservers.WritableLayer.Attach(config, paths);
         MountOver(config, paths, image.RootfsPath, upper, work, paths.Rootfs);
@@ -301,7 +301,7 @@ public sealed class PromotionRoot(FleetOptions options, ImageStore images)
     public void CopyFromDisk(GuestConfig vserver, GuestPaths paths, string rawDisk)
     {
         var image = images.Find(vserver.Image)
-            ?? throw FleetException.Conflict($"image '{vserver.Image}' of guest '{vserver.Name}' is gone; build it again with: vsctl image build {vserver.Image}");
+            ?? throw FleetException.ImageMissing(vserver.Image, vserver.Name);
         var staging = Path.Combine(paths.Dir, ".demote");
         if (Directory.Exists(staging)) AtomicFile.DeleteDirectory(staging, "discard");
         var loop = Path.Combine(staging, "disk");

@@ -67,11 +67,12 @@ public static class SaveFile
         if (!File.Exists(path)) throw FleetException.NotFound($"save file {path} does not exist");
         using var file = File.OpenRead(path);
         var length = file.Length;
-        var notOne = $"{path} is not a vserver save file (it does not start with \"{Magic}\"); give a file written by vsctl save";
+        var notOne = FleetException.Coded(FleetError.Invalid, Vserver.Api.ErrorCodes.NotASaveFile,
+            $"{path} is not a vserver save file (it does not start with \"{Magic}\")", ("file", path));
         var head = new byte[Math.Min(length, 64 * 1024)];
         file.ReadExactly(head);
         var firstNewline = Array.IndexOf(head, (byte)'\n');
-        if (firstNewline < 0 || Encoding.ASCII.GetString(head, 0, firstNewline) != Magic) throw FleetException.Invalid(notOne);
+        if (firstNewline < 0 || Encoding.ASCII.GetString(head, 0, firstNewline) != Magic) throw notOne;
         var secondNewline = Array.IndexOf(head, (byte)'\n', firstNewline + 1);
         if (secondNewline < 0) throw FleetException.Invalid($"{path}: the save file's header is cut off; the file is damaged");
         SaveHeader? header;

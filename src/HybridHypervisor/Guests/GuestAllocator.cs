@@ -12,19 +12,19 @@ namespace HybridHypervisor.Guests;
 /// </summary>
 public static class GuestAllocator
 {
-    /// <summary>The address asked for if no guest holds it, else the subnet's first free one.</summary>
-    public static IPAddress Address(string? requested, IEnumerable<GuestConfig> guests, Ipv4Subnet subnet)
+    /// <summary>The address asked for if no guest holds it, else the subnet's first free one (<paramref name="held"/>: what
+    /// every guest holds, broken ones and those being created included).</summary>
+    public static IPAddress Address(string? requested, IEnumerable<GuestClaims> held, Ipv4Subnet subnet)
     {
-        var configs = guests.ToList();
+        var claims = held.ToList();
         if (requested is not null)
         {
             var address = IPAddress.Parse(requested);
-            var owner = configs.FirstOrDefault(c => c.Network.Ipv4 == address.ToString());
-            if (owner is not null)
-                throw FleetException.Conflict($"address {requested} is already taken by guest '{owner.Name}'; pick another or leave --ip out");
+            if (claims.FirstOrDefault(c => c.Address == address.ToString()) is { } owner)
+                throw FleetException.AddressTaken(requested, owner.Name);
             return address;
         }
-        return subnet.FirstFree(configs.Select(c => c.Network.Ipv4).OfType<string>().Select(IPAddress.Parse))
+        return subnet.FirstFree(claims.Select(c => c.Address).OfType<string>().Select(IPAddress.Parse))
             ?? throw FleetException.Conflict($"the guest subnet {subnet} is full; destroy a guest or configure a larger VSERVER_SUBNET");
     }
 

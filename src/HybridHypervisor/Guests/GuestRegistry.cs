@@ -52,6 +52,12 @@ internal sealed class GuestRegistry
         lock (_lock) return _broken.Values.ToList();
     }
 
+    /// <summary>The names of the guests being created.</summary>
+    public IReadOnlyList<string> Creating()
+    {
+        lock (_lock) return _creating.Keys.ToList();
+    }
+
     /// <summary>The configs of the guests the fleet runs and of those being created.</summary>
     public IReadOnlyList<GuestConfig> Configs()
     {

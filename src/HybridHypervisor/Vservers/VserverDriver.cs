@@ -42,7 +42,7 @@ public sealed class VserverDriver(FleetOptions options, ICgroupHierarchy cgroups
     private RunningVserver Start(GuestConfig config, GuestPaths paths)
     {
         var image = images.Find(config.Image)
-            ?? throw FleetException.Conflict($"image '{config.Image}' of guest '{config.Name}' is gone; build it again with: vsctl image build {config.Image}");
+            ?? throw FleetException.ImageMissing(config.Image, config.Name);
         EnsureNetwork(config, paths);
         Failpoints.Hit("start.after-network");
         File.Delete(paths.PidFile);

@@ -49,8 +49,9 @@ public static class WritableLayer
             if (!HostMounts.IsMountpoint(paths.LayerMount))
             {
                 if (!File.Exists(paths.LayerImage))
-                    throw FleetException.Conflict($"the disk quota image of '{config.Name}' is missing ({paths.LayerImage}): its writable layer is gone; " +
-                                                  $"destroy the guest with: vsctl destroy {config.Name}");
+                    throw FleetException.Coded(FleetError.Conflict, Vserver.Api.ErrorCodes.LayerMissing,
+                        $"the disk quota image of '{config.Name}' is missing ({paths.LayerImage}): its writable layer is gone",
+                        ("guest", config.Name), ("path", paths.LayerImage));
                 // A grow that had to wait (the layer was mounted and the agent may not grow a mounted ext4) happens now,
                 // before the mount; never while a loop device holds the file (the overlay of a run that just ended may
                 // take a moment to go; if it takes longer, the grow waits for another start).

@@ -96,6 +96,7 @@ internal static class HostCommand
         }
         if (report.Busy.Count > 0) stdout.WriteLine($"not judged, in the middle of an operation: {string.Join(", ", report.Busy)}");
         foreach (var problem in report.Problems) stdout.WriteLine($"problem: {problem}");
+        foreach (var broken in report.Broken) stdout.WriteLine($"broken guest {broken}: {AgentErrorText.BrokenAdvice(broken)}");
         return clean ? ExitCodes.Ok : ExitCodes.Failed;
     }
 

@@ -34,7 +34,11 @@ internal static class StatusCommand
             ("type", g.Kind),
             ("state", g.State),
         };
-        if (!string.IsNullOrEmpty(g.Problem)) lines.Add(("problem", g.Problem));
+        if (!string.IsNullOrEmpty(g.Problem))
+        {
+            lines.Add(("problem", g.Problem));
+            if (g.State == "broken") lines.Add(("repair", AgentErrorText.BrokenAdvice(g.Name)));
+        }
         if (GuestKinds.IsDomain(g)) AddDomain(g, clock, lines);
         else AddVserver(g, clock, lines);
         Display.KeyValues(stdout, lines);

@@ -13,7 +13,15 @@ public sealed record ImageRecord(string Name, long SizeBytes, DateTimeOffset Cre
     public string RootfsPath { get; init; } = "";
 }
 
-public sealed class ImageException(string message) : Exception(message);
+/// <summary>What an <see cref="ImageException"/> is about, for whoever turns it into an answer.</summary>
+public enum ImageProblem { InvalidName, NoRecipe, Exists, NotFound, BuildFailed }
+
+/// <summary>A refusal of the image store: one plain line, the <see cref="ImageProblem"/> and the image it names.</summary>
+public sealed class ImageException(ImageProblem problem, string image, string message) : Exception(message)
+{
+    public ImageProblem Problem { get; } = problem;
+    public string Image { get; } = image;
+}
 
 /// <summary>
 /// Built images under ROOT/images/NAME/{rootfs/, image.json}. An image is built once from its recipe
@@ -61,13 +69,13 @@ public sealed class ImageStore(string imagesRoot, string recipesRoot)
 
     public ImageRecord Build(string name)
     {
-        if (DnsLabel.Error(name, "image") is { } invalid) throw new ImageException(invalid);
+        if (DnsLabel.Error(name, "image") is { } invalid) throw new ImageException(ImageProblem.InvalidName, name, invalid);
         var recipe = Path.Combine(RecipesRoot, name, "build.sh");
         if (!File.Exists(recipe))
-            throw new ImageException($"no recipe for image '{name}' in {RecipesRoot}; available: {string.Join(", ", Recipes())}");
+            throw new ImageException(ImageProblem.NoRecipe, name, $"no recipe for image '{name}' in {RecipesRoot}; available: {string.Join(", ", Recipes())}");
         var dir = Path.Combine(ImagesRoot, name);
         if (Directory.Exists(dir))
-            throw new ImageException($"image '{name}' already exists; images are read-only once built (remove it first with: vsctl image rm {name})");
+            throw new ImageException(ImageProblem.Exists, name, $"image '{name}' already exists; images are read-only once built");
         Directory.CreateDirectory(ImagesRoot);
         var staging = Path.Combine(ImagesRoot, $".{name}.build-{Environment.ProcessId}");
         RemoveTree(staging);
@@ -85,7 +93,7 @@ public sealed class ImageStore(string imagesRoot, string recipesRoot)
         catch (HostProgramException e)
         {
             RemoveTree(staging);
-            throw new ImageException($"building image '{name}' failed: {e.Message}");
+            throw new ImageException(ImageProblem.BuildFailed, name, $"building image '{name}' failed: {e.Message}");
         }
         catch
         {
@@ -96,9 +104,9 @@ public sealed class ImageStore(string imagesRoot, string recipesRoot)
 
     public void Remove(string name)
     {
-        if (DnsLabel.Error(name, "image") is { } invalid) throw new ImageException(invalid);
+        if (DnsLabel.Error(name, "image") is { } invalid) throw new ImageException(ImageProblem.InvalidName, name, invalid);
         var dir = Path.Combine(ImagesRoot, name);
-        if (Find(name) is null) throw new ImageException($"no image named '{name}' (see: vsctl image list)");
+        if (Find(name) is null) throw new ImageException(ImageProblem.NotFound, name, $"no image named '{name}'");
         // Rename first so a crash mid-delete never leaves a half image that looks whole.
         var doomed = Path.Combine(ImagesRoot, $".{name}.removing-{Environment.ProcessId}");
         Directory.Move(dir, doomed);

@@ -54,15 +54,6 @@ public static class LayerImage
         _ => null,
     };
 
-    /// <summary><see cref="QuotaMessage"/> with what to give instead, for callers that pass the message on as it is (a
-    /// coded error leaves that advice to the client).</summary>
-    public static string? QuotaError(long bytes) => QuotaMessage(bytes) is not { } message ? null : message + QuotaProblem(bytes) switch
-    {
-        Storage.QuotaProblem.BelowMinimum => "; give at least --disk 16M",
-        Storage.QuotaProblem.AboveMaximum => "; give at most --disk 16T",
-        _ => $"; give e.g. --disk {(bytes + MiB - 1) / MiB}M",
-    };
-
     /// <summary>Refuses a quota whose layer could not hold a rewrite of every file of the guest's image (a package
     /// upgrade copies each one up into the layer) beside the filesystem's journal and tables; names the minimum.</summary>
     public static string? ImageFitMessage(long bytes, long imageBytes, string imageName)
@@ -74,14 +65,10 @@ public static class LayerImage
                $"beside the ext4's journal and tables, which takes {Show(minimum)}";
     }
 
-    /// <summary><see cref="ImageFitMessage"/> with the size to give, for callers that pass the message on as it is.</summary>
-    public static string? ImageFitError(long bytes, long imageBytes, string imageName) =>
-        ImageFitMessage(bytes, imageBytes, imageName) is { } message ? $"{message}; give --disk {Show(MinimumFor(imageBytes))} or more" : null;
-
     /// <summary>Grow only: a smaller quota than the layer has is refused, naming both.</summary>
     public static string? GrowError(string guest, long currentBytes, long requestedBytes) =>
         requestedBytes >= currentBytes ? null
-            : $"the disk quota of '{guest}' is {Show(currentBytes)}; shrinking it to {Show(requestedBytes)} is refused (an ext4 layer only grows); give --disk {Show(currentBytes)} or more";
+            : $"the disk quota of '{guest}' is {Show(currentBytes)}; shrinking it to {Show(requestedBytes)} is refused (an ext4 layer only grows)";
 
     /// <summary>The smallest quota (whole MiB, at least 16M) whose layer holds the image's files once more, plus a tenth
     /// for the blocks and directories they take.</summary>

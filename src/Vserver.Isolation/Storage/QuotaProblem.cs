@@ -1,4 +1,4 @@
 namespace Vserver.Isolation.Storage;
 
-/// <summary>The rule of <see cref="LayerImage.QuotaError"/> a disk quota breaks.</summary>
+/// <summary>The rule of <see cref="LayerImage.QuotaMessage"/> a disk quota breaks.</summary>
 public enum QuotaProblem { BelowMinimum, AboveMaximum, NotWholeMib }

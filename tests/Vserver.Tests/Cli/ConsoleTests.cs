@@ -148,6 +148,25 @@ public class ConsoleTests
     }
 
     [Fact]
+    public async Task A_coded_refusal_gets_vsctls_advice()
+    {
+        await using var agent = FakeAgent.Start();
+        agent.Console = async (ws, ct) =>
+        {
+            var detail = new ErrorResponse { Error = "domain 'vm1' is not running", Code = ErrorCodes.NotRunning, Fields = new Dictionary<string, string> { ["guest"] = "vm1" } };
+            await ws.SendAsync((byte[])[ExecStream.ErrorDetail, .. System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(detail, ApiJson.Default.ErrorResponse)],
+                WebSocketMessageType.Binary, true, ct);
+            await SendAsync(ws, ExecStream.Error, "domain 'vm1' is not running", ct);
+            await ws.CloseOutputAsync(WebSocketCloseStatus.NormalClosure, null, ct);
+        };
+        var cli = new CliHarness { Stdin = new NeverEndingStream() };
+
+        (await cli.RunAsync(agent.SocketPath, "console", "vm1")).ShouldBe(1);
+
+        cli.ErrLines.ShouldBe(["vsctl: domain 'vm1' is not running; start it with: vsctl start vm1"]);
+    }
+
+    [Fact]
     public async Task A_quiet_console_still_attaches_and_forwards_input()
     {
         await using var agent = FakeAgent.Start();

@@ -111,6 +111,24 @@ public class ExecTests
     }
 
     [Fact]
+    public async Task A_coded_refusal_gets_vsctls_advice()
+    {
+        await using var agent = FakeAgent.Start();
+        agent.Exec = async (ws, _, ct) =>
+        {
+            var detail = new ErrorResponse { Error = "guest 'web1' is paused", Code = ErrorCodes.Paused, Fields = new Dictionary<string, string> { ["guest"] = "web1" } };
+            await SendAsync(ws, ExecStream.ErrorDetail, System.Text.Json.JsonSerializer.SerializeToUtf8Bytes(detail, ApiJson.Default.ErrorResponse), ct);
+            await SendAsync(ws, ExecStream.Error, Encoding.UTF8.GetBytes("guest 'web1' is paused"), ct);
+            await ws.CloseOutputAsync(WebSocketCloseStatus.NormalClosure, null, ct);
+        };
+        var cli = new CliHarness();
+
+        (await cli.RunAsync(agent.SocketPath, "exec", "web1", "--", "true")).ShouldBe(125);
+
+        cli.ErrLines.ShouldBe(["vsctl: guest 'web1' is paused; resume it with: vsctl resume web1"]);
+    }
+
+    [Fact]
     public async Task A_session_closed_without_exit_status_is_125()
     {
         await using var agent = FakeAgent.Start();

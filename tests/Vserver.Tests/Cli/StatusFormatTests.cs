@@ -86,6 +86,7 @@ public class StatusFormatTests
             type:         vserver
             state:        broken
             problem:      config.json line 3: unexpected '}'
+            repair:       fix its files, or remove it with: vsctl destroy --force old
             image:        -
             ipv4:         -
             memory limit: -

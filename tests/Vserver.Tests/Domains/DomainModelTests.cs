@@ -2,6 +2,7 @@ using HybridHypervisor;
 using HybridHypervisor.Domains;
 using HybridHypervisor.Model;
 using Shouldly;
+using Vserver.Api;
 using Xunit;
 
 namespace Vserver.Tests.Domains;
@@ -197,8 +198,10 @@ public sealed class DomainModelTests : IDisposable
     {
         var junk = Path.Combine(_dir, "junk");
         File.WriteAllText(junk, "hello\n");
-        Should.Throw<FleetException>(() => SaveFile.Read(junk)).Message.ShouldBe(
-            $"{junk} is not a vserver save file (it does not start with \"VSERVER-SAVE 1\"); give a file written by vsctl save");
+        var notOne = Should.Throw<FleetException>(() => SaveFile.Read(junk));
+        notOne.Message.ShouldBe($"{junk} is not a vserver save file (it does not start with \"VSERVER-SAVE 1\")");
+        notOne.Code.ShouldBe(ErrorCodes.NotASaveFile);
+        notOne.Fields["file"].ShouldBe(junk);
 
         var whole = File.ReadAllBytes(WriteSave("QEVM"u8.ToArray(), "disk"u8.ToArray()));
         var cut = Path.Combine(_dir, "cut");
@@ -217,7 +220,11 @@ public sealed class DomainModelTests : IDisposable
     {
         var store = new KernelStore(Path.Combine(_dir, "kernels"), Path.Combine(_dir, "recipes"));
         store.List().ShouldBeEmpty();
-        store.Missing("default").ShouldBe("unknown kernel 'default'; built kernels: none; build it with: vsctl kernel build default");
+        store.Missing("default").ShouldBe("unknown kernel 'default'; built kernels: none");
+        var missing = store.MissingError("default");
+        missing.Code.ShouldBe(ErrorCodes.KernelMissing);
+        missing.Fields["kernel"].ShouldBe("default");
+        missing.Fields["built"].ShouldBeEmpty();
         var dir = Directory.CreateDirectory(Path.Combine(_dir, "kernels", "default")).FullName;
         File.WriteAllText(Path.Combine(dir, "vmlinux"), "elf");
         store.Find("default").ShouldBeNull();

@@ -4,6 +4,7 @@ using HybridHypervisor.Guests;
 using HybridHypervisor.Model;
 using Microsoft.Extensions.Time.Testing;
 using Shouldly;
+using Vserver.Api;
 using Vserver.Isolation.Images;
 using Vserver.Isolation.Network;
 using Xunit;
@@ -131,6 +132,64 @@ public sealed class FleetWithFakeDriversTests : IDisposable
         Directory.Exists(Path.Combine(_root, "run", "guests", "web1")).ShouldBeFalse();
         // The address goes back to the pool.
         (await fleet.CreateAsync(Vserver("web3"), ct: _ct)).Config!.Network.Ipv4.ShouldBe("10.250.0.2");
+    }
+
+    /// <summary>The fleet's refusals say what is wrong in plain words; what to do is in their code and fields, for the
+    /// client to say in its own terms (<c>Vserver.Cli.AgentErrorText</c>).</summary>
+    [Fact]
+    public async Task Refusals_carry_a_code_and_fields_and_no_client_advice()
+    {
+        var fleet = Agent();
+        await fleet.CreateAsync(Vserver("web1"), ct: _ct);
+        await fleet.StartAsync("web1", ct: _ct);
+        var recipe = Directory.CreateDirectory(Path.Combine(_root, "recipes", "busybox")).FullName;
+        File.WriteAllText(Path.Combine(recipe, "build.sh"), "exit 1\n");
+
+        var refusals = new List<FleetException>
+        {
+            await Should.ThrowAsync<FleetException>(() => fleet.StartAsync("web1", ct: _ct)),
+            await Should.ThrowAsync<FleetException>(() => fleet.DestroyAsync("web1", force: false, _ct)),
+            await Should.ThrowAsync<FleetException>(() => fleet.UnpublishPortAsync("web1", 8080, PortProtocol.Tcp, _ct)),
+            Should.Throw<FleetException>(() => fleet.BuildImage("busybox")),
+            Should.Throw<FleetException>(() => fleet.RemoveImage("nosuch")),
+        };
+        await fleet.PauseAsync("web1", _ct);
+        refusals.Add(await Should.ThrowAsync<FleetException>(() => fleet.ExecAsync("web1", ["true"], false, 0, 0, null, null, _ct)));
+
+        refusals.Select(r => (r.Kind, r.Code, string.Join(",", r.Fields.Select(f => $"{f.Key}={f.Value}")))).ShouldBe(
+        [
+            (FleetError.Conflict, ErrorCodes.AlreadyRunning, "guest=web1,state=running,operation=start"),
+            (FleetError.Conflict, ErrorCodes.AlreadyRunning, "guest=web1,state=running,operation=destroy"),
+            (FleetError.NotFound, ErrorCodes.NotFound, "guest=web1,port=8080,protocol=tcp"),
+            (FleetError.Conflict, ErrorCodes.ImageExists, "image=busybox"),
+            (FleetError.NotFound, ErrorCodes.NotFound, "image=nosuch"),
+            (FleetError.Conflict, ErrorCodes.Paused, "guest=web1"),
+        ]);
+        refusals.Select(r => r.Message).ShouldBe(
+        [
+            "guest 'web1' is already running",
+            "guest 'web1' is running; stop it first",
+            "guest 'web1' publishes no host port 8080/tcp",
+            "image 'busybox' already exists; images are read-only once built",
+            "no image named 'nosuch'",
+            "guest 'web1' is paused",
+        ]);
+    }
+
+    [Fact]
+    public async Task A_broken_guest_is_a_coded_refusal_and_its_problem_names_no_client()
+    {
+        var broken = Directory.CreateDirectory(Path.Combine(_root, "state", "guests", "old")).FullName;
+        File.WriteAllText(Path.Combine(broken, "guest.json"), "{ nope");
+        var fleet = Agent();
+        fleet.Get("old").State.ShouldBe(GuestState.Broken);
+
+        var refusal = await Should.ThrowAsync<FleetException>(() => fleet.DestroyAsync("old", force: false, _ct));
+        refusal.Code.ShouldBe(ErrorCodes.Broken);
+        refusal.Fields["guest"].ShouldBe("old");
+        refusal.Fields["problem"].ShouldStartWith($"{Path.Combine(broken, "guest.json")}: invalid JSON at line 1");
+        refusal.Message.ShouldBe($"guest 'old' is broken: {refusal.Fields["problem"]}");
+        refusal.Message.ShouldNotContain("vsctl");
     }
 
     [Fact]
@@ -316,6 +375,41 @@ public sealed class FleetWithFakeDriversTests : IDisposable
         _vservers.Starts("web").ShouldBe(2);
         ReadConfig("web").Kind.ShouldBe(GuestKind.Vserver);
         File.Exists(Path.Combine(_root, "state", "guests", "web", "disk.ext4")).ShouldBeFalse("the domain's disk goes");
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task The_next_agent_undoes_a_demotion_its_predecessor_died_in_before_any_step_and_the_domain_runs_on(bool legacyJournal)
+    {
+        var first = Agent();
+        await first.CreateAsync(Vserver("web"), ct: _ct);
+        await first.StartAsync("web", ct: _ct);
+        await first.PromoteAsync("web", new PromoteOptions(Copy: true), _ct);
+        var domainPid = first.Get("web").InitPid;
+        // The agent dies right after journaling a demotion: no step begun (a journal of an older agent names none at all,
+        // so every step is undone).
+        first.Dispose();
+        _fleets.Remove(first);
+        new GuestStore(first.Options).BeginIntent("web", new GuestIntent
+        {
+            Operation = "demote", Began = DateTimeOffset.UtcNow, WasRunning = true, Begun = legacyJournal ? null : [],
+        });
+        var before = _conversion.Calls.Count;
+
+        var next = Agent();
+
+        var web = next.Get("web");
+        web.State.ShouldBe(GuestState.Running);
+        web.InitPid.ShouldBe(domainPid, "the adopted domain is not stopped by the undo of a vserver's start");
+        web.Config!.Kind.ShouldBe(GuestKind.Domain);
+        _domains.IsRunning("web").ShouldBeTrue();
+        _vservers.IsRunning("web").ShouldBeFalse();
+        _conversion.Calls.Skip(before).ShouldBe(legacyJournal
+            ? ["remove-vserver-network web", "release-cgroup web", "tap web", "discard-layers web"]
+            : []);
+        _log.ShouldContain(l => l.StartsWith("demote of web was interrupted by the agent's death: rolled back: 'web' is a domain again and runs", StringComparison.Ordinal));
+        File.Exists(Path.Combine(_root, "state", "guests", "web", "intent.json")).ShouldBeFalse();
     }
 
     private GuestConfig ReadConfig(string name) =>

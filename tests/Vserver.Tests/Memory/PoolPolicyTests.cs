@@ -30,7 +30,9 @@ public sealed class PoolPolicyTests
         refusal.ShouldContain("cannot create 'c'");
         refusal.ShouldContain("7.0G of 8.0G is committed");
         refusal.ShouldContain("1.0G is free");
-        refusal.ShouldContain("--memory-min");
+        refusal.ShouldNotContain("--memory-min", Case.Sensitive, "what to change is the client's to say");
+        Admission.Check(Pool, others, new Commitment("c", 1 * G + 1, 1 * G + 1), "create")
+            .ShouldBe(new PoolRefusal(refusal, PoolBound.Guarantees, "c", 1 * G + 1, 7 * G, 8 * G));
     }
 
     [Fact]
@@ -42,6 +44,7 @@ public sealed class PoolPolicyTests
         refusal.ShouldNotBeNull();
         refusal.ShouldContain("cannot start 'c'");
         refusal.ShouldContain("overcommit 1.5");
+        Admission.Check(Pool, others, new Commitment("c", 0, 6 * G + M), "start")!.Bound.ShouldBe(PoolBound.Limits);
     }
 
     [Fact]
@@ -53,10 +56,14 @@ public sealed class PoolPolicyTests
     {
         var held = Commitments.Of([new("a", 3 * G, 4 * G), new("b", 4 * G, null)]);
         held.ShouldBe(new Commitments(7 * G, 4 * G));
-        Admission.SettingsRefusal(Pool, held).ShouldBeNull();
-        Admission.SettingsRefusal(new PoolSettings { ReserveBytes = 4 * G }.For(10 * G), held)!.ShouldContain("already guaranteed");
-        Admission.SettingsRefusal(new PoolSettings { ReserveBytes = 2 * G, Overcommit = 1 }.For(10 * G), new Commitments(0, 9 * G))!
-            .ShouldContain("x overcommit 1)");
+        Admission.CheckSettings(Pool, held).ShouldBeNull();
+        var guarantees = Admission.CheckSettings(new PoolSettings { ReserveBytes = 4 * G }.For(10 * G), held)!;
+        guarantees.Message.ShouldContain("already guaranteed");
+        guarantees.Bound.ShouldBe(PoolBound.Guarantees);
+        guarantees.Guest.ShouldBeNull();
+        var limits = Admission.CheckSettings(new PoolSettings { ReserveBytes = 2 * G, Overcommit = 1 }.For(10 * G), new Commitments(0, 9 * G))!;
+        limits.Message.ShouldContain("x overcommit 1)");
+        limits.Bound.ShouldBe(PoolBound.Limits);
     }
 
     [Theory]

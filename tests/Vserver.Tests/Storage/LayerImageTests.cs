@@ -17,16 +17,16 @@ public sealed class LayerImageTests
     [InlineData(64 * M)]
     [InlineData(2 * G)]
     [InlineData(16L << 40)]
-    public void Whole_MiB_quotas_from_16M_to_16T_are_accepted(long bytes) => LayerImage.QuotaError(bytes).ShouldBeNull();
+    public void Whole_MiB_quotas_from_16M_to_16T_are_accepted(long bytes) => LayerImage.QuotaMessage(bytes).ShouldBeNull();
 
     [Theory]
-    [InlineData(8 * M, "disk quota 8M is below the minimum of 16M (an ext4 of less has little room beside its journal and tables); give at least --disk 16M")]
+    [InlineData(8 * M, "disk quota 8M is below the minimum of 16M (an ext4 of less has little room beside its journal and tables)")]
     [InlineData(0L, "disk quota 0 bytes is below the minimum of 16M")]
-    [InlineData(64 * M + 1, "disk quota 67108865 bytes is not a whole number of MiB; give e.g. --disk 65M")]
-    [InlineData((16L << 40) + M, "disk quota 16777217M is above the maximum of 16T; give at most --disk 16T")]
-    public void Other_quotas_are_refused_with_one_line_saying_what_to_give(long bytes, string message)
+    [InlineData(64 * M + 1, "disk quota 67108865 bytes is not a whole number of MiB")]
+    [InlineData((16L << 40) + M, "disk quota 16777217M is above the maximum of 16T")]
+    public void Other_quotas_are_refused_with_one_line_saying_which_rule(long bytes, string message)
     {
-        var error = LayerImage.QuotaError(bytes).ShouldNotBeNull();
+        var error = LayerImage.QuotaMessage(bytes).ShouldNotBeNull();
         error.ShouldStartWith(message);
         error.ShouldNotContain('\n');
     }
@@ -72,28 +72,28 @@ public sealed class LayerImageTests
         var need = imageBytes + imageBytes / 10;
         LayerImage.UsableBytes(minimum).ShouldBeGreaterThanOrEqualTo(need);
         if (minimum > LayerImage.MinimumBytes) LayerImage.UsableBytes(minimum - M).ShouldBeLessThan(need);
-        LayerImage.ImageFitError(minimum, imageBytes, "img").ShouldBeNull();
-        LayerImage.QuotaError(minimum).ShouldBeNull();
+        LayerImage.ImageFitMessage(minimum, imageBytes, "img").ShouldBeNull();
+        LayerImage.QuotaMessage(minimum).ShouldBeNull();
     }
 
     [Fact]
     public void A_busybox_guest_needs_only_the_16M_floor() => LayerImage.MinimumFor(1_984_139).ShouldBe(16 * M);
 
     [Fact]
-    public void A_quota_too_small_for_its_image_is_refused_with_the_size_to_give()
+    public void A_quota_too_small_for_its_image_is_refused_with_the_size_it_takes()
     {
         var minimum = LayerImage.MinimumFor(200 * M);
-        var error = LayerImage.ImageFitError(64 * M, 200 * M, "debian").ShouldNotBeNull();
+        var error = LayerImage.ImageFitMessage(64 * M, 200 * M, "debian").ShouldNotBeNull();
         error.ShouldBe($"disk quota 64M is too small for image debian: the layer must hold a rewrite of its 200M of files beside " +
-                       $"the ext4's journal and tables, which takes {minimum >> 20}M; give --disk {minimum >> 20}M or more");
-        LayerImage.ImageFitError(minimum - M, 200 * M, "debian").ShouldNotBeNull();
+                       $"the ext4's journal and tables, which takes {minimum >> 20}M");
+        LayerImage.ImageFitMessage(minimum - M, 200 * M, "debian").ShouldNotBeNull();
     }
 
     [Fact]
     public void A_quota_only_grows()
     {
         LayerImage.GrowError("web1", 128 * M, 64 * M)
-            .ShouldBe("the disk quota of 'web1' is 128M; shrinking it to 64M is refused (an ext4 layer only grows); give --disk 128M or more");
+            .ShouldBe("the disk quota of 'web1' is 128M; shrinking it to 64M is refused (an ext4 layer only grows)");
         LayerImage.GrowError("web1", 128 * M, 128 * M).ShouldBeNull();
         LayerImage.GrowError("web1", 128 * M, 2 * G).ShouldBeNull();
     }
