@@ -59,14 +59,7 @@ public sealed partial class Fleet
             var steps = PromotionSteps(g, paths, run);
             try
             {
-                await steps.RunAsync(begun => _store.BeginIntent(name, intent with { Begun = [.. begun] }),
-                    undo => RollbackFailed(vserver.Name, "vserver", undo), ct);
-            }
-            catch (ConversionFailedException e)
-            {
-                _store.EndIntent(name);
-                throw new FleetException(e.Cause is FleetException { Kind: FleetError.Conflict } ? FleetError.Conflict : FleetError.Failed,
-                    $"promoting '{name}' failed at step '{e.Step}': {Reason(e.Cause)}; {e.Outcome}", e.Cause);
+                await RunConversionAsync(name, intent, steps, "promoting", "vserver", ct);
             }
             finally
             {
@@ -240,6 +233,23 @@ public sealed partial class Fleet
         });
     }
 
+    /// <summary>Runs a conversion's steps, journaling each before it begins; a failure (rolled back by then) ends the
+    /// journal and becomes one refusal naming the step, why, and what the guest is now.</summary>
+    private async Task RunConversionAsync(string name, GuestIntent intent, ConversionSteps steps, string doing, string kindBefore, CancellationToken ct)
+    {
+        try
+        {
+            await steps.RunAsync(begun => _store.BeginIntent(name, intent with { Begun = [.. begun] }),
+                undo => RollbackFailed(name, kindBefore, undo), ct);
+        }
+        catch (ConversionFailedException e)
+        {
+            _store.EndIntent(name);
+            throw new FleetException(e.Cause is FleetException { Kind: FleetError.Conflict } ? FleetError.Conflict : FleetError.Failed,
+                $"{doing} '{name}' failed at step '{e.Step}': {Reason(e.Cause)}; {e.Outcome}", e.Cause);
+        }
+    }
+
     /// <summary>The outcome of a conversion whose rollback failed too: what the guest is now, and how to go on.</summary>
     private string RollbackFailed(string name, string kind, Exception e)
     {
@@ -373,17 +383,7 @@ public sealed partial class Fleet
                 _store.BeginIntent(name, intent);
                 Failpoints.Hit("demote.after-intent");
                 var steps = DemotionSteps(g, paths, domain, vserver, wasRunning);
-                try
-                {
-                    await steps.RunAsync(begun => _store.BeginIntent(name, intent with { Begun = [.. begun] }),
-                        undo => RollbackFailed(domain.Name, "domain", undo), ct);
-                }
-                catch (ConversionFailedException e)
-                {
-                    _store.EndIntent(name);
-                    throw new FleetException(e.Cause is FleetException { Kind: FleetError.Conflict } ? FleetError.Conflict : FleetError.Failed,
-                        $"demoting '{name}' failed at step '{e.Step}': {Reason(e.Cause)}; {e.Outcome}", e.Cause);
-                }
+                await RunConversionAsync(name, intent, steps, "demoting", "domain", ct);
                 // The files live in the writable layer now; the disk the domain booted from is no one's.
                 File.Delete(paths.Ext4Disk);
                 File.Delete(paths.Disk);
