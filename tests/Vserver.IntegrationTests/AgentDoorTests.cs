@@ -176,6 +176,10 @@ public sealed class AgentDoorTests(DoorHost door) : IClassFixture<DoorHost>
         var small = new ExecRequest { Command = ["true", new string('x', ApiLimits.MaxExecRequestBytes - 1000)] };
         using (var ws = await client.OpenExecAsync("ghost", small, ct))
         {
+            // A refusal with a code comes as its error body first (for a client to give advice), then its line.
+            var (detail, body) = await ReceiveFrameAsync(ws, ct);
+            detail.ShouldBe(ExecStream.ErrorDetail);
+            body.ShouldContain("\"code\":\"not_found\"");
             var (stream, text) = await ReceiveFrameAsync(ws, ct);
             stream.ShouldBe(ExecStream.Error);
             text.ShouldContain("no guest named 'ghost'");
