@@ -112,8 +112,7 @@ public sealed partial class Fleet
     private FleetException? PortRefusal(PortInfo port, string guest)
     {
         var which = $"{port.HostPort}/{port.Protocol}";
-        List<GuestConfig> configs;
-        configs = _registry.Guests().Select(g => g.Config).ToList();
+        var configs = _registry.Guests().Select(g => g.Config).ToList();
         var owner = configs.FirstOrDefault(c => c.Network.Ports.Any(p => p.HostPort == port.HostPort && p.Protocol == port.Protocol));
         if (owner is not null)
         {
@@ -125,6 +124,10 @@ public sealed partial class Fleet
                 : FleetException.Coded(FleetError.Conflict, Vserver.Api.ErrorCodes.PortTaken,
                     $"host port {which} is already published for guest '{owner.Name}'; pick another host port", ("port", which), ("owner", owner.Name));
         }
+        // A broken guest's ports stay its own: it may be repaired.
+        if (_registry.Broken().FirstOrDefault(b => b.Claims.Ports.Contains(which, StringComparer.Ordinal)) is { } broken)
+            return FleetException.Coded(FleetError.Conflict, Vserver.Api.ErrorCodes.PortTaken,
+                $"host port {which} is published for guest '{broken.Name}' (broken); pick another host port", ("port", which), ("owner", broken.Name));
         if (HostPorts.InUse(PublishedPorts.ProtocolOf(port), port.HostPort))
             return FleetException.Conflict($"host port {which} is in use on this host ({(port.Protocol == "udp" ? "a bound UDP socket" : "a program listens on it")}); pick another host port");
         return null;

@@ -91,25 +91,25 @@ public sealed partial class Fleet : IDisposable
         LoadPoolSettings();
 
         var (configs, broken) = _store.LoadAll(_hostCpus);
-        foreach (var b in broken)
-        {
-            _registry.AddBroken(b);
-            _log($"guest {b.Name} is broken: {b.Problem}");
-        }
+        foreach (var b in broken) MarkBroken(b with { Claims = WithHeldOnHost(b.Claims) });
         // Restarts wait until the sweep below has run: a guest started meanwhile would look half-made to it.
         var restarts = new List<GuestRuntime>();
-        foreach (var config in configs)
+        // Oldest first: of two guests that claim one thing, the one created later is the one in the wrong.
+        foreach (var config in configs.OrderBy(c => c.Created).ThenBy(c => c.Name, StringComparer.Ordinal))
         {
             try
             {
+                if (config.Phase == GuestPhase.Ready && ClaimProblem(config) is { } claimed)
+                {
+                    MarkBroken(claimed);
+                    continue;
+                }
                 LoadGuest(config, restarts);
             }
             catch (Exception e)
             {
                 // One guest the agent cannot take over must not keep it from serving the others.
-                var problem = $"taking it over after the last agent failed: {e.Message}";
-                _registry.AddBroken(new BrokenGuest(config.Name, problem) { Claims = GuestClaims.Of(config) });
-                _log($"guest {config.Name} is broken: {problem}");
+                MarkBroken(new BrokenGuest(config.Name, $"taking it over after the last agent failed: {e.Message}") { Claims = GuestClaims.Of(config) });
             }
         }
         RecoverInterruptedOperations();
@@ -123,6 +123,35 @@ public sealed partial class Fleet : IDisposable
         RecordBoot();
         if (booted) AutostartAfterBoot();
         StartSampler();
+    }
+
+    /// <summary>A broken guest's claims with what it really holds on the host where its config could not say (an
+    /// unreadable config still leaves its namespace's address and its files' owner).</summary>
+    private GuestClaims WithHeldOnHost(GuestClaims claims)
+    {
+        var held = _vserverDriver.ReadHeld(claims.Name, _store.PathsFor(claims.Name));
+        return claims with { NetnsAddress = held.NetnsAddress, Ids = claims.Ids ?? held.Ids };
+    }
+
+    private void MarkBroken(BrokenGuest broken)
+    {
+        _registry.AddBroken(broken);
+        _log($"guest {broken.Name} is broken: {broken.Problem}");
+    }
+
+    /// <summary>A guest that claims what another holds, or whose config no longer says what its network namespace really
+    /// has (an edited address): broken, with what it claims kept claimed (the namespace's address included), so nothing
+    /// of it is handed out again and it is not started. Null when its claims are its own.</summary>
+    private BrokenGuest? ClaimProblem(GuestConfig config)
+    {
+        var paths = _store.PathsFor(config.Name);
+        var claims = GuestClaims.Of(config) with { NetnsAddress = DriverFor(config).ReadHeld(config.Name, paths).NetnsAddress };
+        string? problem = null;
+        if (claims.NetnsAddress is { } real && real != config.Network.Ipv4)
+            problem = $"its config says address {config.Network.Ipv4}, but its network namespace has {real}; put {real} back in its config, or destroy it";
+        else if (_registry.Clash(claims) is { } clash)
+            problem = $"{clash}; give it what is its own in its config, or destroy it";
+        return problem is null ? null : new BrokenGuest(config.Name, problem) { Claims = claims };
     }
 
     /// <summary>One guest at start-up: torn down if an agent died creating or destroying it, else adopted if it runs,
@@ -170,6 +199,10 @@ public sealed partial class Fleet : IDisposable
         return guests.Select(g => View(g, sampledUsage: true)).Concat(broken.Select(BrokenView))
             .OrderBy(v => v.Name, StringComparer.Ordinal).ToList();
     }
+
+    /// <summary>Whether <paramref name="name"/> is exactly the name of a guest directory the fleet lists as broken (which
+    /// may be no valid guest name: then only destroy accepts it).</summary>
+    public bool IsBroken(string name) => _registry.FindBroken(name) is not null;
 
     public IReadOnlyList<string> Warnings()
     {

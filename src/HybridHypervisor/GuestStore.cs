@@ -97,6 +97,14 @@ public sealed class GuestStore(FleetOptions options)
             {
                 if (network.TryGetProperty("ipv4", out var ipv4) && ipv4.ValueKind == JsonValueKind.String) claims = claims with { Address = ipv4.GetString() };
                 if (network.TryGetProperty("mac", out var mac) && mac.ValueKind == JsonValueKind.String) claims = claims with { Mac = mac.GetString() };
+                if (network.TryGetProperty("ports", out var ports) && ports.ValueKind == JsonValueKind.Array)
+                    claims = claims with
+                    {
+                        Ports = ports.EnumerateArray()
+                            .Where(p => p.ValueKind == JsonValueKind.Object && p.TryGetProperty("hostPort", out var h) && h.ValueKind == JsonValueKind.Number)
+                            .Select(p => $"{p.GetProperty("hostPort").GetInt32()}/{(p.TryGetProperty("protocol", out var proto) && proto.ValueKind == JsonValueKind.String ? proto.GetString() : "tcp")}")
+                            .ToList(),
+                    };
             }
             if (root.TryGetProperty("security", out var security) && security.ValueKind == JsonValueKind.Object
                 && security.TryGetProperty("idMap", out var map) && map.ValueKind == JsonValueKind.Object

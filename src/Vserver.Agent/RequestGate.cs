@@ -26,7 +26,13 @@ internal static class RequestGate
     {
         if (context.GetEndpoint() is not RouteEndpoint { RoutePattern: var pattern }) return null;
         if (!context.Request.RouteValues.TryGetValue("name", out var value)) return null;
-        return GuestConfigValidator.NameError(value as string, KindOf(pattern));
+        var kind = KindOf(pattern);
+        // A broken guest whose directory bears no valid name can be destroyed by that name, exactly as listed: the name
+        // comes from the directory, not from the request (the fleet finds it among its broken guests or answers 404).
+        if (kind == "guest" && HttpMethods.IsDelete(context.Request.Method) && pattern.PathSegments.Count == 3 && value is string name
+            && context.RequestServices.GetService<Fleet>()?.IsBroken(name) == true)
+            return null;
+        return GuestConfigValidator.NameError(value as string, kind);
     }
 
     /// <summary>What a route's {name} names, from the literal segment before it: /v1/images/{name} names an image, /v1/kernels/{name} a kernel,

@@ -97,6 +97,9 @@ public sealed class DomainDriver(FleetOptions options, HostBridge bridge, ImageS
         DomainTap.Create(paths.Tap, bridge);
     }
 
+    /// <summary>A domain's address lives inside it, its files in its disk: the host holds only its tap.</summary>
+    public GuestClaims ReadHeld(string name, GuestPaths paths) => new(name);
+
     /// <summary>Removes what only a domain owns on the host (a QEMU left running, its tap); safe on a half-created or
     /// already half-removed one. The directories go with the rest of the guest's teardown.</summary>
     public void Teardown(GuestPaths paths)

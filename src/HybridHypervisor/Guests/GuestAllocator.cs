@@ -20,11 +20,11 @@ public static class GuestAllocator
         if (requested is not null)
         {
             var address = IPAddress.Parse(requested);
-            if (claims.FirstOrDefault(c => c.Address == address.ToString()) is { } owner)
+            if (claims.FirstOrDefault(c => c.Addresses.Contains(address.ToString(), StringComparer.Ordinal)) is { } owner)
                 throw FleetException.AddressTaken(requested, owner.Name);
             return address;
         }
-        return subnet.FirstFree(claims.Select(c => c.Address).OfType<string>().Select(IPAddress.Parse))
+        return subnet.FirstFree(claims.SelectMany(c => c.Addresses).Select(a => IPAddress.TryParse(a, out var ip) ? ip : null).OfType<IPAddress>())
             ?? throw FleetException.Conflict($"the guest subnet {subnet} is full; destroy a guest or configure a larger VSERVER_SUBNET");
     }
 

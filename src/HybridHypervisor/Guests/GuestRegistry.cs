@@ -2,19 +2,32 @@ using HybridHypervisor.Model;
 
 namespace HybridHypervisor.Guests;
 
-/// <summary>What a guest holds on the host whatever the state of its config: its name, address, host id range, MAC.</summary>
+/// <summary>What a guest holds on the host whatever the state of its config: its name, address (and the one its network
+/// namespace really has, when that can be read), host id range, MAC and published host ports ("8080/tcp").</summary>
 public sealed record GuestClaims(string Name, string? Address = null, IdMap? Ids = null, string? Mac = null)
 {
+    public string? NetnsAddress { get; init; }
+    public IReadOnlyList<string> Ports { get; init; } = [];
+
     public static GuestClaims Of(GuestConfig config) =>
-        new(config.Name, config.Network.Ipv4, config.Security.IdMap, config.Network.Mac);
+        new(config.Name, config.Network.Ipv4, config.Security.IdMap, config.Network.Mac)
+        {
+            Ports = config.Network.Ports.Select(p => $"{p.HostPort}/{p.Protocol}").ToList(),
+        };
+
+    /// <summary>Every address it holds: its config's and its namespace's.</summary>
+    public IEnumerable<string> Addresses => new[] { Address, NetnsAddress }.OfType<string>().Distinct(StringComparer.Ordinal);
 
     /// <summary>What of <paramref name="other"/>'s this guest also holds, in one line; null when nothing.</summary>
     public string? Clash(GuestClaims other)
     {
-        if (Address is not null && Address == other.Address) return $"address {Address} is held by guest '{other.Name}'";
+        if (Addresses.FirstOrDefault(a => other.Addresses.Contains(a, StringComparer.Ordinal)) is { } address)
+            return $"address {address} is held by guest '{other.Name}'";
         if (Ids is { } ids && other.Ids is { } theirs && ids.HostBase < theirs.HostEnd && theirs.HostBase < ids.HostEnd)
             return $"host ids {ids.HostBase}..{ids.HostEnd - 1} overlap those of guest '{other.Name}' ({theirs.HostBase}..{theirs.HostEnd - 1})";
         if (Mac is not null && string.Equals(Mac, other.Mac, StringComparison.OrdinalIgnoreCase)) return $"MAC {Mac} is held by guest '{other.Name}'";
+        if (Ports.FirstOrDefault(p => other.Ports.Contains(p, StringComparer.Ordinal)) is { } port)
+            return $"host port {port} is published for guest '{other.Name}'";
         return null;
     }
 }
@@ -85,7 +98,7 @@ internal sealed class GuestRegistry
     /// <summary>The guest (of any state) that holds <paramref name="address"/>, or null.</summary>
     public string? AddressOwner(string address)
     {
-        lock (_lock) return ClaimsLocked().FirstOrDefault(c => c.Address == address)?.Name;
+        lock (_lock) return ClaimsLocked().FirstOrDefault(c => c.Addresses.Contains(address, StringComparer.Ordinal))?.Name;
     }
 
     /// <summary>What <paramref name="claims"/> clashes with among the other guests' claims, in one line; null when nothing.</summary>

@@ -49,6 +49,10 @@ public interface IGuestDriver
     /// <summary>Runs a command inside a running guest.</summary>
     Task<IGuestProcess> ExecAsync(GuestConfig config, GuestPaths paths, IGuestRun run, GuestCommand command, CancellationToken ct);
 
+    /// <summary>What a guest of this kind really holds on the host, whatever its config says (or when it cannot be read):
+    /// a vserver's network namespace's address, the host id range that owns its files. Only what can be read is set.</summary>
+    GuestClaims ReadHeld(string name, GuestPaths paths);
+
     /// <summary>Removes whatever a guest of this kind leaves on the host; safe on a half-made or half-removed guest and
     /// on one of the other kind (a conversion may have left parts of both).</summary>
     void Teardown(GuestPaths paths);

@@ -46,6 +46,18 @@ public static class GuestNetwork
         return code == 0 && stdout.Trim() is { Length: 17 } mac ? mac : null;
     }
 
+    /// <summary>The IPv4 address eth0 really has inside the network namespace, or null when there is none to read.</summary>
+    public static string? ReadAddress(string netnsPath)
+    {
+        if (!File.Exists(netnsPath)) return null;
+        var (code, stdout, _) = HostProgram.TryRun("nsenter", [$"--net={netnsPath}", "ip", "-4", "-o", "addr", "show", "dev", "eth0"]);
+        if (code != 0) return null;
+        // "2: eth0    inet 10.88.0.2/24 brd 10.88.0.255 scope global eth0\ ..."
+        var words = stdout.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+        var inet = Array.IndexOf(words, "inet");
+        return inet >= 0 && inet + 1 < words.Length ? words[inet + 1].Split('/')[0] : null;
+    }
+
     public static bool Exists(string netnsPath, string hostVeth) =>
         File.Exists(netnsPath) && Directory.Exists($"/sys/class/net/{hostVeth}");
 

@@ -137,6 +137,14 @@ internal sealed class FakeGuestDriver(GuestKind kind) : IGuestDriver
     public Task<IGuestProcess> ExecAsync(GuestConfig config, GuestPaths paths, IGuestRun run, GuestCommand command, CancellationToken ct) =>
         throw new InvalidOperationException("the fake driver runs no commands");
 
+    /// <summary>Set by a test: the address a guest's network on the "host" really has.</summary>
+    public Dictionary<string, string> RealAddresses { get; } = new(StringComparer.Ordinal);
+
+    public GuestClaims ReadHeld(string name, GuestPaths paths)
+    {
+        lock (_gate) return new GuestClaims(name) { NetnsAddress = RealAddresses.GetValueOrDefault(name) };
+    }
+
     public void Teardown(GuestPaths paths) => Record($"teardown {Path.GetFileName(paths.Dir)}");
 
     private sealed class FakeRun(int pid, DateTimeOffset startedAt) : IGuestRun

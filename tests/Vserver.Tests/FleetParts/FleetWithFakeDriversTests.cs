@@ -412,6 +412,103 @@ public sealed class FleetWithFakeDriversTests : IDisposable
         File.Exists(Path.Combine(_root, "state", "guests", "web", "intent.json")).ShouldBeFalse();
     }
 
+    private string ConfigPath(string name) => Path.Combine(_root, "state", "guests", name, "guest.json");
+
+    /// <summary>The agent dies; meanwhile someone edits a guest's config by hand; the next agent starts.</summary>
+    private HybridHypervisor.Fleet NextAgentAfterEditing(HybridHypervisor.Fleet first, string name, Func<string, string> edit)
+    {
+        first.Dispose();
+        _fleets.Remove(first);
+        File.WriteAllText(ConfigPath(name), edit(File.ReadAllText(ConfigPath(name))));
+        return Agent();
+    }
+
+    [Fact]
+    public async Task A_config_edited_to_another_guests_address_is_broken_and_its_real_address_stays_taken()
+    {
+        var first = Agent();
+        await first.CreateAsync(Vserver("web1"), ct: _ct);
+        await first.CreateAsync(Vserver("web2"), ct: _ct);
+        _vservers.RealAddresses["web1"] = "10.250.0.2";
+        _vservers.RealAddresses["web2"] = "10.250.0.3";
+
+        var next = NextAgentAfterEditing(first, "web2", json => json.Replace("\"10.250.0.3\"", "\"10.250.0.2\"", StringComparison.Ordinal));
+
+        var web2 = next.Get("web2");
+        web2.State.ShouldBe(GuestState.Broken);
+        web2.Problem.ShouldBe("its config says address 10.250.0.2, but its network namespace has 10.250.0.3; put 10.250.0.3 back in its config, or destroy it");
+        next.Get("web1").State.ShouldBe(GuestState.Stopped);
+        (await Should.ThrowAsync<FleetException>(() => next.StartAsync("web2", ct: _ct))).Code.ShouldBe(global::Vserver.Api.ErrorCodes.Broken);
+        _vservers.Starts("web2").ShouldBe(0);
+        // Neither address is free: the new guest gets the next one, and asking for either is refused.
+        (await next.CreateAsync(Vserver("web3"), ct: _ct)).Config!.Network.Ipv4.ShouldBe("10.250.0.4");
+        foreach (var (address, owner) in new[] { ("10.250.0.3", "web2"), ("10.250.0.2", "web1") })
+        {
+            var taken = await Should.ThrowAsync<FleetException>(() => next.CreateAsync(Vserver("web4") with { Ipv4 = address }, ct: _ct));
+            taken.Code.ShouldBe(global::Vserver.Api.ErrorCodes.AddressTaken);
+            taken.Fields["owner"].ShouldBe(owner);
+        }
+        next.List().Select(g => g.Name).ShouldBe(["web1", "web2", "web3"]);
+    }
+
+    [Fact]
+    public async Task Of_two_guests_with_one_id_range_the_later_is_broken_and_the_earlier_starts()
+    {
+        var first = Agent();
+        var web1 = await first.CreateAsync(Vserver("web1"), ct: _ct);
+        var web2 = await first.CreateAsync(Vserver("web2"), ct: _ct);
+        var ids1 = web1.Config!.Security.IdMap!;
+        var ids2 = web2.Config!.Security.IdMap!;
+
+        var next = NextAgentAfterEditing(first, "web2",
+            json => json.Replace($"\"hostBase\": {ids2.HostBase}", $"\"hostBase\": {ids1.HostBase + 1000}", StringComparison.Ordinal));
+
+        next.Get("web2").State.ShouldBe(GuestState.Broken);
+        next.Get("web2").Problem.ShouldStartWith($"host ids {ids1.HostBase + 1000}..{ids1.HostBase + 1000 + ids1.Count - 1} overlap those of guest 'web1'");
+        (await next.StartAsync("web1", ct: _ct)).State.ShouldBe(GuestState.Running);
+        await Should.ThrowAsync<FleetException>(() => next.StartAsync("web2", ct: _ct));
+    }
+
+    [Theory]
+    [InlineData("{ not json")]
+    [InlineData("{\"name\": \"web1\", \"limits\": 5, \"network\": {\"ipv4\": \"10.250.0.2\"}, \"security\": {\"idMap\": {\"hostBase\": IDS, \"count\": 65536}}}")]
+    public async Task A_guest_whose_config_cannot_be_read_keeps_its_address_and_ids_from_new_guests(string config)
+    {
+        var first = Agent();
+        var web1 = await first.CreateAsync(Vserver("web1"), ct: _ct);
+        var ids = web1.Config!.Security.IdMap!;
+        // What the host still shows of it even when its file says nothing.
+        _vservers.RealAddresses["web1"] = "10.250.0.2";
+        var readable = !config.StartsWith("{ not", StringComparison.Ordinal);
+
+        var next = NextAgentAfterEditing(first, "web1", _ => config.Replace("IDS", ids.HostBase.ToString(System.Globalization.CultureInfo.InvariantCulture), StringComparison.Ordinal));
+
+        next.Get("web1").State.ShouldBe(GuestState.Broken);
+        var web2 = await next.CreateAsync(Vserver("web2"), ct: _ct);
+        web2.Config!.Network.Ipv4.ShouldBe("10.250.0.3");
+        if (readable) web2.Config.Security.IdMap!.HostBase.ShouldNotBe(ids.HostBase, "the id range its config still names stays its own");
+        (await Should.ThrowAsync<FleetException>(() => next.CreateAsync(Vserver("web3") with { Ipv4 = "10.250.0.2" }, ct: _ct)))
+            .Fields["owner"].ShouldBe("web1");
+    }
+
+    [Fact]
+    public async Task Of_two_guests_publishing_one_host_port_the_later_is_broken_and_the_port_stays_the_earliers()
+    {
+        var first = Agent();
+        await first.CreateAsync(Vserver("web1"), ct: _ct);
+        await first.CreateAsync(Vserver("web2"), ct: _ct);
+        await first.PublishPortAsync("web1", new global::Vserver.Api.PortInfo { HostPort = 18080, GuestPort = 80, Protocol = "tcp" }, _ct);
+        var withPort = File.ReadAllText(ConfigPath("web1"));
+        var ports = withPort[withPort.IndexOf("\"ports\"", StringComparison.Ordinal)..];
+        ports = ports[..(ports.IndexOf(']', StringComparison.Ordinal) + 1)];
+
+        var next = NextAgentAfterEditing(first, "web2", json => json.Replace("\"ports\": []", ports, StringComparison.Ordinal));
+
+        next.Get("web2").State.ShouldBe(GuestState.Broken);
+        next.Get("web2").Problem.ShouldStartWith("host port 18080/tcp is published for guest 'web1'");
+        _network.Forwards.Select(f => f.HostPort).ShouldBe([18080], "the port table has the earlier guest's port once");
+    }
+
     private GuestConfig ReadConfig(string name) =>
         JsonSerializer.Deserialize(File.ReadAllText(Path.Combine(_root, "state", "guests", name, "guest.json")), ConfigJson.Default.GuestConfig)!;
 }
