@@ -28,7 +28,7 @@ public sealed class ClaimTests
         File.WriteAllText(config, File.ReadAllText(config).Replace($"\"{second}\"", $"\"{first}\"", StringComparison.Ordinal));
         await host.StartAgentAsync();
 
-        host.Vsctl("list").Stdout.ShouldMatch(@"(?m)^cl2\s+broken");
+        host.Vsctl("list").Stdout.ShouldMatch(@"(?m)^cl2\s+vserver\s+broken");
         host.Vsctl("status", "cl2").Stdout.ShouldContain($"its config says address {first}, but its network namespace has {second}");
         host.Vsctl("start", "cl1").ShouldSucceed();
         host.Vsctl("create", "cl3").ShouldSucceed();
