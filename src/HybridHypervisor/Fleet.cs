@@ -244,19 +244,7 @@ public sealed partial class Fleet : IDisposable
     /// with the address it would get; nothing is made or claimed.</summary>
     public async Task<GuestView> CreateAsync(Vserver.Api.GuestSpec spec, bool dryRun = false, CancellationToken ct = default)
     {
-        var draft = GuestSpecValidator.Validate(spec, new GuestSpecContext
-        {
-            HostCpus = _hostCpus,
-            HostMemoryBytes = HostMemory.TotalBytes,
-            Subnet = _options.Subnet,
-            NameTaken = _registry.NameTaken,
-            AddressOwner = _registry.AddressOwner,
-            ImageBytes = name => Images.Find(name)?.SizeBytes,
-            BuiltImages = () => Images.List().Select(i => i.Name),
-            KernelBuilt = name => Kernels.Find(name) is not null,
-            BuiltKernels = () => Kernels.List().Select(k => k.Name),
-        });
-        if (draft.Limits.DiskBytes is { } quota) StateDiskSpace.EnsureRoomForQuota(draft.Name, quota, _options.StateRoot);
+        var draft = Draft(spec, []);
         if (dryRun)
         {
             var would = draft with
@@ -326,6 +314,28 @@ public sealed partial class Fleet : IDisposable
         return View(runtime);
     }
 
+    /// <summary>A create's whole check of <paramref name="spec"/> (every rule, names and addresses free, images and kernels
+    /// built, room for a quota), as the draft config it would make. <paramref name="planned"/>: what guests planned
+    /// beside it (a plan checked whole) hold as well.</summary>
+    private GuestConfig Draft(Vserver.Api.GuestSpec spec, IReadOnlyList<GuestClaims> planned)
+    {
+        var draft = GuestSpecValidator.Validate(spec, new GuestSpecContext
+        {
+            HostCpus = _hostCpus,
+            HostMemoryBytes = HostMemory.TotalBytes,
+            Subnet = _options.Subnet,
+            NameTaken = name => _registry.NameTaken(name) || planned.Any(p => p.Name == name),
+            AddressOwner = address => _registry.AddressOwner(address)
+                ?? planned.FirstOrDefault(p => p.Addresses.Contains(address, StringComparer.Ordinal))?.Name,
+            ImageBytes = name => Images.Find(name)?.SizeBytes,
+            BuiltImages = () => Images.List().Select(i => i.Name),
+            KernelBuilt = name => Kernels.Find(name) is not null,
+            BuiltKernels = () => Kernels.List().Select(k => k.Name),
+        });
+        if (draft.Limits.DiskBytes is { } quota) StateDiskSpace.EnsureRoomForQuota(draft.Name, quota, _options.StateRoot);
+        return draft;
+    }
+
     /// <summary>Removes whatever a guest of either kind left on the host (QEMU, tap, cgroup, veth, layers), then its
     /// directories.</summary>
     private void Teardown(GuestPaths paths)
@@ -342,10 +352,11 @@ public sealed partial class Fleet : IDisposable
         return GuestAllocator.Ids(_registry.Claims().Select(c => c.Ids).OfType<IdMap>(), _options.IdRange);
     }
 
-    /// <summary>An address for a new guest (the one asked for, if free). Called under the membership lock.</summary>
-    private IPAddress AllocateAddress(string? requested)
+    /// <summary>An address for a new guest (the one asked for, if free). Called under the membership lock.
+    /// <paramref name="planned"/>: what guests planned beside it hold as well.</summary>
+    private IPAddress AllocateAddress(string? requested, IReadOnlyList<GuestClaims>? planned = null)
     {
-        return GuestAllocator.Address(requested, _registry.Claims(), _options.Subnet);
+        return GuestAllocator.Address(requested, _registry.Claims().Concat(planned ?? []), _options.Subnet);
     }
 
     public async Task DestroyAsync(string name, bool force, CancellationToken ct = default)

@@ -38,6 +38,16 @@ internal static class Endpoints
             var view = await fleet.CreateAsync(spec, dryRun ?? false, ct);
             return dryRun == true ? Results.Ok(ContractMapping.ToInfo(view)) : Results.Created($"/v1/guests/{view.Name}", ContractMapping.ToInfo(view));
         });
+        v1.MapPost("/plans/check", (PlanCheckRequest plan) => new PlanCheckReport
+        {
+            Guests = fleet.CheckPlan([.. plan.Guests.Select(g => new PlannedGuest(g.Name, g.Create, g.Ports))])
+                .Select(c => new PlannedGuestResult
+                {
+                    Name = c.Name,
+                    Would = c.Would is { } would ? ContractMapping.ToInfo(would) : null,
+                    Refusal = c.Refusal is { } refusal ? ApiErrors.Body(refusal) : null,
+                }).ToList(),
+        });
         v1.MapDelete("/guests/{name}", async (string name, bool? force, CancellationToken ct) =>
         {
             await fleet.DestroyAsync(name, force ?? false, ct);

@@ -78,6 +78,10 @@ public sealed class AgentClient : IDisposable
     public Task<GuestInfo> CreateDryRunAsync(GuestSpec spec, CancellationToken ct = default) =>
         SendAsync(HttpMethod.Post, "v1/guests?dry_run=true", JsonContent.Create(spec, ApiJson.Default.GuestSpec), ApiJson.Default.GuestInfo, ct);
 
+    /// <summary>Checks a whole plan as an apply would make it (see <see cref="PlanCheckRequest"/>); changes nothing.</summary>
+    public Task<PlanCheckReport> CheckPlanAsync(PlanCheckRequest plan, CancellationToken ct = default) =>
+        SendAsync(HttpMethod.Post, "v1/plans/check", JsonContent.Create(plan, ApiJson.Default.PlanCheckRequest), ApiJson.Default.PlanCheckReport, ct);
+
     public Task<GuestInfo> StartAsync(string name, bool wait = false, CancellationToken ct = default) =>
         ActionAsync(name, wait ? "start?wait=true" : "start", ct);
 

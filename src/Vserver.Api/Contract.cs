@@ -345,6 +345,34 @@ public sealed record FailpointResult
     public long Reached { get; init; }
 }
 
+/// <summary>A plan checked whole (POST /v1/plans/check): what `vsctl apply` would create and publish, in its order.</summary>
+public sealed record PlanCheckRequest
+{
+    public IReadOnlyList<PlannedGuestRequest> Guests { get; init; } = [];
+}
+
+/// <summary>One guest of a plan: created as <see cref="Create"/> says, or (null) one that exists; the host ports the plan
+/// publishes for it.</summary>
+public sealed record PlannedGuestRequest
+{
+    public required string Name { get; init; }
+    public GuestSpec? Create { get; init; }
+    public IReadOnlyList<PortInfo> Ports { get; init; } = [];
+}
+
+public sealed record PlanCheckReport
+{
+    public IReadOnlyList<PlannedGuestResult> Guests { get; init; } = [];
+}
+
+/// <summary>What the agent says of one planned guest: the guest a create would make, or its refusal (as an error body).</summary>
+public sealed record PlannedGuestResult
+{
+    public required string Name { get; init; }
+    public GuestInfo? Would { get; init; }
+    public ErrorResponse? Refusal { get; init; }
+}
+
 public sealed record WaitResponse
 {
     public required GuestInfo Guest { get; init; }
@@ -353,6 +381,8 @@ public sealed record WaitResponse
 [JsonSourceGenerationOptions(JsonSerializerDefaults.Web, WriteIndented = false,
     DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull)]
 [JsonSerializable(typeof(GuestSpec))]
+[JsonSerializable(typeof(PlanCheckRequest))]
+[JsonSerializable(typeof(PlanCheckReport))]
 [JsonSerializable(typeof(SetLimitsRequest))]
 [JsonSerializable(typeof(PortInfo))]
 [JsonSerializable(typeof(GuestInfo))]

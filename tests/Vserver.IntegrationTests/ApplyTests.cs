@@ -69,6 +69,63 @@ public sealed class ApplyTests(SharedHost shared) : IClassFixture<SharedHost>, I
     }
 
     [Fact]
+    public void A_dry_run_asks_the_agent_about_the_whole_plan_and_refuses_what_the_apply_would()
+    {
+        // (Two servers of one file on one address or host port vsctl refuses itself, before asking.)
+        var prefix = Host.SubnetPrefix;
+        Host.Vsctl("create", "held1", "--ip", $"{prefix}.50").ShouldSucceed();
+        using var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        listener.Start();
+        var busyPort = ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
+        var file = Write("clashes.yaml", $$"""
+            plans:
+              small: { memory: 64M }
+            servers:
+              - { name: first1, plan: small, ip: {{prefix}}.60, ports: ["18181:80"] }
+              - { name: other3, plan: small, ip: {{prefix}}.50 }
+              - { name: gateway4, plan: small, ip: {{prefix}}.1 }
+              - { name: outside5, plan: small, ip: 192.0.2.9 }
+              - { name: listened6, plan: small, ports: ["{{busyPort}}:80"] }
+            """);
+
+        foreach (var dryRun in new[] { true, false })
+        {
+            var result = dryRun ? Host.Vsctl("apply", file, "--dry-run") : Host.Vsctl("apply", file);
+            result.Code.ShouldBe(1, result.ToString());
+            var lines = result.Stdout.Split('\n');
+            string Line(string name) => lines.Single(l => l.StartsWith($"{name}: ", StringComparison.Ordinal));
+            var refused = dryRun ? "cannot: " : "FAILED at 'create (plan small)': ";
+            Line("first1").ShouldStartWith(dryRun ? "first1: would create" : "first1: create (plan small)");
+            Line("other3").ShouldContain($"{refused}address {prefix}.50 is already taken by guest 'held1'");
+            Line("gateway4").ShouldContain(refused);
+            Line("gateway4").ShouldContain("gateway");
+            Line("outside5").ShouldContain(refused);
+            Line("outside5").ShouldContain("outside");
+            Line("listened6").ShouldContain($"host port {busyPort}/tcp is in use on this host");
+            var names = Guests().Select(g => g.GetProperty("name").GetString()).ToList();
+            names.ShouldBe(dryRun ? ["held1"] : ["first1", "held1"], "a dry run makes nothing; the apply makes only what the check allowed");
+        }
+    }
+
+    [Fact]
+    public void A_dry_run_of_more_servers_than_the_subnet_has_addresses_refuses_those_beyond_it()
+    {
+        var yaml = new StringBuilder("plans:\n  tiny: { memory: 8M }\nservers:\n");
+        for (var i = 1; i <= 260; i++) yaml.Append($"  - {{ name: many{i}, plan: tiny }}\n");
+        var file = Write("many.yaml", yaml.ToString());
+
+        var result = Host.Vsctl("apply", file, "--dry-run");
+
+        result.Code.ShouldBe(1, result.ToString());
+        var full = result.Stdout.Split('\n').Where(l => l.Contains("cannot: ", StringComparison.Ordinal)).ToList();
+        // A /24 gives guests .2 to .254: 253 addresses.
+        full.Count.ShouldBe(260 - 253, result.Stdout);
+        full.ShouldAllBe(l => l.Contains("is full"));
+        full[0].ShouldStartWith("many254: ");
+        Guests().ShouldBeEmpty();
+    }
+
+    [Fact]
     public void A_file_of_twenty_vservers_in_three_plans_is_applied_reapplied_changed_live_and_pruned()
     {
         var file = Write("hosting.yaml", HostingFile());

@@ -84,33 +84,40 @@ internal static class ApplyCommand
     }
 
     /// <summary>
-    /// Asks the agent, for each server to create, whether it would create it (POST /v1/guests?dry_run=true); answers
-    /// vsctl's line for each it would refuse. An image or kernel a plan names that the host has not built refuses the
-    /// whole file (every server of the plan would fail for it): <see cref="UsageException"/>, nothing changed.
+    /// Asks the agent whether it would make the whole plan (POST /v1/plans/check): each server to create and each host
+    /// port to publish, checked as the apply will make them, each seeing those before it in the file (a subnet that runs
+    /// out, two servers on one address or port, a port a host program holds). Answers vsctl's line for each server it
+    /// would refuse. An image or kernel a plan names that the host has not built refuses the whole file (every server of
+    /// the plan would fail for it): <see cref="UsageException"/>, nothing changed.
     /// </summary>
     private static async Task<Dictionary<string, string>> CheckCreatesAsync(AgentClient client, HostingFile file, string path,
         IReadOnlyList<ServerPlan> plans, CancellationToken ct)
     {
+        var planned = plans
+            .Where(p => p.Steps.Any(s => s is ApplyStep.Create or ApplyStep.AddPort))
+            .Select(p => new PlannedGuestRequest
+            {
+                Name = p.Name,
+                Create = p.Steps.OfType<ApplyStep.Create>().FirstOrDefault()?.Request,
+                Ports = p.Steps.OfType<ApplyStep.AddPort>().Select(a => a.Port).ToList(),
+            })
+            .ToList();
         var refusals = new Dictionary<string, string>(StringComparer.Ordinal);
-        foreach (var plan in plans)
+        if (planned.Count == 0) return refusals;
+        var report = await client.CheckPlanAsync(new PlanCheckRequest { Guests = planned }, ct);
+        foreach (var result in report.Guests)
         {
-            if (plan.Steps is not [ApplyStep.Create create, ..]) continue;
-            try
+            if (result.Refusal is not { } body) continue;
+            var refused = new ApiException(System.Net.HttpStatusCode.BadRequest, body.Error, body.Code, body.Fields);
+            if (refused.Code == ErrorCodes.InvalidValue && refused.Field("reason") == ErrorCodes.Reasons.NotBuilt)
             {
-                await client.CreateDryRunAsync(create.Request, ct);
-            }
-            catch (ApiException e) when (e.Code == ErrorCodes.InvalidValue && e.Field("reason") == ErrorCodes.Reasons.NotBuilt)
-            {
-                var what = e.Field("field") == GuestSpec.Fields.Kernel ? "kernel" : "image";
-                var planName = file.Servers.First(s => s.Name == plan.Name).Plan;
-                var name = e.Field("value");
+                var what = refused.Field("field") == GuestSpec.Fields.Kernel ? "kernel" : "image";
+                var planName = file.Servers.First(s => s.Name == result.Name).Plan;
+                var name = refused.Field("value");
                 throw new UsageException($"{path}: plan '{planName}': {what} '{name}' is not built on this host; " +
                     $"build it with: vsctl {what} build {name}; nothing was changed");
             }
-            catch (ApiException e) when (e.Status is System.Net.HttpStatusCode.BadRequest or System.Net.HttpStatusCode.Conflict)
-            {
-                refusals[plan.Name] = CliContext.OneLine(AgentErrorText.Line(e));
-            }
+            refusals[result.Name] = CliContext.OneLine(AgentErrorText.Line(refused));
         }
         return refusals;
     }

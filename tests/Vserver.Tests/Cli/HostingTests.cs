@@ -176,7 +176,7 @@ public sealed class HostingTests
     }
 
     [Fact]
-    public async Task Values_are_the_agents_call_asked_by_a_dry_run_of_each_create_before_anything_changes()
+    public async Task Values_are_the_agents_call_asked_by_one_check_of_the_whole_plan_before_anything_changes()
     {
         var path = Path.Combine(Path.GetTempPath(), $"hosting-{Guid.NewGuid():N}.yaml");
         File.WriteAllText(path, "plans:\n  p: { memory: 64M, memory-min: 1G }\n  v: { vcpus: 2 }\nservers:\n" +
@@ -185,10 +185,30 @@ public sealed class HostingTests
         agent.Handler = r => r switch
         {
             { Method: "GET", Path: "/v1/guests" } => FakeResponse.Json(new Vserver.Api.GuestList { Guests = [] }, Vserver.Api.ApiJson.Default.GuestList),
-            { Path: "/v1/guests?dry_run=true" } when r.Body.Contains("Web_1", StringComparison.Ordinal) => FakeResponse.Error(400,
-                "invalid name 'Web_1': guest names are DNS labels", Vserver.Api.ErrorCodes.InvalidValue, ("field", "name"), ("value", "Web_1"), ("reason", "malformed")),
-            { Path: "/v1/guests?dry_run=true" } => FakeResponse.Error(400, "invalid IPv4 address '10.0.0': write it as A.B.C.D",
-                Vserver.Api.ErrorCodes.InvalidValue, ("field", "ipv4"), ("value", "10.0.0"), ("reason", "malformed")),
+            { Method: "POST", Path: "/v1/plans/check" } => FakeResponse.Json(new Vserver.Api.PlanCheckReport
+            {
+                Guests =
+                [
+                    new()
+                    {
+                        Name = "Web_1",
+                        Refusal = new()
+                        {
+                            Error = "invalid name 'Web_1': guest names are DNS labels", Code = Vserver.Api.ErrorCodes.InvalidValue,
+                            Fields = new Dictionary<string, string> { ["field"] = "name", ["value"] = "Web_1", ["reason"] = "malformed" },
+                        },
+                    },
+                    new()
+                    {
+                        Name = "ok1",
+                        Refusal = new()
+                        {
+                            Error = "invalid IPv4 address '10.0.0': write it as A.B.C.D", Code = Vserver.Api.ErrorCodes.InvalidValue,
+                            Fields = new Dictionary<string, string> { ["field"] = "ipv4", ["value"] = "10.0.0", ["reason"] = "malformed" },
+                        },
+                    },
+                ],
+            }, Vserver.Api.ApiJson.Default.PlanCheckReport),
             _ => FakeResponse.Error(500, $"unexpected {r.Method} {r.Path}"),
         };
         var cli = new CliHarness();
@@ -204,7 +224,9 @@ public sealed class HostingTests
         cli.OutLines.ShouldContain("Web_1: FAILED at 'create (plan v)': invalid name 'Web_1': guest names are DNS labels");
         cli.OutLines.ShouldContain("ok1: FAILED at 'create (plan p)': invalid IPv4 address '10.0.0': write it as A.B.C.D");
         // The vcpus of a vserver plan go to the agent, which refuses them by name.
-        agent.Requests.Single(r => r.Body.Contains("Web_1", StringComparison.Ordinal)).Body.ShouldContain("\"vcpus\":2");
+        var check = agent.Requests.Single(r => r.Path == "/v1/plans/check");
+        check.Body.ShouldContain("\"name\":\"Web_1\"");
+        check.Body.ShouldContain("\"vcpus\":2");
         agent.Requests.ShouldNotContain(r => r.Method == "POST" && r.Path == "/v1/guests", "a refused server must not be created");
     }
 }
