@@ -10,6 +10,32 @@ namespace HybridHypervisor;
 /// (pid, exit, netns, specs) under the run root.</summary>
 public sealed record GuestPaths(string Dir, string RunDir, string HostVeth, string CgroupPath)
 {
+    /// <summary>The guests directory of the state root and of the run root: what this guest's paths are opened beneath
+    /// (<see cref="StateFile"/>), no link followed.</summary>
+    public string GuestsRoot => Path.GetDirectoryName(Dir)!;
+    public string RunGuestsRoot => Path.GetDirectoryName(RunDir)!;
+
+    /// <summary>What the guest's directory may hold that the agent hands to the kernel, vsinit or QEMU (mounted,
+    /// loop-attached, opened for append), and of which kind each must be. A link or a FIFO in one of these places would
+    /// have the agent mount, write or serve something outside the state root.</summary>
+    private (string Path, StateEntry Kind)[] Entries =>
+    [
+        (Dir, StateEntry.Directory), (Upper, StateEntry.Directory), (Work, StateEntry.Directory), (Rootfs, StateEntry.Directory),
+        (LayerMount, StateEntry.Directory), (LayerImage, StateEntry.RegularFile), (Disk, StateEntry.RegularFile),
+        (Ext4Disk, StateEntry.RegularFile), (Console, StateEntry.RegularFile), (Intent, StateEntry.RegularFile),
+    ];
+
+    /// <summary>The first entry of the guest's directory that is there but not of its kind (a link, a FIFO, a file for a
+    /// directory), in one line naming it; null when all are right or absent.</summary>
+    public string? LayoutProblem() =>
+        Entries.Select(e => StateFile.ShapeProblem(GuestsRoot, e.Path, e.Kind)).FirstOrDefault(p => p is not null);
+
+    /// <summary>Refuses to hand the guest's files to the host (a start, a mount) when <see cref="LayoutProblem"/> finds one.</summary>
+    public void RequireLayout(string guest)
+    {
+        if (LayoutProblem() is { } problem) throw FleetException.Broken(guest, problem);
+    }
+
     public string Config => Path.Combine(Dir, "guest.json");
     /// <summary>The intent journal of an operation in flight (see <see cref="Model.GuestIntent"/>).</summary>
     public string Intent => Path.Combine(Dir, "intent.json");
@@ -225,8 +251,7 @@ public sealed class GuestStore(FleetOptions options)
             if (dir != StateEntry.Directory) return (null, $"{paths.Dir} is {StateFile.Describe(dir)}, not a directory");
             bytes = StateFile.TryReadAllBytes(options.StateRoot, path);
             if (bytes is null) return (null, $"{path} is missing");
-            if (StateFile.Inspect(options.StateRoot, paths.Intent) is var intent && intent is not (StateEntry.Missing or StateEntry.RegularFile))
-                return (null, $"{paths.Intent} is {StateFile.Describe(intent)}, not a regular file");
+            if (paths.LayoutProblem() is { } layout) return (null, layout);
         }
         catch (StateFileException e)
         {

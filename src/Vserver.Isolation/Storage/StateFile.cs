@@ -107,6 +107,21 @@ public static class StateFile
         if (kind != StateEntry.RegularFile) throw NotA(path, kind, "a regular file", root);
     }
 
+    /// <summary>Why what is at <paramref name="path"/> is not <paramref name="expected"/>, in one line; null when it is,
+    /// or when nothing is there.</summary>
+    public static string? ShapeProblem(string root, string path, StateEntry expected)
+    {
+        try
+        {
+            var kind = Inspect(root, path);
+            return kind == StateEntry.Missing || kind == expected ? null : NotA(path, kind, Describe(expected), root).Message;
+        }
+        catch (StateFileException e)
+        {
+            return e.Message;
+        }
+    }
+
     /// <summary>The directory at <paramref name="path"/>, opened for use with the *at calls (AtomicFile's writes).</summary>
     internal static SafeFileHandle OpenDirectory(string root, string path)
     {
