@@ -125,15 +125,9 @@ public static class StateFile
     /// <summary>The directory at <paramref name="path"/>, opened for use with the *at calls (AtomicFile's writes).</summary>
     internal static SafeFileHandle OpenDirectory(string root, string path)
     {
+        RequireDirectory(root, path);
         var fd = Open(root, path, Libc.O_RDONLY | Libc.O_DIRECTORY | Libc.O_NOFOLLOW | Libc.O_CLOEXEC);
-        if (fd < 0)
-        {
-            var kind = Inspect(root, path);
-            throw kind == StateEntry.Missing
-                ? new StateFileException(path, $"{path} is missing", Errno.ENOENT)
-                : NotA(path, kind, "a directory", root);
-        }
-        return new SafeFileHandle(fd, ownsHandle: true);
+        return fd >= 0 ? new SafeFileHandle(fd, ownsHandle: true) : throw new StateFileException(path, $"{path} is missing", Errno.ENOENT);
     }
 
     /// <summary>A regular file opened for reading, or null when nothing is there. Looked at through O_PATH first, so a
