@@ -46,15 +46,24 @@ public sealed partial class Fleet
     /// <summary>Reads the pool's settings (start-up); KSM is switched on again if the operator had it on.</summary>
     private void LoadPoolSettings()
     {
-        if (File.Exists(PoolSettingsFile))
+        byte[]? bytes;
+        try
+        {
+            bytes = StateFile.TryReadAllBytes(_options.StateRoot, PoolSettingsFile);
+        }
+        catch (StateFileException e)
+        {
+            throw new InvalidOperationException($"{e.Message}; fix or remove it (the pool then takes its defaults)", e);
+        }
+        if (bytes is not null)
         {
             try
             {
-                _poolSettings = JsonSerializer.Deserialize(File.ReadAllText(PoolSettingsFile), ConfigJson.Default.PoolSettings) ?? new PoolSettings();
+                _poolSettings = JsonSerializer.Deserialize(bytes, ConfigJson.Default.PoolSettings) ?? new PoolSettings();
             }
             catch (JsonException e)
             {
-                throw new InvalidOperationException($"{PoolSettingsFile} is not valid JSON ({e.Message}); fix or remove it (the pool then takes its defaults)", e);
+                throw new InvalidOperationException($"{PoolSettingsFile}: {GuestStore.JsonProblem(e)}; fix or remove it (the pool then takes its defaults)", e);
             }
             if (_poolSettings.Error(HostMemory.TotalBytes) is { } error)
                 throw new InvalidOperationException($"{PoolSettingsFile}: {error}; fix or remove it");
@@ -192,7 +201,7 @@ public sealed partial class Fleet
                 }
                 _log($"KSM switched {(on ? "on" : "off")}");
             }
-            AtomicFile.WriteAllText(PoolSettingsFile, JsonSerializer.Serialize(next, ConfigJson.Default.PoolSettings) + "\n");
+            AtomicFile.WriteAllText(PoolSettingsFile, JsonSerializer.Serialize(next, ConfigJson.Default.PoolSettings) + "\n", beneath: _options.StateRoot);
             _poolSettings = next;
         }
         return PoolInfo();

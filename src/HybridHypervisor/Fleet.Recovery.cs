@@ -29,12 +29,22 @@ public sealed partial class Fleet
         }
     }
 
-    private bool HostBooted() => !File.Exists(BootMarker) || File.ReadAllText(BootMarker).Trim() != CurrentBootId();
+    private bool HostBooted()
+    {
+        try
+        {
+            return StateFile.TryReadAllText(_options.RunRoot, BootMarker)?.Trim() != CurrentBootId();
+        }
+        catch (StateFileException)
+        {
+            return true; // not a record the agent wrote: RecordBoot replaces it
+        }
+    }
 
     private void RecordBoot()
     {
         Directory.CreateDirectory(_options.RunRoot);
-        AtomicFile.WriteAllText(BootMarker, CurrentBootId() + "\n");
+        AtomicFile.WriteAllText(BootMarker, CurrentBootId() + "\n", beneath: _options.RunRoot);
     }
 
     /// <summary>Every guest marked autostart, all at once (no order among them: none depends on another), in the

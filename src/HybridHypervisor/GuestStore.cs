@@ -10,6 +10,32 @@ namespace HybridHypervisor;
 /// (pid, exit, netns, specs) under the run root.</summary>
 public sealed record GuestPaths(string Dir, string RunDir, string HostVeth, string CgroupPath)
 {
+    /// <summary>The guests directory of the state root and of the run root: what this guest's paths are opened beneath
+    /// (<see cref="StateFile"/>), no link followed.</summary>
+    public string GuestsRoot => Path.GetDirectoryName(Dir)!;
+    public string RunGuestsRoot => Path.GetDirectoryName(RunDir)!;
+
+    /// <summary>What the guest's directory may hold that the agent hands to the kernel, vsinit or QEMU (mounted,
+    /// loop-attached, opened for append), and of which kind each must be. A link or a FIFO in one of these places would
+    /// have the agent mount, write or serve something outside the state root.</summary>
+    private (string Path, StateEntry Kind)[] Entries =>
+    [
+        (Dir, StateEntry.Directory), (Upper, StateEntry.Directory), (Work, StateEntry.Directory), (Rootfs, StateEntry.Directory),
+        (LayerMount, StateEntry.Directory), (LayerImage, StateEntry.RegularFile), (Disk, StateEntry.RegularFile),
+        (Ext4Disk, StateEntry.RegularFile), (Console, StateEntry.RegularFile), (Intent, StateEntry.RegularFile),
+    ];
+
+    /// <summary>The first entry of the guest's directory that is there but not of its kind (a link, a FIFO, a file for a
+    /// directory), in one line naming it; null when all are right or absent.</summary>
+    public string? LayoutProblem() =>
+        Entries.Select(e => StateFile.ShapeProblem(GuestsRoot, e.Path, e.Kind)).FirstOrDefault(p => p is not null);
+
+    /// <summary>Refuses to hand the guest's files to the host (a start, a mount) when <see cref="LayoutProblem"/> finds one.</summary>
+    public void RequireLayout(string guest)
+    {
+        if (LayoutProblem() is { } problem) throw FleetException.Broken(guest, problem);
+    }
+
     public string Config => Path.Combine(Dir, "guest.json");
     /// <summary>The intent journal of an operation in flight (see <see cref="Model.GuestIntent"/>).</summary>
     public string Intent => Path.Combine(Dir, "intent.json");
@@ -90,7 +116,8 @@ public sealed class GuestStore(FleetOptions options)
         var claims = new Guests.GuestClaims(name);
         try
         {
-            using var doc = JsonDocument.Parse(File.ReadAllText(PathsFor(name).Config));
+            if (StateFile.TryReadAllBytes(options.StateRoot, PathsFor(name).Config) is not { } bytes) return claims;
+            using var doc = JsonDocument.Parse(bytes);
             var root = doc.RootElement;
             if (root.ValueKind != JsonValueKind.Object) return claims;
             if (root.TryGetProperty("network", out var network) && network.ValueKind == JsonValueKind.Object)
@@ -124,33 +151,36 @@ public sealed class GuestStore(FleetOptions options)
         StateDiskSpace.Write(paths.Config, options.StateRoot, () =>
         {
             Directory.CreateDirectory(paths.Dir);
-            AtomicFile.WriteAllText(paths.Config, JsonSerializer.Serialize(config, ConfigJson.Default.GuestConfig) + "\n");
+            AtomicFile.WriteAllText(paths.Config, JsonSerializer.Serialize(config, ConfigJson.Default.GuestConfig) + "\n", beneath: options.StateRoot);
         });
     }
 
     /// <summary>Records an operation before its first side effect (see <see cref="GuestIntent"/>).</summary>
     public void BeginIntent(string name, GuestIntent intent) =>
-        AtomicFile.WriteAllText(PathsFor(name).Intent, JsonSerializer.Serialize(intent, ConfigJson.Default.GuestIntent) + "\n");
+        AtomicFile.WriteAllText(PathsFor(name).Intent, JsonSerializer.Serialize(intent, ConfigJson.Default.GuestIntent) + "\n", beneath: options.StateRoot);
 
     /// <summary>The operation is over (finished or rolled back).</summary>
     public void EndIntent(string name)
     {
         var path = PathsFor(name).Intent;
-        if (!File.Exists(path)) return;
+        if (StateFile.Inspect(options.StateRoot, path) == StateEntry.Missing) return;
         File.Delete(path);
         AtomicFile.FsyncDirectory(Path.GetDirectoryName(path)!);
     }
 
     /// <summary>The journal an agent that died left, or null; a torn or unreadable one (it cannot be: it is written
-    /// atomically) counts as none.</summary>
+    /// atomically) counts as none. One that is not a regular file never gets here: <see cref="Load"/> makes its guest
+    /// broken.</summary>
     public GuestIntent? ReadIntent(string name)
     {
         var path = PathsFor(name).Intent;
         try
         {
-            return File.Exists(path) ? JsonSerializer.Deserialize(File.ReadAllText(path), ConfigJson.Default.GuestIntent) : null;
+            return StateFile.TryReadAllBytes(options.StateRoot, path) is { } bytes
+                ? JsonSerializer.Deserialize(bytes, ConfigJson.Default.GuestIntent)
+                : null;
         }
-        catch (JsonException)
+        catch (Exception e) when (e is JsonException or StateFileException)
         {
             return null;
         }
@@ -160,9 +190,18 @@ public sealed class GuestStore(FleetOptions options)
     /// write finished. It never existed; it is removed, not listed as broken.</summary>
     public bool IsStillborn(string name)
     {
-        var dir = PathsFor(name).Dir;
-        return !File.Exists(PathsFor(name).Config)
-            && Directory.EnumerateFileSystemEntries(dir).All(e => Path.GetFileName(e).StartsWith(".guest.json.tmp-", StringComparison.Ordinal));
+        var paths = PathsFor(name);
+        try
+        {
+            // A link in place of the directory is never looked through (nor removed with what it points to).
+            return StateFile.Inspect(options.StateRoot, paths.Dir) == StateEntry.Directory
+                && StateFile.Inspect(options.StateRoot, paths.Config) == StateEntry.Missing
+                && Directory.EnumerateFileSystemEntries(paths.Dir).All(e => Path.GetFileName(e).StartsWith(".guest.json.tmp-", StringComparison.Ordinal));
+        }
+        catch (StateFileException)
+        {
+            return false;
+        }
     }
 
     public (IReadOnlyList<GuestConfig> Guests, IReadOnlyList<BrokenGuest> Broken) LoadAll(int hostCpus)
@@ -202,27 +241,50 @@ public sealed class GuestStore(FleetOptions options)
 #pragma warning restore CA1508
     }
 
+    /// <summary>
+    /// A guest's config as the fleet may act on it, or the one line that says why it cannot be: guests/NAME must be a
+    /// directory and guest.json a regular file, both reached through no link (<see cref="StateFile"/>); intent.json, if
+    /// there, a regular file too; the JSON must parse (the error names the file and the position, never what is there:
+    /// the file may be anything a link or an operator put in its place); and the config must pass the checks a create
+    /// passes (<see cref="GuestConfigValidator.Validate"/>), with the id map inside this host's range.
+    /// </summary>
     public (GuestConfig? Config, string? Problem) Load(string name, int hostCpus)
     {
-        var path = PathsFor(name).Config;
-        if (!File.Exists(path)) return (null, $"{path} is missing");
+        var paths = PathsFor(name);
+        var path = paths.Config;
+        byte[]? bytes;
+        try
+        {
+            var dir = StateFile.Inspect(options.StateRoot, paths.Dir);
+            if (dir != StateEntry.Directory) return (null, $"{paths.Dir} is {StateFile.Describe(dir)}, not a directory");
+            bytes = StateFile.TryReadAllBytes(options.StateRoot, path);
+            if (bytes is null) return (null, $"{path} is missing");
+            if (paths.LayoutProblem() is { } layout) return (null, layout);
+        }
+        catch (StateFileException e)
+        {
+            return (null, e.Message);
+        }
         GuestConfig? config;
         try
         {
-            config = JsonSerializer.Deserialize(File.ReadAllText(path), ConfigJson.Default.GuestConfig);
+            config = JsonSerializer.Deserialize(bytes, ConfigJson.Default.GuestConfig);
         }
         catch (JsonException e)
         {
-            var where = e.LineNumber is { } line ? $" at line {line + 1}, position {(e.BytePositionInLine ?? 0) + 1}" : "";
-            var why = e.Message.Split(". Path:")[0].Split(" LineNumber:")[0].TrimEnd('.');
-            return (null, $"{path}: invalid JSON{where}: {why}");
+            return (null, $"{path}: {JsonProblem(e)}");
         }
         if (config is null) return (null, $"{path}: empty config");
         config = WithDefaults(config);
         if (config.Name != name)
-            return (null, $"{path}: the config names guest '{config.Name}' but lives in directory '{name}'; fix the name in the file");
-        if (GuestConfigValidator.Validate(config, options.Subnet, hostCpus) is { } error)
+            return (null, $"{path}: the config names another guest than its directory '{name}'; fix the name in the file");
+        if (GuestConfigValidator.Validate(config, options.Subnet, hostCpus, options.IdRange) is { } error)
             return (null, $"{path}: {error}");
         return (config, null);
     }
+
+    /// <summary>Where a config failed to parse, never what is there: System.Text.Json's own message quotes the offending
+    /// character (the first byte of whatever a link pointed at) and the JSON path names keys from the file.</summary>
+    internal static string JsonProblem(JsonException e) =>
+        e.LineNumber is { } line ? $"invalid JSON at line {line + 1}, byte {(e.BytePositionInLine ?? 0) + 1}" : "invalid JSON";
 }

@@ -46,7 +46,8 @@ public static class AcceleratorProbe
     {
         try
         {
-            var cached = JsonSerializer.Deserialize(File.ReadAllText(cacheFile), ProbeJson.Default.AcceleratorChoice);
+            if (Vserver.Isolation.Storage.StateFile.TryReadAllBytes(Path.GetDirectoryName(Path.GetFullPath(cacheFile))!, cacheFile) is not { } bytes) return null;
+            var cached = JsonSerializer.Deserialize(bytes, ProbeJson.Default.AcceleratorChoice);
             return cached is not null && cached.BootId == bootId && !string.IsNullOrEmpty(cached.Reason) ? cached : null;
         }
         catch (Exception e) when (e is IOException or JsonException or UnauthorizedAccessException)

@@ -53,6 +53,12 @@ public static class BaseDisk
     public static (string Path, long SizeBytes) EnsureBase(string imageDir, string rootfsPath)
     {
         var basePath = Path.Combine(imageDir, FileName);
+        // QEMU gets the base as a backing file and the image's rootfs is copied into it, as root: both must be what the
+        // image store made, reached through no link from the images directory.
+        var imagesRoot = Path.GetDirectoryName(Path.GetFullPath(imageDir))!;
+        var problem = StateFile.ShapeProblem(imagesRoot, basePath, StateEntry.RegularFile)
+            ?? StateFile.ShapeProblem(imagesRoot, rootfsPath, StateEntry.Directory);
+        if (problem is not null) throw new DiskException(problem);
         if (File.Exists(basePath)) return (basePath, new FileInfo(basePath).Length);
         if (!Directory.Exists(rootfsPath)) throw new DiskException($"image rootfs {rootfsPath} does not exist");
 

@@ -164,7 +164,9 @@ public sealed class DomainDriver(FleetOptions options, HostBridge bridge, ImageS
     public async Task<RunningDomain> LaunchAsync(GuestConfig config, GuestPaths paths, AcceleratorChoice accelerator, string? incoming = null,
         bool hold = false, CancellationToken ct = default)
     {
-        if (RootDisk(config.Domain!, paths) is { } disk && !File.Exists(disk))
+        // QEMU opens all of these as root: each must be what the agent made, reached through no link.
+        paths.RequireLayout(config.Name);
+        if (RootDisk(config.Domain!, paths) is { } disk && StateFile.Inspect(paths.GuestsRoot, disk) == StateEntry.Missing)
             throw FleetException.Conflict($"the disk of domain '{config.Name}' ({disk}) is missing; destroy and recreate the domain");
         var launch = LaunchFor(config, paths, accelerator, incoming, hold);
         var qemu = FindProgram(QemuProgram)
@@ -433,7 +435,7 @@ public sealed class DomainDriver(FleetOptions options, HostBridge bridge, ImageS
     {
         try
         {
-            return File.Exists(paths.PidFile) && int.TryParse(File.ReadAllText(paths.PidFile).Trim(), out var pid) ? pid : null;
+            return StateFile.TryReadAllText(paths.RunGuestsRoot, paths.PidFile) is { } text && int.TryParse(text.Trim(), out var pid) ? pid : null;
         }
         catch (IOException)
         {

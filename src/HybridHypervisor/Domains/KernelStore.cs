@@ -1,3 +1,4 @@
+using Vserver.Isolation.Storage;
 using Vserver.Isolation.Naming;
 using Vserver.Isolation.Processes;
 
@@ -37,15 +38,40 @@ public sealed class KernelStore(string kernelsRoot, string recipesRoot)
         var dir = Path.Combine(Root, name);
         var vmlinux = Path.Combine(dir, "vmlinux");
         var initrd = Path.Combine(dir, "initrd.img");
-        if (!File.Exists(vmlinux) || !File.Exists(initrd)) return null;
-        static string Line(string path) => File.Exists(path) ? File.ReadAllText(path).Trim() : "?";
-        return new KernelRecord(name, dir, Line(Path.Combine(dir, "version")), Line(Path.Combine(dir, "package")),
+        // QEMU boots these as root: a kernel is built only if both are regular files reached through no link.
+        if (!IsRegularFile(vmlinux) || !IsRegularFile(initrd)) return null;
+        return new KernelRecord(name, dir, Line(Path.Combine(dir, "version")) ?? "?", Line(Path.Combine(dir, "package")) ?? "?",
             new FileInfo(vmlinux).Length + new FileInfo(initrd).Length, new DateTimeOffset(File.GetLastWriteTimeUtc(vmlinux), TimeSpan.Zero))
         {
-            Features = File.Exists(Path.Combine(dir, "features"))
-                ? File.ReadAllText(Path.Combine(dir, "features")).Split((char[])['\n', ' '], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).ToHashSet(StringComparer.Ordinal)
+            Features = Line(Path.Combine(dir, "features")) is { } features
+                ? features.Split((char[])['\n', ' '], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).ToHashSet(StringComparer.Ordinal)
                 : new HashSet<string>(),
         };
+    }
+
+    private bool IsRegularFile(string path)
+    {
+        try
+        {
+            return StateFile.Inspect(Root, path) == StateEntry.RegularFile;
+        }
+        catch (StateFileException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>A record's text, trimmed; null when it is missing or not a regular file.</summary>
+    private string? Line(string path)
+    {
+        try
+        {
+            return StateFile.TryReadAllText(Root, path)?.Trim();
+        }
+        catch (StateFileException)
+        {
+            return null;
+        }
     }
 
     /// <summary>The one line for a kernel that is not there, with those that are.</summary>

@@ -193,7 +193,7 @@ public sealed class PromotionRoot(FleetOptions options, ImageStore images)
     {
         try
         {
-            if (!File.Exists(paths.VirtiofsdPidFile) || !int.TryParse(File.ReadAllText(paths.VirtiofsdPidFile).Trim(), out var pid)) return null;
+            if (StateFile.TryReadAllText(paths.RunGuestsRoot, paths.VirtiofsdPidFile) is not { } text || !int.TryParse(text.Trim(), out var pid)) return null;
             // vsinit userns-exec names the guest's run directory in its command line, then virtiofsd in its environment;
             // a privileged guest's virtiofsd names it in its command line.
             var mine = $"/proc/{pid}/cmdline" is var c && File.ReadAllText(c).Contains(paths.RunDir + "/", StringComparison.Ordinal)

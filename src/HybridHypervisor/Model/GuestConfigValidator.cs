@@ -158,10 +158,16 @@ public static partial class GuestConfigValidator
         return null;
     }
 
-    /// <summary>The first problem of a whole config (a guest.json as stored), or null.</summary>
-    public static string? Validate(GuestConfig config, Vserver.Isolation.Network.Ipv4Subnet subnet, int hostCpus) =>
+    /// <summary>The first problem of a whole config (a guest.json as stored, or a save file's), or null: the rules a
+    /// create applies, so that a hand-edited file can make nothing the API would refuse. Its image and kernel become
+    /// paths under the state root, so they obey the name rule; its id map must lie in <paramref name="ids"/>, the range
+    /// this host hands out, when given.</summary>
+    public static string? Validate(GuestConfig config, Vserver.Isolation.Network.Ipv4Subnet subnet, int hostCpus, HostIdRange? ids = null) =>
         NameError(config.Name)?.Message
-        ?? (string.IsNullOrEmpty(config.Image) ? "no image given" : null)
+        ?? (string.IsNullOrEmpty(config.Image) ? "no image given" : NameError(config.Image, "image")?.Message)
+        ?? MacError(config.Network.Mac)
+        ?? (ids is not null && config.Security.IdMap is { } map && !ids.Holds(map)
+            ? $"id map {map.HostBase}+{map.Count} is outside this host's id range {ids} (VSERVER_IDMAP)" : null)
         ?? Ipv4Error(config.Network.Ipv4, subnet)?.Message
         ?? PortsError(config.Network.Ports)
         ?? CommandError(config.Command)?.Message
@@ -170,6 +176,14 @@ public static partial class GuestConfigValidator
                 ?? DomainGuaranteeError(d, config.Limits.MemoryMinBytes, config.Limits.MemoryBytes))?.Message
                 : "a domain needs its \"domain\" section (kernel, vcpus, maxMemoryBytes, diskBytes)")
             : LimitsError(config.Limits, hostCpus)?.Message ?? SecurityError(config.Security));
+
+    /// <summary>eth0's MAC as the agent records it: six lowercase hex pairs, locally administered and unicast.</summary>
+    public static string? MacError(string? mac) =>
+        mac is null || (MacPattern().IsMatch(mac) && (Convert.ToByte(mac[..2], 16) & 0x03) == 0x02) ? null
+            : "invalid MAC address: write six hex pairs like 52:54:00:12:34:56, locally administered";
+
+    [System.Text.RegularExpressions.GeneratedRegex("^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")]
+    private static partial System.Text.RegularExpressions.Regex MacPattern();
 
     /// <summary>A guest's own init: none (the image's /sbin/init), or a program and its arguments.</summary>
     public static SettingError? CommandError(IReadOnlyList<string>? command) =>

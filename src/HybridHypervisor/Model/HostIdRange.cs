@@ -31,6 +31,9 @@ public sealed record HostIdRange(long Start, long Count)
         return new HostIdRange(start, count);
     }
 
+    /// <summary>Whether every id of <paramref name="map"/> is in this range.</summary>
+    public bool Holds(IdMap map) => map.HostBase >= Start && map.HostEnd <= Start + Count;
+
     /// <summary>The first slot no existing guest's map overlaps.</summary>
     public IdMap Allocate(IEnumerable<IdMap> taken)
     {

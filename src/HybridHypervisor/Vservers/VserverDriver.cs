@@ -43,6 +43,9 @@ public sealed class VserverDriver(FleetOptions options, ICgroupHierarchy cgroups
     {
         var image = images.Find(config.Image)
             ?? throw FleetException.ImageMissing(config.Image, config.Name);
+        // Everything handed to vsinit below is mounted or opened as root: each must be what the agent made.
+        paths.RequireLayout(config.Name);
+        RequireImageRoot(config, image);
         EnsureNetwork(config, paths);
         Failpoints.Hit("start.after-network");
         File.Delete(paths.PidFile);
@@ -89,8 +92,8 @@ public sealed class VserverDriver(FleetOptions options, ICgroupHierarchy cgroups
                 Console = paths.Console,
                 Args = config.InitCommand,
             };
-            // Runtime state under the run root, rewritten at every start: no fsync needed.
-            File.WriteAllText(paths.Spec, spec.Render());
+            // Runtime state under the run root, rewritten at every start; written as every state file is, through no link.
+            Vserver.Isolation.Storage.AtomicFile.WriteAllText(paths.Spec, spec.Render(), beneath: paths.RunGuestsRoot);
             Failpoints.Hit("start.after-spec");
             var started = Vsinit.Start(options.VsinitPath, paths.Spec);
             Failpoints.Hit("start.after-exec");
@@ -133,14 +136,54 @@ public sealed class VserverDriver(FleetOptions options, ICgroupHierarchy cgroups
     {
         // A disk quota's image mounted by an earlier agent (which died before the run's end) goes.
         WritableLayer.Release(paths, log);
-        return File.Exists(paths.PidFile) || File.Exists(paths.ExitFile) ? CollectExit(paths) : null;
+        return RunFileThere(paths, paths.PidFile) || RunFileThere(paths, paths.ExitFile) ? CollectExit(paths) : null;
+    }
+
+    /// <summary>The lower layer is a directory of the image store, reached through no link.</summary>
+    private void RequireImageRoot(GuestConfig config, Vserver.Isolation.Images.ImageRecord image)
+    {
+        try
+        {
+            Vserver.Isolation.Storage.StateFile.RequireDirectory(images.ImagesRoot, image.RootfsPath);
+        }
+        catch (Vserver.Isolation.Storage.StateFileException e)
+        {
+            throw FleetException.Conflict($"image '{config.Image}' of '{config.Name}' cannot be used: {e.Message}");
+        }
+    }
+
+    /// <summary>Whether anything is at a run file's place; a link on the way there counts as nothing, so nothing is read
+    /// or removed through it.</summary>
+    private static bool RunFileThere(GuestPaths paths, string path)
+    {
+        try
+        {
+            return Vserver.Isolation.Storage.StateFile.Inspect(paths.RunGuestsRoot, path) != Vserver.Isolation.Storage.StateEntry.Missing;
+        }
+        catch (Vserver.Isolation.Storage.StateFileException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>A pid or exit file's text; null when it is missing or not a regular file (it is then only removed).</summary>
+    private static string? ReadRunFile(GuestPaths paths, string path)
+    {
+        try
+        {
+            return Vserver.Isolation.Storage.StateFile.TryReadAllText(paths.RunGuestsRoot, path);
+        }
+        catch (Vserver.Isolation.Storage.StateFileException)
+        {
+            return null;
+        }
     }
 
     /// <summary>Finds a vserver left running by an earlier agent: its monitor must still be the vsinit that wrote the pid file.</summary>
     private RunningVserver? Adopt(GuestPaths paths)
     {
-        if (!File.Exists(paths.PidFile) || File.Exists(paths.ExitFile)) return null;
-        var parts = File.ReadAllText(paths.PidFile).Split(' ', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        if (RunFileThere(paths, paths.ExitFile) || ReadRunFile(paths, paths.PidFile) is not { } pidText) return null;
+        var parts = pidText.Split(' ', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
         if (parts.Length != 2 || !int.TryParse(parts[0], out var initPid) || !int.TryParse(parts[1], out var monitorPid)) return null;
         var monitor = ProcessHandle.TryOpen(monitorPid);
         if (monitor is null) return null;
@@ -179,8 +222,8 @@ public sealed class VserverDriver(FleetOptions options, ICgroupHierarchy cgroups
     private static GuestExit ReadExit(GuestPaths paths)
     {
         GuestExit? exit = null;
-        if (File.Exists(paths.ExitFile))
-            exit = GuestExit.Parse(File.ReadAllText(paths.ExitFile), new DateTimeOffset(File.GetLastWriteTimeUtc(paths.ExitFile), TimeSpan.Zero));
+        if (ReadRunFile(paths, paths.ExitFile) is { } text)
+            exit = GuestExit.Parse(text, new DateTimeOffset(File.GetLastWriteTimeUtc(paths.ExitFile), TimeSpan.Zero));
         File.Delete(paths.ExitFile);
         File.Delete(paths.PidFile);
         return exit ?? new GuestExit(null, null, DateTimeOffset.UtcNow);
@@ -315,7 +358,7 @@ public sealed class VserverDriver(FleetOptions options, ICgroupHierarchy cgroups
             Tty = tty,
         };
         var specPath = Path.Combine(paths.RunDir, $"exec-{Guid.NewGuid():N}.spec");
-        Vserver.Isolation.Storage.AtomicFile.WriteAllText(specPath, spec.Render());
+        Vserver.Isolation.Storage.AtomicFile.WriteAllText(specPath, spec.Render(), beneath: paths.RunGuestsRoot);
         PtyPair? pty = null;
         try
         {
@@ -378,7 +421,7 @@ public sealed class VserverDriver(FleetOptions options, ICgroupHierarchy cgroups
     private static void WriteSeccompFilter(GuestConfig config, GuestPaths paths)
     {
         var profile = SeccompProfile.Default(config.Security.Privileged, config.Security.AllowSyscalls.ToList(), sysinfoToMonitor: true);
-        Vserver.Isolation.Storage.AtomicFile.WriteAllBytes(paths.SeccompFilter, profile.Compile());
+        Vserver.Isolation.Storage.AtomicFile.WriteAllBytes(paths.SeccompFilter, profile.Compile(), beneath: paths.RunGuestsRoot);
     }
 
     /// <summary>vsinit binds the file as it is at start; until the agent's sampler rewrites it in place (within a
@@ -386,7 +429,9 @@ public sealed class VserverDriver(FleetOptions options, ICgroupHierarchy cgroups
     private static void WriteInitialMeminfo(GuestConfig config, GuestPaths paths)
     {
         var host = new SharedMemoryAccounting.ProcFs().ReadMemInfo();
-        File.WriteAllText(paths.Meminfo, SharedMemoryAccounting.GuestMeminfo.Render(host, new SharedMemoryAccounting.CgroupMemory(), config.Limits.MemoryBytes));
+        // A new inode, made through no link; later rewrites go into this one in place (vsinit binds it).
+        Vserver.Isolation.Storage.AtomicFile.WriteAllText(paths.Meminfo,
+            SharedMemoryAccounting.GuestMeminfo.Render(host, new SharedMemoryAccounting.CgroupMemory(), config.Limits.MemoryBytes), beneath: paths.RunGuestsRoot);
         File.SetUnixFileMode(paths.Meminfo, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.OtherRead);
     }
 

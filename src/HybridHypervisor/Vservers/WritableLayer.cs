@@ -43,12 +43,20 @@ public static class WritableLayer
     {
         var upper = Upper(config, paths);
         var work = Work(config, paths);
-        if (config.Limits.DiskBytes is not { } quota) return (upper, work);
+        // The overlay is mounted as root on what these paths name: never through a link, never outside the guest's directory.
+        if (config.Limits.DiskBytes is not { } quota)
+        {
+            Require(config, paths.GuestsRoot, upper, StateEntry.Directory);
+            Require(config, paths.GuestsRoot, work, StateEntry.Directory);
+            return (upper, work);
+        }
         try
         {
             if (!HostMounts.IsMountpoint(paths.LayerMount))
             {
-                if (!File.Exists(paths.LayerImage))
+                if (StateFile.ShapeProblem(paths.GuestsRoot, paths.LayerImage, StateEntry.RegularFile) is { } problem)
+                    throw FleetException.Broken(config.Name, problem);
+                if (StateFile.Inspect(paths.GuestsRoot, paths.LayerImage) == StateEntry.Missing)
                     throw FleetException.Coded(FleetError.Conflict, Vserver.Api.ErrorCodes.LayerMissing,
                         $"the disk quota image of '{config.Name}' is missing ({paths.LayerImage}): its writable layer is gone",
                         ("guest", config.Name), ("path", paths.LayerImage));
@@ -59,15 +67,37 @@ public static class WritableLayer
                     LayerImage.GrowOffline(paths.LayerImage, quota);
                 LayerImage.Mount(paths.LayerImage, paths.LayerMount);
             }
-            if (!Directory.Exists(upper))
+            // Inside the image now: its upper/ and work/ were made by the agent, but the image is a file anyone with the
+            // state root may have replaced.
+            if (StateFile.Inspect(paths.LayerMount, upper) == StateEntry.Missing)
                 throw FleetException.Conflict($"the disk quota image of '{config.Name}' ({paths.LayerImage}) has no upper/ directory: its writable layer is gone");
-            Directory.CreateDirectory(work);
+            Require(config, paths.LayerMount, upper, StateEntry.Directory);
+            if (StateFile.Inspect(paths.LayerMount, work) == StateEntry.Missing) Directory.CreateDirectory(work);
+            Require(config, paths.LayerMount, work, StateEntry.Directory);
+        }
+        catch (StateFileException e)
+        {
+            Detach(paths);
+            throw FleetException.Broken(config.Name, e.Message);
         }
         catch (DiskException e)
         {
             throw new FleetException(FleetError.Failed, $"the writable layer of '{config.Name}': {e.Message}", e);
         }
         return (upper, work);
+    }
+
+    private static void Require(GuestConfig config, string root, string path, StateEntry kind)
+    {
+        try
+        {
+            if (kind == StateEntry.Directory) StateFile.RequireDirectory(root, path);
+            else StateFile.RequireRegularFile(root, path);
+        }
+        catch (StateFileException e)
+        {
+            throw FleetException.Broken(config.Name, e.Message);
+        }
     }
 
     /// <summary>Unmounts a quota's image (the loop device goes with its last user); nothing to do without one.</summary>
@@ -120,6 +150,11 @@ public static class WritableLayer
     public static void Reattach(GuestConfig config, GuestPaths paths, Action<string> log)
     {
         if (!HasQuota(config) || HostMounts.IsMountpoint(paths.LayerMount)) return;
+        if (paths.LayoutProblem() is { } problem)
+        {
+            log($"guest {config.Name}: not mounting its disk quota image again: {problem}");
+            return;
+        }
         try
         {
             LayerImage.Mount(paths.LayerImage, paths.LayerMount);

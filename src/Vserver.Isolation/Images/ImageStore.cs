@@ -49,13 +49,16 @@ public sealed class ImageStore(string imagesRoot, string recipesRoot)
         if (!DnsLabel.IsValid(name)) return null;
         var dir = Path.Combine(ImagesRoot, name);
         var meta = Path.Combine(dir, "image.json");
-        if (!File.Exists(meta)) return null;
         try
         {
-            var record = JsonSerializer.Deserialize(File.ReadAllText(meta), ImageJson.Default.ImageRecord);
+            // A record that is not a regular file reached through no link (or whose rootfs is not a directory) is no
+            // image: its rootfs would be the lower layer of guests, mounted as root.
+            if (StateFile.TryReadAllBytes(ImagesRoot, meta) is not { } bytes) return null;
+            if (StateFile.Inspect(ImagesRoot, Path.Combine(dir, "rootfs")) != StateEntry.Directory) return null;
+            var record = JsonSerializer.Deserialize(bytes, ImageJson.Default.ImageRecord);
             return record is null ? null : record with { Name = name, RootfsPath = Path.Combine(dir, "rootfs") };
         }
-        catch (JsonException)
+        catch (Exception e) when (e is JsonException or StateFileException)
         {
             return null;
         }

@@ -21,7 +21,7 @@ public static class Errno
 {
     public const int EPERM = 1, ENOENT = 2, ESRCH = 3, EINTR = 4, EIO = 5, EBADF = 9, ECHILD = 10, EAGAIN = 11, ENOMEM = 12,
         EACCES = 13, EBUSY = 16, EEXIST = 17, ENODEV = 19, ENOTDIR = 20, EINVAL = 22, ENOSPC = 28, EROFS = 30, ENOSYS = 38,
-        ENOTEMPTY = 39, EOPNOTSUPP = 95, ETIMEDOUT = 110;
+        ENOTEMPTY = 39, EOPNOTSUPP = 95, ETIMEDOUT = 110, EXDEV = 18, EISDIR = 21, ELOOP = 40;
 
     private static readonly Dictionary<int, string> Names = new()
     {

@@ -280,7 +280,7 @@ int cmd_start(const char *specpath)
 	ctx.s = &s;
 	ctx.console_fd = -1;
 	if (s.console) {
-		ctx.console_fd = open(s.console, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640);
+		ctx.console_fd = open(s.console, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW | O_NONBLOCK, 0640);
 		if (ctx.console_fd < 0)
 			die(errno, "open console %s", s.console);
 	}

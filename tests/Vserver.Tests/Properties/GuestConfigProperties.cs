@@ -249,7 +249,7 @@ public sealed class GuestConfigProperties : IDisposable
             if (o.Broken.Count == 0) return true.Label(label);
             var problem = o.Broken[0].Problem;
             var locatedIfJson = !problem.Contains("invalid JSON", StringComparison.Ordinal)
-                || System.Text.RegularExpressions.Regex.IsMatch(problem, @"invalid JSON at line [0-9]+, position [0-9]+: ");
+                || System.Text.RegularExpressions.Regex.IsMatch(problem, @"invalid JSON at line [0-9]+, byte [0-9]+$");
             return (problem.StartsWith(o.Path, StringComparison.Ordinal) && locatedIfJson).Label(label);
         }));
     }
