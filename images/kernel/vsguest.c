@@ -41,6 +41,10 @@
  *   0x03 STDIN   data for the command's stdin; empty = end of file (with a
  *                tty: the terminal's EOF character, ^D).
  *   0x04 SIGNAL  [u32 signo]: sent to the command's process group.
+ *   0x07 HANGUP  [u32 grace ms] (version 2): the host's client went away.
+ *                SIGHUP and SIGCONT to every process of the command's
+ *                session, SIGKILL to what is left of it after the grace.
+ *                The session goes on as usual: EXIT when the command ends.
  *   0x05 RESIZE  [u16 rows][u16 cols]: the tty's window size.
  *   0x06 ACK     [u32 n]: the host consumed n bytes of this session's
  *                STDOUT/STDERR payload.
@@ -69,8 +73,9 @@
  *
  * Host connection: while no host is connected to QEMU's chardev, the port
  * polls POLLHUP and reads end of file; the agent then sleeps and checks again
- * every 200 ms. When a host goes away, every session it had gets SIGHUP and is
- * forgotten; a host that connects gets HELLO (and sends PING to be sure).
+ * every 200 ms. When a host goes away, every session it had is hung up as by
+ * HANGUP with a grace of DISCONNECT_GRACE_MS, and forgotten; a host that
+ * connects gets HELLO (and sends PING to be sure).
  * ---------------------------------------------------------------------------
  */
 #define _GNU_SOURCE
@@ -96,7 +101,7 @@
 #include <unistd.h>
 
 #define PORT_NAME "org.vserver.agent.0"
-#define PROTOCOL_VERSION 1
+#define PROTOCOL_VERSION 2
 #define HEADER 9
 #define MAX_PAYLOAD 65536u
 #define WINDOW (256u * 1024u)
@@ -104,9 +109,14 @@
 #define MAX_SESSIONS 128
 #define MAX_INPUTS 16
 #define TTY_DRAIN_MS 100
+/* A hung-up session: its grace when the host itself went away, how long its
+ * processes may take to go after SIGKILL, how often it is looked at. */
+#define DISCONNECT_GRACE_MS 5000
+#define HANGUP_KILL_WAIT_MS 2000
+#define HANGUP_POLL_MS 50
 
 enum {
-    T_PING = 0x01, T_OPEN = 0x02, T_STDIN = 0x03, T_SIGNAL = 0x04, T_RESIZE = 0x05, T_ACK = 0x06,
+    T_PING = 0x01, T_OPEN = 0x02, T_STDIN = 0x03, T_SIGNAL = 0x04, T_RESIZE = 0x05, T_ACK = 0x06, T_HANGUP = 0x07,
     T_HELLO = 0x81, T_STARTED = 0x82, T_ERROR = 0x83, T_STDOUT = 0x84, T_STDERR = 0x85, T_EXIT = 0x86,
     T_INACK = 0x87,
 };
@@ -138,6 +148,13 @@ struct session {
 };
 
 static struct session sessions[MAX_SESSIONS];
+
+/* A hung-up command's session (its id is the command's pid), until none of it is left. */
+struct hangup {
+    pid_t sid; /* 0: free */
+    long long deadline, killed_ms;
+};
+static struct hangup hangups[MAX_SESSIONS];
 static int port = -1;
 static int connected;
 static struct buf inbuf, outbuf;
@@ -287,15 +304,90 @@ static void free_session(struct session *s)
     s->in_fd = s->out_fd = s->err_fd = -1;
 }
 
+/*
+ * Sends sig to every live process of session sid and answers how many there
+ * were. Zombies are skipped: the guest's init (or this agent, for a command)
+ * reaps them. A process that setsid()s again has left the session, as a daemon
+ * leaves a terminal's. The session id stays reserved while any member lives,
+ * so the scan cannot hit a stranger.
+ */
+static int signal_session(pid_t sid, int sig)
+{
+    DIR *proc = opendir("/proc");
+    if (!proc) return 0;
+    struct dirent *e;
+    int n = 0;
+    while ((e = readdir(proc))) {
+        if (e->d_name[0] < '1' || e->d_name[0] > '9') continue;
+        char path[300], stat[512], state;
+        int ppid, pgrp, session;
+        snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) continue;
+        ssize_t len = read(fd, stat, sizeof stat - 1);
+        close(fd);
+        if (len <= 0) continue;
+        stat[len] = 0;
+        /* The command name may hold spaces and parentheses: parse after the last ')'. */
+        char *p = strrchr(stat, ')');
+        if (!p || sscanf(p + 1, " %c %d %d %d", &state, &ppid, &pgrp, &session) != 4) continue;
+        if (session != sid || state == 'Z' || state == 'X') continue;
+        if (kill(atoi(e->d_name), sig) == 0) n++;
+    }
+    closedir(proc);
+    return n;
+}
+
+/* The command's client is gone: SIGHUP and SIGCONT to its session now, as a closed terminal would, and SIGKILL to
+ * what is left of it after grace_ms (tend_hangups). */
+static void hang_up(pid_t sid, uint32_t grace_ms)
+{
+    if (sid <= 0) return;
+    signal_session(sid, SIGHUP);
+    signal_session(sid, SIGCONT);
+    long long deadline = now_ms() + grace_ms;
+    struct hangup *free_slot = NULL;
+    for (int i = 0; i < MAX_SESSIONS; i++) {
+        struct hangup *h = &hangups[i];
+        if (h->sid == sid) {
+            if (deadline < h->deadline) h->deadline = deadline;
+            return;
+        }
+        if (!h->sid && !free_slot) free_slot = h;
+    }
+    if (free_slot) *free_slot = (struct hangup){.sid = sid, .deadline = deadline};
+    else signal_session(sid, SIGKILL); /* more hung-up sessions than commands: no grace to keep track of */
+}
+
+/* Ends what is due and forgets sessions with nothing left; true while any is still being watched. */
+static int tend_hangups(void)
+{
+    int pending = 0;
+    long long now = now_ms();
+    for (int i = 0; i < MAX_SESSIONS; i++) {
+        struct hangup *h = &hangups[i];
+        if (!h->sid) continue;
+        if (signal_session(h->sid, 0) == 0 || (h->killed_ms && now - h->killed_ms > HANGUP_KILL_WAIT_MS)) {
+            h->sid = 0;
+            continue;
+        }
+        if (!h->killed_ms && now >= h->deadline) {
+            signal_session(h->sid, SIGKILL);
+            h->killed_ms = now;
+        }
+        pending = 1;
+    }
+    return pending;
+}
+
 /* The host that owned every session is gone: hang them up, as a closed terminal would. */
 static void hang_up_all(void)
 {
     for (int i = 0; i < MAX_SESSIONS; i++) {
         struct session *s = &sessions[i];
-        if (!s->used) continue;
+        if (!s->used || s->id == 0) continue; /* id 0: an orphan of an earlier host, hung up then */
+        hang_up(s->pid, DISCONNECT_GRACE_MS);
         if (s->exited) { free_session(s); continue; }
-        kill(-s->pid, SIGHUP);
-        kill(-s->pid, SIGCONT);
         close_fd(&s->in_fd);
         close_fd(&s->out_fd);
         close_fd(&s->err_fd);
@@ -587,6 +679,9 @@ static void handle_frame(uint8_t type, uint32_t id, const unsigned char *p, uint
     case T_SIGNAL:
         if (s && !s->exited && n >= 4) kill(-s->pid, (int)get_u32(p));
         break;
+    case T_HANGUP:
+        if (s && n >= 4) hang_up(s->pid, get_u32(p));
+        break;
     case T_RESIZE:
         if (s && s->tty && s->out_fd >= 0 && n >= 4) {
             struct winsize ws = {.ws_row = get_u16(p), .ws_col = get_u16(p + 2)};
@@ -736,7 +831,7 @@ static void run(void)
     if (getrandom(&instance, sizeof instance, 0) != (ssize_t)sizeof instance) instance = (uint64_t)now_ms() ^ (uint64_t)getpid() << 32;
 
     long long started = now_ms(), last_scan = 0;
-    int warned = 0;
+    int warned = 0, hangups_pending = 0;
     for (;;) {
         long long now = now_ms();
         if (now - last_scan >= 2000) { scan_inputs(); last_scan = now; }
@@ -789,6 +884,7 @@ static void run(void)
             }
         }
 
+        if (hangups_pending && (timeout < 0 || timeout > HANGUP_POLL_MS)) timeout = HANGUP_POLL_MS;
         int r = poll(pfd, (nfds_t)np, timeout);
         if (r < 0 && errno != EINTR) { logmsg("poll: %s", strerror(errno)); _exit(1); }
         if (r > 0) {
@@ -810,6 +906,7 @@ static void run(void)
             }
         }
         reap();
+        hangups_pending = tend_hangups();
         for (int i = 0; i < MAX_SESSIONS; i++)
             if (sessions[i].used) finish_exited(&sessions[i]);
         flush_port();

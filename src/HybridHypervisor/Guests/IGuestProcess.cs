@@ -15,7 +15,14 @@ public interface IGuestProcess : IDisposable
     /// <summary>Completes when the command ends, with a shell-style code (128+N when killed by signal N).</summary>
     Task<int> ExitCode { get; }
     bool HasExited => ExitCode.IsCompleted;
-    /// <summary>The client went away: hang the command up (SIGHUP), as a closed terminal would.</summary>
+    /// <summary>How long a hung-up command and what it started have between SIGHUP and SIGKILL, as sshd and
+    /// `incus exec` give a session whose client is gone.</summary>
+    static TimeSpan HangupGrace => TimeSpan.FromSeconds(5);
+
+    /// <summary>The client went away: SIGHUP (and SIGCONT) to every process of the command's session, as a closed
+    /// terminal would, and SIGKILL to what is left of it after <see cref="HangupGrace"/>. <see cref="ExitCode"/>
+    /// completes once the command has ended; what it started ends within the grace, the guest's other processes
+    /// untouched.</summary>
     void Hangup();
     void Resize(int rows, int cols);
 }

@@ -356,6 +356,7 @@ public sealed class VserverDriver(FleetOptions options, ICgroupHierarchy cgroups
             Args = command,
             Cwd = cwd ?? "/",
             Tty = tty,
+            HangupGrace = IGuestProcess.HangupGrace,
         };
         var specPath = Path.Combine(paths.RunDir, $"exec-{Guid.NewGuid():N}.spec");
         Vserver.Isolation.Storage.AtomicFile.WriteAllText(specPath, spec.Render(), beneath: paths.RunGuestsRoot);

@@ -27,6 +27,8 @@ public sealed class VsinitSpec
     public string Cwd { get; init; } = "/";
     public int? TargetPid { get; init; }
     public bool Tty { get; init; }
+    /// <summary>Exec: after a hangup (SIGHUP to vsinit exec), how long the command's session has before SIGKILL.</summary>
+    public TimeSpan? HangupGrace { get; init; }
     public bool NoNewPrivs { get; init; }
     /// <summary>Start: a new user namespace mapping ids 0..count-1 to host ids hostBase.. (uids and gids alike).
     /// Exec joins the guest's user namespace by itself.</summary>
@@ -107,6 +109,9 @@ public sealed class VsinitSpec
         Line("cwd", Cwd);
         Line("target_pid", TargetPid?.ToString(System.Globalization.CultureInfo.InvariantCulture));
         if (TargetPid is not null) Line("tty", Tty ? "1" : "0");
+        Line("hangup_grace_ms", HangupGrace is { } grace
+            ? ((long)grace.TotalMilliseconds).ToString(System.Globalization.CultureInfo.InvariantCulture)
+            : null);
         if (NoNewPrivs) Line("no_new_privs", "1");
         return sb.ToString();
     }

@@ -1,14 +1,26 @@
 /*
  * vsinit exec: runs a command inside a running guest.  The parent stays on
  * the host, forwards signals and reports the command's exit; the child joins
- * the guest's cgroups and namespaces and execs.
+ * the guest's cgroups and namespaces, starts a session of its own and execs.
+ *
+ * SIGHUP to the parent is not forwarded: it means the client went away, and
+ * the parent ends the command's whole session as a hung-up terminal would
+ * (SIGHUP and SIGCONT to each process of it, SIGKILL to what is left after
+ * the spec's hangup_grace_ms), then exits once none of it is left.
  */
 
 #include "vsinit.h"
 
+#include <time.h>
+
 static volatile sig_atomic_t forward_pid;
-static const int forwarded_signals[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT,
+static const int forwarded_signals[] = { SIGINT, SIGTERM, SIGQUIT,
 					 SIGUSR1, SIGUSR2, SIGWINCH };
+
+/* After SIGKILL, how long a process of the session may take to go (one in
+ * uninterruptible sleep may take longer; exec then stops waiting for it). */
+#define HANGUP_KILL_WAIT_MS 2000
+#define HANGUP_POLL_MS 20
 
 static void forward_signal(int sig)
 {
@@ -61,12 +73,12 @@ static void __attribute__((noreturn)) exec_child(const struct spec *s, const int
 		become_userns_root();
 	}
 
-	if (s->tty) {
-		if (setsid() < 0)
-			die(errno, "setsid");
-		if (ioctl(0, TIOCSCTTY, 0) < 0)
-			die(errno, "ioctl TIOCSCTTY on stdin");
-	}
+	/* A session of its own, with or without a terminal: its id is how the
+	 * parent finds everything the command started when it must end it. */
+	if (setsid() < 0)
+		die(errno, "setsid");
+	if (s->tty && ioctl(0, TIOCSCTTY, 0) < 0)
+		die(errno, "ioctl TIOCSCTTY on stdin");
 	if (chdir(s->cwd) < 0)
 		die(errno, "chdir %s", s->cwd);
 	listener = load_filter(s, notify_fd >= 0);
@@ -112,6 +124,90 @@ static int connect_notify_socket(const char *path)
 	return fd;
 }
 
+static long long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * Sends sig to every live process of session sid (the host's /proc: this
+ * parent never joined the guest's pid namespace) and answers how many there
+ * were.  Zombies are skipped: they are gone already, and the guest's init
+ * reaps them.  A process that setsid()s again has left the session, as a
+ * daemon leaves a terminal's.
+ */
+static int signal_session(pid_t sid, int sig)
+{
+	DIR *proc = opendir("/proc");
+	struct dirent *e;
+	int n = 0;
+
+	if (!proc)
+		die(errno, "open /proc");
+	while ((e = readdir(proc))) {
+		char path[300], stat[512], *p, state;
+		int pid, ppid, pgrp, session;
+		ssize_t len;
+		int fd;
+
+		if (e->d_name[0] < '1' || e->d_name[0] > '9')
+			continue;
+		snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		len = read(fd, stat, sizeof stat - 1);
+		close(fd);
+		if (len <= 0)
+			continue;
+		stat[len] = 0;
+		/* The command name may hold spaces and parentheses: parse after the last ')'. */
+		p = strrchr(stat, ')');
+		if (!p || sscanf(p + 1, " %c %d %d %d", &state, &ppid, &pgrp, &session) != 4)
+			continue;
+		if (session != sid || state == 'Z' || state == 'X')
+			continue;
+		pid = atoi(e->d_name);
+		if (kill(pid, sig) == 0)
+			n++;
+	}
+	closedir(proc);
+	return n;
+}
+
+/*
+ * The client went away: end the command's session and answer the command's
+ * exit code.  The leader is reaped as soon as it ends (no zombie in the guest
+ * while the rest of its session winds down); its pid stays reserved as the
+ * session id while any member lives, so the scan cannot hit a stranger.
+ */
+static int hang_up(pid_t sid, unsigned long grace_ms)
+{
+	long long deadline = now_ms() + (long long)grace_ms, killed_at = 0;
+	int status, code = -1, left;
+	struct timespec pause = { 0, HANGUP_POLL_MS * 1000000L };
+
+	signal_session(sid, SIGHUP);
+	signal_session(sid, SIGCONT);
+	for (;;) {
+		if (code < 0 && waitpid(sid, &status, WNOHANG) == sid)
+			code = WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
+		left = signal_session(sid, 0);
+		if (left == 0 && code >= 0)
+			return code;
+		if (!killed_at && now_ms() >= deadline) {
+			signal_session(sid, SIGKILL);
+			killed_at = now_ms();
+		}
+		if (killed_at && now_ms() - killed_at > HANGUP_KILL_WAIT_MS)
+			return code >= 0 ? code : 128 + SIGKILL;
+		nanosleep(&pause, NULL);
+	}
+}
+
 static int same_namespace(int fd, const char *path)
 {
 	struct stat a, b;
@@ -127,7 +223,7 @@ int cmd_exec(const char *specpath)
 {
 	struct spec s;
 	struct sigaction sa;
-	sigset_t fwd, none;
+	sigset_t fwd, waited;
 	char path[64], report[4096];
 	int nsfd[NS_COUNT], *cgfd, pipefd[2], status, code = 125, notify_fd;
 	size_t i;
@@ -138,6 +234,7 @@ int cmd_exec(const char *specpath)
 	parse_spec(specpath, &s);
 	require(specpath, s.target_pid > 0, "target_pid");
 	require(specpath, s.arg.n > 0, "arg");
+	require(specpath, s.have_hangup_grace, "hangup_grace_ms");
 
 	/* All namespace fds before any setns: /proc/PID is resolved in our own
 	 * mount and pid namespace, which setns would change. */
@@ -167,7 +264,13 @@ int cmd_exec(const char *specpath)
 	sigemptyset(&fwd);
 	for (i = 0; i < sizeof forwarded_signals / sizeof forwarded_signals[0]; i++)
 		sigaddset(&fwd, forwarded_signals[i]);
+	/* SIGHUP and SIGCHLD stay blocked: the wait below takes them with
+	 * sigwaitinfo, so a hangup cannot slip in between two checks. */
+	sigemptyset(&waited);
+	sigaddset(&waited, SIGHUP);
+	sigaddset(&waited, SIGCHLD);
 	sigprocmask(SIG_BLOCK, &fwd, NULL);
+	sigprocmask(SIG_BLOCK, &waited, NULL);
 
 	/* The child appears in the guest's pid namespace before it has joined the
 	 * mount namespace; non-dumpable (inherited by fork, reset by execve), its
@@ -203,12 +306,18 @@ int cmd_exec(const char *specpath)
 	sigemptyset(&sa.sa_mask);
 	for (i = 0; i < sizeof forwarded_signals / sizeof forwarded_signals[0]; i++)
 		sigaction(forwarded_signals[i], &sa, NULL);
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
+	sigprocmask(SIG_UNBLOCK, &fwd, NULL);
 
-	while (waitpid(pid, &status, 0) < 0) {
-		if (errno != EINTR)
+	for (;;) {
+		pid_t r = waitpid(pid, &status, WNOHANG);
+
+		if (r == pid)
+			break;
+		if (r < 0 && errno != EINTR)
 			die(errno, "waitpid %d", (int)pid);
+		/* EINTR: a forwarded signal's handler ran; look again. */
+		if (sigwaitinfo(&waited, NULL) == SIGHUP)
+			return hang_up(pid, s.hangup_grace_ms);
 	}
 	if (WIFSIGNALED(status))
 		return 128 + WTERMSIG(status);

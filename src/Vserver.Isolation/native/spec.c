@@ -253,6 +253,13 @@ void parse_spec(const char *path, struct spec *s)
 			if (parse_uint(val, INT_MAX, &u) || u == 0)
 				spec_error(&c, "target_pid must be a positive pid, not \"%s\"", val);
 			s->target_pid = (pid_t)u;
+		} else if (!strcmp(key, "hangup_grace_ms")) {
+			if (s->have_hangup_grace)
+				spec_error(&c, "duplicate %s", key);
+			if (parse_uint(val, 3600000, &u))
+				spec_error(&c, "hangup_grace_ms must be 0 to 3600000, not \"%s\"", val);
+			s->hangup_grace_ms = u;
+			s->have_hangup_grace = 1;
 		} else if (!strcmp(key, "tty")) {
 			s->tty = parse_bool(&c, key, val, &s->have_tty);
 		} else if (!strcmp(key, "no_new_privs")) {

@@ -96,8 +96,10 @@ struct spec {
 	unsigned short filter_len;
 	uint64_t cap_keep;
 	pid_t target_pid;
+	/* exec: how long the command's session has after SIGHUP before SIGKILL. */
+	unsigned long hangup_grace_ms;
 	int tty, no_new_privs;
-	int have_tty, have_nnp;
+	int have_tty, have_nnp, have_hangup_grace;
 };
 
 void list_add(struct list *l, char *s);

@@ -165,6 +165,35 @@ public sealed class GuestAgentClientTests : IAsyncDisposable
         client.IsConnected.ShouldBeFalse();
     }
 
+    [Theory]
+    [InlineData(2, GuestFrameType.Hangup, 5000u)]
+    [InlineData(1, GuestFrameType.Signal, 1u)]
+    public async Task A_hangup_asks_the_guest_to_end_the_session_with_a_grace_or_an_old_agent_for_SIGHUP(
+        int version, GuestFrameType expected, uint value)
+    {
+        var (client, guest) = await ConnectAsync();
+        await using var _ = client;
+        using var __ = guest;
+        var ready = client.WaitReadyAsync(TimeSpan.FromSeconds(5), Ct);
+        (await guest.ReadAsync()).Type.ShouldBe(GuestFrameType.Ping);
+        await guest.HelloAsync(1, "6.1.0-test", version);
+        await ready;
+        var start = client.StartAsync(new GuestCommand(["sleep", "1000"]), Ct);
+        var open = await guest.ReadAsync();
+        await guest.SendAsync(GuestFrameType.Started, open.Session, [42, 0, 0, 0]);
+        using var process = await start;
+
+        process.Hangup();
+        process.Hangup(); // once is enough: the guest keeps the first deadline
+        var frame = await guest.ReadAsync();
+        (frame.Type, frame.Session, GuestAgentProtocol.DecodeU32(frame.Type, frame.Payload)).ShouldBe((expected, open.Session, value));
+        await guest.SendAsync(GuestFrameType.Exit, open.Session, [129, 0, 0, 0]);
+        (await process.ExitCode).ShouldBe(129);
+        process.Dispose(); // ended: nothing more to send
+        var next = client.StartAsync(new GuestCommand(["true"]), Ct);
+        (await guest.ReadAsync()).Type.ShouldBe(GuestFrameType.Open); // no second HANGUP or SIGNAL before it
+    }
+
     [Fact]
     public async Task An_oversize_frame_closes_the_connection()
     {
@@ -188,8 +217,8 @@ public sealed class GuestAgentClientTests : IAsyncDisposable
         public async Task SendAsync(GuestFrameType type, uint session, byte[] payload) =>
             await Socket.SendAsync(GuestAgentProtocol.Encode(type, session, payload), Ct);
 
-        public Task HelloAsync(ulong instance, string release) =>
-            SendAsync(GuestFrameType.Hello, 0, GuestAgentProtocol.EncodeHello(new GuestHello(1, instance, release)));
+        public Task HelloAsync(ulong instance, string release, int version = 1) =>
+            SendAsync(GuestFrameType.Hello, 0, GuestAgentProtocol.EncodeHello(new GuestHello(version, instance, release)));
 
         public async Task<(GuestFrameType Type, uint Session, byte[] Payload)> ReadAsync()
         {

@@ -33,6 +33,14 @@ public sealed class VsinitSpecTests
     }
 
     [Fact]
+    public void An_exec_spec_says_how_long_a_hung_up_command_has_before_SIGKILL()
+    {
+        Lines(new VsinitSpec { Args = ["sleep", "1000"], TargetPid = 42, HangupGrace = TimeSpan.FromSeconds(5) })
+            .Where(l => l.StartsWith("hangup_grace_ms", StringComparison.Ordinal)).ShouldBe(["hangup_grace_ms 5000"]);
+        Lines(new VsinitSpec { Args = ["/sbin/init"] }).ShouldNotContain(l => l.StartsWith("hangup_grace_ms", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public void A_path_with_a_newline_is_refused()
     {
         Should.Throw<ArgumentException>(() => new VsinitSpec { Args = ["x"], Meminfo = "/run/a\nb" }.Render())

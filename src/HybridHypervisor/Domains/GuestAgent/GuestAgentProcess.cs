@@ -30,6 +30,7 @@ public sealed class GuestAgentProcess : IGuestProcess
     private int _consumedUnacked;
     private bool _disposed;
     private bool _ended;
+    private bool _hungUp;
 
     internal GuestAgentProcess(GuestAgentClient client, uint session, bool tty)
     {
@@ -56,7 +57,16 @@ public sealed class GuestAgentProcess : IGuestProcess
 
     public void Hangup()
     {
-        if (!HasExited) Signal(1);
+        lock (_gate)
+        {
+            if (_hungUp) return;
+            _hungUp = true;
+        }
+        if (HasExited) return;
+        if (_client.LastHello is { Version: >= 2 })
+            _client.Post(GuestAgentProtocol.Encode(GuestFrameType.Hangup, Session, (uint)IGuestProcess.HangupGrace.TotalMilliseconds));
+        else
+            Signal(1); // all a version 1 guest agent can do: SIGHUP to the command's process group, no SIGKILL after
     }
 
     /// <summary>Sends signal <paramref name="signo"/> to the command's process group in the guest.</summary>

@@ -20,6 +20,8 @@ namespace HybridHypervisor.Domains.GuestAgent;
 /// given, and looks argv[0] up in PATH. The command runs as root in a new session with default signal handling.</item>
 /// <item>STDIN: data for the command's stdin; an empty payload is end of file (with a tty: the EOF character).</item>
 /// <item>SIGNAL <c>[u32 signo]</c>: to the command's process group. RESIZE <c>[u16 rows][u16 cols]</c>: the tty.</item>
+/// <item>HANGUP <c>[u32 grace ms]</c> (version 2): the client went away. SIGHUP and SIGCONT to every process of the
+/// command's session, SIGKILL to what is left of it after the grace; EXIT follows as usual.</item>
 /// <item>ACK <c>[u32 n]</c>: the host consumed n bytes of the session's STDOUT/STDERR.</item>
 /// </list>
 /// <para>Guest to host:</para>
@@ -34,14 +36,15 @@ namespace HybridHypervisor.Domains.GuestAgent;
 /// <para>
 /// Flow control: per session at most <see cref="Window"/> bytes of output are in flight without an ACK, and at most
 /// <see cref="Window"/> bytes of stdin without an INACK, so one slow command or reader stalls only its own session.
-/// When the host disconnects, the agent hangs up (SIGHUP) that host's sessions.
+/// When the host disconnects, the agent hangs up that host's sessions as by HANGUP with a grace of 5 s.
 /// </para>
 /// </summary>
 public static class GuestAgentProtocol
 {
     public const int HeaderSize = 9;
     public const int MaxPayload = 64 * 1024;
-    public const int Version = 1;
+    /// <summary>2 added HANGUP; a version 1 agent (a kernel built before) gets SIGNAL SIGHUP instead.</summary>
+    public const int Version = 2;
     public const int Window = 256 * 1024;
     public const string PortName = "org.vserver.agent.0";
 
@@ -192,6 +195,7 @@ public enum GuestFrameType : byte
     Signal = 0x04,
     Resize = 0x05,
     Ack = 0x06,
+    Hangup = 0x07,
     Hello = 0x81,
     Started = 0x82,
     Error = 0x83,
