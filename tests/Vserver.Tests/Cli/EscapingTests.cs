@@ -132,6 +132,24 @@ public sealed class EscapingTests
         cli.OutLines.ShouldBe([$"started {EvilShown} (pid 7)"]);
     }
 
+    [Fact]
+    public void Export_quotes_a_value_that_is_not_plain_so_no_line_or_key_is_added()
+    {
+        var guest = new GuestInfo { Name = "web1\n  - name: injected", Kind = "vserver", State = "stopped", Image = "busy: box\u001b[2J", Restart = "no" };
+
+        var yaml = Vserver.Cli.Hosting.HostingExport.Write([Vserver.Cli.Hosting.CurrentServer.From(guest)]);
+
+        ShouldBeInert(yaml);
+        var stream = new YamlDotNet.RepresentationModel.YamlStream();
+        stream.Load(new StringReader(yaml));
+        var root = (YamlDotNet.RepresentationModel.YamlMappingNode)stream.Documents[0].RootNode;
+        var servers = (YamlDotNet.RepresentationModel.YamlSequenceNode)root.Children["servers"];
+        servers.Children.Count.ShouldBe(1);
+        ((YamlDotNet.RepresentationModel.YamlScalarNode)((YamlDotNet.RepresentationModel.YamlMappingNode)servers.Children[0]).Children["name"]).Value
+            .ShouldBe(guest.Name);
+        yaml.ShouldContain("image: \"busy: box\\u001B[2J\"");
+    }
+
     // ---- the helper itself ----
 
     [Theory]
