@@ -24,6 +24,7 @@ public sealed partial class Fleet
 
     public void RemoveKernel(string name)
     {
+        if (Vserver.Isolation.Naming.DnsLabel.Error(name, "kernel") is { } invalid) throw FleetException.Invalid(invalid);
         List<string> users;
         users = _registry.Configs().Where(c => c.Domain?.Kernel == name).Select(c => c.Name).ToList();
         if (users.Count > 0)

@@ -63,12 +63,13 @@ public static class ByteSize
         string[] units = ["", "K", "M", "G", "T"];
         double value = bytes;
         var i = 0;
-        while (value >= 1024 && i < units.Length - 1)
+        // Rounded to a tenth first: 1048575 is 1023.99K, which shows as 1M, not as 1024K.
+        while (Math.Round(value, 1) >= 1024 && i < units.Length - 1)
         {
             value /= 1024;
             i++;
         }
-        return value.ToString(value % 1 == 0 ? "0" : "0.#", CultureInfo.InvariantCulture) + units[i];
+        return Math.Round(value, 1).ToString("0.#", CultureInfo.InvariantCulture) + units[i];
     }
 
     /// <summary>"41M", "1G", "1536K" or bytes: the largest unit that divides the size exactly, so that it parses back
@@ -80,15 +81,22 @@ public static class ByteSize
         return bytes.ToString(CultureInfo.InvariantCulture);
     }
 
-    /// <summary>"300M", "1.0G", "7.5G": whole MiB below a GiB, tenths of a GiB from one GiB up, a negative size with a
-    /// minus sign. The memory pool's messages use it, so that figures in one line read alike ("1.7G of 2.0G").</summary>
+    /// <summary>"300M", "1.0G", "7.5G", "2.0T": whole MiB below a GiB, tenths of a GiB from one GiB up and tenths of a
+    /// TiB from one TiB up, a negative size with a minus sign (none on a size that rounds to 0M). The memory pool's
+    /// messages use it, so that figures in one line read alike ("1.7G of 2.0G").</summary>
     public static string FormatRounded(long bytes)
     {
         const long GiB = 1L << 30;
-        var sign = bytes < 0 ? "-" : "";
-        var abs = Math.Abs(bytes);
-        return abs >= GiB
-            ? sign + (abs / (double)GiB).ToString("0.0", CultureInfo.InvariantCulture) + "G"
-            : sign + (abs >> 20).ToString(CultureInfo.InvariantCulture) + "M";
+        const long TiB = 1L << 40;
+        // long.MinValue has no positive counterpart; a byte less changes nothing at this rounding.
+        var abs = bytes == long.MinValue ? long.MaxValue : Math.Abs(bytes);
+        var text = abs switch
+        {
+            // 1023.95G and up rounds to 1024.0G: say 1.0T instead.
+            >= TiB - GiB / 20 => (abs / (double)TiB).ToString("0.0", CultureInfo.InvariantCulture) + "T",
+            >= GiB => (abs / (double)GiB).ToString("0.0", CultureInfo.InvariantCulture) + "G",
+            _ => (abs >> 20).ToString(CultureInfo.InvariantCulture) + "M",
+        };
+        return bytes < 0 && text != "0M" ? "-" + text : text;
     }
 }

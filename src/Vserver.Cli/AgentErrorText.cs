@@ -58,32 +58,33 @@ internal static class AgentErrorText
     }
 
     /// <summary>What to do about a refusal, in vsctl's verbs and flags, to follow the agent's words; empty where they
-    /// say it all.</summary>
+    /// say it all. A name in advice is quoted to be typed back (<see cref="Escaped.Name"/>), and no advice builds an
+    /// image or kernel whose name could never be built.</summary>
     private static string Advice(ApiException e) => e.Code switch
     {
         NameTaken => "; pick another name or destroy it first",
         AddressTaken => "; pick another or leave --ip out",
-        NotFound when (e.Field("guest"), e.Field("port")) is ({ } guest, not null) => $" (see: vsctl port list {guest})",
+        NotFound when (e.Field("guest"), e.Field("port")) is ({ } guest, not null) => $" (see: vsctl port list {Escaped.Name(guest)})",
         NotFound when e.Field("guest") is not null => " (see: vsctl list)",
         NotFound when e.Field("image") is not null => " (see: vsctl image list)",
-        NotRunning when e.Field("guest") is { } guest => $"; start it with: vsctl start {guest}",
+        NotRunning when e.Field("guest") is { } guest => $"; start it with: vsctl start {Escaped.Name(guest)}",
         AlreadyRunning when e.Field("guest") is { } guest => e.Field("operation") == "destroy"
-            ? $" or use: vsctl destroy --force {guest}"
-            : $"; stop it first, or use: vsctl restart {guest}",
-        Paused when e.Field("guest") is { } guest => $"; resume it with: vsctl resume {guest}",
+            ? $" or use: vsctl destroy --force {Escaped.Name(guest)}"
+            : $"; stop it first, or use: vsctl restart {Escaped.Name(guest)}",
+        Paused when e.Field("guest") is { } guest => $"; resume it with: vsctl resume {Escaped.Name(guest)}",
         Broken when e.Field("guest") is { } guest => $"; {BrokenAdvice(guest)}",
-        ImageMissing when e.Field("image") is { } image => $"; build it{(e.Field("guest") is null ? "" : " again")} with: vsctl image build {image}",
-        ImageExists when e.Field("image") is { } image => $" (remove it first with: vsctl image rm {image})",
-        KernelMissing when e.Field("kernel") is { } kernel => $"; build it with: vsctl kernel build {kernel}",
-        KernelOutdated when e.Field("kernel") is { } kernel => $"; rebuild it: vsctl kernel rm {kernel} && vsctl kernel build {kernel}",
-        KernelExists when e.Field("kernel") is { } kernel => $"; remove it first with: vsctl kernel rm {kernel}",
-        AlreadyDomain when e.Field("guest") is { } guest => $"; to make it a vserver again: vsctl demote {guest}",
-        AlreadyVserver when e.Field("guest") is { } guest => $"; to give it its own kernel: vsctl promote {guest}",
-        NotADomain when (e.Field("guest"), e.Field("operation")) is ({ } guest, "console") => $"; enter it with: vsctl enter {guest}",
+        ImageMissing when e.Field("image") is { } image && Names.IsValid(image) => $"; build it{(e.Field("guest") is null ? "" : " again")} with: vsctl image build {Escaped.Name(image)}",
+        ImageExists when e.Field("image") is { } image => $" (remove it first with: vsctl image rm {Escaped.Name(image)})",
+        KernelMissing when e.Field("kernel") is { } kernel && Names.IsValid(kernel) => $"; build it with: vsctl kernel build {Escaped.Name(kernel)}",
+        KernelOutdated when e.Field("kernel") is { } kernel => $"; rebuild it: vsctl kernel rm {Escaped.Name(kernel)} && vsctl kernel build {Escaped.Name(kernel)}",
+        KernelExists when e.Field("kernel") is { } kernel => $"; remove it first with: vsctl kernel rm {Escaped.Name(kernel)}",
+        AlreadyDomain when e.Field("guest") is { } guest => $"; to make it a vserver again: vsctl demote {Escaped.Name(guest)}",
+        AlreadyVserver when e.Field("guest") is { } guest => $"; to give it its own kernel: vsctl promote {Escaped.Name(guest)}",
+        NotADomain when (e.Field("guest"), e.Field("operation")) is ({ } guest, "console") => $"; enter it with: vsctl enter {Escaped.Name(guest)}",
         ConsoleBusy => "; detach that one with Ctrl-]",
-        GuestAgentSilent when e.Field("guest") is { } guest => $"; see its console with: vsctl console {guest}",
+        GuestAgentSilent when e.Field("guest") is { } guest => $"; see its console with: vsctl console {Escaped.Name(guest)}",
         PortTaken when (e.Field("owner"), e.Field("port"), e.Field("guestPort")) is ({ } owner, { } port, not null) =>
-            $"; remove it first: vsctl port remove {owner} {port}",
+            $"; remove it first: vsctl port remove {Escaped.Name(owner)} {port}",
         PoolFull => e.Field("bound") == "limits"
             ? "; give a smaller --memory, or allow more overcommit (vsctl host set --overcommit)"
             : "; give a smaller --memory-min, lower or destroy another guest, or shrink the host reserve (vsctl host set --reserve)",
@@ -91,15 +92,15 @@ internal static class AgentErrorText
             ? "; lower some limits first or allow more overcommit"
             : "; lower their --memory-min first or keep a smaller reserve",
         NoDiskQuota => " (vsctl create NAME --disk SIZE)",
-        LayerMissing when e.Field("guest") is { } guest => $"; destroy the guest with: vsctl destroy {guest}",
+        LayerMissing when e.Field("guest") is { } guest => $"; destroy the guest with: vsctl destroy {Escaped.Name(guest)}",
         NotASaveFile => "; give a file written by vsctl save",
-        SaveFailed when e.Field("guest") is { } guest => $": start it with: vsctl start {guest}",
+        SaveFailed when e.Field("guest") is { } guest => $": start it with: vsctl start {Escaped.Name(guest)}",
         InvalidValue => ValueAdvice(e),
         _ => "",
     };
 
     /// <summary>vsctl's advice for a guest the agent holds as broken: it can be fixed by hand or removed.</summary>
-    public static string BrokenAdvice(string guest) => $"fix its files, or remove it with: vsctl destroy --force {guest}";
+    public static string BrokenAdvice(string guest) => $"fix its files, or remove it with: vsctl destroy --force {Escaped.Name(guest)}";
 
     private static string NotForKind(string flag, string? kind) => kind == GuestKinds.Vserver
         ? $"{flag} is for domains; add --kind domain, or leave it out for a vserver"
@@ -129,14 +130,14 @@ internal static class AgentErrorText
             (GuestSpec.Fields.DiskBytes, Reasons.TooSmallForImage) when minimum is { } min => $"; give {flag} {ByteSize.FormatExact(min)} or more",
             (GuestSpec.Fields.MemoryBytes, Reasons.AgainstGuarantee) => "; lower --memory-min first",
             (GuestSpec.Fields.MemoryBytes, Reasons.AboveBootMaximum) when e.Field("guest") is { } guest =>
-                $"; stop it and set {flag} {(Number(value) ?? 0) >> 20}M to raise the maximum: vsctl stop {guest}",
+                $"; stop it and set {flag} {(Number(value) ?? 0) >> 20}M to raise the maximum: vsctl stop {Escaped.Name(guest)}",
             (GuestSpec.Fields.Cpus, _) => $", e.g. {flag} 0.5",
             (GuestSpec.Fields.Pids, _) => $", e.g. {flag} 200",
             (GuestSpec.Fields.Ipv4, Reasons.OutsideSubnet) => $"; pick one inside it or leave {flag} out",
             (GuestSpec.Fields.Ipv4, Reasons.ReservedAddress) => "; pick another",
             (GuestSpec.Fields.Command, Reasons.Empty) => $", or leave {flag} out to run the image's /sbin/init",
-            (GuestSpec.Fields.Image, Reasons.NotBuilt) => $"; build one with: vsctl image build {value}",
-            (GuestSpec.Fields.Kernel, Reasons.NotBuilt) => $"; build it with: vsctl kernel build {value}",
+            (GuestSpec.Fields.Image, Reasons.NotBuilt) when Names.IsValid(value) => $"; build one with: vsctl image build {Escaped.Name(value)}",
+            (GuestSpec.Fields.Kernel, Reasons.NotBuilt) when Names.IsValid(value) => $"; build it with: vsctl kernel build {Escaped.Name(value)}",
             _ => "",
         };
     }

@@ -89,7 +89,9 @@ internal sealed class CliContext
         }
         catch (JsonException e)
         {
-            return Fail(ExitCodes.Failed, $"the agent sent an answer vsctl does not understand: {e.Message}");
+            // Not e.Message: it names .NET types ("could not be converted to Vserver.Api.GuestInfo").
+            return Fail(ExitCodes.Failed, $"the agent sent an answer vsctl does not understand{(e.Path is { Length: > 0 } at ? $" (at {at})" : "")}; " +
+                "are vsctl and vserverd the same version?");
         }
         catch (WebSocketException e)
         {
@@ -103,11 +105,12 @@ internal sealed class CliContext
 
     public int Fail(int exitCode, string message)
     {
-        Err.WriteLine($"vsctl: {OneLine(message)}");
+        Err.WriteLine($"vsctl: {Escaped.Text(OneLine(message))}");
         return exitCode;
     }
 
-    /// <summary>Messages are printed on one line; the agent's own text is kept as is otherwise.</summary>
+    /// <summary>Messages are printed on one line; the agent's own text is kept as is otherwise (<see cref="Fail"/> escapes
+    /// what is unsafe on a terminal).</summary>
     public static string OneLine(string message) =>
         message.Contains('\n', StringComparison.Ordinal) ? string.Join("; ", message.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)) : message;
 

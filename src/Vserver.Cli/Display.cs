@@ -27,7 +27,10 @@ internal static class Display
 
     public static string Number(long? value) => value is { } v ? v.ToString(CultureInfo.InvariantCulture) : None;
 
-    public static string Text(string? value) => string.IsNullOrEmpty(value) ? None : value;
+    public static string Text(string? value) => string.IsNullOrEmpty(value) ? None : Escaped.Text(value);
+
+    /// <summary>A name from the agent, as a word that can be typed back (<see cref="Escaped.Name"/>).</summary>
+    public static string Name(string? value) => string.IsNullOrEmpty(value) ? None : Escaped.Name(value);
 
     /// <summary>Local wall-clock time with its offset, and how long ago: <c>2025-03-01 14:02:11 +01:00 (5m ago)</c>.</summary>
     public static string Time(DateTimeOffset? value, TimeProvider clock)
@@ -46,12 +49,29 @@ internal static class Display
         _ => $"{(int)age.TotalDays}d ago",
     };
 
-    /// <summary>Aligned <c>key: value</c> lines.</summary>
+    /// <summary>Aligned <c>key: value</c> lines; a value's control characters escaped.</summary>
     public static void KeyValues(TextWriter output, IEnumerable<(string Key, string Value)> lines)
     {
         var list = lines.ToList();
         var width = list.Count == 0 ? 0 : list.Max(l => l.Key.Length) + 1;
-        foreach (var (key, value) in list) output.WriteLine($"{(key + ":").PadRight(width)} {value}");
+        foreach (var (key, value) in list) output.WriteLine($"{(key + ":").PadRight(width)} {Escaped.Text(value)}");
+    }
+
+    /// <summary>
+    /// The relaxed encoder leaves invisible formatting characters (U+202E, the right-to-left override, among them) raw
+    /// in strings. Outside its strings JSON is plain ASCII, so each such character is inside one, where \uXXXX means
+    /// the same character.
+    /// </summary>
+    private static string JsonInert(string json)
+    {
+        if (!Escaped.NeedsEscape(json)) return json;
+        var text = new StringBuilder(json.Length + 16);
+        foreach (var c in json)
+        {
+            if (Escaped.IsUnsafe(c) && c is not ('\n' or '\r' or ' ')) text.Append("\\u").Append(((int)c).ToString("x4", CultureInfo.InvariantCulture));
+            else text.Append(c);
+        }
+        return text.ToString();
     }
 
     /// <summary>Indented camelCase JSON through the source-generated contract (no reflection).</summary>
@@ -62,6 +82,6 @@ internal static class Display
         {
             JsonSerializer.Serialize(writer, value, type);
         }
-        output.WriteLine(Encoding.UTF8.GetString(buffer.WrittenSpan));
+        output.WriteLine(JsonInert(Encoding.UTF8.GetString(buffer.WrittenSpan)));
     }
 }

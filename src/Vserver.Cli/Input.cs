@@ -60,6 +60,11 @@ internal static class Input
     public static bool IsJson(string? format, string textName) =>
         OneOf("--format", format ?? textName, textName, "json") == "json";
 
+    /// <summary>The name of an image or kernel to build or remove, checked before anything is sent or announced: no such
+    /// name can exist, and advice that spells it could never work.</summary>
+    public static string StoreName(string kind, string name) =>
+        Names.IsValid(name) ? name : throw new UsageException($"invalid name {Escaped.Name(name)}: {Names.Rule(kind)}");
+
     public static IReadOnlyList<string> Command(string option, string text)
     {
         IReadOnlyList<string> words;

@@ -87,12 +87,14 @@ internal static class ShellWords
     private static FormatException NeedsShell(char c) =>
         new($"'{c}' needs a shell; quote it, or run one: \"/bin/sh -c '...'\"");
 
-    /// <summary>The inverse for display: words that need it are single-quoted.</summary>
+    /// <summary>The inverse for display: words that need it are single-quoted, or in <c>$'...'</c> with escapes where a
+    /// character is unsafe on a terminal (<see cref="Escaped.Name"/>).</summary>
     public static string Join(IEnumerable<string> words) => string.Join(' ', words.Select(Quote));
 
     public static string Quote(string word)
     {
         if (word.Length == 0) return "''";
+        if (Escaped.NeedsEscape(word)) return Escaped.Name(word);
         foreach (var c in word)
         {
             if (!(char.IsAsciiLetterOrDigit(c) || c is '_' or '-' or '.' or '/' or ',' or ':' or '=' or '@' or '%' or '+'))

@@ -2,7 +2,8 @@ using System.Text;
 
 namespace Vserver.Cli;
 
-/// <summary>Left-aligned columns separated by three spaces; empty cells print as <c>-</c>; no trailing blanks.</summary>
+/// <summary>Left-aligned columns separated by three spaces; empty cells print as <c>-</c>; no trailing blanks. A cell's
+/// control characters are escaped (<see cref="Escaped.Text"/>): one row stays one line, and the terminal is not driven.</summary>
 internal static class TextTable
 {
     public const string Gap = "   ";
@@ -14,7 +15,7 @@ internal static class TextTable
         {
             var line = new string[headers.Count];
             for (var i = 0; i < line.Length; i++)
-                line[i] = i < row.Count && !string.IsNullOrEmpty(row[i]) ? row[i]! : "-";
+                line[i] = i < row.Count && !string.IsNullOrEmpty(row[i]) ? Escaped.Text(row[i]) : "-";
             cells.Add(line);
         }
         var widths = new int[headers.Count];

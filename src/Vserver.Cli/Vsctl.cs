@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.CommandLine.Invocation;
+using System.CommandLine.Parsing;
 using Vserver.Cli.Commands;
 
 namespace Vserver.Cli;
@@ -41,10 +42,22 @@ internal static class Vsctl
         return root;
     }
 
+    /// <summary>"vsctl host set": the words that name a command.</summary>
+    private static string CommandPath(CommandResult command)
+    {
+        var words = new List<string>();
+        for (SymbolResult? at = command; at is CommandResult c; at = c.Parent)
+            words.Insert(0, c.Parent is null ? "vsctl" : c.Command.Name);
+        return string.Join(' ', words);
+    }
+
     /// <summary>Parses and runs; System.CommandLine's own parse errors (with help) exit 2 like vsctl's usage errors.</summary>
     public static async Task<int> RunAsync(string[] args, CliContext cli)
     {
         var parse = BuildRoot(cli).Parse(args);
+        // A verb's parse error in one line; a group of verbs (vsctl, vsctl kernel) given a wrong one still shows its list.
+        if (parse.Errors.Count > 0 && parse.CommandResult.Command.Subcommands.Count == 0)
+            return cli.Fail(ExitCodes.Usage, $"{parse.Errors[0].Message.TrimEnd('.')}; see: {CommandPath(parse.CommandResult)} --help");
         var config = new InvocationConfiguration
         {
             EnableDefaultExceptionHandler = false, // no stack traces: CliContext.RunAsync turns failures into one line

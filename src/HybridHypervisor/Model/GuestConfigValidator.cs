@@ -24,7 +24,7 @@ public static partial class GuestConfigValidator
     {
         if (limits.MemoryBytes is { } m && m < MinMemoryBytes)
             return new SettingError(GuestSpec.Fields.MemoryBytes, Text(m), Reasons.BelowMinimum,
-                $"memory limit {m} bytes is below the minimum of 4M").With("minimum", MinMemoryBytes);
+                $"memory limit {(m < 1024 ? $"{m} bytes" : ByteSize.Format(m))} is below the minimum of 4M").With("minimum", MinMemoryBytes);
         if (limits.Cpus is { } c && (double.IsNaN(c) || c <= 0 || c > hostCpus))
             return new SettingError(GuestSpec.Fields.Cpus, Text(c), Reasons.OutOfRange,
                 $"invalid cpus {c}: give a number above 0 and at most this host's {hostCpus} CPUs").With("maximum", hostCpus);

@@ -21,10 +21,10 @@ internal static class ApplyCommand
         var file = new Argument<string>("FILE") { Description = "The hosting file (YAML: plans and servers; see the README)" };
         var dryRun = new Option<bool>("--dry-run") { Description = "Print what would change and change nothing" };
         var prune = new Option<bool>("--prune") { Description = "Also destroy guests the file does not list" };
-        var parallel = new Option<int>("--parallel")
+        // Read as text and checked by vsctl: System.CommandLine's own refusal of "--parallel x" names a .NET type.
+        var parallel = new Option<string?>("--parallel")
         {
             Description = $"Servers worked on at once [default: {DefaultParallel}]",
-            DefaultValueFactory = _ => DefaultParallel,
             HelpName = "N",
         };
         var command = new Command("apply", "Make the host what a hosting file says: create, change, start (and with --prune remove) guests")
@@ -32,7 +32,7 @@ internal static class ApplyCommand
             file, dryRun, prune, parallel,
         };
         command.SetAction((parse, ct) => cli.RunAsync(parse, client => HandleAsync(client, parse.GetValue(file)!,
-            new ApplyOptions(parse.GetValue(dryRun), parse.GetValue(prune), parse.GetValue(parallel)), cli, ct)));
+            new ApplyOptions(parse.GetValue(dryRun), parse.GetValue(prune), Input.PositiveInt("--parallel", parse.GetValue(parallel), "number of servers") ?? DefaultParallel), cli, ct)));
         return command;
     }
 

@@ -55,7 +55,7 @@ internal static class ConsoleCommand
         {
             result = await session.RunAsync(() =>
             {
-                stderr.WriteLine($"vsctl: connected to the console of {name}; detach with Ctrl-]");
+                stderr.WriteLine($"vsctl: connected to the console of {Escaped.Name(name)}; detach with Ctrl-]");
                 if (!raw) return;
                 try
                 {
@@ -91,13 +91,13 @@ internal static class ConsoleCommand
         switch (result.End)
         {
             case ConsoleEnd.Detached:
-                stderr.WriteLine($"vsctl: detached from {name}");
+                stderr.WriteLine($"vsctl: detached from {Escaped.Name(name)}");
                 break;
             case ConsoleEnd.Closed:
-                stderr.WriteLine($"vsctl: the console of {name} closed");
+                stderr.WriteLine($"vsctl: the console of {Escaped.Name(name)} closed");
                 break;
             case ConsoleEnd.Failed:
-                stderr.WriteLine($"vsctl: {CliContext.OneLine(result.Error ?? "the console session failed")}");
+                stderr.WriteLine($"vsctl: {Escaped.Text(CliContext.OneLine(result.Error ?? "the console session failed"))}");
                 break;
         }
         return result.ExitCode;

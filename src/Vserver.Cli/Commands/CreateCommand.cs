@@ -134,7 +134,7 @@ internal static class CreateCommand
         var request = ToRequest(options);
         var guest = await client.CreateAsync(request, ct);
         var details = string.Join(", ", new[] { guest.Kind, guest.Ipv4, guest.Privileged ? "privileged" : null }.OfType<string>().Where(d => d.Length > 0));
-        stdout.WriteLine($"created {guest.Name} ({details})");
+        stdout.WriteLine($"created {Escaped.Name(guest.Name)} ({details})");
         return ExitCodes.Ok;
     }
 }

@@ -18,7 +18,7 @@ internal static class DestroyCommand
     public static async Task<int> HandleAsync(AgentClient client, string name, bool force, TextWriter stdout, TextWriter stderr, CancellationToken ct)
     {
         await client.DestroyAsync(name, force, ct);
-        stdout.WriteLine($"destroyed {name}");
+        stdout.WriteLine($"destroyed {Escaped.Name(name)}");
         return ExitCodes.Ok;
     }
 }

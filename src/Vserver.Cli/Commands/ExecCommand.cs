@@ -24,7 +24,8 @@ internal static class ExecCommand
         var argv = new Argument<string[]>("COMMAND")
         {
             Description = "The command and its arguments; put them after -- when they have options of their own",
-            Arity = ArgumentArity.OneOrMore,
+            // Zero here, refused in one line below: System.CommandLine would answer a missing command with the whole help.
+            Arity = ArgumentArity.ZeroOrMore,
         };
         var command = new Command("exec", "Run a command in a running guest; vsctl exits with its exit code") { tty, env, workdir, name, argv };
         command.SetAction((parse, ct) =>
@@ -37,10 +38,15 @@ internal static class ExecCommand
                 Env = parse.GetValue(env) ?? [],
                 Workdir = parse.GetValue(workdir),
             };
+            if (options.Command.Count == 0) return Task.FromResult(cli.Fail(ExitCodes.Usage, NoCommand(options.Name)));
             return cli.RunAsync(parse, client => HandleAsync(client, options, ExecIo.From(cli), cli.Err, ct));
         });
         return command;
     }
+
+    /// <summary>The one line for <c>vsctl exec NAME</c> without a command.</summary>
+    public static string NoCommand(string name) =>
+        $"exec needs a command to run in {Escaped.Name(name)}: vsctl exec {Escaped.Name(name)} -- CMD ARGS... (or a shell: vsctl enter {Escaped.Name(name)})";
 
     public sealed record Options
     {
@@ -69,7 +75,7 @@ internal static class ExecCommand
 
     public static async Task<int> HandleAsync(AgentClient client, Options options, ExecIo io, TextWriter stderr, CancellationToken ct)
     {
-        if (options.Command.Count == 0) throw new UsageException("exec needs a command: vsctl exec NAME -- CMD ARGS...");
+        if (options.Command.Count == 0) throw new UsageException(NoCommand(options.Name));
         var env = ParseEnv(options.Env);
         var stdinIsTerminal = io.Terminal.IsTerminal(0);
         var tty = options.Tty || (options.TtyIfTerminal && stdinIsTerminal);
@@ -136,7 +142,7 @@ internal static class ExecCommand
             foreach (var registration in signals) registration.Dispose();
             rawMode?.Dispose();
         }
-        if (result.Error is not null) stderr.WriteLine($"vsctl: {CliContext.OneLine(result.Error)}");
+        if (result.Error is not null) stderr.WriteLine($"vsctl: {Escaped.Text(CliContext.OneLine(result.Error))}");
         return result.ExitCode;
     }
 }

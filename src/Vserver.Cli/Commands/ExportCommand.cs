@@ -19,8 +19,8 @@ internal static class ExportCommand
     {
         var list = await client.ListAsync(ct);
         var yaml = HostingExport.Write(list.Guests.Select(CurrentServer.From).ToList());
-        foreach (var warning in list.Warnings) cli.Err.WriteLine($"vsctl: left out: {warning}");
-        foreach (var broken in list.Guests.Where(g => g.State == "broken")) cli.Err.WriteLine($"vsctl: left out broken guest {broken.Name}: {broken.Problem}");
+        foreach (var warning in list.Warnings) cli.Err.WriteLine($"vsctl: left out: {Escaped.Text(warning)}");
+        foreach (var broken in list.Guests.Where(g => g.State == "broken")) cli.Err.WriteLine($"vsctl: left out broken guest {Escaped.Name(broken.Name)}: {Escaped.Text(broken.Problem)}");
         if (output is null)
         {
             cli.Out.Write(yaml);

@@ -94,9 +94,9 @@ internal static class HostCommand
             TextTable.Write(stdout, ["KIND", "WHAT", "WHY"], report.Orphans.Select(o => (IReadOnlyList<string?>)[o.Kind, o.What, o.Why]).ToList());
             stdout.WriteLine($"{report.Orphans.Count} orphaned; remove them with: vsctl host check --repair");
         }
-        if (report.Busy.Count > 0) stdout.WriteLine($"not judged, in the middle of an operation: {string.Join(", ", report.Busy)}");
-        foreach (var problem in report.Problems) stdout.WriteLine($"problem: {problem}");
-        foreach (var broken in report.Broken) stdout.WriteLine($"broken guest {broken}: {AgentErrorText.BrokenAdvice(broken)}");
+        if (report.Busy.Count > 0) stdout.WriteLine($"not judged, in the middle of an operation: {string.Join(", ", report.Busy.Select(Escaped.Name))}");
+        foreach (var problem in report.Problems) stdout.WriteLine($"problem: {Escaped.Text(problem)}");
+        foreach (var broken in report.Broken) stdout.WriteLine($"broken guest {Escaped.Name(broken)}: {AgentErrorText.BrokenAdvice(broken)}");
         return clean ? ExitCodes.Ok : ExitCodes.Failed;
     }
 

@@ -21,8 +21,8 @@ internal static class ImageCommand
 
     public static async Task<int> BuildAsync(AgentClient client, string name, TextWriter stdout, TextWriter stderr, CancellationToken ct)
     {
-        var image = await client.BuildImageAsync(name, ct);
-        stdout.WriteLine($"built image {image.Name} ({ByteSize.Format(image.SizeBytes)}, {image.Digest})");
+        var image = await client.BuildImageAsync(Input.StoreName("image", name), ct);
+        stdout.WriteLine($"built image {Escaped.Name(image.Name)} ({ByteSize.Format(image.SizeBytes)}, {image.Digest})");
         return ExitCodes.Ok;
     }
 

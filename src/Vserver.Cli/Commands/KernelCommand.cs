@@ -23,8 +23,8 @@ internal static class KernelCommand
             var announced = false;
             return cli.RunAsync(parse, client =>
             {
-                var name = parse.GetValue(buildName) ?? DefaultName;
-                if (!announced) cli.Err.WriteLine($"building kernel {name}...");
+                var name = Input.StoreName("kernel", parse.GetValue(buildName) ?? DefaultName);
+                if (!announced) cli.Err.WriteLine($"building kernel {Escaped.Name(name)}...");
                 announced = true;
                 return BuildAsync(client, name, cli.Out, cli.Err, ct);
             });
@@ -43,7 +43,7 @@ internal static class KernelCommand
     public static async Task<int> BuildAsync(AgentClient client, string name, TextWriter stdout, TextWriter stderr, CancellationToken ct)
     {
         var kernel = await client.BuildKernelAsync(name, ct);
-        stdout.WriteLine($"built kernel {kernel.Name} ({kernel.Version}, {ByteSize.Format(kernel.SizeBytes)})");
+        stdout.WriteLine($"built kernel {Escaped.Name(kernel.Name)} ({kernel.Version}, {ByteSize.Format(kernel.SizeBytes)})");
         return ExitCodes.Ok;
     }
 

@@ -24,7 +24,7 @@ internal static class ListCommand
 
     public static void Write(GuestList list, bool json, TextWriter stdout, TextWriter stderr)
     {
-        foreach (var warning in list.Warnings) stderr.WriteLine($"vsctl: warning: {warning}");
+        foreach (var warning in list.Warnings) stderr.WriteLine($"vsctl: warning: {Escaped.Text(warning)}");
         if (json)
         {
             Display.Json(stdout, list.Guests, ApiJson.Default.IReadOnlyListGuestInfo);
@@ -36,7 +36,7 @@ internal static class ListCommand
                 var domain = GuestKinds.IsDomain(g);
                 return new[]
                 {
-                    g.Name, g.Kind, g.State,
+                    Display.Name(g.Name), g.Kind, g.State,
                     domain ? Accelerators.Short(g.Accelerator) : null,
                     g.Ipv4,
                     // A domain's MemoryBytes is its balloon target, what it may use now.

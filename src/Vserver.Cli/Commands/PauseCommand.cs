@@ -11,7 +11,7 @@ internal static class PauseCommand
     public static async Task<int> HandleAsync(AgentClient client, string name, TextWriter stdout, TextWriter stderr, CancellationToken ct)
     {
         var guest = await client.PauseAsync(name, ct);
-        stdout.WriteLine($"paused {guest.Name}");
+        stdout.WriteLine($"paused {Escaped.Name(guest.Name)}");
         return ExitCodes.Ok;
     }
 }

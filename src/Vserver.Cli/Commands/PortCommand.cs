@@ -54,7 +54,7 @@ internal static class PortCommand
     {
         var port = ParseSpec(spec);
         var guest = await client.AddPortAsync(name, port, ct);
-        stdout.WriteLine($"published {name}: host port {port.HostPort}/{port.Protocol} -> {guest.Ipv4 ?? name}:{port.GuestPort}");
+        stdout.WriteLine($"published {Escaped.Name(name)}: host port {port.HostPort}/{port.Protocol} -> {Escaped.Text(guest.Ipv4 ?? name)}:{port.GuestPort}");
         // What may keep clients away (IPv4 forwarding off) is the host's, not the guest's: asked apart.
         WriteNotes(await client.PortsAsync(name, ct), stdout);
         return ExitCodes.Ok;
@@ -87,7 +87,7 @@ internal static class PortCommand
     {
         var (port, protocol) = ParseHostPort(hostPort);
         await client.RemovePortAsync(name, port, protocol, ct);
-        stdout.WriteLine($"withdrew {name}: host port {port}/{protocol}");
+        stdout.WriteLine($"withdrew {Escaped.Name(name)}: host port {port}/{protocol}");
         return ExitCodes.Ok;
     }
 
@@ -97,6 +97,6 @@ internal static class PortCommand
 
     private static void WriteNotes(PortList list, TextWriter stdout)
     {
-        foreach (var note in list.Notes) stdout.WriteLine($"note: {note}");
+        foreach (var note in list.Notes) stdout.WriteLine($"note: {Escaped.Text(note)}");
     }
 }

@@ -57,11 +57,11 @@ internal static class PromoteCommand
     {
         var result = await call;
         stdout.WriteLine(result.DryRun
-            ? $"{result.Name} would become a {result.To} (dry run, nothing changed):"
-            : $"{result.Name} is now a {result.To}{(result.Guest?.State is { } state ? $" ({state})" : "")}:");
+            ? $"{Display.Name(result.Name)} would become a {result.To} (dry run, nothing changed):"
+            : $"{Display.Name(result.Name)} is now a {result.To}{(result.Guest?.State is { } state ? $" ({state})" : "")}:");
         var width = result.Settings.Count == 0 ? 0 : result.Settings.Max(s => s.What.Length);
-        foreach (var s in result.Settings) stdout.WriteLine($"  {s.What.PadRight(width)}  {s.Value}");
-        foreach (var note in result.Notes) stdout.WriteLine($"  note: {note}");
+        foreach (var s in result.Settings) stdout.WriteLine($"  {s.What.PadRight(width)}  {Escaped.Text(s.Value)}");
+        foreach (var note in result.Notes) stdout.WriteLine($"  note: {Escaped.Text(note)}");
         return ExitCodes.Ok;
     }
 }

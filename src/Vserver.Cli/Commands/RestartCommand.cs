@@ -11,7 +11,7 @@ internal static class RestartCommand
     public static async Task<int> HandleAsync(AgentClient client, string name, TextWriter stdout, TextWriter stderr, CancellationToken ct)
     {
         var guest = await client.RestartAsync(name, ct);
-        stdout.WriteLine(guest.InitPid is { } pid ? $"restarted {guest.Name} (pid {pid})" : $"restarted {guest.Name}");
+        stdout.WriteLine(guest.InitPid is { } pid ? $"restarted {Escaped.Name(guest.Name)} (pid {pid})" : $"restarted {Escaped.Name(guest.Name)}");
         return ExitCodes.Ok;
     }
 }

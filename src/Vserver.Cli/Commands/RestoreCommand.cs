@@ -20,7 +20,7 @@ internal static class RestoreCommand
     {
         var path = SaveCommand.AbsolutePath(file, currentDirectory);
         var guest = await client.RestoreAsync(path, ct);
-        stdout.WriteLine($"restored {guest.Name} ({guest.State})");
+        stdout.WriteLine($"restored {Escaped.Name(guest.Name)} ({guest.State})");
         return ExitCodes.Ok;
     }
 }

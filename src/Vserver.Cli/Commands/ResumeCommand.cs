@@ -11,7 +11,7 @@ internal static class ResumeCommand
     public static async Task<int> HandleAsync(AgentClient client, string name, TextWriter stdout, TextWriter stderr, CancellationToken ct)
     {
         var guest = await client.ResumeAsync(name, ct);
-        stdout.WriteLine($"resumed {guest.Name}");
+        stdout.WriteLine($"resumed {Escaped.Name(guest.Name)}");
         return ExitCodes.Ok;
     }
 }

@@ -31,7 +31,7 @@ internal static class SaveCommand
     {
         var path = AbsolutePath(file, currentDirectory);
         var saved = await client.SaveAsync(name, path, ct);
-        stdout.WriteLine($"saved {name} to {saved.File} ({ByteSize.Format(saved.SizeBytes)})");
+        stdout.WriteLine($"saved {Escaped.Name(name)} to {Escaped.Name(saved.File)} ({ByteSize.Format(saved.SizeBytes)})");
         return ExitCodes.Ok;
     }
 }

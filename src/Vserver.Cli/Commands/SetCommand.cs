@@ -71,13 +71,13 @@ internal static class SetCommand
     {
         var min = guest.MemoryMinBytes is { } m ? $", memory min {ByteSize.Format(m)}" : "";
         if (guest.Kind != GuestKinds.Domain)
-            return $"updated {guest.Name}: memory {Display.Bytes(guest.MemoryBytes)}{min}, cpus {Display.Number(guest.Cpus)}, pids {Display.Number(guest.Pids)}, restart {guest.Restart ?? "no"}, autostart {(guest.Autostart ? "on" : "off")}" +
+            return $"updated {Display.Name(guest.Name)}: memory {Display.Bytes(guest.MemoryBytes)}{min}, cpus {Display.Number(guest.Cpus)}, pids {Display.Number(guest.Pids)}, restart {guest.Restart ?? "no"}, autostart {(guest.Autostart ? "on" : "off")}" +
                    (guest.DiskBytes is { } quota ? $", disk {ByteSize.Format(quota)}{StatusCommand.PendingGrow(guest)}" : "");
         // A domain sharing a promoted vserver's files keeps that vserver's disk quota.
         var disk = guest.Root == "virtiofs" && guest.DiskBytes is { } q ? $", disk {ByteSize.Format(q)}{StatusCommand.PendingGrow(guest)}" : "";
         // The agent balloons a running domain and changes a stopped one's RAM (see Fleet.SetDomainMemoryLockedAsync).
         return guest.State is "running" or "paused"
-            ? $"updated {guest.Name}: memory {Display.Bytes(guest.MemoryBytes)} (balloon target, live; maximum {Display.Bytes(guest.MaxMemoryBytes)}){min}{disk}"
-            : $"updated {guest.Name}: memory {Display.Bytes(guest.MemoryBytes)} (its RAM from the next start){min}{disk}";
+            ? $"updated {Display.Name(guest.Name)}: memory {Display.Bytes(guest.MemoryBytes)} (balloon target, live; maximum {Display.Bytes(guest.MaxMemoryBytes)}){min}{disk}"
+            : $"updated {Display.Name(guest.Name)}: memory {Display.Bytes(guest.MemoryBytes)} (its RAM from the next start){min}{disk}";
     }
 }

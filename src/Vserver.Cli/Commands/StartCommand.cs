@@ -11,7 +11,7 @@ internal static class StartCommand
     public static async Task<int> HandleAsync(AgentClient client, string name, TextWriter stdout, TextWriter stderr, CancellationToken ct)
     {
         var guest = await client.StartAsync(name, ct: ct);
-        stdout.WriteLine(guest.InitPid is { } pid ? $"started {guest.Name} (pid {pid})" : $"started {guest.Name}");
+        stdout.WriteLine(guest.InitPid is { } pid ? $"started {Escaped.Name(guest.Name)} (pid {pid})" : $"started {Escaped.Name(guest.Name)}");
         return ExitCodes.Ok;
     }
 }

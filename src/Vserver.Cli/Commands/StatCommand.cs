@@ -49,7 +49,7 @@ internal static class StatCommand
 
     private static string?[] Row(GuestStat g) =>
     [
-        g.Name, g.Kind, g.State,
+        Display.Name(g.Name), g.Kind, g.State,
         Display.Number(g.Processes),
         Display.Bytes(g.RssBytes),
         Display.Bytes(g.FairBytes),
@@ -67,7 +67,7 @@ internal static class StatCommand
     {
         if (g.Kind != GuestKinds.Domain || (g.BalloonBytes is null && g.BalloonTargetBytes is null)) return null;
         var ksm = g.KsmBytes is > 0 ? $", KSM merged {Display.Bytes(g.KsmBytes)}" : "";
-        return $"domain {g.Name}: balloon {Display.Bytes(g.BalloonBytes)} of {Display.Bytes(g.BalloonTargetBytes)} target{ksm}";
+        return $"domain {Display.Name(g.Name)}: balloon {Display.Bytes(g.BalloonBytes)} of {Display.Bytes(g.BalloonTargetBytes)} target{ksm}";
     }
 
     /// <summary>
@@ -84,6 +84,6 @@ internal static class StatCommand
         yield return $"pool: capacity {Display.Bytes(h.CapacityBytes)}, committed {Display.Bytes(h.CommittedBytes)}"
             + $" ({Display.Percent(h.CommittedBytes, h.CapacityBytes)}), free {Display.Bytes(h.FreeBytes)}{pressure};"
             + $" shared pages save {Display.Bytes(h.SharedSavingsBytes)}, " + (h.Ksm ? $"KSM saves {Display.Bytes(h.KsmSavingsBytes)}" : "KSM off");
-        foreach (var note in h.Notes) yield return $"note: {CliContext.OneLine(note)}";
+        foreach (var note in h.Notes) yield return $"note: {Escaped.Text(CliContext.OneLine(note))}";
     }
 }

@@ -30,7 +30,7 @@ internal static class StatusCommand
     {
         var lines = new List<(string, string)>
         {
-            ("name", g.Name),
+            ("name", Display.Name(g.Name)),
             ("type", g.Kind),
             ("state", g.State),
         };

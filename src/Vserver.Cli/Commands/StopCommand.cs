@@ -23,7 +23,7 @@ internal static class StopCommand
     {
         var seconds = Input.NonNegativeInt("--timeout", timeout, "timeout");
         var guest = await client.StopAsync(name, seconds, ct);
-        stdout.WriteLine($"stopped {guest.Name}");
+        stdout.WriteLine($"stopped {Escaped.Name(guest.Name)}");
         return ExitCodes.Ok;
     }
 }

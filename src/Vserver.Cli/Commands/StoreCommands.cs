@@ -45,8 +45,17 @@ internal static class StoreCommands
     public static async Task<int> RemoveAsync(AgentClient client, string noun, string name, Func<AgentClient, string, CancellationToken, Task> remove,
         TextWriter stdout, CancellationToken ct)
     {
-        await remove(client, name, ct);
-        stdout.WriteLine($"removed {noun} {name}");
+        Input.StoreName(noun, name);
+        try
+        {
+            await remove(client, name, ct);
+        }
+        catch (ApiException e) when (e.Code == ErrorCodes.KernelMissing)
+        {
+            // Its words list the kernels there are; "build it with" is advice for a domain that lacks one, not for rm.
+            throw new CliFailureException(e.Message);
+        }
+        stdout.WriteLine($"removed {noun} {Escaped.Name(name)}");
         return ExitCodes.Ok;
     }
 }

@@ -9,7 +9,7 @@ namespace Vserver.Cli.Hosting;
 /// kind and memory), every server keeps its address, ports, restart policy and whether it runs, so applying the
 /// output to this host changes nothing and applying it to an empty one makes the same guests.
 /// </summary>
-public static class HostingExport
+public static partial class HostingExport
 {
     public static string Write(IReadOnlyList<CurrentServer> guests)
     {
@@ -34,9 +34,9 @@ public static class HostingExport
         yaml.Append("plans:\n");
         foreach (var (plan, name) in plans.OrderBy(p => p.Value, StringComparer.Ordinal))
         {
-            yaml.Append(CultureInfo.InvariantCulture, $"  {name}:\n");
-            yaml.Append(CultureInfo.InvariantCulture, $"    kind: {plan.Kind}\n");
-            yaml.Append(CultureInfo.InvariantCulture, $"    image: {plan.Image}\n");
+            yaml.Append(CultureInfo.InvariantCulture, $"  {Scalar(name)}:\n");
+            yaml.Append(CultureInfo.InvariantCulture, $"    kind: {Scalar(plan.Kind)}\n");
+            yaml.Append(CultureInfo.InvariantCulture, $"    image: {Scalar(plan.Image)}\n");
             Line(yaml, "memory", plan.MemoryBytes is { } m ? ByteSize.Format(m) : null);
             Line(yaml, "memory-min", plan.MemoryMinBytes is { } n ? ByteSize.Format(n) : null);
             Line(yaml, "cpus", plan.Cpus?.ToString("0.###", CultureInfo.InvariantCulture));
@@ -48,13 +48,13 @@ public static class HostingExport
         yaml.Append("servers:\n");
         foreach (var (g, plan) in servers)
         {
-            yaml.Append(CultureInfo.InvariantCulture, $"  - name: {g.Name}\n");
-            yaml.Append(CultureInfo.InvariantCulture, $"    plan: {plan}\n");
+            yaml.Append(CultureInfo.InvariantCulture, $"  - name: {Scalar(g.Name)}\n");
+            yaml.Append(CultureInfo.InvariantCulture, $"    plan: {Scalar(plan)}\n");
             Line(yaml, "ip", g.Ipv4);
             if (g.Ports.Count > 0)
                 yaml.Append(CultureInfo.InvariantCulture, $"    ports: [{string.Join(", ", g.Ports.Select(p => $"\"{p}\""))}]\n");
             // Quoted: YAML 1.1 readers take a bare no for false.
-            yaml.Append(CultureInfo.InvariantCulture, $"    restart: \"{g.Restart}\"\n");
+            yaml.Append(CultureInfo.InvariantCulture, $"    restart: {Scalar(g.Restart, quoted: true)}\n");
             yaml.Append(CultureInfo.InvariantCulture, $"    running: {(g.State is "running" or "paused" ? "true" : "false")}\n");
             if (g.Autostart) yaml.Append("    autostart: true\n");
         }
@@ -77,6 +77,14 @@ public static class HostingExport
 
     private static void Line(StringBuilder yaml, string key, string? value)
     {
-        if (value is not null) yaml.Append(CultureInfo.InvariantCulture, $"    {key}: {value}\n");
+        if (value is not null) yaml.Append(CultureInfo.InvariantCulture, $"    {key}: {Scalar(value)}\n");
     }
+
+    /// <summary>A value as a YAML scalar: as it is when plain, else double-quoted with JSON's escapes (which YAML's
+    /// double-quoted style reads the same), so that no name from the agent can break a line or add a key.</summary>
+    private static string Scalar(string value, bool quoted = false) =>
+        !quoted && PlainScalar().IsMatch(value) ? value : $"\"{System.Text.Json.JsonEncodedText.Encode(value)}\"";
+
+    [System.Text.RegularExpressions.GeneratedRegex(@"^[A-Za-z0-9][A-Za-z0-9._/-]*\z")]
+    private static partial System.Text.RegularExpressions.Regex PlainScalar();
 }

@@ -1,6 +1,7 @@
 using System.Globalization;
 using Vserver.Api;
 using YamlDotNet.Core;
+using YamlDotNet.Core.Events;
 using YamlDotNet.RepresentationModel;
 
 namespace Vserver.Cli.Hosting;
@@ -69,16 +70,20 @@ public sealed class HostingFile
     private static readonly string[] PlanKeys = ["kind", "image", "memory", "memory-min", "cpus", "pids", "disk", "kernel", "vcpus"];
     private static readonly string[] ServerKeys = ["name", "plan", "ip", "ports", "restart", "running", "autostart"];
 
+    /// <summary>A hosting file of a thousand servers is some 100 KiB; what is larger is not one.</summary>
+    public const int MaxBytes = 1024 * 1024;
+
+    /// <summary>Reads a regular file of at most <see cref="MaxBytes"/> (a directory, FIFO or device is refused at once).</summary>
     public static HostingFile Load(string path)
     {
         string text;
         try
         {
-            text = File.ReadAllText(path);
+            text = InputFile.ReadText(path, MaxBytes);
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        catch (IOException e)
         {
-            throw new HostingFileException($"{path}: cannot read it: {e.Message}");
+            throw new HostingFileException(e.Message);
         }
         return Parse(text, path);
     }
@@ -88,6 +93,10 @@ public sealed class HostingFile
         var stream = new YamlStream();
         try
         {
+            // Before the load: YamlDotNet's own refusal of a duplicate key names only the second one, twice.
+            if (DuplicateKey(text) is var (key, first, again))
+                throw new HostingFileException($"{file}:{again.Line}:{again.Column}: '{Escaped.Text(key)}' is given twice in one mapping " +
+                    $"(first at {first.Line}:{first.Column}); keep one");
             stream.Load(new StringReader(text));
         }
         catch (YamlException e)
@@ -144,6 +153,36 @@ public sealed class HostingFile
         return new HostingFile { Plans = plans, Servers = servers };
     }
 
+    /// <summary>The first key given twice in one mapping, with where it was first and where again; null if none.</summary>
+    private static (string Key, Mark First, Mark Again)? DuplicateKey(string text)
+    {
+        var parser = new Parser(new StringReader(text));
+        // One frame per open collection: a mapping's keys so far (null for a sequence), and whether a key comes next.
+        var frames = new Stack<(Dictionary<string, Mark>? Keys, bool KeyNext)>();
+        while (parser.MoveNext())
+        {
+            var current = parser.Current!;
+            if (current is MappingEnd or SequenceEnd)
+            {
+                frames.Pop();
+                continue;
+            }
+            if (current is not (Scalar or MappingStart or SequenceStart or AnchorAlias)) continue;
+            if (frames.TryPop(out var parent))
+            {
+                if (parent.Keys is not null && parent.KeyNext && current is Scalar key)
+                {
+                    if (parent.Keys.TryGetValue(key.Value, out var first)) return (key.Value, first, key.Start);
+                    parent.Keys[key.Value] = key.Start;
+                }
+                frames.Push(parent with { KeyNext = parent.Keys is not null && !parent.KeyNext });
+            }
+            if (current is MappingStart) frames.Push((new Dictionary<string, Mark>(StringComparer.Ordinal), true));
+            else if (current is SequenceStart) frames.Push((null, false));
+        }
+        return null;
+    }
+
     private static string LastGoodMark(string text)
     {
         var scanner = new Scanner(new StringReader(text));
@@ -187,9 +226,14 @@ public sealed class HostingFile
             }
         }
 
-        public string Scalar(YamlNode node, string what) => node is YamlScalarNode { Value: { } v }
-            ? v
-            : throw Error(node, $"{what} must be a single value, not a {(node is YamlSequenceNode ? "list" : "mapping")}");
+        public string Scalar(YamlNode node, string what)
+        {
+            if (node is not YamlScalarNode { Value: { } v })
+                throw Error(node, $"{what} must be a single value, not a {(node is YamlSequenceNode ? "list" : "mapping")}");
+            // No setting has a use for one, and every message and line of apply's output echoes these values.
+            if (Escaped.NeedsEscape(v)) throw Error(node, $"{what} {Escaped.Name(v)} has a control character; remove it");
+            return v;
+        }
 
         private string? Optional(YamlMappingNode map, string key) => Child(map, key) is { } node ? Scalar(node, $"'{key}'") : null;
 
