@@ -4,8 +4,7 @@ namespace Vserver.Api;
 
 /// <summary>
 /// The contract's rule for the names of guests, images and kernels: DNS labels (1-63 lowercase letters, digits and
-/// '-', not starting or ending with '-'). The agent holds to the same rule (Vserver.Isolation's DnsLabel, which a
-/// property test keeps equal to this one); vsctl checks a name here before it announces work on it, so that
+/// '-', not starting or ending with '-'). The agent's Vserver.Isolation.Naming.DnsLabel is this rule; vsctl checks a name here before it announces work on it, so that
 /// <c>vsctl kernel build ../evil</c> is refused before anything says "building".
 /// </summary>
 public static partial class Names

@@ -142,6 +142,9 @@ public sealed class DomainDriver(FleetOptions options, HostBridge bridge, ImageS
             MemoryBytes = domain.MaxMemoryBytes,
             Disk = RootDisk(domain, paths) ?? "",
             Root = domain.Root,
+            Backing = domain.Root == DomainRoot.Overlay && images.Find(config.Image) is { } image
+                ? Path.Combine(Path.GetDirectoryName(image.RootfsPath)!, BaseDisk.FileName)
+                : null,
             VirtiofsSocket = paths.VirtiofsSocket,
             Init = config.Command,
             Tap = paths.Tap,

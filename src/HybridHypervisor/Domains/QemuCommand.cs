@@ -15,6 +15,9 @@ public sealed record DomainLaunch
     /// <summary>The root disk (qcow2 for <see cref="Model.DomainRoot.Overlay"/>, raw for Ext4); unused for Virtiofs.</summary>
     public required string Disk { get; init; }
     public Model.DomainRoot Root { get; init; } = Model.DomainRoot.Overlay;
+    /// <summary>Overlay roots: the image's base disk, given to QEMU as the overlay's backing file so that the path written
+    /// in the qcow2's header (a file under the state root anyone with write access there could change) is never opened.</summary>
+    public string? Backing { get; init; }
     /// <summary>Virtiofs roots: virtiofsd's vhost-user socket.</summary>
     public string? VirtiofsSocket { get; init; }
     /// <summary>The guest's init and its arguments (the initramfs runs /sbin/init when null).</summary>
@@ -112,7 +115,8 @@ public static class QemuCommand
             ]);
         else
             args.AddRange([
-                "-drive", $"id=root,file={Escape(l.Disk)},format={(l.Root == Model.DomainRoot.Ext4 ? "raw" : "qcow2")},if=none,discard=unmap",
+                "-drive", $"id=root,file={Escape(l.Disk)},format={(l.Root == Model.DomainRoot.Ext4 ? "raw" : "qcow2")},if=none,discard=unmap" +
+                    (l.Backing is { } backing ? $",backing.driver=raw,backing.file.filename={Escape(backing)}" : ""),
                 "-device", "virtio-blk-device,drive=root",
             ]);
         if (l.HoldSocket is { } hold)

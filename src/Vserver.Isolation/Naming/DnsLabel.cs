@@ -1,5 +1,4 @@
 using System.Text;
-using System.Text.RegularExpressions;
 
 namespace Vserver.Isolation.Naming;
 
@@ -8,21 +7,16 @@ namespace Vserver.Isolation.Naming;
 /// has no '/', '.', NUL, uppercase or non-ASCII character and is at most 63 characters, so a valid name is always a
 /// single, ordinary path component under the state root.
 /// </summary>
-public static partial class DnsLabel
+public static class DnsLabel
 {
-    public const int MaxLength = 63;
+    public const int MaxLength = Vserver.Api.Names.MaxLength;
 
-    // \z, not $: in .NET, $ also matches before a final "\n", which would let "web1\n" through.
-    [GeneratedRegex(@"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\z")]
-    private static partial Regex Pattern();
-
-    public static bool IsValid(string? name) => name is not null && Pattern().IsMatch(name);
+    /// <summary>The contract's rule (<see cref="Vserver.Api.Names"/>), the one vsctl checks too.</summary>
+    public static bool IsValid(string? name) => Vserver.Api.Names.IsValid(name);
 
     /// <summary>Why <paramref name="name"/> is no valid name for a <paramref name="kind"/> (guest, image), or null.</summary>
     public static string? Error(string? name, string kind) =>
-        IsValid(name)
-            ? null
-            : $"invalid name '{Shown(name)}': {kind} names are DNS labels (1-{MaxLength} lowercase letters, digits and '-', not starting or ending with '-')";
+        IsValid(name) ? null : $"invalid name '{Shown(name)}': {Vserver.Api.Names.Rule(kind)}";
 
     /// <summary>A name as it may be echoed in a one-line message: control and invisible formatting characters escaped,
     /// and cut short when longer than any valid name could be.</summary>

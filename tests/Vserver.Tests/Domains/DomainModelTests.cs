@@ -70,6 +70,14 @@ public sealed class DomainModelTests : IDisposable
     }
 
     [Fact]
+    public void An_overlays_backing_file_is_the_images_base_named_on_the_command_line_not_the_path_in_its_header()
+    {
+        var args = QemuCommand.Arguments(Launch(AcceleratorKind.Tcg) with { Backing = "/state/images/busybox/disk.ext4" });
+        ValueAfter(args, "-drive").ShouldEndWith(",backing.driver=raw,backing.file.filename=/state/images/busybox/disk.ext4");
+        ValueAfter(QemuCommand.Arguments(Launch(AcceleratorKind.Tcg)), "-drive").ShouldNotContain("backing");
+    }
+
+    [Fact]
     public void Commas_in_paths_are_doubled_for_qemus_option_syntax()
     {
         var args = QemuCommand.Arguments(Launch(AcceleratorKind.Tcg) with { Disk = "/a,b/disk.qcow2" });
