@@ -30,9 +30,13 @@ internal sealed class ExecRelay : IDisposable
         {
             await session.RunAsync(fleet, name, context.RequestAborted);
         }
+        catch (Exception e) when (e is OperationCanceledException or WebSocketException && context.RequestAborted.IsCancellationRequested)
+        {
+            // The client went away: nothing to tell it, and nothing the agent did wrong.
+        }
         catch (Exception e)
         {
-            Console.Error.WriteLine($"vserverd: exec in {name}: {e}");
+            Console.Error.WriteLine($"vserverd: exec in {name}: {ApiErrors.Failure(e)}");
             await session.FailAsync($"exec failed in the agent: {e.Message}", CancellationToken.None);
         }
     }
@@ -47,24 +51,13 @@ internal sealed class ExecRelay : IDisposable
                 "pass large input on stdin instead", ct);
             return;
         }
-        ExecRequest? request;
-        try
-        {
-            request = JsonSerializer.Deserialize(first.AsSpan(0, firstLength), ApiJson.Default.ExecRequest);
-        }
-        catch (JsonException e)
-        {
-            await FailAsync($"bad exec request: {e.Message}", ct);
-            return;
-        }
-        if (request is null)
-        {
-            await FailAsync("bad exec request: empty", ct);
-            return;
-        }
         IGuestProcess exec;
         try
         {
+            // The same check of its shape as a request body gets at the door (RequestGate).
+            var body = first.AsMemory(0, firstLength);
+            if (RequestBody.Check(body, AgentJson.Options.GetTypeInfo(typeof(ExecRequest))) is { } invalid) throw invalid;
+            var request = JsonSerializer.Deserialize(body.Span, AgentJson.TypeInfo<ExecRequest>())!;
             exec = await fleet.ExecAsync(name, request.Command, request.Tty, request.Rows, request.Cols, request.Env, request.Cwd, ct);
         }
         catch (FleetException e)
@@ -187,7 +180,7 @@ internal sealed class ExecRelay : IDisposable
 
     internal async Task FailAsync(string message, CancellationToken ct)
     {
-        var text = Encoding.UTF8.GetBytes(message);
+        var text = Encoding.UTF8.GetBytes(ApiErrors.OneLine(message));
         var frame = new byte[text.Length + 1];
         frame[0] = ExecStream.Error;
         text.CopyTo(frame, 1);
