@@ -42,7 +42,15 @@ internal static class RequestBody
         {
             if (document.RootElement.ValueKind != JsonValueKind.Object)
                 return BadRequest($"the request body must be a JSON object, not {KindName(document.RootElement.ValueKind)}");
-            return CheckValue(document.RootElement, type, "", nullable: false);
+            try
+            {
+                return CheckValue(document.RootElement, type, "", nullable: false);
+            }
+            catch (InvalidOperationException)
+            {
+                // JSON's \u escapes can spell half a UTF-16 surrogate pair, which parses but is no text.
+                return BadRequest("invalid JSON body: a string or field name holds an unpaired UTF-16 surrogate (\\ud800 to \\udfff without its pair)");
+            }
         }
     }
 

@@ -176,6 +176,10 @@ public sealed class AgentDoorTests(DoorHost door) : IClassFixture<DoorHost>
         var small = new ExecRequest { Command = ["true", new string('x', ApiLimits.MaxExecRequestBytes - 1000)] };
         using (var ws = await client.OpenExecAsync("ghost", small, ct))
         {
+            // The fleet's refusal: its code and fields first (ErrorDetail), then its line.
+            var (detail, json) = await ReceiveFrameAsync(ws, ct);
+            detail.ShouldBe(ExecStream.ErrorDetail);
+            json.ShouldContain("\"code\":\"not_found\"");
             var (stream, text) = await ReceiveFrameAsync(ws, ct);
             stream.ShouldBe(ExecStream.Error);
             text.ShouldContain("no guest named 'ghost'");
@@ -345,6 +349,12 @@ public sealed class AgentDoorTests(DoorHost door) : IClassFixture<DoorHost>
             var response = await RawHttp.SendAsync(Host.Socket, "POST", path, Encoding.UTF8.GetBytes(body));
             var what = $"POST {path} {body}: {response}";
             response.Status.ShouldBe(400, what);
+            if (name.Contains('\0', StringComparison.Ordinal))
+            {
+                // No string of a request may hold a NUL: refused with the body's shape, before the name rule.
+                response.Error.ShouldStartWith("field 'name' contains a NUL byte", Case.Sensitive, what);
+                continue;
+            }
             response.Error.ShouldStartWith("invalid name '", Case.Sensitive, what);
             response.Error.ShouldContain($"{kind} names are DNS labels", Case.Sensitive, what);
             response.Error.ShouldNotContain('\n', customMessage: what);
@@ -353,7 +363,7 @@ public sealed class AgentDoorTests(DoorHost door) : IClassFixture<DoorHost>
         // An image name in a create request goes through the same rule.
         var create = await RawHttp.SendAsync(Host.Socket, "POST", "/v1/guests", Encoding.UTF8.GetBytes($"{{\"name\":\"door1\",\"image\":{json}}}"));
         create.Status.ShouldBe(400, create.ToString());
-        create.Error.ShouldContain("unknown image");
+        create.Error.ShouldContain(name.Contains('\0', StringComparison.Ordinal) ? "field 'image' contains a NUL byte" : "unknown image");
         ShouldBeUntouched(before);
     }
 

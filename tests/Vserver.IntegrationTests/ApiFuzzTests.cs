@@ -51,6 +51,9 @@ public sealed partial class ApiFuzzTests : IAsyncLifetime
             .ToList();
     }
 
+    [GeneratedRegex(@"^/v1/guests/fz\d/wait")]
+    private static partial Regex LongPoll();
+
     /// <summary>Every field name of the contract's requests, as the wire spells them.</summary>
     private static readonly string[] ContractFields = typeof(GuestSpec).Assembly.GetTypes()
         .Where(t => t.Name.EndsWith("Request", StringComparison.Ordinal) || t == typeof(GuestSpec) || t == typeof(PortInfo))
@@ -245,7 +248,7 @@ public sealed partial class ApiFuzzTests : IAsyncLifetime
 
     private async Task<FuzzAnswer?> SendAsync(FuzzRequest request)
     {
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(15));
         using var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         await socket.ConnectAsync(new UnixDomainSocketEndPoint(_host.Socket), timeout.Token);
         var head = new StringBuilder($"{request.Method} {request.Target} HTTP/1.1\r\n");
@@ -260,9 +263,9 @@ public sealed partial class ApiFuzzTests : IAsyncLifetime
         if (chunked && request.Body is not null) bytes = [.. Encoding.Latin1.GetBytes(head.ToString()), .. Encoding.ASCII.GetBytes($"{request.Body.Length:x}\r\n"), .. request.Body, .. "\r\n0\r\n\r\n"u8];
         try
         {
+            // The socket stays open for writing (Kestrel takes a half-close for the client's end and answers nothing), so
+            // no generated request claims more body than it sends.
             await socket.SendAsync(bytes, SocketFlags.None, timeout.Token);
-            // Nothing more is coming: a request that claims more body than it has ends here, not at a timeout.
-            socket.Shutdown(SocketShutdown.Send);
         }
         catch (SocketException)
         {
@@ -278,7 +281,14 @@ public sealed partial class ApiFuzzTests : IAsyncLifetime
         catch (SocketException)
         {
         }
+        catch (OperationCanceledException)
+        {
+            // No answer within the timeout: judged below as no answer, with what came.
+            return null;
+        }
         var raw = received.ToArray();
+        // An interim answer (100 Continue to an Expect header) comes before the real one.
+        while (raw.AsSpan().StartsWith("HTTP/1.1 1"u8) && raw.AsSpan().IndexOf("\r\n\r\n"u8) is var interim and >= 0) raw = raw[(interim + 4)..];
         var end = raw.AsSpan().IndexOf("\r\n\r\n"u8);
         if (end < 0) return null;
         var headText = Encoding.ASCII.GetString(raw, 0, end);
@@ -338,7 +348,8 @@ public sealed partial class ApiFuzzTests : IAsyncLifetime
         while (clock.Elapsed < ClassBudget)
         {
             // Drawn in batches from the seed (and the round), so a run is the same on every machine.
-            var batch = gen.Sample(30, new Rnd(seed + (ulong)round++), 50);
+            // A wait on a guest that runs is a long poll (it answers when the guest stops): not sent.
+            var batch = gen.Where(r => !LongPoll().IsMatch(r.Target)).Sample(30, new Rnd(seed + (ulong)round++), 50);
             foreach (var request in batch)
             {
                 if (clock.Elapsed >= ClassBudget) break;
@@ -397,7 +408,9 @@ public sealed partial class ApiFuzzTests : IAsyncLifetime
         foreach (var guest in Guests) _host.ShouldHaveNoTraceOf(guest);
         var check = await RunCheckAsync();
         check.Orphans.ShouldBeEmpty(string.Join("\n", check.Orphans.Select(o => $"{o.Kind} {o.What}: {o.Why}")));
-        Directory.EnumerateDirectories(Path.Combine(_host.Root, "images")).Select(Path.GetFileName).ShouldBe(["busybox"], "no image but the one built");
+        // (A generated DELETE /v1/images/busybox may well have removed the one image: that is no leftover.)
+        Directory.EnumerateFileSystemEntries(Path.Combine(_host.Root, "images")).Select(Path.GetFileName).Where(n => n != "busybox")
+            .ShouldBeEmpty("no image, and no image begun, but the one built");
         (Directory.Exists(Path.Combine(_host.Root, "kernels")) ? Directory.EnumerateFileSystemEntries(Path.Combine(_host.Root, "kernels")) : [])
             .ShouldBeEmpty("no kernel built or begun");
     }

@@ -103,6 +103,8 @@ public sealed class StrictRequestTests : IAsyncLifetime
     [InlineData("""[{"name":"j4"}]""", "the request body must be a JSON object, not an array")]
     [InlineData("null", "the request body must be a JSON object, not null")]
     [InlineData("""{"name":"j4"} trailing""", "invalid JSON body at line 1")]
+    [InlineData("""{"name":"\ud800"}""", "invalid JSON body: a string or field name holds an unpaired UTF-16 surrogate")]
+    [InlineData("""{"\udc00":1}""", "invalid JSON body: a string or field name holds an unpaired UTF-16 surrogate")]
     public async Task A_body_that_is_no_json_object_is_refused_as_a_bad_request(string body, string fragment)
     {
         var error = await RefusedAsync("POST", "/v1/guests", body, 400, ErrorCodes.BadRequest, _agent.Snapshot());
