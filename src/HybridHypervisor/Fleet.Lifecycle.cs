@@ -203,7 +203,7 @@ public sealed partial class Fleet
                 Cpus = changes.Cpus ?? g.Config.Limits.Cpus,
                 Pids = changes.Pids ?? g.Config.Limits.Pids,
             };
-            if (GuestConfigValidator.LimitsError(limits, _hostCpus) is { } error) throw FleetException.Invalid(error);
+            if (GuestConfigValidator.LimitsError(limits, _hostCpus, HostMemory.TotalBytes) is { } error) throw FleetException.Invalid(error);
             using var reservation = AdmitChange(g, g.Config with { Limits = limits });
             // The disk first: it is the change most likely to fail (host tools), and it persists itself.
             if (changes.DiskBytes is { } disk)
@@ -305,7 +305,7 @@ public sealed partial class Fleet
     public async Task<IGuestProcess> ExecAsync(string name, IReadOnlyList<string> command, bool tty, int rows, int cols,
         IReadOnlyDictionary<string, string>? env, string? cwd, CancellationToken ct = default)
     {
-        if (command.Count == 0 || string.IsNullOrEmpty(command[0])) throw FleetException.Invalid("no command given: exec needs the program to run");
+        if (GuestConfigValidator.ExecError(command, env, cwd) is { } invalid) throw FleetException.Invalid(invalid);
         var g = Find(name);
         if (g.Run is not { } run) throw FleetException.NotRunning(name);
         if (g.Paused) throw FleetException.Paused(name);

@@ -184,7 +184,9 @@ public sealed partial class Fleet
                 MinFreeBytes = minFreeBytes ?? _poolSettings.MinFreeBytes,
                 Ksm = ksm ?? _poolSettings.Ksm,
             };
-            if (next.Error(HostMemory.TotalBytes) is { } error) throw FleetException.Invalid(error);
+            if (next.Error(HostMemory.TotalBytes) is { } error)
+                throw FleetException.Invalid(new SettingError(error.Field, error.Value, Vserver.Api.ErrorCodes.Reasons.OutOfRange, error.Message)
+                    .With("minimum", error.Minimum).With("maximum", error.Maximum));
             Commitments held;
             var guests = _registry.Guests();
             lock (_fleetLock) held = Commitments.Of(guests.Select(g => CommitmentOf(g.Config)).Concat(_reserved.Values));

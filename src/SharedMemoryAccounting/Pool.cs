@@ -31,17 +31,39 @@ public sealed record PoolSettings
         return new Pool(hostTotal, reserve, capacity, Overcommit, MinFreeBytes ?? DefaultMinFree(capacity));
     }
 
-    /// <summary>Why these settings cannot be used on a host of <paramref name="hostTotal"/> bytes, or null.</summary>
-    public string? Error(long hostTotal)
+    public const double MaxOvercommit = 100;
+
+    /// <summary>Why these settings cannot be used on a host of <paramref name="hostTotal"/> bytes, or null. Each
+    /// setting has a range: a reserve below the host's memory, an overcommit from 1 to 100, and a min-free no larger
+    /// than the pool's capacity (the pool never has more free, so a larger one would hold it under pressure for
+    /// ever).</summary>
+    public PoolSettingError? Error(long hostTotal)
     {
         if (ReserveBytes is { } r && (r < 0 || r >= hostTotal))
-            return $"reserve {ByteSize.FormatRounded(r)} must be at least 0 and below the host's {ByteSize.FormatRounded(hostTotal)}";
-        if (double.IsNaN(Overcommit) || Overcommit < 1 || Overcommit > 100)
-            return $"overcommit {Overcommit} must be a ratio from 1 (limits never exceed the capacity) to 100, e.g. 1.5";
-        if (MinFreeBytes is < 0)
-            return $"min-free {ByteSize.FormatRounded(MinFreeBytes.Value)} must not be negative";
+            return new PoolSettingError(PoolSettingError.Reserve, Text(r), 0, hostTotal - 1,
+                $"reserve {ByteSize.FormatRounded(r)} is out of range: give 0 to below the host's {ByteSize.FormatRounded(hostTotal)}");
+        if (!double.IsFinite(Overcommit) || Overcommit < 1 || Overcommit > MaxOvercommit)
+            return new PoolSettingError(PoolSettingError.Overcommit, Overcommit.ToString(System.Globalization.CultureInfo.InvariantCulture), 1, (long)MaxOvercommit,
+                $"overcommit {Overcommit.ToString(System.Globalization.CultureInfo.InvariantCulture)} is out of range: give a ratio from 1 (limits never exceed the capacity) to {MaxOvercommit}, e.g. 1.5");
+        var capacity = For(hostTotal).Capacity;
+        if (MinFreeBytes is { } m && (m < 0 || m > capacity))
+            return new PoolSettingError(PoolSettingError.MinFree, Text(m), 0, capacity,
+                $"min-free {ByteSize.FormatRounded(m)} is out of range: give 0 to the pool's capacity of {ByteSize.FormatRounded(capacity)} (the pool never has more free)");
         return null;
     }
+
+    private static string Text(long value) => value.ToString(System.Globalization.CultureInfo.InvariantCulture);
+}
+
+/// <summary>A pool setting out of its range: the field (as the contract's HostSettingsRequest names it), the value as
+/// given, the range, and one plain line that says so.</summary>
+public sealed record PoolSettingError(string Field, string Value, long Minimum, long Maximum, string Message)
+{
+    public const string Reserve = "reserveBytes";
+    public const string Overcommit = "overcommit";
+    public const string MinFree = "minFreeBytes";
+
+    public override string ToString() => Message;
 }
 
 /// <summary>The pool on this host: capacity = total - reserve.</summary>
@@ -63,13 +85,16 @@ public sealed record Commitments(long Guarantees, long Limits)
     public static Commitments Of(IEnumerable<Commitment> all)
     {
         long guarantees = 0, limits = 0;
+        // Saturating: sums of sizes near long.MaxValue must not wrap around and look small.
         foreach (var c in all)
         {
-            guarantees += c.Guarantee;
-            limits += c.Limit ?? 0;
+            guarantees = Add(guarantees, c.Guarantee);
+            limits = Add(limits, c.Limit ?? 0);
         }
         return new Commitments(guarantees, limits);
     }
+
+    private static long Add(long a, long b) => b > 0 && a > long.MaxValue - b ? long.MaxValue : a + b;
 }
 
 /// <summary>Which of the pool's bounds a refusal is about: the guarantees (they must fit the capacity) or the limits
@@ -96,7 +121,7 @@ public static class Admission
     {
         var list = others.Where(c => c.Name != asked.Name).ToList();
         var (committed, limits) = Commitments.Of(list);
-        if (committed + asked.Guarantee > pool.Capacity)
+        if (asked.Guarantee > pool.Capacity - committed)
         {
             var free = Math.Max(0, pool.Capacity - committed);
             return new PoolRefusal(
@@ -104,11 +129,11 @@ public static class Admission
                 $"{ByteSize.FormatRounded(committed)} of {ByteSize.FormatRounded(pool.Capacity)} is committed to {list.Count} other guest(s), {ByteSize.FormatRounded(free)} is free",
                 PoolBound.Guarantees, asked.Name, asked.Guarantee, committed, pool.Capacity);
         }
-        if (asked.Limit is { } limit && limits + limit > pool.LimitsCap)
+        if (asked.Limit is { } limit && limit > pool.LimitsCap - limits)
         {
             return new PoolRefusal(
                 $"cannot {verb} '{asked.Name}': its limit of {ByteSize.FormatRounded(limit)} would bring the guests' limits to " +
-                $"{ByteSize.FormatRounded(limits + limit)}, over the pool's {ByteSize.FormatRounded(pool.LimitsCap)} ({LimitsCapText(pool)})",
+                $"{ByteSize.FormatRounded(limits > long.MaxValue - limit ? long.MaxValue : limits + limit)}, over the pool's {ByteSize.FormatRounded(pool.LimitsCap)} ({LimitsCapText(pool)})",
                 PoolBound.Limits, asked.Name, limit, limits, pool.LimitsCap);
         }
         return null;

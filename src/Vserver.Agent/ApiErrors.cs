@@ -8,7 +8,7 @@ namespace Vserver.Agent;
 /// fields the fleet gave them. Every error leaves as <c>{"error": "...", "code": "...", "fields": {...}}</c> (an
 /// <see cref="ErrorResponse"/>), also those the framework would send with an empty body (no such route, wrong method, a
 /// body that is too large or no JSON), which get <see cref="ErrorCodes.BadRequest"/>.</summary>
-internal static class ApiErrors
+internal static partial class ApiErrors
 {
     public static readonly string BodyTooLarge =
         $"request body too large: the agent accepts at most {ApiLimits.MaxRequestBodyBytes} bytes ({ApiLimits.MaxRequestBodyBytes / 1024} KiB)";
@@ -33,7 +33,8 @@ internal static class ApiErrors
         }
         catch (Exception e) when (!context.Response.HasStarted && e is not OperationCanceledException)
         {
-            Console.Error.WriteLine($"vserverd: {context.Request.Method} {context.Request.Path}: {e}");
+            // The agent's own failure, not the client's: one line that says where, never a stack trace in the log.
+            Console.Error.WriteLine($"vserverd: {LogLine(context.Request.Method)} {LogLine(context.Request.Path.Value ?? "/")}: {Failure(e)}");
             await Write(context, StatusCodes.Status500InternalServerError, e.Message, ErrorCodes.Failed);
             return;
         }
@@ -42,15 +43,47 @@ internal static class ApiErrors
             await Write(context, status, EmptyErrorMessage(status, context.Request.Method, context.Request.Path.Value ?? "/"));
     }
 
+    /// <summary>An unexpected exception as one log line: its type, message and the method that threw it.</summary>
+    internal static string Failure(Exception e)
+    {
+        var site = e.TargetSite is { DeclaringType: { } type } method ? $" (in {type.FullName}.{method.Name})" : "";
+        return LogLine($"{e.GetType().Name}: {e.Message}{site}");
+    }
+
+    /// <summary>Text from a request or an exception as the agent's log may print it: every control and invisible
+    /// formatting character escaped (no raw newline, escape sequence or bidi override reaches an operator's terminal),
+    /// and bounded.</summary>
+    public static string LogLine(string text) => Escape(text.Length > MaxMessageLength ? text[..MaxMessageLength] + "..." : text, layoutAsSpace: false);
+
+    /// <summary>A string from a request as a message quotes it: escaped as the log escapes it, and cut short past 64
+    /// characters (never inside a surrogate pair) with its length said.</summary>
+    public static string Quote(string? text)
+    {
+        if (text is null) return "";
+        const int Shown = 64;
+        if (text.Length <= Shown) return Escape(text, layoutAsSpace: false);
+        var length = char.IsHighSurrogate(text[Shown - 1]) ? Shown - 1 : Shown;
+        return $"{Escape(text[..length], layoutAsSpace: false)}... ({text.Length} characters)";
+    }
+
     /// <summary>What a request the framework refused (binding, body, media type) gets as its message.</summary>
     internal static string BadRequestMessage(BadHttpRequestException e, bool missingBody) => e.StatusCode switch
     {
         StatusCodes.Status413PayloadTooLarge => BodyTooLarge,
         StatusCodes.Status415UnsupportedMediaType => "the request body must be JSON, sent with Content-Type: application/json",
-        _ when e.InnerException is JsonException json => $"invalid JSON body: {json.Message}",
+        // RequestGate checks bodies and query strings first and says more; these are the framework's last words, told
+        // without its .NET type names.
+        _ when e.InnerException is JsonException json => json.Path is { Length: > 2 } path
+            ? $"invalid JSON body at field '{Quote(path[2..])}'"
+            : "invalid JSON body",
         _ when missingBody => "this request needs a JSON body",
-        _ => $"bad request: {e.Message}",
+        _ when BindingParameter().Match(e.Message) is { Success: true } m => $"invalid value for '{Quote(m.Groups[1].Value)}'",
+        _ => "bad request: the agent could not read it",
     };
+
+    /// <summary>The parameter's name in the framework's binding messages: <c>Failed to bind parameter "Nullable&lt;int&gt; timeout" from "abc".</c></summary>
+    [System.Text.RegularExpressions.GeneratedRegex("parameter \"[^\"]* ([^\" ]+)\"")]
+    private static partial System.Text.RegularExpressions.Regex BindingParameter();
 
     /// <summary>The route takes a JSON body and the request came without one (the framework's own words for that
     /// speak of inferred parameters and services).</summary>
@@ -62,12 +95,15 @@ internal static class ApiErrors
     /// <summary>A message for an error response that left the pipeline without a body.</summary>
     internal static string EmptyErrorMessage(int status, string method, string path) => status switch
     {
-        StatusCodes.Status404NotFound => $"no such API endpoint: {method} {path} (see the routes under /v1)",
-        StatusCodes.Status405MethodNotAllowed => $"{path} does not take {method}",
+        StatusCodes.Status404NotFound => $"no such API endpoint: {Shown(method)} {Shown(path)} (see the routes under /v1)",
+        StatusCodes.Status405MethodNotAllowed => $"{Shown(path)} does not take {Shown(method)}",
         StatusCodes.Status413PayloadTooLarge => BodyTooLarge,
         StatusCodes.Status415UnsupportedMediaType => "the request body must be JSON, sent with Content-Type: application/json",
-        _ => $"{method} {path} failed with HTTP {status}",
+        _ => $"{Shown(method)} {Shown(path)} failed with HTTP {status}",
     };
+
+    /// <summary>A request's method or path as a message quotes it: escaped, and bounded (a path may be 8 KiB).</summary>
+    private static string Shown(string text) => Escape(text.Length > 200 ? text[..200] + "..." : text, layoutAsSpace: false);
 
     /// <summary>Writes the fleet's refusal with the status of its kind, its code and fields.</summary>
     public static Task Write(HttpContext context, FleetException e) => Write(context, e.Kind switch
@@ -97,13 +133,25 @@ internal static class ApiErrors
         Fields = fields is { Count: > 0 } ? fields.ToDictionary(f => f.Key, f => OneLine(f.Value), StringComparer.Ordinal) : null,
     };
 
-    /// <summary>One line, of a length a terminal can show: messages may quote what a client sent.</summary>
-    internal static string OneLine(string message)
+    /// <summary>One line, of a length a terminal can show: a line break or tab (of a host tool's output, say) becomes a
+    /// space, any other control or formatting character is escaped; messages may quote what a client sent.</summary>
+    internal static string OneLine(string message) =>
+        Escape(message.Length > MaxMessageLength ? message[..MaxMessageLength] + "..." : message, layoutAsSpace: true);
+
+    private static string Escape(string text, bool layoutAsSpace)
     {
-        var text = message.Length > MaxMessageLength ? message[..MaxMessageLength] + "..." : message;
-        return string.Create(text.Length, text, (span, source) =>
+        if (!text.Any(NeedsEscape)) return text;
+        var result = new System.Text.StringBuilder(text.Length + 16);
+        foreach (var ch in text)
         {
-            for (var i = 0; i < source.Length; i++) span[i] = char.IsControl(source[i]) ? ' ' : source[i];
-        });
+            if (!NeedsEscape(ch)) result.Append(ch);
+            else if (layoutAsSpace && ch is '\n' or '\r' or '\t') result.Append(' ');
+            else result.Append(System.Globalization.CultureInfo.InvariantCulture, $"\\u{(int)ch:x4}");
+        }
+        return result.ToString();
     }
+
+    private static bool NeedsEscape(char ch) =>
+        char.IsControl(ch) || char.GetUnicodeCategory(ch) is System.Globalization.UnicodeCategory.Format
+            or System.Globalization.UnicodeCategory.LineSeparator or System.Globalization.UnicodeCategory.ParagraphSeparator;
 }

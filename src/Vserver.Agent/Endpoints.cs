@@ -57,7 +57,7 @@ internal static class Endpoints
             ContractMapping.ToInfo(await fleet.StartAsync(name, wait ?? false, ct)));
         v1.MapPost("/guests/{name}/stop", async (string name, int? timeout, CancellationToken ct) =>
         {
-            if (timeout is < 0) throw FleetException.Invalid("invalid stop timeout: give seconds, 0 or more");
+            if (TimeoutError("timeout", timeout, 0) is { } invalid) throw invalid;
             return ContractMapping.ToInfo(await fleet.StopAsync(name, timeout is { } t ? TimeSpan.FromSeconds(t) : null, ct));
         });
         v1.MapPost("/guests/{name}/restart", async (string name, CancellationToken ct) => ContractMapping.ToInfo(await fleet.RestartAsync(name, ct)));
@@ -81,7 +81,7 @@ internal static class Endpoints
         });
         v1.MapPost("/guests/{name}/promote", async (string name, PromoteRequest request, CancellationToken ct) =>
         {
-            if (request.TimeoutSeconds is <= 0) throw FleetException.Invalid("invalid promote timeout: give seconds, more than 0");
+            if (TimeoutError("timeoutSeconds", request.TimeoutSeconds, 1) is { } invalid) throw invalid;
             var (plan, view) = await fleet.PromoteAsync(name, new PromoteOptions(request.Kernel, request.Vcpus, request.MemoryBytes, request.Copy,
                 request.DiskBytes, request.DryRun, request.TimeoutSeconds is { } t ? TimeSpan.FromSeconds(t) : null), ct);
             return ContractMapping.ToResult(plan, view);
@@ -122,6 +122,17 @@ internal static class Endpoints
             return Results.NoContent();
         });
     }
+
+    /// <summary>The longest a client may ask the agent to wait (a stop, a promotion's boot): a day.</summary>
+    internal const int MaxTimeoutSeconds = 86_400;
+
+    /// <summary>A timeout in seconds outside <paramref name="minimum"/>..<see cref="MaxTimeoutSeconds"/>, refused with its range.</summary>
+    internal static FleetException? TimeoutError(string field, int? seconds, int minimum) =>
+        seconds is { } s && (s < minimum || s > MaxTimeoutSeconds)
+            ? FleetException.Invalid(new SettingError(field, s.ToString(System.Globalization.CultureInfo.InvariantCulture), ErrorCodes.Reasons.OutOfRange,
+                    $"invalid {field} {s}: give {minimum} to {MaxTimeoutSeconds} seconds")
+                .With("minimum", minimum).With("maximum", MaxTimeoutSeconds))
+            : null;
 
     private static async Task<HostInfo> HostAsync(Fleet fleet) => new HostInfo
     {

@@ -62,7 +62,7 @@ internal sealed class ExecRelay : IDisposable
         }
         catch (Exception e)
         {
-            _log($"exec in {_name} failed: {OneLine(e.Message)}");
+            _log($"exec in {_name}: {ApiErrors.Failure(e)}");
             try
             {
                 await FailAsync($"exec failed in the agent: {e.Message}", CancellationToken.None);
@@ -88,24 +88,14 @@ internal sealed class ExecRelay : IDisposable
                 "pass large input on stdin instead", ct);
             return;
         }
-        ExecRequest? request;
-        try
-        {
-            request = JsonSerializer.Deserialize(first.AsSpan(0, firstLength), ApiJson.Default.ExecRequest);
-        }
-        catch (JsonException e)
-        {
-            await FailAsync($"bad exec request: {e.Message}", ct);
-            return;
-        }
-        if (request is null)
-        {
-            await FailAsync("bad exec request: empty", ct);
-            return;
-        }
         IGuestProcess exec;
+        ExecRequest request;
         try
         {
+            // The same check of its shape as a request body gets at the door (RequestGate).
+            var body = first.AsMemory(0, firstLength);
+            if (RequestBody.Check(body, AgentJson.Options.GetTypeInfo(typeof(ExecRequest))) is { } invalid) throw invalid;
+            request = JsonSerializer.Deserialize(body.Span, AgentJson.TypeInfo<ExecRequest>())!;
             exec = await start(request, ct);
         }
         catch (FleetException e)
@@ -291,7 +281,7 @@ internal sealed class ExecRelay : IDisposable
 
     internal async Task FailAsync(string message, CancellationToken ct)
     {
-        var text = Encoding.UTF8.GetBytes(message);
+        var text = Encoding.UTF8.GetBytes(ApiErrors.OneLine(message));
         var frame = new byte[text.Length + 1];
         frame[0] = ExecStream.Error;
         text.CopyTo(frame, 1);

@@ -63,7 +63,8 @@ catch (IOException e)
     access = AgentSocket.Decide(null);
 }
 
-using var fleet = new Fleet(options, message => Console.Error.WriteLine($"vserverd: {message}"));
+// What the fleet logs may quote a request (a file, a command): escaped, one line per message.
+using var fleet = new Fleet(options, message => Console.Error.WriteLine($"vserverd: {ApiErrors.LogLine(message)}"));
 try
 {
     fleet.Initialize();
@@ -76,27 +77,7 @@ catch (Exception e) when (e is not OutOfMemoryException)
     return 1;
 }
 
-var builder = WebApplication.CreateSlimBuilder(args);
-builder.Logging.ClearProviders();
-builder.Logging.AddSimpleConsole(o => o.SingleLine = true);
-builder.Logging.SetMinimumLevel(LogLevel.Warning);
-builder.WebHost.ConfigureKestrel(k =>
-{
-    k.ListenUnixSocket(bindPath);
-    k.Limits.MaxRequestBodySize = ApiLimits.MaxRequestBodyBytes;
-});
-// Binding failures (bad JSON, a query value of the wrong type) throw, so ApiErrors can say what was wrong instead of
-// an empty 400.
-builder.Services.Configure<RouteHandlerOptions>(o => o.ThrowOnBadRequest = true);
-builder.Services.ConfigureHttpJsonOptions(o => o.SerializerOptions.TypeInfoResolverChain.Insert(0, ApiJson.Default));
-builder.Services.AddSingleton(fleet);
-
-var app = builder.Build();
-app.UseWebSockets();
-app.Use(ApiErrors.Middleware);
-app.Use(RequestGate.Middleware);
-Endpoints.Map(app, fleet);
-
+var app = AgentApp.Build(args, fleet, bindPath);
 await app.StartAsync();
 // Whoever can connect can start anything on this host: root only, or root and group vserver (see AgentSocket).
 try

@@ -12,7 +12,7 @@ public static class ErrorCodes
     public const string OptionNotForKind = "option_not_for_kind";
 
     /// <summary>A value the agent refuses. Fields: <c>field</c> (the <see cref="GuestSpec"/> field, or "name" for a
-    /// name in a path), <c>value</c> (as given), <c>reason</c> (one of <see cref="Reasons"/>), and where the reason has
+    /// name in a path; for a request's shape, the JSON path of the field, e.g. <c>command[1]</c>, or the query parameter), <c>value</c> (as given), <c>reason</c> (one of <see cref="Reasons"/>), and where the reason has
     /// them <c>minimum</c>, <c>maximum</c> (in the field's unit: bytes for sizes).</summary>
     public const string InvalidValue = "invalid_value";
 
@@ -146,5 +146,11 @@ public static class ErrorCodes
         public const string AboveBootMaximum = "above_boot_maximum";
         /// <summary>Not among the values allowed here (a syscall the filter does not refuse).</summary>
         public const string NotAllowed = "not_allowed";
+        /// <summary>A field (or query parameter) the request does not have: misspelled, or of another request.</summary>
+        public const string UnknownField = "unknown_field";
+        /// <summary>A field (or query parameter) given more than once.</summary>
+        public const string Duplicate = "duplicate";
+        /// <summary>A field the request needs and did not give.</summary>
+        public const string Missing = "missing";
     }
 }

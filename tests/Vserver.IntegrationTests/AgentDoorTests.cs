@@ -237,12 +237,13 @@ public sealed class AgentDoorTests(DoorHost door) : IClassFixture<DoorHost>
     [Theory]
     [InlineData("POST", "/v1/guests", "{\"name\":", "application/json", 400, "invalid JSON body")]
     [InlineData("POST", "/v1/guests", "{}", "application/json", 400, "'name'")]
-    [InlineData("POST", "/v1/guests", "[1, 2]", "application/json", 400, "invalid JSON body")]
-    [InlineData("POST", "/v1/images", "{\"name\": 7}", "application/json", 400, "invalid JSON body")]
-    [InlineData("PATCH", "/v1/guests/web1/limits", "{\"memoryBytes\": \"lots\"}", "application/json", 400, "invalid JSON body")]
+    [InlineData("POST", "/v1/guests", "[1, 2]", "application/json", 400, "the request body must be a JSON object, not an array")]
+    [InlineData("POST", "/v1/images", "{\"name\": 7}", "application/json", 400, "field 'name' must be a string, not the number 7")]
+    [InlineData("PATCH", "/v1/guests/web1/limits", "{\"memoryBytes\": \"lots\"}", "application/json", 400, "field 'memoryBytes' must be a whole number")]
+    [InlineData("POST", "/v1/guests", "{\"name\":\"j3\",\"memory\":\"256M\"}", "application/json", 400, "unknown field 'memory' in the request body")]
     [InlineData("POST", "/v1/guests", "{\"name\":\"web1\"}", "text/plain", 415, "application/json")]
     [InlineData("POST", "/v1/guests", null, null, 400, "needs a JSON body")]
-    [InlineData("POST", "/v1/guests/web1/stop?timeout=soon", null, null, 400, "timeout")]
+    [InlineData("POST", "/v1/guests/web1/stop?timeout=soon", null, null, 400, "query parameter 'timeout' must be a whole number, not 'soon'")]
     [InlineData("PUT", "/v1/guests", null, null, 405, "does not take PUT")]
     [InlineData("GET", "/v2/everything", null, null, 404, "no such API endpoint")]
     public async Task A_malformed_request_gets_a_one_line_json_error(string method, string path, string? body, string? contentType, int status, string fragment)
@@ -298,9 +299,10 @@ public sealed class AgentDoorTests(DoorHost door) : IClassFixture<DoorHost>
             var what = $"{method} {target}: {response}";
             if (segment.Contains("%00", StringComparison.Ordinal))
             {
-                // Kestrel refuses a NUL in the request target itself, before any of the agent's code runs: it sends
-                // its own bare 400 and hangs up. Nothing of the agent is reached, so nothing can be touched.
+                // Kestrel refuses a NUL in the request target itself, before any of the agent's code runs, and hangs
+                // up; the agent gives that refusal its error body (KestrelRefusals). Nothing of the agent is reached.
                 response.Status.ShouldBe(400, what);
+                response.Error.ShouldStartWith("malformed HTTP request", Case.Sensitive, what);
                 continue;
             }
             response.Status.ShouldBeOneOf([400, 404], what);
@@ -347,6 +349,12 @@ public sealed class AgentDoorTests(DoorHost door) : IClassFixture<DoorHost>
             var response = await RawHttp.SendAsync(Host.Socket, "POST", path, Encoding.UTF8.GetBytes(body));
             var what = $"POST {path} {body}: {response}";
             response.Status.ShouldBe(400, what);
+            if (name.Contains('\0', StringComparison.Ordinal))
+            {
+                // No string of a request may hold a NUL: refused with the body's shape, before the name rule.
+                response.Error.ShouldStartWith("field 'name' contains a NUL byte", Case.Sensitive, what);
+                continue;
+            }
             response.Error.ShouldStartWith("invalid name '", Case.Sensitive, what);
             response.Error.ShouldContain($"{kind} names are DNS labels", Case.Sensitive, what);
             response.Error.ShouldNotContain('\n', customMessage: what);
@@ -355,7 +363,7 @@ public sealed class AgentDoorTests(DoorHost door) : IClassFixture<DoorHost>
         // An image name in a create request goes through the same rule.
         var create = await RawHttp.SendAsync(Host.Socket, "POST", "/v1/guests", Encoding.UTF8.GetBytes($"{{\"name\":\"door1\",\"image\":{json}}}"));
         create.Status.ShouldBe(400, create.ToString());
-        create.Error.ShouldContain("unknown image");
+        create.Error.ShouldContain(name.Contains('\0', StringComparison.Ordinal) ? "field 'image' contains a NUL byte" : "unknown image");
         ShouldBeUntouched(before);
     }
 

@@ -195,8 +195,11 @@ public sealed class DomainTests(DomainHost shared) : IClassFixture<DomainHost>
         Status("dom-squeeze").GetProperty("memoryMinBytes").GetInt64().ShouldBe(128L << 20);
         try
         {
-            // A threshold no host reaches: the pool is under pressure at the agent's next look.
-            Host.Vsctl("host", "set", "--min-free", "100000G").ShouldSucceed();
+            // The highest threshold the agent takes, the pool's whole capacity: more than the pool ever has free
+            // while anything runs, so it is under pressure at the agent's next look.
+            var capacity = JsonDocument.Parse(Host.Vsctl("host", "-f", "json").ShouldSucceed().Stdout).RootElement
+                .GetProperty("pool").GetProperty("capacityBytes").GetInt64();
+            Host.Vsctl("host", "set", "--min-free", capacity.ToString(System.Globalization.CultureInfo.InvariantCulture)).ShouldSucceed();
             Eventually(() => StatRow("dom-squeeze").GetProperty("balloonBytes").GetInt64() == 128L << 20, "the balloon reaching the 128M guarantee",
                 seen: () => StatRow("dom-squeeze").ToString());
             Eventually(() => MemTotalKib("dom-squeeze") <= full - 100 * 1024, "the guest seeing less memory", seen: () => $"{MemTotalKib("dom-squeeze")} kB of {full}");

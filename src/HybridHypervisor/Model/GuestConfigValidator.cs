@@ -20,14 +20,29 @@ public static partial class GuestConfigValidator
             ? new SettingError(GuestSpec.Fields.Name, name, Reasons.Malformed, error)
             : null;
 
-    public static SettingError? LimitsError(GuestLimits limits, int hostCpus)
+    /// <summary>The smallest CPU share a cgroup enforces: its minimum quota (1 ms) per period (100 ms).</summary>
+    public const double MinCpus = (double)Vserver.Isolation.Cgroups.CgroupLimits.MinCpuQuotaMicroseconds / Vserver.Isolation.Cgroups.CgroupLimits.CpuPeriodMicroseconds;
+
+    /// <param name="hostMemoryBytes">The host's memory, the most a limit can mean; null: not checked (a stored config,
+    /// whose host may have lost memory since).</param>
+    public static SettingError? LimitsError(GuestLimits limits, int hostCpus, long? hostMemoryBytes = null)
     {
         if (limits.MemoryBytes is { } m && m < MinMemoryBytes)
             return new SettingError(GuestSpec.Fields.MemoryBytes, Text(m), Reasons.BelowMinimum,
                 $"memory limit {(m < 1024 ? $"{m} bytes" : ByteSize.Format(m))} is below the minimum of 4M").With("minimum", MinMemoryBytes);
-        if (limits.Cpus is { } c && (double.IsNaN(c) || c <= 0 || c > hostCpus))
+        if (limits.MemoryBytes is { } big && hostMemoryBytes is { } host && big > host)
+            return new SettingError(GuestSpec.Fields.MemoryBytes, Text(big), Reasons.OutOfRange,
+                    $"memory limit {ByteSize.FormatRounded(big)} is more than this host has: give 4M to {ByteSize.FormatRounded(host)}")
+                .With("minimum", MinMemoryBytes).With("maximum", host);
+        if (limits.MemoryMinBytes is { } floor && hostMemoryBytes is { } total && floor > total)
+            return new SettingError(GuestSpec.Fields.MemoryMinBytes, Text(floor), Reasons.OutOfRange,
+                    $"memory guarantee {ByteSize.FormatRounded(floor)} is more than this host has: give 0 to {ByteSize.FormatRounded(total)}")
+                .With("minimum", 0).With("maximum", total);
+        // A share below the cgroup's smallest quota would be raised to it without a word: refused instead.
+        if (limits.Cpus is { } c && (!double.IsFinite(c) || c < MinCpus || c > hostCpus))
             return new SettingError(GuestSpec.Fields.Cpus, Text(c), Reasons.OutOfRange,
-                $"invalid cpus {c}: give a number above 0 and at most this host's {hostCpus} CPUs").With("maximum", hostCpus);
+                    $"invalid cpus {Text(c)}: give {Text(MinCpus)} to this host's {hostCpus} CPUs")
+                .With("minimum", Text(MinCpus)).With("maximum", hostCpus);
         if (limits.Pids is { } p && p < 1)
             return new SettingError(GuestSpec.Fields.Pids, Text(p), Reasons.BelowMinimum,
                 $"invalid pids limit {p}: give a positive number of processes").With("minimum", 1);
@@ -190,7 +205,37 @@ public static partial class GuestConfigValidator
         command is { Count: 0 } || command?.Any(string.IsNullOrEmpty) == true
             ? new SettingError(GuestSpec.Fields.Command, command is { Count: > 0 } ? string.Join(' ', command) : "", Reasons.Empty,
                 "empty command: give a program to run")
+            : NulError(GuestSpec.Fields.Command, command);
+
+    /// <summary>What runs in a guest by exec: a program (and arguments), its environment and working directory, each a
+    /// C string for the kernel (no NUL), an environment of NAME=value pairs (a name without '=' or NUL, not empty), and
+    /// an absolute working directory. Fields as <see cref="ExecRequest"/> names them.</summary>
+    public static SettingError? ExecError(IReadOnlyList<string>? command, IReadOnlyDictionary<string, string>? env, string? cwd)
+    {
+        if (command is not { Count: > 0 } || string.IsNullOrEmpty(command[0]) || command.Any(a => a is null))
+            return new SettingError("command", command is { Count: > 0 } ? string.Join(' ', command) : "", Reasons.Empty,
+                "no command given: exec needs the program to run");
+        if (NulError("command", command) is { } commandError) return commandError;
+        foreach (var (key, value) in env ?? new Dictionary<string, string>())
+        {
+            if (key.Length == 0 || key.Contains('=', StringComparison.Ordinal) || key.Contains('\0', StringComparison.Ordinal))
+                return new SettingError("env", key, Reasons.Malformed,
+                    $"invalid environment variable name '{Shown(key)}': a name is not empty and holds no '=' or NUL");
+            if (value is null || value.Contains('\0', StringComparison.Ordinal))
+                return new SettingError("env", key, Reasons.Malformed, $"environment variable {Shown(key)} holds a NUL byte, which no variable can");
+        }
+        if (cwd is not null && (!cwd.StartsWith('/') || cwd.Contains('\0', StringComparison.Ordinal)))
+            return new SettingError("cwd", cwd, Reasons.Malformed, $"invalid working directory '{Shown(cwd)}': give an absolute path without NUL");
+        return null;
+    }
+
+    /// <summary>An argument with a NUL byte: the kernel would see it cut there.</summary>
+    private static SettingError? NulError(string field, IReadOnlyList<string>? arguments) =>
+        arguments?.FirstOrDefault(a => a.Contains('\0', StringComparison.Ordinal)) is { } bad
+            ? new SettingError(field, bad, Reasons.Malformed, $"argument '{Shown(bad)}' holds a NUL byte, which no program argument can")
             : null;
+
+    private static string Shown(string text) => Vserver.Isolation.Naming.DnsLabel.Shown(text);
 
     private static string Text(long value) => value.ToString(System.Globalization.CultureInfo.InvariantCulture);
 

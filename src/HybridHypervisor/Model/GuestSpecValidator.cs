@@ -53,7 +53,7 @@ public static class GuestSpecValidator
             // A vserver's disk is its disk quota; a domain's is its root disk (in its domain settings).
             DiskBytes = domain is null ? spec.DiskBytes : null,
         };
-        if (domain is null && GuestConfigValidator.LimitsError(limits, host.HostCpus) is { } limitsError) throw FleetException.Invalid(limitsError);
+        if (domain is null && GuestConfigValidator.LimitsError(limits, host.HostCpus, host.HostMemoryBytes) is { } limitsError) throw FleetException.Invalid(limitsError);
         if (GuestConfigValidator.Ipv4Error(spec.Ipv4, host.Subnet) is { } ipError) throw FleetException.Invalid(ipError);
         if (GuestConfigValidator.AllowSyscallsError(spec.AllowSyscalls, spec.Privileged) is { } allowError) throw FleetException.Invalid(allowError);
         if (GuestConfigValidator.CommandError(spec.Command) is { } commandError) throw FleetException.Invalid(commandError);

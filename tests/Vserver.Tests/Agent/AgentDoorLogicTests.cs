@@ -177,6 +177,7 @@ public sealed class AgentDoorLogicTests
         message.ShouldNotContain('\n');
         message.ShouldNotContain('\r');
         message.ShouldStartWith("first second  third");
+        ApiErrors.OneLine("a\u001b[31m\u202eb").ShouldBe(@"a\u001b[31m\u202eb", "other control and formatting characters are escaped, not dropped");
         message.Length.ShouldBeLessThan(2100);
     }
 
@@ -195,7 +196,10 @@ public sealed class AgentDoorLogicTests
     {
         var json = new BadHttpRequestException("Failed to read parameter", StatusCodes.Status400BadRequest,
             new System.Text.Json.JsonException("'}' is invalid"));
-        ApiErrors.BadRequestMessage(json, false).ShouldBe("invalid JSON body: '}' is invalid");
+        // RequestGate says more before the framework reads a body; the framework's own words never reach a client.
+        ApiErrors.BadRequestMessage(json, false).ShouldBe("invalid JSON body");
+        ApiErrors.BadRequestMessage(new BadHttpRequestException("Failed to bind parameter \"Nullable<int> timeout\" from \"abc\".", 400), false)
+            .ShouldBe("invalid value for 'timeout'");
         ApiErrors.BadRequestMessage(new BadHttpRequestException("Implicit body inferred", 400), true).ShouldBe("this request needs a JSON body");
         ApiErrors.BadRequestMessage(new BadHttpRequestException("x", StatusCodes.Status415UnsupportedMediaType), false).ShouldContain("application/json");
         ApiErrors.EmptyErrorMessage(404, "GET", "/v1/nothing").ShouldContain("no such API endpoint: GET /v1/nothing");

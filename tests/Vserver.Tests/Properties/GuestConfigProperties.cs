@@ -333,7 +333,7 @@ public sealed class GuestConfigProperties : IDisposable
             var (limits, hostCpus) = c;
             var error = GuestConfigValidator.LimitsError(limits, hostCpus)?.Message;
             var allowed = (limits.MemoryBytes is not { } m || m >= 4L << 20)
-                && (limits.Cpus is not { } cpus || (!double.IsNaN(cpus) && cpus > 0 && cpus <= hostCpus))
+                && (limits.Cpus is not { } cpus || (double.IsFinite(cpus) && cpus >= GuestConfigValidator.MinCpus && cpus <= hostCpus))
                 && (limits.Pids is not { } p || p >= 1);
             return (allowed == error is null).Label($"{limits} on {hostCpus} CPUs: {error ?? "accepted"}");
         }));
