@@ -35,6 +35,8 @@ public sealed partial class Fleet
                     GuestClaims claims;
                     if (guest.Create is { } spec)
                     {
+                        if (spec.Name != guest.Name)
+                            throw FleetException.Invalid($"planned guest '{guest.Name}' is created with the name '{spec.Name}'; give one name");
                         var draft = Draft(spec, held);
                         var config = draft with
                         {

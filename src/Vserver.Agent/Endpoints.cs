@@ -40,7 +40,8 @@ internal static class Endpoints
         });
         v1.MapPost("/plans/check", (PlanCheckRequest plan) => new PlanCheckReport
         {
-            Guests = fleet.CheckPlan([.. plan.Guests.Select(g => new PlannedGuest(g.Name, g.Create, g.Ports))])
+            // A list or a section left out arrives as null from the source-generated reader (dotnet/runtime#84484).
+            Guests = fleet.CheckPlan([.. (plan.Guests ?? []).Select(g => new PlannedGuest(g.Name, g.Create, g.Ports ?? []))])
                 .Select(c => new PlannedGuestResult
                 {
                     Name = c.Name,

@@ -348,7 +348,7 @@ public sealed record FailpointResult
 /// <summary>A plan checked whole (POST /v1/plans/check): what `vsctl apply` would create and publish, in its order.</summary>
 public sealed record PlanCheckRequest
 {
-    public IReadOnlyList<PlannedGuestRequest> Guests { get; init; } = [];
+    public required IReadOnlyList<PlannedGuestRequest> Guests { get; init; }
 }
 
 /// <summary>One guest of a plan: created as <see cref="Create"/> says, or (null) one that exists; the host ports the plan
