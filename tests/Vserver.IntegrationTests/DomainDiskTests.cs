@@ -112,6 +112,25 @@ public sealed class DomainDiskTests : IDisposable
     }
 
     [Fact]
+    public void An_overlays_header_naming_another_backing_file_is_not_followed()
+    {
+        var imageDir = BusyboxImage();
+        var (basePath, _) = BaseDisk.EnsureBase(imageDir, Path.Combine(imageDir, "rootfs"));
+        var overlay = Path.Combine(_dir, "web.qcow2");
+        DomainDisk.Create(basePath, overlay, 128 * MiB);
+        // Someone with write access to the state root points the overlay at a host file of theirs choosing.
+        var planted = Path.Combine(_dir, "host-secret.raw");
+        File.WriteAllBytes(planted, new byte[4 * MiB]);
+        HostProgram.Run("qemu-img", ["rebase", "-u", "-f", "qcow2", "-F", "raw", "-b", planted, overlay]);
+        DomainDisk.Info(overlay).BackingFile.ShouldBe(planted);
+
+        // The export reads the image's base, named by the agent: the busybox files are there, the planted file unread.
+        string? passwd = null;
+        DomainDisk.WithRawExport(overlay, basePath, writable: false, raw => passwd = HostProgram.Run("debugfs", ["-R", "cat /etc/passwd", raw]));
+        passwd.ShouldNotBeNull().ShouldContain("root:x:0:0:");
+    }
+
+    [Fact]
     public void Too_small_a_disk_is_refused_with_one_line_and_leaves_no_overlay()
     {
         var imageDir = BusyboxImage();

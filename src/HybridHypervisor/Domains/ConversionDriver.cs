@@ -40,7 +40,9 @@ public sealed class ConversionDriver(VserverDriver vservers, DomainDriver domain
         }
         // Writable: a domain powered off by its init leaves ext4's journal to replay, and a read-only device cannot
         // replay it (the kernel refuses the mount; noload would hide the journal's newest writes).
-        await Task.Run(() => DomainDisk.WithRawExport(paths.Disk, writable: true, raw => domains.Roots.CopyFromDisk(vserver, paths, raw)));
+        var basePath = domains.BaseDiskOf(vserver)
+            ?? throw FleetException.ImageMissing(vserver.Image, vserver.Name);
+        await Task.Run(() => DomainDisk.WithRawExport(paths.Disk, basePath, writable: true, raw => domains.Roots.CopyFromDisk(vserver, paths, raw)));
     }
 
     public void DiscardLayers(GuestPaths paths) => WritableLayer.Discard(paths, log);

@@ -63,7 +63,7 @@ public static class DomainDisk
                 "create", "-q", "-f", "qcow2", "-F", "raw", "-b", basePath, overlayPath,
                 sizeBytes.ToString(CultureInfo.InvariantCulture),
             ]);
-            if (sizeBytes / 4096 > baseSize / 4096) GrowFilesystem(overlayPath);
+            if (sizeBytes / 4096 > baseSize / 4096) GrowFilesystem(overlayPath, basePath);
         }
         catch
         {
@@ -74,12 +74,14 @@ public static class DomainDisk
 
     /// <summary>Grows the ext4 in an unused overlay to its virtual size: qemu-storage-daemon's FUSE export turns
     /// the qcow2 into a plain file for resize2fs; no loop device, no nbd, and the base stays untouched.</summary>
-    private static void GrowFilesystem(string overlayPath) =>
-        WithRawExport(overlayPath, writable: true, raw => HostProgram.Run("resize2fs", [raw], timeout: TimeSpan.FromMinutes(10)));
+    private static void GrowFilesystem(string overlayPath, string basePath) =>
+        WithRawExport(overlayPath, basePath, writable: true, raw => HostProgram.Run("resize2fs", [raw], timeout: TimeSpan.FromMinutes(10)));
 
     /// <summary>Runs <paramref name="use"/> on an unused qcow2 overlay exported as a plain raw file (qemu-storage-daemon's
-    /// FUSE export, on a file next to the overlay); the export is flushed and removed afterwards, also on failure.</summary>
-    public static void WithRawExport(string overlayPath, bool writable, Action<string> use)
+    /// FUSE export, on a file next to the overlay); the export is flushed and removed afterwards, also on failure.
+    /// <paramref name="basePath"/>: its backing file, named here so that the path in the overlay's header (a file under
+    /// the state root) is never opened.</summary>
+    public static void WithRawExport(string overlayPath, string basePath, bool writable, Action<string> use)
     {
         var dir = Path.GetDirectoryName(overlayPath)!;
         var mountpoint = Path.Combine(dir, $".{Path.GetFileName(overlayPath)}.fuse-{Environment.ProcessId}");
@@ -97,7 +99,7 @@ public static class DomainDisk
             foreach (var a in new[]
             {
                 "--blockdev", $"driver=file,node-name=file,filename={QemuOptionValue(overlayPath)}",
-                "--blockdev", "driver=qcow2,node-name=disk,file=file",
+                "--blockdev", $"driver=qcow2,node-name=disk,file=file,backing.driver=raw,backing.file.driver=file,backing.file.filename={QemuOptionValue(basePath)}",
                 "--export", $"type=fuse,id=export,node-name=disk,mountpoint={QemuOptionValue(mountpoint)},writable={(writable ? "on" : "off")}",
             }) psi.ArgumentList.Add(a);
             daemon = Process.Start(psi) ?? throw new DiskException("qemu-storage-daemon: could not start");

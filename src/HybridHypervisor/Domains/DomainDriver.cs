@@ -126,6 +126,10 @@ public sealed class DomainDriver(FleetOptions options, HostBridge bridge, ImageS
         _ => paths.Disk,
     };
 
+    /// <summary>The base disk of the guest's image, which its overlay is over (null when the image is gone).</summary>
+    public string? BaseDiskOf(GuestConfig config) =>
+        images.Find(config.Image) is { } image ? Path.Combine(Path.GetDirectoryName(image.RootfsPath)!, BaseDisk.FileName) : null;
+
     // ---- run ----
 
     public DomainLaunch LaunchFor(GuestConfig config, GuestPaths paths, AcceleratorChoice accelerator, string? incoming = null, bool hold = false)
@@ -142,9 +146,7 @@ public sealed class DomainDriver(FleetOptions options, HostBridge bridge, ImageS
             MemoryBytes = domain.MaxMemoryBytes,
             Disk = RootDisk(domain, paths) ?? "",
             Root = domain.Root,
-            Backing = domain.Root == DomainRoot.Overlay && images.Find(config.Image) is { } image
-                ? Path.Combine(Path.GetDirectoryName(image.RootfsPath)!, BaseDisk.FileName)
-                : null,
+            Backing = domain.Root == DomainRoot.Overlay ? BaseDiskOf(config) : null,
             VirtiofsSocket = paths.VirtiofsSocket,
             Init = config.Command,
             Tap = paths.Tap,
