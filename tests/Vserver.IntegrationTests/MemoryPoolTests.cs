@@ -145,13 +145,19 @@ public sealed class MemoryPoolTests(SharedHost shared) : IClassFixture<SharedHos
                 .GetProperty("memoryMinBytes").GetInt64().ShouldBe(256 * MiB);
             // Nor may the reserve grow so far that the promises no longer fit.
             Host.Vsctl("host", "set", "--reserve", "4G").ShouldFailWith("already guaranteed");
-            // Limits may overcommit up to the ratio, not beyond.
-            Host.Vsctl("create", "adm-limit", "--memory", $"{capacity * 3 / MiB}M").ShouldFailWith("overcommit");
+            // One limit above what the host has is refused as such.
+            Host.Vsctl("create", "adm-limit", "--memory", $"{capacity * 3 / MiB}M").ShouldFailWith("more than this host has");
             Host.ShouldHaveNoTraceOf("adm-limit");
+            // Limits may overcommit up to the ratio (2 by default), not beyond.
+            Destroy("adm-first", "adm-small");
+            Host.Vsctl("create", "adm-limit1", "--memory", $"{capacity / MiB}M").ShouldSucceed();
+            Host.Vsctl("create", "adm-limit2", "--memory", $"{capacity / MiB}M").ShouldSucceed();
+            Host.Vsctl("create", "adm-limit3", "--memory", $"{capacity / MiB}M").ShouldFailWith("overcommit");
+            Host.ShouldHaveNoTraceOf("adm-limit3");
         }
         finally
         {
-            Destroy("adm-first", "adm-second", "adm-small", "adm-huge", "adm-limit");
+            Destroy("adm-first", "adm-second", "adm-small", "adm-huge", "adm-limit", "adm-limit1", "adm-limit2", "adm-limit3");
         }
     }
 
