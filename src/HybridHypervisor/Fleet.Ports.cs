@@ -161,7 +161,7 @@ public sealed partial class Fleet
     /// <summary>Rewrites the table from every guest's config, with <paramref name="changedConfig"/> standing for guest
     /// <paramref name="changed"/>'s. A host port two configs claim (hand-edited files) goes to the first guest by name.</summary>
     private void ApplyPortsLocked(string? changed = null, GuestConfig? changedConfig = null) =>
-        Network.ApplyForwards(_options.Subnet, ExpectedForwards(changed, changedConfig));
+        Network.ApplyForwards(_options.Subnet, ExpectedForwards(changed, changedConfig), Nat);
 
     /// <summary>The forwards the guests' configs ask for (what <see cref="ApplyPortsLocked"/> writes and the host check
     /// compares the live table with).</summary>
@@ -199,7 +199,7 @@ public sealed partial class Fleet
         }
         catch (Exception e) when (e is Vserver.Isolation.Processes.HostProgramException or IOException)
         {
-            _log($"WARNING: rewriting the published ports' table {Network.PortTable} failed: {e.Message}");
+            _log($"WARNING: rewriting the agent's nftables table {Network.PortTable} (published ports, outbound NAT) failed: {e.Message}");
         }
     }
 
@@ -214,20 +214,10 @@ public sealed partial class Fleet
     private void RestorePorts()
     {
         var count = Ports().Sum(p => p.Ports.Count);
-        if (count == 0)
-        {
-            // Nothing to publish: only a table left by an earlier agent goes, and a host without nft is no problem.
-            try
-            {
-                lock (_portsLock) ApplyPortsLocked();
-            }
-            catch (Exception e) when (e is Vserver.Isolation.Processes.HostProgramException or IOException)
-            {
-            }
-            return;
-        }
         lock (_portsLock) TryApplyPortsLocked();
-        _log($"published ports: {count} in nftables table {Network.PortTable}");
+        if (count > 0) _log($"published ports: {count} in nftables table {Network.PortTable}");
+        _log(Nat ? $"outbound NAT: {_options.Subnet} reaches beyond the host, masqueraded (nftables table {Network.PortTable})"
+            : $"outbound NAT off: guests reach only the host and each other");
     }
 
     /// <summary>Restoring a saved guest: its published ports must still be free.</summary>

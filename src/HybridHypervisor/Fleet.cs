@@ -89,6 +89,7 @@ public sealed partial class Fleet : IDisposable
         Kernels.CleanStaging();
         Network.Ensure();
         LoadPoolSettings();
+        LoadNetworkSettings();
 
         var (configs, broken) = _store.LoadAll(_hostCpus);
         foreach (var b in broken) MarkBroken(b with { Claims = WithHeldOnHost(b.Claims) });

@@ -17,8 +17,9 @@ public interface IHostNetwork
     /// <summary>The bridge exists, is up, and holds the gateway address.</summary>
     void Ensure();
 
-    /// <summary>Replaces the published-ports table with <paramref name="forwards"/> (removes it when there are none).</summary>
-    void ApplyForwards(Ipv4Subnet subnet, IReadOnlyList<PortForward> forwards);
+    /// <summary>Replaces the agent's table with <paramref name="forwards"/> and, with <paramref name="nat"/>, the guest
+    /// subnet's way out (masqueraded; IPv4 forwarding switched on); without it guests open nothing beyond the bridge.</summary>
+    void ApplyForwards(Ipv4Subnet subnet, IReadOnlyList<PortForward> forwards, bool nat);
 
     /// <summary>The table as nftables lists it, or null when it does not exist.</summary>
     string? ListForwards();
@@ -33,6 +34,6 @@ public sealed class HostNetwork(HostBridge bridge) : IHostNetwork
     public string BridgeName => Bridge.Name;
     public string PortTable => $"{PortForwarding.Family} {_ports.Table}";
     public void Ensure() => Bridge.Ensure();
-    public void ApplyForwards(Ipv4Subnet subnet, IReadOnlyList<PortForward> forwards) => _ports.Apply(subnet, forwards);
+    public void ApplyForwards(Ipv4Subnet subnet, IReadOnlyList<PortForward> forwards, bool nat) => _ports.Apply(subnet, forwards, nat);
     public string? ListForwards() => _ports.List();
 }

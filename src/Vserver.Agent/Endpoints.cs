@@ -14,7 +14,9 @@ internal static class Endpoints
         v1.MapGet("/host", () => HostAsync(fleet));
         v1.MapPatch("/host", (HostSettingsRequest request) =>
         {
-            fleet.SetPool(request.ReserveBytes, request.Overcommit, request.MinFreeBytes, request.Ksm);
+            if (request is not { ReserveBytes: null, Overcommit: null, MinFreeBytes: null, Ksm: null })
+                fleet.SetPool(request.ReserveBytes, request.Overcommit, request.MinFreeBytes, request.Ksm);
+            if (request.Nat is { } nat) fleet.SetNat(nat);
             return HostAsync(fleet);
         });
         v1.MapPost("/host/check", async (HostCheckRequest request, CancellationToken ct) => ContractMapping.ToReport(await fleet.CheckHostAsync(request.Repair, ct)));
@@ -150,5 +152,7 @@ internal static class Endpoints
         RunRoot = fleet.Options.RunRoot,
         AgentPid = Environment.ProcessId,
         Pool = ContractMapping.ToInfo(fleet.PoolInfo()),
+        Nat = fleet.Nat,
+        IpForwarding = fleet.IpForwarding,
     };
 }

@@ -127,6 +127,10 @@ public sealed record HostInfo
     public int Cpus { get; init; }
     public long MemoryBytes { get; init; }
     public PoolInfo? Pool { get; init; }
+    /// <summary>Outbound NAT: guests reach beyond the host, masqueraded to its addresses (null from an older agent).</summary>
+    public bool? Nat { get; init; }
+    /// <summary>Whether the host routes IPv4 between its interfaces (net.ipv4.ip_forward).</summary>
+    public bool? IpForwarding { get; init; }
 }
 
 /// <summary>
@@ -163,6 +167,8 @@ public sealed record HostSettingsRequest
     public double? Overcommit { get; init; }
     public long? MinFreeBytes { get; init; }
     public bool? Ksm { get; init; }
+    /// <summary>Outbound NAT of the guest subnet on or off.</summary>
+    public bool? Nat { get; init; }
 }
 
 /// <summary>`vsctl stat`: who uses what of the shared pool, measured now.</summary>

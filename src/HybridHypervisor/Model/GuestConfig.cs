@@ -165,6 +165,7 @@ public static class RestartPolicies
 [JsonSerializable(typeof(GuestConfig))]
 [JsonSerializable(typeof(GuestIntent))]
 [JsonSerializable(typeof(SharedMemoryAccounting.PoolSettings))]
+[JsonSerializable(typeof(HostNetworkSettings))]
 internal sealed partial class ConfigJson : JsonSerializerContext;
 
 /// <summary>One-line JSON (a save file's header is one line).</summary>

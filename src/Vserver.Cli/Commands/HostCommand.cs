@@ -48,13 +48,19 @@ internal static class HostCommand
             HelpName = "on|off",
             CompletionSources = { "on", "off" },
         };
-        var format = SharedOptions.Format("text");
-        var command = new Command("set", "Change the memory pool's settings (kept by the agent) and show the host as vsctl host does")
+        var nat = new Option<string?>("--nat")
         {
-            reserve, overcommit, minFree, ksm, format,
+            Description = "Outbound NAT: guests reach beyond the host, masqueraded to its addresses (on, the default), or only the host and each other (off)",
+            HelpName = "on|off",
+            CompletionSources = { "on", "off" },
+        };
+        var format = SharedOptions.Format("text");
+        var command = new Command("set", "Change the memory pool's and the guests' network settings (kept by the agent) and show the host as vsctl host does")
+        {
+            reserve, overcommit, minFree, ksm, nat, format,
         };
         command.SetAction((parse, ct) => cli.RunAsync(parse, client => SetAsync(client,
-            new Settings(parse.GetValue(reserve), parse.GetValue(overcommit), parse.GetValue(minFree), parse.GetValue(ksm)),
+            new Settings(parse.GetValue(reserve), parse.GetValue(overcommit), parse.GetValue(minFree), parse.GetValue(ksm), parse.GetValue(nat)),
             parse.GetValue(format), cli.Out, cli.Err, ct)));
         return command;
     }
@@ -101,18 +107,19 @@ internal static class HostCommand
     }
 
     /// <summary>The options of <c>host set</c> as typed; null is not given.</summary>
-    public sealed record Settings(string? Reserve = null, string? Overcommit = null, string? MinFree = null, string? Ksm = null);
+    public sealed record Settings(string? Reserve = null, string? Overcommit = null, string? MinFree = null, string? Ksm = null, string? Nat = null);
 
     public static HostSettingsRequest ToRequest(Settings settings)
     {
         if (settings == new Settings())
-            throw new UsageException("host set needs at least one of --reserve, --overcommit, --min-free, --ksm");
+            throw new UsageException("host set needs at least one of --reserve, --overcommit, --min-free, --ksm, --nat");
         return new HostSettingsRequest
         {
             ReserveBytes = Input.Size("--reserve", settings.Reserve),
             Overcommit = Input.PositiveNumber("--overcommit", settings.Overcommit, "ratio", "1 or 1.5"),
             MinFreeBytes = Input.Size("--min-free", settings.MinFree),
             Ksm = Input.OnOff("--ksm", settings.Ksm),
+            Nat = Input.OnOff("--nat", settings.Nat),
         };
     }
 
@@ -149,6 +156,12 @@ internal static class HostCommand
         ("cgroup version", host.CgroupVersion),
         ("bridge", host.Bridge),
         ("subnet", host.Subnet),
+        ("outbound", host.Nat switch
+        {
+            true => $"NAT: guests reach beyond the host, masqueraded to its addresses (IPv4 forwarding {(host.IpForwarding == true ? "on" : "off")})",
+            false => "off: guests reach only the host and each other (vsctl host set --nat on)",
+            null => Display.None,
+        }),
         ("state root", host.StateRoot),
         ("run root", host.RunRoot),
         .. host.Pool is { } pool ? PoolLines(pool) : [("pool", "not reported by this agent")],

@@ -35,7 +35,7 @@ public static class PortProtocols
 public sealed record PortForward(PortProtocol Protocol, int HostPort, IPAddress Guest, int GuestPort, string Owner);
 
 /// <summary>
-/// The published ports of one agent as an nftables table of its own, <c>ip vserver_BRIDGE</c>: named after the agent's
+/// The published ports of one agent, and its guests' way out (outbound NAT), as an nftables table of its own, <c>ip vserver_BRIDGE</c>: named after the agent's
 /// bridge, so agents with their own bridges (tests run several side by side) never touch each other's rules, and
 /// nothing else on the host is touched at all. The table is always rewritten whole, in one nft transaction, from the
 /// guests' configs: applying it twice changes nothing, and a failed apply leaves the previous rules in place.
@@ -50,6 +50,10 @@ public sealed record PortForward(PortProtocol Protocol, int HostPort, IPAddress 
 /// with route_localnet on the bridge, and the guest could not answer it. It is masqueraded to the bridge's address.
 /// Connections from a guest to another guest's published port through the host are masqueraded too, so the answer comes
 /// back through the host (without it the guests would talk past the DNAT, unless br_netfilter happens to catch it).</item>
+/// <item>postrouting, with outbound NAT on: what the guest subnet sends out of any interface but the bridge leaves with
+/// the host's address on that interface (masquerade), as lxc-net and Incus's managed bridges do.</item>
+/// <item>forward, with outbound NAT off: a connection a guest opens to anything beyond the bridge is dropped; answers to
+/// connections that came in (published ports) still go out. Guests then reach the host and each other only.</item>
 /// <item>input: route_localnet also lets a neighbour on the bridge send packets to 127.0.0.0/8 that the host would
 /// accept as its own (a domain controls its whole network stack): those are dropped unless they answer a connection
 /// the host made (the masqueraded replies). Measured: without this rule a guest reaches a host service bound to
@@ -66,14 +70,22 @@ public sealed class PortForwarding(HostBridge bridge)
     /// in an identifier after a letter).</summary>
     public static string TableFor(string bridgeName) => "vserver_" + HostBridge.ValidateName(bridgeName);
 
-    /// <summary>The nft script that replaces the table with <paramref name="forwards"/>, or removes it when there are
-    /// none. "table" before "delete table" makes the delete succeed whether the table existed or not.</summary>
-    public static string Render(string bridgeName, Ipv4Subnet subnet, IReadOnlyList<PortForward> forwards)
+    /// <summary>The nft script that replaces the table with <paramref name="forwards"/> and, with <paramref name="nat"/>,
+    /// the guest subnet's masquerade, or removes it when there is neither. "table" before "delete table" makes the delete
+    /// succeed whether the table existed or not.</summary>
+    public static string Render(string bridgeName, Ipv4Subnet subnet, IReadOnlyList<PortForward> forwards, bool nat)
     {
         var table = TableFor(bridgeName);
         var text = new StringBuilder();
         text.Append(CultureInfo.InvariantCulture, $"table {Family} {table}\ndelete table {Family} {table}\n");
-        if (forwards.Count == 0) return text.ToString();
+        if (forwards.Count == 0 && !nat)
+        {
+            // Not even a way out: the table's only rule would drop what guests open beyond the bridge.
+            text.Append(CultureInfo.InvariantCulture, $"table {Family} {table} {{\n");
+            Chain(text, "forward", "type filter hook forward priority filter; policy accept;", [NoWayOut(bridgeName)]);
+            text.Append("}\n");
+            return text.ToString();
+        }
         var ordered = forwards.OrderBy(f => f.Protocol).ThenBy(f => f.HostPort).ToList();
         var dnat = ordered.Select(f =>
             $"fib daddr type local {PortProtocols.Name(f.Protocol)} dport {f.HostPort} dnat to {f.Guest}:{f.GuestPort} comment \"{Comment(f.Owner)}\"").ToList();
@@ -85,7 +97,9 @@ public sealed class PortForwarding(HostBridge bridge)
         [
             $"oifname \"{bridgeName}\" ct status dnat ip saddr 127.0.0.0/8 masquerade",
             $"oifname \"{bridgeName}\" ct status dnat ip saddr {subnet} masquerade",
+            .. nat ? [Masquerade(bridgeName, subnet)] : Array.Empty<string>(),
         ]);
+        if (!nat) Chain(text, "forward", "type filter hook forward priority filter; policy accept;", [NoWayOut(bridgeName)]);
         Chain(text, "input", "type filter hook input priority filter; policy accept;",
         [
             $"iifname \"{bridgeName}\" ip daddr 127.0.0.0/8 ct state != {{ established, related }} drop",
@@ -93,6 +107,12 @@ public sealed class PortForwarding(HostBridge bridge)
         text.Append("}\n");
         return text.ToString();
     }
+
+    /// <summary>Outbound NAT: the guest subnet leaves through any other interface with that interface's address.</summary>
+    public static string Masquerade(string bridgeName, Ipv4Subnet subnet) => $"ip saddr {subnet} oifname != \"{bridgeName}\" masquerade";
+
+    /// <summary>Outbound NAT off: a guest opens nothing beyond the bridge.</summary>
+    private static string NoWayOut(string bridgeName) => $"iifname \"{bridgeName}\" oifname != \"{bridgeName}\" ct state new drop";
 
     private static void Chain(StringBuilder text, string name, string type, IEnumerable<string> rules)
     {
@@ -109,12 +129,33 @@ public sealed class PortForwarding(HostBridge bridge)
     /// is switched on after it (the input chain must guard 127.0.0.0/8 before the bridge may carry it); without ports
     /// route_localnet goes off first and the table goes.
     /// </summary>
-    public void Apply(Ipv4Subnet subnet, IReadOnlyList<PortForward> forwards)
+    public void Apply(Ipv4Subnet subnet, IReadOnlyList<PortForward> forwards, bool nat)
     {
-        var script = Render(bridge.Name, subnet, forwards);
+        var script = Render(bridge.Name, subnet, forwards, nat);
         if (forwards.Count == 0) SetRouteLocalnet(false);
         Nft(["-f", "-"], script);
         if (forwards.Count > 0) SetRouteLocalnet(true);
+        // Routing between the bridge and the host's other interfaces: what outbound NAT (and a published port reached
+        // from another machine) needs. Never switched off again here: other things on the host may route too.
+        if (nat) EnableForwarding();
+    }
+
+    /// <summary>Whether the host routes IPv4 between its interfaces (net.ipv4.ip_forward).</summary>
+    public static bool ForwardingOn => File.Exists(IpForward) && File.ReadAllText(IpForward).Trim() == "1";
+
+    private const string IpForward = "/proc/sys/net/ipv4/ip_forward";
+
+    private static void EnableForwarding()
+    {
+        if (ForwardingOn) return;
+        try
+        {
+            File.WriteAllText(IpForward, "1");
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new IOException($"cannot write {IpForward} (IPv4 forwarding, which guests need to reach the world): {e.Message}", e);
+        }
     }
 
     /// <summary>The table as nft lists it, or null when it does not exist.</summary>

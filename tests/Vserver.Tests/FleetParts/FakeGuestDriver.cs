@@ -171,7 +171,13 @@ internal sealed class FakeHostNetwork(string bridge) : IHostNetwork
 
     public void Ensure() => Ensured++;
 
-    public void ApplyForwards(Ipv4Subnet subnet, IReadOnlyList<PortForward> forwards) => Forwards = forwards;
+    public bool Nat { get; private set; }
+
+    public void ApplyForwards(Ipv4Subnet subnet, IReadOnlyList<PortForward> forwards, bool nat)
+    {
+        Forwards = forwards;
+        Nat = nat;
+    }
 
     public string? ListForwards() => null;
 }

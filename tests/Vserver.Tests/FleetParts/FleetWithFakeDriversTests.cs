@@ -509,6 +509,26 @@ public sealed class FleetWithFakeDriversTests : IDisposable
         _network.Forwards.Select(f => f.HostPort).ShouldBe([18080], "the port table has the earlier guest's port once");
     }
 
+    [Fact]
+    public void Outbound_nat_is_on_by_default_and_an_operators_off_is_kept_by_the_next_agent()
+    {
+        var first = Agent();
+        first.Nat.ShouldBeTrue();
+        _network.Nat.ShouldBeTrue("the agent's table is written with the masquerade at its start");
+
+        first.SetNat(false);
+        _network.Nat.ShouldBeFalse();
+        File.ReadAllText(Path.Combine(_root, "state", "network.json")).ShouldContain("\"nat\": false");
+        first.Dispose();
+        _fleets.Remove(first);
+
+        var next = Agent();
+        next.Nat.ShouldBeFalse();
+        _network.Nat.ShouldBeFalse("the next agent rebuilds its table from the setting");
+        next.SetNat(true);
+        _network.Nat.ShouldBeTrue();
+    }
+
     private GuestConfig ReadConfig(string name) =>
         JsonSerializer.Deserialize(File.ReadAllText(Path.Combine(_root, "state", "guests", name, "guest.json")), ConfigJson.Default.GuestConfig)!;
 }

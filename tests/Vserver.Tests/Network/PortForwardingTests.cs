@@ -25,7 +25,7 @@ public sealed class PortForwardingTests
     [Fact]
     public void The_table_is_replaced_whole_with_dnat_for_outside_and_host_traffic_and_what_loopback_needs()
     {
-        PortForwarding.Render("vsbr0", Subnet, Forwards).ShouldBe("""
+        PortForwarding.Render("vsbr0", Subnet, Forwards, nat: false).ShouldBe("""
             table ip vserver_vsbr0
             delete table ip vserver_vsbr0
             table ip vserver_vsbr0 {
@@ -46,6 +46,10 @@ public sealed class PortForwardingTests
             		oifname "vsbr0" ct status dnat ip saddr 127.0.0.0/8 masquerade
             		oifname "vsbr0" ct status dnat ip saddr 10.88.0.0/24 masquerade
             	}
+            	chain forward {
+            		type filter hook forward priority filter; policy accept;
+            		iifname "vsbr0" oifname != "vsbr0" ct state new drop
+            	}
             	chain input {
             		type filter hook input priority filter; policy accept;
             		iifname "vsbr0" ip daddr 127.0.0.0/8 ct state != { established, related } drop
@@ -56,9 +60,29 @@ public sealed class PortForwardingTests
     }
 
     [Fact]
-    public void Without_ports_the_table_goes_whether_it_existed_or_not()
+    public void Outbound_nat_masquerades_the_guest_subnet_out_of_every_other_interface()
     {
-        PortForwarding.Render("vst1a2b", Subnet, []).ShouldBe("table ip vserver_vst1a2b\ndelete table ip vserver_vst1a2b\n");
+        var table = PortForwarding.Render("vst1a2b", Subnet, [], nat: true);
+        table.ShouldStartWith("table ip vserver_vst1a2b\ndelete table ip vserver_vst1a2b\ntable ip vserver_vst1a2b {\n");
+        table.ShouldContain("\t\tip saddr 10.88.0.0/24 oifname != \"vst1a2b\" masquerade\n");
+        table.ShouldNotContain("chain forward");
+        table.ShouldNotContain("dnat to");
+    }
+
+    [Fact]
+    public void Without_nat_and_ports_the_table_only_keeps_guests_from_opening_anything_beyond_the_bridge()
+    {
+        PortForwarding.Render("vst1a2b", Subnet, [], nat: false).ShouldBe("""
+            table ip vserver_vst1a2b
+            delete table ip vserver_vst1a2b
+            table ip vserver_vst1a2b {
+            	chain forward {
+            		type filter hook forward priority filter; policy accept;
+            		iifname "vst1a2b" oifname != "vst1a2b" ct state new drop
+            	}
+            }
+
+            """.ReplaceLineEndings("\n"));
     }
 
     [Fact]
@@ -73,8 +97,11 @@ public sealed class PortForwardingTests
     public void Nft_accepts_the_rendered_table()
     {
         // nft --check parses and validates against the running kernel without changing anything.
-        var (code, _, stderr) = HostProgram.TryRun("nft", ["--check", "-f", "-"], PortForwarding.Render("vs-chk.0", Subnet, Forwards));
-        code.ShouldBe(0, stderr);
+        foreach (var (forwards, nat) in new[] { (Forwards, true), (Forwards, false), (Array.Empty<PortForward>(), true), (Array.Empty<PortForward>(), false) })
+        {
+            var (code, _, stderr) = HostProgram.TryRun("nft", ["--check", "-f", "-"], PortForwarding.Render("vs-chk.0", Subnet, forwards, nat));
+            code.ShouldBe(0, stderr);
+        }
     }
 
     [Fact]
