@@ -88,6 +88,28 @@ public sealed class ExecRelayTests
         log.ShouldBeEmpty();
     }
 
+    [Fact]
+    public async Task A_client_that_reads_the_exit_and_drops_the_connection_logs_nothing()
+    {
+        await using var pair = await SocketPair.OpenAsync();
+        var log = new List<string>();
+        var process = new FakeGuestProcess();
+        var relay = RunRelay(pair, log, process);
+        await pair.Client.SendAsync(Request(["true"]), WebSocketMessageType.Text, true, Ct);
+        await process.Started.Task.WaitAsync(TimeSpan.FromSeconds(5), Ct);
+
+        process.Exit(0);
+        var buffer = new byte[64];
+        (await pair.Client.ReceiveAsync(buffer, Ct)).Count.ShouldBe(5);
+        buffer[0].ShouldBe(ExecStream.Exit);
+        // vsctl exits with the command's code at once: its connection drops without a close handshake.
+        pair.DropClient();
+        await relay.WaitAsync(TimeSpan.FromSeconds(10), Ct);
+
+        process.Hangups.ShouldBe(0);
+        log.ShouldBeEmpty("an exec that ran to its end is not a client that went away");
+    }
+
     [Theory]
     [InlineData(new[] { "sleep", "1000" }, "`sleep 1000`")]
     [InlineData(new[] { "echo", "" }, "`echo ''`")]
