@@ -26,6 +26,8 @@ internal sealed class ExecRelay : IDisposable
     /// <summary>How the client went away, once it has; null while it is there.</summary>
     private volatile string? _clientGone;
     private bool _commandStarted;
+    /// <summary>The command's exit frame went out: whatever the client does after that is the session's end.</summary>
+    private bool _exitSent;
 
     internal ExecRelay(WebSocket socket, string name, Action<string> log)
     {
@@ -53,6 +55,10 @@ internal sealed class ExecRelay : IDisposable
         try
         {
             await RunSessionAsync(start, ct);
+        }
+        catch (Exception e) when (_exitSent && e is WebSocketException or OperationCanceledException or IOException)
+        {
+            // The command ended and its exit went out: a client that leaves without closing the session is done, not gone.
         }
         catch (Exception e) when (_clientGone is not null || ct.IsCancellationRequested ||
                                   e is WebSocketException or OperationCanceledException)
@@ -131,6 +137,7 @@ internal sealed class ExecRelay : IDisposable
             frame[0] = ExecStream.Exit;
             BinaryPrimitives.WriteInt32LittleEndian(frame.AsSpan(1), code);
             await SendAsync(frame, ct);
+            _exitSent = true;
             await CloseAsync(ct);
             await Task.WhenAny(stdin, Task.Delay(TimeSpan.FromSeconds(5), CancellationToken.None));
         }

@@ -264,7 +264,7 @@ public sealed class DiskFullTests
         // Room for a config, not for the 16M layer a quota promises: refused before anything is made, naming what is free.
         disk.Fill(leaveBytes: 6L << 20);
         var refused = host.Vsctl("create", "quota2", "--disk", "16M").ShouldFailWith("the state disk is too full for the 16M disk quota of 'quota2': ");
-        refused.Stderr.ShouldMatch($@"\b[56](\.\d)?M free on the filesystem of {System.Text.RegularExpressions.Regex.Escape(host.Root)}; free space there .* or give a smaller --disk");
+        refused.Stderr.ShouldMatch($@"\b[56](\.\d)?M free on the filesystem of {System.Text.RegularExpressions.Regex.Escape(host.Root)}; free space there .* or give a smaller disk quota");
         disk.ShouldHaveNoTraceOf("quota2");
         // Without a quota it fits.
         host.Vsctl("create", "small").ShouldSucceed();

@@ -46,7 +46,7 @@ public sealed class HostRestartTests : IAsyncLifetime
         await WaitUntilAsync(() => Status("web").GetProperty("state").GetString() == "running" && Status("mail").GetProperty("state").GetString() == "running",
             "web and mail running again");
         var back = clock.Elapsed;
-        _host.AgentLog.ShouldContain("the host has started: starting 2 guests marked autostart: mail, web");
+        _host.AgentLog.ShouldContain("the host has started: starting 2 guests marked autostart: mail, web", customMessage: _host.AgentLog);
 
         // Not marked: listed, stopped, its files kept.
         Status("idle").GetProperty("state").GetString().ShouldBe("stopped");

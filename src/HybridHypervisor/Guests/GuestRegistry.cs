@@ -55,9 +55,10 @@ internal sealed class GuestRegistry
         lock (_lock) return _broken.GetValueOrDefault(name);
     }
 
+    /// <summary>The guests the fleet runs, by name (logs and checks list them in that order).</summary>
     public IReadOnlyList<GuestRuntime> Guests()
     {
-        lock (_lock) return _guests.Values.ToList();
+        lock (_lock) return _guests.Values.OrderBy(g => g.Config.Name, StringComparer.Ordinal).ToList();
     }
 
     public IReadOnlyList<BrokenGuest> Broken()
