@@ -213,7 +213,7 @@ public sealed partial class Fleet
         var layout = SaveFile.Read(file);
         var saved = layout.Header.Config with { Phase = GuestPhase.Creating };
         var name = saved.Name;
-        if (GuestConfigValidator.Validate(saved, _options.Subnet, _hostCpus) is { } invalid)
+        if (GuestConfigValidator.Validate(saved, _options.Subnet, _hostCpus, routed: RoutedRange) is { } invalid)
             throw FleetException.Invalid($"{file}: the saved domain's config is not valid here: {invalid}");
         if (saved.Kind != GuestKind.Domain) throw FleetException.Invalid($"{file} holds no domain");
         var image = Images.Find(saved.Image)
@@ -266,7 +266,7 @@ public sealed partial class Fleet
                     runtime.Lock.Release();
                 }
                 _registry.Add(runtime);
-                AddPorts(config);
+                GuestCame(config);
                 _log($"restored domain {name} from {file}");
                 return View(runtime);
             }

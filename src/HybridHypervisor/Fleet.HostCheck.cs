@@ -202,7 +202,7 @@ public sealed partial class Fleet
         // Published ports: the live table against what the configs ask for.
         lock (_portsLock)
         {
-            var want = ForwardKeys(PortForwarding.Render(Network.BridgeName, _options.Subnet, ExpectedForwards(quiet: true), Nat));
+            var want = ForwardKeys(PortForwarding.Render(Network.BridgeName, ExpectedRules(quiet: true)));
             var have = ForwardKeys(Network.ListForwards() ?? "");
             var extra = have.Except(want).ToList();
             var missing = want.Except(have).ToList();

@@ -161,7 +161,7 @@ public sealed partial class Fleet
     /// <summary>Rewrites the table from every guest's config, with <paramref name="changedConfig"/> standing for guest
     /// <paramref name="changed"/>'s. A host port two configs claim (hand-edited files) goes to the first guest by name.</summary>
     private void ApplyPortsLocked(string? changed = null, GuestConfig? changedConfig = null) =>
-        Network.ApplyForwards(_options.Subnet, ExpectedForwards(changed, changedConfig), Nat);
+        Network.Apply(ExpectedRules(changed, changedConfig));
 
     /// <summary>The forwards the guests' configs ask for (what <see cref="ApplyPortsLocked"/> writes and the host check
     /// compares the live table with).</summary>
@@ -199,15 +199,17 @@ public sealed partial class Fleet
         }
         catch (Exception e) when (e is Vserver.Isolation.Processes.HostProgramException or IOException)
         {
-            _log($"WARNING: rewriting the agent's nftables table {Network.PortTable} (published ports, outbound NAT) failed: {e.Message}");
+            _log($"WARNING: rewriting the agent's nftables table {Network.PortTable} (published ports, outbound NAT, routed addresses) failed: {e.Message}");
         }
     }
 
     /// <summary>After a guest with published ports went (destroyed, saved to a file): its rules go with it.</summary>
-    private void ForgetPorts(GuestConfig gone)
+    /// <summary>A guest left the host (destroyed, saved away): its published ports, its routed address's route and its
+    /// name in the resolver go.</summary>
+    private void GuestLeft(GuestConfig gone)
     {
-        if (gone.Network.Ports.Count == 0) return;
-        lock (_portsLock) TryApplyPortsLocked();
+        if (gone.Network.Ports.Count > 0 || IsRouted(gone.Network.Ipv4)) lock (_portsLock) TryApplyPortsLocked();
+        RefreshNames();
     }
 
     /// <summary>At start-up: the table as the configs say, whatever the host has now (nothing after a reboot).</summary>
@@ -218,6 +220,8 @@ public sealed partial class Fleet
         if (count > 0) _log($"published ports: {count} in nftables table {Network.PortTable}");
         _log(Nat ? $"outbound NAT: {_options.Subnet} reaches beyond the host, masqueraded (nftables table {Network.PortTable})"
             : $"outbound NAT off: guests reach only the host and each other");
+        if (NetworkSettings is { Routed: { } routed, Uplink: { } uplink })
+            _log($"routed range {routed} on uplink {uplink}: {ExpectedRules(quiet: true).RoutedGuests?.Count ?? 0} guest address(es) routed");
     }
 
     /// <summary>Restoring a saved guest: its published ports must still be free.</summary>
@@ -232,9 +236,11 @@ public sealed partial class Fleet
     }
 
     /// <summary>After a guest with published ports came (restored from a file): its rules are added.</summary>
-    private void AddPorts(GuestConfig come)
+    /// <summary>A guest came onto the host (created, restored): its published ports, its routed address's route and its
+    /// name in the resolver come with it.</summary>
+    private void GuestCame(GuestConfig come)
     {
-        if (come.Network.Ports.Count == 0) return;
-        lock (_portsLock) TryApplyPortsLocked();
+        if (come.Network.Ports.Count > 0 || IsRouted(come.Network.Ipv4)) lock (_portsLock) TryApplyPortsLocked();
+        RefreshNames();
     }
 }

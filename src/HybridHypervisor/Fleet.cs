@@ -37,7 +37,7 @@ public sealed partial class Fleet : IDisposable
     {
         _options = options;
         _log = log;
-        _store = new GuestStore(options);
+        _store = new GuestStore(options, () => RoutedRange);
         Images = parts.Images;
         Kernels = parts.Kernels;
         Cgroups = parts.Cgroups;
@@ -46,6 +46,7 @@ public sealed partial class Fleet : IDisposable
         _domainDriver = parts.Domains;
         _conversion = parts.Conversion;
         _supervisor = new GuestSupervisor(parts.Clock, log, g => StartLockedAsync(g));
+        parts.ResolvConf.For = ResolvFor;
     }
 
     private readonly IGuestDriver _vserverDriver;
@@ -115,6 +116,7 @@ public sealed partial class Fleet : IDisposable
         }
         RecoverInterruptedOperations();
         RestorePorts();
+        StartResolver();
         var orphans = CheckHostLocked(_registry.Guests(), _registry.Broken().Select(b => b.Name).ToHashSet(StringComparer.Ordinal), repair: true);
         if (orphans.Count > 0) _log($"removed {orphans.Count(o => o.Repaired)} of {orphans.Count} things no guest owned (see above)");
         foreach (var runtime in restarts) _supervisor.Schedule(runtime, TimeSpan.Zero);
@@ -311,7 +313,8 @@ public sealed partial class Fleet : IDisposable
             runtime = new GuestRuntime(config);
             _registry.Add(runtime);
         }
-        _log($"created guest {config.Name} ({config.Network.Ipv4})");
+        GuestCame(config);
+        _log($"created guest {config.Name} ({config.Network.Ipv4}{(IsRouted(config.Network.Ipv4) ? ", routed" : "")})");
         return View(runtime);
     }
 
@@ -325,6 +328,7 @@ public sealed partial class Fleet : IDisposable
             HostCpus = _hostCpus,
             HostMemoryBytes = HostMemory.TotalBytes,
             Subnet = _options.Subnet,
+            Routed = RoutedRange,
             NameTaken = name => _registry.NameTaken(name) || planned.Any(p => p.Name == name),
             AddressOwner = address => _registry.AddressOwner(address)
                 ?? planned.FirstOrDefault(p => p.Addresses.Contains(address, StringComparer.Ordinal))?.Name,
@@ -405,7 +409,7 @@ public sealed partial class Fleet : IDisposable
     {
         g.Removed = true;
         _registry.Remove(g.Config.Name);
-        ForgetPorts(g.Config);
+        GuestLeft(g.Config);
     }
 
     private async Task DestroyBrokenAsync(string name, bool force, CancellationToken ct)
@@ -419,6 +423,7 @@ public sealed partial class Fleet : IDisposable
                 throw FleetException.Broken(name, broken.Problem);
             Teardown(_store.PathsFor(name));
             _registry.Remove(name);
+            RefreshNames();
             _log($"destroyed broken guest {name}");
         }
         finally
@@ -476,6 +481,8 @@ public sealed partial class Fleet : IDisposable
     {
         StopSamplerAsync().Wait(TimeSpan.FromSeconds(5));
         _samplerStop.Dispose();
+        // The resolver keeps serving the guests (they run on without an agent); only its supervision ends here.
+        _resolver?.Dispose();
         _membership.Dispose();
     }
 

@@ -23,6 +23,9 @@ public sealed class FleetParts
     public required ImageStore Images { get; init; }
     public required KernelStore Kernels { get; init; }
     public TimeProvider Clock { get; init; } = TimeProvider.System;
+    /// <summary>What each guest's /etc/resolv.conf says at its start: the drivers ask it, the fleet answers it (it is set
+    /// when the fleet is made, since the answer depends on its settings).</summary>
+    public GuestResolvConf ResolvConf { get; init; } = new();
 
     public static FleetParts ForHost(FleetOptions options, Action<string> log)
     {
@@ -30,6 +33,7 @@ public sealed class FleetParts
         var kernels = new KernelStore(options.KernelsRoot, options.RecipesRoot);
         var cgroups = CgroupHierarchy.Detect();
         var bridge = new HostBridge(options.BridgeName, options.Subnet);
+        var resolv = new GuestResolvConf();
         var vservers = new VserverDriver(options, cgroups, bridge, images, log);
         var domains = new DomainDriver(options, bridge, images, kernels, log);
         return new FleetParts
@@ -41,6 +45,13 @@ public sealed class FleetParts
             Cgroups = cgroups,
             Images = images,
             Kernels = kernels,
+            ResolvConf = resolv,
         };
     }
+}
+
+/// <summary>The question every driver asks at a guest's start, answered by the fleet (<see cref="Fleet.ResolvFor"/>).</summary>
+public sealed class GuestResolvConf
+{
+    public Func<Model.GuestConfig, ResolvConf?> For { get; set; } = _ => null;
 }

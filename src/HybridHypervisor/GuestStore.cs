@@ -93,7 +93,7 @@ public sealed record BrokenGuest(string Name, string Problem)
 }
 
 /// <summary>Reads and writes guest configs: one readable JSON file per guest, replaced atomically.</summary>
-public sealed class GuestStore(FleetOptions options)
+public sealed class GuestStore(FleetOptions options, Func<Vserver.Isolation.Network.Ipv4Subnet?>? routed = null)
 {
     public GuestPaths PathsFor(string name) => new(
         Path.Combine(options.GuestsRoot, name),
@@ -278,7 +278,7 @@ public sealed class GuestStore(FleetOptions options)
         config = WithDefaults(config);
         if (config.Name != name)
             return (null, $"{path}: the config names another guest than its directory '{name}'; fix the name in the file");
-        if (GuestConfigValidator.Validate(config, options.Subnet, hostCpus, options.IdRange) is { } error)
+        if (GuestConfigValidator.Validate(config, options.Subnet, hostCpus, options.IdRange, routed?.Invoke()) is { } error)
             return (null, $"{path}: {error}");
         return (config, null);
     }

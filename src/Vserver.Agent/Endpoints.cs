@@ -16,7 +16,7 @@ internal static class Endpoints
         {
             if (request is not { ReserveBytes: null, Overcommit: null, MinFreeBytes: null, Ksm: null })
                 fleet.SetPool(request.ReserveBytes, request.Overcommit, request.MinFreeBytes, request.Ksm);
-            if (request.Nat is { } nat) fleet.SetNat(nat);
+            fleet.SetNetwork(request);
             return HostAsync(fleet);
         });
         v1.MapPost("/host/check", async (HostCheckRequest request, CancellationToken ct) => ContractMapping.ToReport(await fleet.CheckHostAsync(request.Repair, ct)));
@@ -154,5 +154,8 @@ internal static class Endpoints
         Pool = ContractMapping.ToInfo(fleet.PoolInfo()),
         Nat = fleet.Nat,
         IpForwarding = fleet.IpForwarding,
+        Routed = fleet.NetworkSettings.Routed,
+        Uplink = fleet.NetworkSettings.Uplink,
+        Resolver = fleet.ResolverInfo(),
     };
 }

@@ -131,6 +131,23 @@ public sealed record HostInfo
     public bool? Nat { get; init; }
     /// <summary>Whether the host routes IPv4 between its interfaces (net.ipv4.ip_forward).</summary>
     public bool? IpForwarding { get; init; }
+    /// <summary>The routed range of public addresses guests may hold, and the uplink it arrives on (null: none).</summary>
+    public string? Routed { get; init; }
+    public string? Uplink { get; init; }
+    /// <summary>The guests' resolver: its address, suffix, upstream and state.</summary>
+    public ResolverInfo? Resolver { get; init; }
+}
+
+/// <summary>The resolver on the bridge that guests ask (dnsmasq, run by the agent).</summary>
+public sealed record ResolverInfo
+{
+    public required string Address { get; init; }
+    public required string Domain { get; init; }
+    /// <summary>The upstream name servers, or empty: the host's own (its /etc/resolv.conf).</summary>
+    public IReadOnlyList<string> Upstream { get; init; } = [];
+    public int? Pid { get; init; }
+    /// <summary>Why it is not serving, or null when it is.</summary>
+    public string? Problem { get; init; }
 }
 
 /// <summary>
@@ -160,7 +177,7 @@ public sealed record PoolInfo
     public long KsmSavedBytes { get; init; }
 }
 
-/// <summary>Host pool settings; a null member is left as it is.</summary>
+/// <summary>Host pool and guest network settings; a null member is left as it is.</summary>
 public sealed record HostSettingsRequest
 {
     public long? ReserveBytes { get; init; }
@@ -169,6 +186,24 @@ public sealed record HostSettingsRequest
     public bool? Ksm { get; init; }
     /// <summary>Outbound NAT of the guest subnet on or off.</summary>
     public bool? Nat { get; init; }
+    /// <summary>The routed range of public addresses (A.B.C.D/N); "" takes it away (refused while guests hold its addresses).</summary>
+    public string? Routed { get; init; }
+    /// <summary>The interface the routed range arrives on.</summary>
+    public string? Uplink { get; init; }
+    /// <summary>The suffix of the guests' names in the resolver (db1.vserver).</summary>
+    public string? DnsDomain { get; init; }
+    /// <summary>The resolver's upstream name servers; empty: the host's own (its /etc/resolv.conf).</summary>
+    public IReadOnlyList<string>? DnsUpstream { get; init; }
+
+    /// <summary>The members' names as error fields give them.</summary>
+    public static class Fields
+    {
+        public const string Nat = "nat";
+        public const string Routed = "routed";
+        public const string Uplink = "uplink";
+        public const string DnsDomain = "dnsDomain";
+        public const string DnsUpstream = "dnsUpstream";
+    }
 }
 
 /// <summary>`vsctl stat`: who uses what of the shared pool, measured now.</summary>

@@ -152,5 +152,11 @@ public static class ErrorCodes
         public const string Duplicate = "duplicate";
         /// <summary>A field the request needs and did not give.</summary>
         public const string Missing = "missing";
+        /// <summary>A range that shares addresses with something else (<c>with</c>: what).</summary>
+        public const string Overlaps = "overlaps";
+        /// <summary>Held by guests (<c>guests</c>: which, comma-separated), so it cannot change now.</summary>
+        public const string InUse = "in_use";
+        /// <summary>Something on the host it names does not exist or cannot serve (an interface).</summary>
+        public const string NotOnHost = "not_on_host";
     }
 }

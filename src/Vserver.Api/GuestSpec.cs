@@ -18,6 +18,9 @@ public sealed record GuestSpec
     public double? Cpus { get; init; }
     public int? Pids { get; init; }
     public string? Ipv4 { get; init; }
+    /// <summary>The name servers written into the guest's /etc/resolv.conf at each start; null: the host's resolver on
+    /// the bridge; empty: none written (the guest keeps its own).</summary>
+    public IReadOnlyList<string>? Dns { get; init; }
     /// <summary>no | on-failure | always</summary>
     public string? Restart { get; init; }
     /// <summary>The program run as the guest's init; default /sbin/init.</summary>
@@ -52,6 +55,7 @@ public sealed record GuestSpec
         public const string Cpus = "cpus";
         public const string Pids = "pids";
         public const string Ipv4 = "ipv4";
+        public const string Dns = "dns";
         public const string Restart = "restart";
         public const string Command = "command";
         public const string Privileged = "privileged";

@@ -54,6 +54,23 @@ internal static class Input
         throw new UsageException($"{option}: invalid value '{text}': use {string.Join(", ", allowed.SkipLast(1))} or {allowed[^1]}");
     }
 
+    /// <summary>A value that must not be empty when given (null: not given).</summary>
+    public static string? NotEmpty(string option, string? text, string what) =>
+        text is null ? null : text.Trim().Length > 0 ? text.Trim() : throw new UsageException($"{option} needs a {what}");
+
+    /// <summary>Comma-separated A.B.C.D addresses (null: not given); <paramref name="alternative"/> names the word that
+    /// stands for none, for the message.</summary>
+    public static IReadOnlyList<string>? Addresses(string option, string? text, string alternative)
+    {
+        if (text is null) return null;
+        var words = text.Split(',', StringSplitOptions.TrimEntries);
+        foreach (var w in words)
+            if (!System.Net.IPAddress.TryParse(w, out var a) || a.AddressFamily != System.Net.Sockets.AddressFamily.InterNetwork
+                || a.ToString() != w || w.Count(c => c == '.') != 3)
+                throw new UsageException($"{option}: '{Escaped.Text(w)}' is not an IPv4 address; give A.B.C.D[,A.B.C.D] or {alternative}");
+        return words;
+    }
+
     public static bool? OnOff(string option, string? text) => OneOf(option, text, "on", "off") is { } v ? v == "on" : null;
 
     /// <summary>The output format of list/status/info: table (or text) by default, json on request.</summary>

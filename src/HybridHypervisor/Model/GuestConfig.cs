@@ -101,10 +101,14 @@ public sealed record GuestNetworkConfig
     public string? Mac { get; init; }
     /// <summary>Host ports forwarded to the guest's address (the agent's nftables table); kept across promotion.</summary>
     public IReadOnlyList<PortInfo> Ports { get; init; } = [];
+    /// <summary>The name servers of the guest's /etc/resolv.conf: null, the host's resolver on the bridge; empty, none
+    /// (the guest keeps its own file); else these.</summary>
+    public IReadOnlyList<string>? Dns { get; init; }
 
-    /// <summary>Equal for the same address, MAC and ports (the list's contents, not its instance).</summary>
+    /// <summary>Equal for the same address, MAC, ports and name servers (the lists' contents, not their instances).</summary>
     public bool Equals(GuestNetworkConfig? other) =>
-        other is not null && Ipv4 == other.Ipv4 && Mac == other.Mac && Ports.SequenceEqual(other.Ports);
+        other is not null && Ipv4 == other.Ipv4 && Mac == other.Mac && Ports.SequenceEqual(other.Ports)
+        && (Dns is null ? other.Dns is null : other.Dns is not null && Dns.SequenceEqual(other.Dns));
 
     public override int GetHashCode() => HashCode.Combine(Ipv4, Mac, Ports.Count);
 }

@@ -90,19 +90,43 @@ public static partial class GuestConfigValidator
         return null;
     }
 
-    public static SettingError? Ipv4Error(string? ipv4, Vserver.Isolation.Network.Ipv4Subnet subnet)
+    /// <summary>Why <paramref name="ipv4"/> cannot be a guest's address: a guest address of the subnet, or any address
+    /// of the host's routed range (<paramref name="routed"/>: public addresses routed to the guest, not on a link of its
+    /// own, so none of them is reserved).</summary>
+    public static SettingError? Ipv4Error(string? ipv4, Vserver.Isolation.Network.Ipv4Subnet subnet, Vserver.Isolation.Network.Ipv4Subnet? routed = null)
     {
         if (ipv4 is null) return null;
         if (!IPAddress.TryParse(ipv4, out var address) || address.AddressFamily != System.Net.Sockets.AddressFamily.InterNetwork
             || ipv4.Count(ch => ch == '.') != 3 || address.ToString() != ipv4)
             return new SettingError(GuestSpec.Fields.Ipv4, ipv4, Reasons.Malformed, $"invalid IPv4 address '{ipv4}': write it as A.B.C.D");
+        if (routed is not null && routed.Contains(address)) return null;
         if (!subnet.Contains(address))
-            return new SettingError(GuestSpec.Fields.Ipv4, ipv4, Reasons.OutsideSubnet, $"address {ipv4} is outside this host's guest subnet {subnet}")
+        {
+            var error = new SettingError(GuestSpec.Fields.Ipv4, ipv4, Reasons.OutsideSubnet,
+                    $"address {ipv4} is outside this host's guest subnet {subnet}{(routed is null ? " (and the host routes no public range to guests)" : $" and its routed range {routed}")}")
                 .With("subnet", subnet.ToString());
+            return routed is null ? error : error.With("routed", routed.ToString());
+        }
         if (!subnet.IsGuestAddress(address))
             return new SettingError(GuestSpec.Fields.Ipv4, ipv4, Reasons.ReservedAddress, $"address {ipv4} is the subnet's network, gateway or broadcast address");
         return null;
     }
+
+    /// <summary>A guest's name servers: A.B.C.D addresses, at most three (what the C library reads of resolv.conf).</summary>
+    public static SettingError? DnsError(IReadOnlyList<string>? servers)
+    {
+        if (servers is null) return null;
+        if (servers.Count > MaxNameServers)
+            return new SettingError(GuestSpec.Fields.Dns, string.Join(',', servers), Reasons.AboveMaximum,
+                $"{servers.Count} name servers given; the C library reads at most {MaxNameServers}").With("maximum", MaxNameServers);
+        foreach (var server in servers)
+            if (!IPAddress.TryParse(server, out var a) || a.AddressFamily != System.Net.Sockets.AddressFamily.InterNetwork || a.ToString() != server
+                || server.Count(ch => ch == '.') != 3)
+                return new SettingError(GuestSpec.Fields.Dns, server, Reasons.Malformed, $"invalid name server '{server}': write it as A.B.C.D, or none");
+        return null;
+    }
+
+    public const int MaxNameServers = 3;
 
     public static SettingError? AllowSyscallsError(IReadOnlyList<string>? allow, bool privileged)
     {
@@ -177,13 +201,15 @@ public static partial class GuestConfigValidator
     /// create applies, so that a hand-edited file can make nothing the API would refuse. Its image and kernel become
     /// paths under the state root, so they obey the name rule; its id map must lie in <paramref name="ids"/>, the range
     /// this host hands out, when given.</summary>
-    public static string? Validate(GuestConfig config, Vserver.Isolation.Network.Ipv4Subnet subnet, int hostCpus, HostIdRange? ids = null) =>
+    public static string? Validate(GuestConfig config, Vserver.Isolation.Network.Ipv4Subnet subnet, int hostCpus, HostIdRange? ids = null,
+        Vserver.Isolation.Network.Ipv4Subnet? routed = null) =>
         NameError(config.Name)?.Message
         ?? (string.IsNullOrEmpty(config.Image) ? "no image given" : NameError(config.Image, "image")?.Message)
         ?? MacError(config.Network.Mac)
         ?? (ids is not null && config.Security.IdMap is { } map && !ids.Holds(map)
             ? $"id map {map.HostBase}+{map.Count} is outside this host's id range {ids} (VSERVER_IDMAP)" : null)
-        ?? Ipv4Error(config.Network.Ipv4, subnet)?.Message
+        ?? Ipv4Error(config.Network.Ipv4, subnet, routed)?.Message
+        ?? DnsError(config.Network.Dns)?.Message
         ?? PortsError(config.Network.Ports)
         ?? CommandError(config.Command)?.Message
         ?? (config.Kind == GuestKind.Domain

@@ -11,6 +11,8 @@ public sealed record GuestSpecContext
     public required int HostCpus { get; init; }
     public required long HostMemoryBytes { get; init; }
     public required Ipv4Subnet Subnet { get; init; }
+    /// <summary>The host's routed range of public addresses, if it has one.</summary>
+    public Ipv4Subnet? Routed { get; init; }
     /// <summary>Whether a guest (or one being created, or a broken one) has this name.</summary>
     public required Func<string, bool> NameTaken { get; init; }
     /// <summary>The guest that has this address, or null.</summary>
@@ -54,7 +56,8 @@ public static class GuestSpecValidator
             DiskBytes = domain is null ? spec.DiskBytes : null,
         };
         if (domain is null && GuestConfigValidator.LimitsError(limits, host.HostCpus, host.HostMemoryBytes) is { } limitsError) throw FleetException.Invalid(limitsError);
-        if (GuestConfigValidator.Ipv4Error(spec.Ipv4, host.Subnet) is { } ipError) throw FleetException.Invalid(ipError);
+        if (GuestConfigValidator.Ipv4Error(spec.Ipv4, host.Subnet, host.Routed) is { } ipError) throw FleetException.Invalid(ipError);
+        if (GuestConfigValidator.DnsError(spec.Dns) is { } dnsError) throw FleetException.Invalid(dnsError);
         if (GuestConfigValidator.AllowSyscallsError(spec.AllowSyscalls, spec.Privileged) is { } allowError) throw FleetException.Invalid(allowError);
         if (GuestConfigValidator.CommandError(spec.Command) is { } commandError) throw FleetException.Invalid(commandError);
 
@@ -77,7 +80,7 @@ public static class GuestSpecValidator
             Image = image,
             Limits = limits,
             Domain = domain,
-            Network = new GuestNetworkConfig { Ipv4 = spec.Ipv4 },
+            Network = new GuestNetworkConfig { Ipv4 = spec.Ipv4, Dns = spec.Dns },
             Restart = restart,
             Autostart = spec.Autostart,
             Command = spec.Command,

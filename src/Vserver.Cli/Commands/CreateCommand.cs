@@ -13,7 +13,16 @@ internal static class CreateCommand
         var memoryMin = SharedOptions.MemoryMin();
         var cpus = SharedOptions.Cpus();
         var pids = SharedOptions.Pids();
-        var ip = new Option<string?>("--ip") { Description = "IPv4 address on the bridge [default: the next free one]", HelpName = "A.B.C.D" };
+        var ip = new Option<string?>("--ip")
+        {
+            Description = "IPv4 address: one of the guest subnet, or of the host's routed range (vsctl host set --routed) to be reached without NAT [default: the subnet's next free one]",
+            HelpName = "A.B.C.D",
+        };
+        var dns = new Option<string?>("--dns")
+        {
+            Description = "Name servers written into the guest's /etc/resolv.conf at each start, comma-separated, or none to keep the guest's own file [default: the host's resolver on the bridge, which also answers NAME.vserver]",
+            HelpName = "ADDR[,ADDR]|none",
+        };
         var restart = new Option<string?>("--restart")
         {
             Description = "Restart policy: no, on-failure or always",
@@ -59,7 +68,7 @@ internal static class CreateCommand
         };
         var command = new Command("create", "Create a guest (stopped): a vserver, or with --kind domain a VM")
         {
-            name, kind, image, memory, memoryMin, cpus, pids, ip, restart, autostart, cmd, privileged, allowSyscall, vcpus, disk, kernel,
+            name, kind, image, memory, memoryMin, cpus, pids, ip, dns, restart, autostart, cmd, privileged, allowSyscall, vcpus, disk, kernel,
         };
         command.SetAction((parse, ct) =>
         {
@@ -72,6 +81,7 @@ internal static class CreateCommand
                 Cpus = parse.GetValue(cpus),
                 Pids = parse.GetValue(pids),
                 Ip = parse.GetValue(ip),
+                Dns = parse.GetValue(dns),
                 Restart = parse.GetValue(restart),
                 Autostart = parse.GetValue(autostart),
                 Cmd = parse.GetValue(cmd),
@@ -96,6 +106,7 @@ internal static class CreateCommand
         public string? Cpus { get; init; }
         public string? Pids { get; init; }
         public string? Ip { get; init; }
+        public string? Dns { get; init; }
         public string? Restart { get; init; }
         public bool Autostart { get; init; }
         public string? Cmd { get; init; }
@@ -117,6 +128,7 @@ internal static class CreateCommand
         Cpus = Input.Cpus("--cpus", o.Cpus),
         Pids = Input.PositiveInt("--pids", o.Pids, "process limit"),
         Ipv4 = o.Ip,
+        Dns = o.Dns == "none" ? [] : Input.Addresses("--dns", o.Dns, "none"),
         Restart = Input.OneOf("--restart", o.Restart, "no", "on-failure", "always"),
         Autostart = o.Autostart,
         Command = o.Cmd is null ? null : Input.Command("--cmd", o.Cmd),

@@ -54,13 +54,34 @@ internal static class HostCommand
             HelpName = "on|off",
             CompletionSources = { "on", "off" },
         };
+        var routed = new Option<string?>("--routed")
+        {
+            Description = "Public addresses the upstream routes to this host (or shares on the uplink's link), which guests may hold as their own (vsctl create --ip ADDR): reached and sending without NAT; none takes the range away",
+            HelpName = "CIDR|none",
+        };
+        var uplink = new Option<string?>("--uplink")
+        {
+            Description = "The interface the routed range arrives on: the host answers ARP there for each guest's routed address",
+            HelpName = "IF",
+        };
+        var dnsDomain = new Option<string?>("--dns-domain")
+        {
+            Description = "The suffix under which the guests' resolver answers their names (default vserver: db1.vserver)",
+            HelpName = "NAME",
+        };
+        var dnsUpstream = new Option<string?>("--dns-upstream")
+        {
+            Description = "The name servers the guests' resolver asks, comma-separated, or host for those of the host's /etc/resolv.conf (the default)",
+            HelpName = "ADDR[,ADDR]|host",
+        };
         var format = SharedOptions.Format("text");
         var command = new Command("set", "Change the memory pool's and the guests' network settings (kept by the agent) and show the host as vsctl host does")
         {
-            reserve, overcommit, minFree, ksm, nat, format,
+            reserve, overcommit, minFree, ksm, nat, routed, uplink, dnsDomain, dnsUpstream, format,
         };
         command.SetAction((parse, ct) => cli.RunAsync(parse, client => SetAsync(client,
-            new Settings(parse.GetValue(reserve), parse.GetValue(overcommit), parse.GetValue(minFree), parse.GetValue(ksm), parse.GetValue(nat)),
+            new Settings(parse.GetValue(reserve), parse.GetValue(overcommit), parse.GetValue(minFree), parse.GetValue(ksm), parse.GetValue(nat),
+                parse.GetValue(routed), parse.GetValue(uplink), parse.GetValue(dnsDomain), parse.GetValue(dnsUpstream)),
             parse.GetValue(format), cli.Out, cli.Err, ct)));
         return command;
     }
@@ -107,12 +128,13 @@ internal static class HostCommand
     }
 
     /// <summary>The options of <c>host set</c> as typed; null is not given.</summary>
-    public sealed record Settings(string? Reserve = null, string? Overcommit = null, string? MinFree = null, string? Ksm = null, string? Nat = null);
+    public sealed record Settings(string? Reserve = null, string? Overcommit = null, string? MinFree = null, string? Ksm = null, string? Nat = null,
+        string? Routed = null, string? Uplink = null, string? DnsDomain = null, string? DnsUpstream = null);
 
     public static HostSettingsRequest ToRequest(Settings settings)
     {
         if (settings == new Settings())
-            throw new UsageException("host set needs at least one of --reserve, --overcommit, --min-free, --ksm, --nat");
+            throw new UsageException("host set needs at least one of --reserve, --overcommit, --min-free, --ksm, --nat, --routed, --uplink, --dns-domain, --dns-upstream");
         return new HostSettingsRequest
         {
             ReserveBytes = Input.Size("--reserve", settings.Reserve),
@@ -120,6 +142,10 @@ internal static class HostCommand
             MinFreeBytes = Input.Size("--min-free", settings.MinFree),
             Ksm = Input.OnOff("--ksm", settings.Ksm),
             Nat = Input.OnOff("--nat", settings.Nat),
+            Routed = settings.Routed == "none" ? "" : Input.NotEmpty("--routed", settings.Routed, "CIDR or none"),
+            Uplink = Input.NotEmpty("--uplink", settings.Uplink, "interface name"),
+            DnsDomain = Input.NotEmpty("--dns-domain", settings.DnsDomain, "name suffix such as vserver"),
+            DnsUpstream = settings.DnsUpstream == "host" ? [] : Input.Addresses("--dns-upstream", settings.DnsUpstream, "host"),
         };
     }
 
@@ -156,16 +182,29 @@ internal static class HostCommand
         ("cgroup version", host.CgroupVersion),
         ("bridge", host.Bridge),
         ("subnet", host.Subnet),
-        ("outbound", host.Nat switch
-        {
-            true => $"NAT: guests reach beyond the host, masqueraded to its addresses (IPv4 forwarding {(host.IpForwarding == true ? "on" : "off")})",
-            false => "off: guests reach only the host and each other (vsctl host set --nat on)",
-            null => Display.None,
-        }),
+        .. host.Nat is { } nat ? NetworkLines(host, nat) : [],
         ("state root", host.StateRoot),
         ("run root", host.RunRoot),
         .. host.Pool is { } pool ? PoolLines(pool) : [("pool", "not reported by this agent")],
     ]);
+
+    /// <summary>The guests' way out (from an agent that reports it).</summary>
+    private static IEnumerable<(string, string)> NetworkLines(HostInfo host, bool nat) =>
+    [
+        ("outbound", nat
+            ? $"NAT: guests reach beyond the host, masqueraded to its addresses (IPv4 forwarding {(host.IpForwarding == true ? "on" : "off")})"
+            : "off: guests reach only the host and each other (vsctl host set --nat on)"),
+        ("routed", host.Routed is { } range ? $"{range} on uplink {Escaped.Text(host.Uplink ?? "?")}: guests hold these addresses as their own (vsctl create --ip ADDR)" : "none"),
+        .. host.Resolver is { } r ? ResolverLines(r) : [],
+    ];
+
+    private static IEnumerable<(string, string)> ResolverLines(ResolverInfo r) =>
+    [
+        ("resolver", r.Problem is { } problem
+            ? $"{r.Address}:53 NOT SERVING: {Escaped.Text(problem)}"
+            : $"{r.Address}:53 (dnsmasq, pid {r.Pid?.ToString(CultureInfo.InvariantCulture) ?? "?"}): guests' names under .{r.Domain}"),
+        ("upstream dns", r.Upstream.Count > 0 ? string.Join(", ", r.Upstream) : "the host's name servers (/etc/resolv.conf)"),
+    ];
 
     private static IEnumerable<(string, string)> PoolLines(PoolInfo p) =>
     [

@@ -30,6 +30,12 @@ public static class PortProtocols
     }
 }
 
+/// <summary>Everything the agent keeps on the host for its guests' network beside the bridge: the published ports,
+/// outbound NAT of the guest subnet, the routed range (in its nftables table), and the route and proxy neighbour entry on
+/// <see cref="Uplink"/> of each guest address of that range (<see cref="RoutedAddresses"/>).</summary>
+public sealed record HostRules(Ipv4Subnet Subnet, IReadOnlyList<PortForward> Forwards, bool Nat, Ipv4Subnet? Routed = null,
+    string? Uplink = null, IReadOnlyList<IPAddress>? RoutedGuests = null);
+
 /// <summary>One published port: <see cref="HostPort"/> on every address of the host (127.0.0.1 included) reaches
 /// <see cref="GuestPort"/> on the guest's address. <see cref="Owner"/> names the guest in the rule's comment.</summary>
 public sealed record PortForward(PortProtocol Protocol, int HostPort, IPAddress Guest, int GuestPort, string Owner);
@@ -52,12 +58,14 @@ public sealed record PortForward(PortProtocol Protocol, int HostPort, IPAddress 
 /// back through the host (without it the guests would talk past the DNAT, unless br_netfilter happens to catch it).</item>
 /// <item>postrouting, with outbound NAT on: what the guest subnet sends out of any interface but the bridge leaves with
 /// the host's address on that interface (masquerade), as lxc-net and Incus's managed bridges do.</item>
-/// <item>forward, with outbound NAT off: a connection a guest opens to anything beyond the bridge is dropped; answers to
-/// connections that came in (published ports) still go out. Guests then reach the host and each other only.</item>
+/// <item>forward, with outbound NAT off: a connection a guest of the subnet opens to anything beyond the bridge is
+/// dropped; answers to connections that came in (published ports) still go out. Guests then reach the host and each
+/// other only. Guests with routed addresses are not held in: their addresses are their own.</item>
+/// <item>set routed: the range of public addresses the host routes to guests (see <see cref="RoutedAddresses"/>).</item>
 /// <item>input: route_localnet also lets a neighbour on the bridge send packets to 127.0.0.0/8 that the host would
 /// accept as its own (a domain controls its whole network stack): those are dropped unless they answer a connection
 /// the host made (the masqueraded replies). Measured: without this rule a guest reaches a host service bound to
-/// 127.0.0.5.</item>
+/// 127.0.0.5. The resolver on the gateway address answers only the bridge (and the host itself).</item>
 /// </list>
 /// </remarks>
 public sealed class PortForwarding(HostBridge bridge)
@@ -70,49 +78,56 @@ public sealed class PortForwarding(HostBridge bridge)
     /// in an identifier after a letter).</summary>
     public static string TableFor(string bridgeName) => "vserver_" + HostBridge.ValidateName(bridgeName);
 
-    /// <summary>The nft script that replaces the table with <paramref name="forwards"/> and, with <paramref name="nat"/>,
-    /// the guest subnet's masquerade, or removes it when there is neither. "table" before "delete table" makes the delete
-    /// succeed whether the table existed or not.</summary>
-    public static string Render(string bridgeName, Ipv4Subnet subnet, IReadOnlyList<PortForward> forwards, bool nat)
+    /// <summary>The nft script that replaces the table with what <paramref name="rules"/> say. "table" before "delete
+    /// table" makes the delete succeed whether the table existed or not. The table is always there: even with nothing
+    /// published it guards the resolver, holds the routed range (other agents read it to refuse an overlapping one) and,
+    /// with outbound NAT off, keeps guests in.</summary>
+    public static string Render(string bridgeName, HostRules rules)
     {
         var table = TableFor(bridgeName);
         var text = new StringBuilder();
         text.Append(CultureInfo.InvariantCulture, $"table {Family} {table}\ndelete table {Family} {table}\n");
-        if (forwards.Count == 0 && !nat)
-        {
-            // Not even a way out: the table's only rule would drop what guests open beyond the bridge.
-            text.Append(CultureInfo.InvariantCulture, $"table {Family} {table} {{\n");
-            Chain(text, "forward", "type filter hook forward priority filter; policy accept;", [NoWayOut(bridgeName)]);
-            text.Append("}\n");
-            return text.ToString();
-        }
-        var ordered = forwards.OrderBy(f => f.Protocol).ThenBy(f => f.HostPort).ToList();
+        text.Append(CultureInfo.InvariantCulture, $"table {Family} {table} {{\n");
+        text.Append(CultureInfo.InvariantCulture, $"\tset {RoutedSet} {{\n\t\ttype ipv4_addr\n\t\tflags interval\n");
+        if (rules.Routed is { } routed) text.Append(CultureInfo.InvariantCulture, $"\t\telements = {{ {routed} }}\n");
+        text.Append("\t}\n");
+        var ordered = rules.Forwards.OrderBy(f => f.Protocol).ThenBy(f => f.HostPort).ToList();
         var dnat = ordered.Select(f =>
             $"fib daddr type local {PortProtocols.Name(f.Protocol)} dport {f.HostPort} dnat to {f.Guest}:{f.GuestPort} comment \"{Comment(f.Owner)}\"").ToList();
-        text.Append(CultureInfo.InvariantCulture, $"table {Family} {table} {{\n");
-        Chain(text, "prerouting", "type nat hook prerouting priority dstnat; policy accept;", dnat);
-        // nft 1.0.6 refuses the name "dstnat" for the output hook; -100 is the same priority.
-        Chain(text, "output", "type nat hook output priority -100; policy accept;", dnat);
+        if (dnat.Count > 0)
+        {
+            Chain(text, "prerouting", "type nat hook prerouting priority dstnat; policy accept;", dnat);
+            // nft 1.0.6 refuses the name "dstnat" for the output hook; -100 is the same priority.
+            Chain(text, "output", "type nat hook output priority -100; policy accept;", dnat);
+        }
         Chain(text, "postrouting", "type nat hook postrouting priority srcnat; policy accept;",
         [
-            $"oifname \"{bridgeName}\" ct status dnat ip saddr 127.0.0.0/8 masquerade",
-            $"oifname \"{bridgeName}\" ct status dnat ip saddr {subnet} masquerade",
-            .. nat ? [Masquerade(bridgeName, subnet)] : Array.Empty<string>(),
+            .. dnat.Count > 0
+                ? [$"oifname \"{bridgeName}\" ct status dnat ip saddr 127.0.0.0/8 masquerade", $"oifname \"{bridgeName}\" ct status dnat ip saddr {rules.Subnet} masquerade"]
+                : Array.Empty<string>(),
+            .. rules.Nat ? [Masquerade(bridgeName, rules.Subnet)] : Array.Empty<string>(),
         ]);
-        if (!nat) Chain(text, "forward", "type filter hook forward priority filter; policy accept;", [NoWayOut(bridgeName)]);
+        if (!rules.Nat) Chain(text, "forward", "type filter hook forward priority filter; policy accept;", [NoWayOut(bridgeName)]);
         Chain(text, "input", "type filter hook input priority filter; policy accept;",
         [
             $"iifname \"{bridgeName}\" ip daddr 127.0.0.0/8 ct state != {{ established, related }} drop",
+            // The resolver answers the bridge only: never a machine that routes to the gateway address through the host.
+            $"iifname != {{ \"{bridgeName}\", \"lo\" }} ip daddr {rules.Subnet.Gateway} meta l4proto {{ tcp, udp }} th dport 53 drop",
         ]);
         text.Append("}\n");
         return text.ToString();
     }
 
+    /// <summary>The set in each agent's table that holds its routed range.</summary>
+    public const string RoutedSet = "routed";
+
     /// <summary>Outbound NAT: the guest subnet leaves through any other interface with that interface's address.</summary>
     public static string Masquerade(string bridgeName, Ipv4Subnet subnet) => $"ip saddr {subnet} oifname != \"{bridgeName}\" masquerade";
 
-    /// <summary>Outbound NAT off: a guest opens nothing beyond the bridge.</summary>
-    private static string NoWayOut(string bridgeName) => $"iifname \"{bridgeName}\" oifname != \"{bridgeName}\" ct state new drop";
+    /// <summary>Outbound NAT off: a guest of the subnet opens nothing beyond the bridge (routed addresses still do: they
+    /// are the guests' own, reached and sending without NAT).</summary>
+    private static string NoWayOut(string bridgeName) =>
+        $"iifname \"{bridgeName}\" oifname != \"{bridgeName}\" ip saddr != @{RoutedSet} ct state new drop";
 
     private static void Chain(StringBuilder text, string name, string type, IEnumerable<string> rules)
     {
@@ -125,19 +140,49 @@ public sealed class PortForwarding(HostBridge bridge)
     private static string Comment(string owner) => new(owner.Where(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.').ToArray());
 
     /// <summary>
-    /// Makes the host's rules what <paramref name="forwards"/> say. With ports the table goes in first and route_localnet
+    /// Makes the host's rules what <paramref name="rules"/> say. With ports the table goes in first and route_localnet
     /// is switched on after it (the input chain must guard 127.0.0.0/8 before the bridge may carry it); without ports
-    /// route_localnet goes off first and the table goes.
+    /// route_localnet goes off first.
     /// </summary>
-    public void Apply(Ipv4Subnet subnet, IReadOnlyList<PortForward> forwards, bool nat)
+    public void Apply(HostRules rules)
     {
-        var script = Render(bridge.Name, subnet, forwards, nat);
-        if (forwards.Count == 0) SetRouteLocalnet(false);
+        var script = Render(bridge.Name, rules);
+        if (rules.Forwards.Count == 0) SetRouteLocalnet(false);
         Nft(["-f", "-"], script);
-        if (forwards.Count > 0) SetRouteLocalnet(true);
-        // Routing between the bridge and the host's other interfaces: what outbound NAT (and a published port reached
-        // from another machine) needs. Never switched off again here: other things on the host may route too.
-        if (nat) EnableForwarding();
+        if (rules.Forwards.Count > 0) SetRouteLocalnet(true);
+        // Routing between the bridge and the host's other interfaces: what outbound NAT, routed addresses and a published
+        // port reached from another machine need. Never switched off again here: other things on the host may route too.
+        if (rules.Nat || rules.Routed is not null || rules.Forwards.Count > 0) EnableForwarding();
+    }
+
+    /// <summary>Removes the table (an operator tearing the host's guest network down).</summary>
+    public void Remove()
+    {
+        SetRouteLocalnet(false);
+        Nft(["-f", "-"], $"table {Family} {Table}\ndelete table {Family} {Table}\n");
+    }
+
+    /// <summary>The routed ranges other agents' tables hold (by table name), to refuse one that overlaps them.</summary>
+    public static IReadOnlyList<(string Table, string Range)> OtherAgentsRouted(string bridgeName)
+    {
+        var own = TableFor(bridgeName);
+        var (code, stdout, _) = HostProgram.TryRun("nft", ["list", "tables", Family]);
+        if (code != 0) return [];
+        var found = new List<(string, string)>();
+        foreach (var line in stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            // "table ip vserver_vsbr0"
+            var words = line.Split(' ');
+            if (words.Length != 3 || !words[2].StartsWith("vserver_", StringComparison.Ordinal) || words[2] == own) continue;
+            var (setCode, set, _) = HostProgram.TryRun("nft", ["list", "set", Family, words[2], RoutedSet]);
+            if (setCode != 0) continue;
+            var at = set.IndexOf("elements = {", StringComparison.Ordinal);
+            if (at < 0) continue;
+            var close = set.IndexOf('}', at);
+            foreach (var element in set[(at + 12)..close].Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+                found.Add((words[2], element.Contains('/', StringComparison.Ordinal) ? element : element + "/32"));
+        }
+        return found;
     }
 
     /// <summary>Whether the host routes IPv4 between its interfaces (net.ipv4.ip_forward).</summary>

@@ -54,7 +54,7 @@ public sealed class StrictRequestTests : IAsyncLifetime
     {
         var before = _agent.Snapshot();
         var error = await RefusedAsync("POST", "/v1/guests", """{"name":"j3","memory":"256M"}""", 400, InvalidValue, before);
-        error.Error.ShouldBe("unknown field 'memory' in the request body; this request takes: name, image, memoryBytes, memoryMinBytes, cpus, pids, ipv4, restart, command, privileged, allowSyscalls, kind, kernel, vcpus, diskBytes, autostart");
+        error.Error.ShouldBe("unknown field 'memory' in the request body; this request takes: name, image, memoryBytes, memoryMinBytes, cpus, pids, ipv4, dns, restart, command, privileged, allowSyscalls, kind, kernel, vcpus, diskBytes, autostart");
         error.Fields.ShouldBe(new Dictionary<string, string> { ["field"] = "memory", ["value"] = "", ["reason"] = Reasons.UnknownField });
         _agent.Fleet.List().ShouldBeEmpty();
     }

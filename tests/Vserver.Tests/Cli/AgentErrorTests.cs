@@ -76,7 +76,7 @@ public class AgentErrorTests
         {
             400, "address 192.0.2.1 is outside this host's guest subnet 10.88.0.0/16", ErrorCodes.InvalidValue,
             "field=ipv4|value=192.0.2.1|reason=outside_subnet",
-            "vsctl: address 192.0.2.1 is outside this host's guest subnet 10.88.0.0/16; pick one inside it or leave --ip out"
+            "vsctl: address 192.0.2.1 is outside this host's guest subnet 10.88.0.0/16; pick one inside it or leave --ip out (public addresses: vsctl host set --routed CIDR --uplink IF)"
         },
         {
             400, "unknown image 'debian'; built images: busybox", ErrorCodes.InvalidValue, "field=image|value=debian|reason=not_built|built=busybox",

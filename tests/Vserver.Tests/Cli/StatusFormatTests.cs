@@ -201,6 +201,37 @@ public class StatusFormatTests
     }
 
     [Fact]
+    public void Host_info_shows_the_guests_way_out_routed_range_and_resolver()
+    {
+        var output = new StringWriter { NewLine = "\n" };
+        HostCommand.Write(Host with
+        {
+            Nat = true,
+            IpForwarding = true,
+            Routed = "203.0.113.16/28",
+            Uplink = "eth0",
+            Resolver = new ResolverInfo { Address = "10.88.0.1", Domain = "vserver", Pid = 4242 },
+        }, "/run/vserver/agent.sock", output);
+        var text = output.ToString();
+        text.ShouldContain("outbound:       NAT: guests reach beyond the host, masqueraded to its addresses (IPv4 forwarding on)\n");
+        text.ShouldContain("routed:         203.0.113.16/28 on uplink eth0: guests hold these addresses as their own (vsctl create --ip ADDR)\n");
+        text.ShouldContain("resolver:       10.88.0.1:53 (dnsmasq, pid 4242): guests' names under .vserver\n");
+        text.ShouldContain("upstream dns:   the host's name servers (/etc/resolv.conf)\n");
+
+        output = new StringWriter { NewLine = "\n" };
+        HostCommand.Write(Host with
+        {
+            Nat = false,
+            Resolver = new ResolverInfo { Address = "10.88.0.1", Domain = "vserver", Upstream = ["192.0.2.53"], Problem = "port 53 taken" },
+        }, "/run/vserver/agent.sock", output);
+        text = output.ToString();
+        text.ShouldContain("outbound:       off: guests reach only the host and each other (vsctl host set --nat on)\n");
+        text.ShouldContain("routed:         none\n");
+        text.ShouldContain("resolver:       10.88.0.1:53 NOT SERVING: port 53 taken\n");
+        text.ShouldContain("upstream dns:   192.0.2.53\n");
+    }
+
+    [Fact]
     public void Host_info_shows_the_memory_pool()
     {
         var output = new StringWriter { NewLine = "\n" };

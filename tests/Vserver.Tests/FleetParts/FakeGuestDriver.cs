@@ -172,12 +172,24 @@ internal sealed class FakeHostNetwork(string bridge) : IHostNetwork
     public void Ensure() => Ensured++;
 
     public bool Nat { get; private set; }
+    public HostRules? Rules { get; private set; }
+    /// <summary>What <see cref="RoutedProblem"/> answers (a test stands in for the host's refusals).</summary>
+    public string? RoutedRefusal { get; set; }
 
-    public void ApplyForwards(Ipv4Subnet subnet, IReadOnlyList<PortForward> forwards, bool nat)
+    public void Apply(HostRules rules)
     {
-        Forwards = forwards;
-        Nat = nat;
+        Rules = rules;
+        Forwards = rules.Forwards;
+        Nat = rules.Nat;
     }
+
+    public void RemoveProxies(string uplink, Ipv4Subnet range)
+    {
+    }
+
+    public string? RoutedProblem(Ipv4Subnet range, string uplink, Ipv4Subnet subnet) => RoutedRefusal;
+
+    public Resolver? CreateResolver(ResolverConfig config, Action<string> log) => null;
 
     public string? ListForwards() => null;
 }

@@ -516,7 +516,7 @@ public sealed class FleetWithFakeDriversTests : IDisposable
         first.Nat.ShouldBeTrue();
         _network.Nat.ShouldBeTrue("the agent's table is written with the masquerade at its start");
 
-        first.SetNat(false);
+        first.SetNetwork(new HostSettingsRequest { Nat = false });
         _network.Nat.ShouldBeFalse();
         File.ReadAllText(Path.Combine(_root, "state", "network.json")).ShouldContain("\"nat\": false");
         first.Dispose();
@@ -525,8 +525,59 @@ public sealed class FleetWithFakeDriversTests : IDisposable
         var next = Agent();
         next.Nat.ShouldBeFalse();
         _network.Nat.ShouldBeFalse("the next agent rebuilds its table from the setting");
-        next.SetNat(true);
+        next.SetNetwork(new HostSettingsRequest { Nat = true });
         _network.Nat.ShouldBeTrue();
+    }
+
+    [Fact]
+    public async Task A_routed_range_lets_guests_hold_its_addresses_routed_and_cannot_be_taken_away_while_one_does()
+    {
+        var fleet = Agent();
+        // Without a range an address outside the subnet is refused, naming what would allow it.
+        var outside = await Should.ThrowAsync<FleetException>(() => fleet.CreateAsync(Vserver("pub1") with { Ipv4 = "203.0.113.17" }, ct: _ct));
+        outside.Message.ShouldContain("outside this host's guest subnet");
+
+        Should.Throw<FleetException>(() => fleet.SetNetwork(new HostSettingsRequest { Routed = "203.0.113.17/28", Uplink = "eth0" }))
+            .Message.ShouldContain("write 203.0.113.16/28");
+        Should.Throw<FleetException>(() => fleet.SetNetwork(new HostSettingsRequest { Routed = "203.0.113.16/28" }))
+            .Message.ShouldContain("needs the uplink");
+        _network.RoutedRefusal = "no interface 'eth9' on this host";
+        Should.Throw<FleetException>(() => fleet.SetNetwork(new HostSettingsRequest { Routed = "203.0.113.16/28", Uplink = "eth9" }))
+            .Message.ShouldBe("cannot route 203.0.113.16/28 to guests through eth9: no interface 'eth9' on this host");
+        fleet.NetworkSettings.Routed.ShouldBeNull("a refused change changes nothing");
+        _network.RoutedRefusal = null;
+
+        fleet.SetNetwork(new HostSettingsRequest { Routed = "203.0.113.16/28", Uplink = "eth0" });
+        await fleet.CreateAsync(Vserver("pub1") with { Ipv4 = "203.0.113.17" }, ct: _ct);
+        _network.Rules!.RoutedGuests!.Select(a => a.ToString()).ShouldBe(["203.0.113.17"]);
+        _network.Rules.Uplink.ShouldBe("eth0");
+        fleet.IsRouted("203.0.113.17").ShouldBeTrue();
+
+        var inUse = Should.Throw<FleetException>(() => fleet.SetNetwork(new HostSettingsRequest { Routed = "" }));
+        inUse.Message.ShouldBe("pub1 holds an address of the routed range 203.0.113.16/28; destroy it first");
+        await fleet.DestroyAsync("pub1", force: false, _ct);
+        _network.Rules!.RoutedGuests.ShouldBeEmpty("a destroyed guest's route goes");
+        fleet.SetNetwork(new HostSettingsRequest { Routed = "" });
+        fleet.NetworkSettings.Routed.ShouldBeNull();
+        fleet.NetworkSettings.Uplink.ShouldBeNull();
+    }
+
+    [Fact]
+    public async Task A_guest_gets_the_bridge_resolver_by_default_its_own_servers_or_none()
+    {
+        var fleet = Agent();
+        await fleet.CreateAsync(Vserver("a"), ct: _ct);
+        await fleet.CreateAsync(Vserver("b") with { Dns = ["192.0.2.53"] }, ct: _ct);
+        await fleet.CreateAsync(Vserver("c") with { Dns = [] }, ct: _ct);
+        fleet.SetNetwork(new HostSettingsRequest { DnsDomain = "guests.example" });
+        var gateway = fleet.Options.Subnet.Gateway.ToString();
+        fleet.ResolvFor(ReadConfig("a"))!.Render().ShouldContain($"nameserver {gateway}\nsearch guests.example\n");
+        fleet.ResolvFor(ReadConfig("b"))!.Servers.Select(s => s.ToString()).ShouldBe(["192.0.2.53"]);
+        fleet.ResolvFor(ReadConfig("c")).ShouldBeNull("--dns none: the guest keeps its own file");
+        (await Should.ThrowAsync<FleetException>(() => fleet.CreateAsync(Vserver("d") with { Dns = ["resolver.example"] }, ct: _ct)))
+            .Message.ShouldBe("invalid name server 'resolver.example': write it as A.B.C.D, or none");
+        Should.Throw<FleetException>(() => fleet.SetNetwork(new HostSettingsRequest { DnsDomain = "Bad_Suffix" }))
+            .Message.ShouldStartWith("invalid name suffix 'Bad_Suffix'");
     }
 
     private GuestConfig ReadConfig(string name) =>

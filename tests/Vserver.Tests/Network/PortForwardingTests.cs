@@ -25,10 +25,14 @@ public sealed class PortForwardingTests
     [Fact]
     public void The_table_is_replaced_whole_with_dnat_for_outside_and_host_traffic_and_what_loopback_needs()
     {
-        PortForwarding.Render("vsbr0", Subnet, Forwards, nat: false).ShouldBe("""
+        PortForwarding.Render("vsbr0", new HostRules(Subnet, Forwards, Nat: false)).ShouldBe("""
             table ip vserver_vsbr0
             delete table ip vserver_vsbr0
             table ip vserver_vsbr0 {
+            	set routed {
+            		type ipv4_addr
+            		flags interval
+            	}
             	chain prerouting {
             		type nat hook prerouting priority dstnat; policy accept;
             		fib daddr type local tcp dport 8080 dnat to 10.88.0.2:80 comment "web1"
@@ -48,11 +52,12 @@ public sealed class PortForwardingTests
             	}
             	chain forward {
             		type filter hook forward priority filter; policy accept;
-            		iifname "vsbr0" oifname != "vsbr0" ct state new drop
+            		iifname "vsbr0" oifname != "vsbr0" ip saddr != @routed ct state new drop
             	}
             	chain input {
             		type filter hook input priority filter; policy accept;
             		iifname "vsbr0" ip daddr 127.0.0.0/8 ct state != { established, related } drop
+            		iifname != { "vsbr0", "lo" } ip daddr 10.88.0.1 meta l4proto { tcp, udp } th dport 53 drop
             	}
             }
 
@@ -62,7 +67,7 @@ public sealed class PortForwardingTests
     [Fact]
     public void Outbound_nat_masquerades_the_guest_subnet_out_of_every_other_interface()
     {
-        var table = PortForwarding.Render("vst1a2b", Subnet, [], nat: true);
+        var table = PortForwarding.Render("vst1a2b", new HostRules(Subnet, [], Nat: true));
         table.ShouldStartWith("table ip vserver_vst1a2b\ndelete table ip vserver_vst1a2b\ntable ip vserver_vst1a2b {\n");
         table.ShouldContain("\t\tip saddr 10.88.0.0/24 oifname != \"vst1a2b\" masquerade\n");
         table.ShouldNotContain("chain forward");
@@ -70,15 +75,28 @@ public sealed class PortForwardingTests
     }
 
     [Fact]
-    public void Without_nat_and_ports_the_table_only_keeps_guests_from_opening_anything_beyond_the_bridge()
+    public void Without_nat_and_ports_the_table_keeps_guests_of_the_subnet_from_opening_anything_beyond_the_bridge_but_not_routed_ones()
     {
-        PortForwarding.Render("vst1a2b", Subnet, [], nat: false).ShouldBe("""
+        PortForwarding.Render("vst1a2b", new HostRules(Subnet, [], Nat: false, Routed: Ipv4Subnet.Parse("203.0.113.16/28", 1, 32))).ShouldBe("""
             table ip vserver_vst1a2b
             delete table ip vserver_vst1a2b
             table ip vserver_vst1a2b {
+            	set routed {
+            		type ipv4_addr
+            		flags interval
+            		elements = { 203.0.113.16/28 }
+            	}
+            	chain postrouting {
+            		type nat hook postrouting priority srcnat; policy accept;
+            	}
             	chain forward {
             		type filter hook forward priority filter; policy accept;
-            		iifname "vst1a2b" oifname != "vst1a2b" ct state new drop
+            		iifname "vst1a2b" oifname != "vst1a2b" ip saddr != @routed ct state new drop
+            	}
+            	chain input {
+            		type filter hook input priority filter; policy accept;
+            		iifname "vst1a2b" ip daddr 127.0.0.0/8 ct state != { established, related } drop
+            		iifname != { "vst1a2b", "lo" } ip daddr 10.88.0.1 meta l4proto { tcp, udp } th dport 53 drop
             	}
             }
 
@@ -97,9 +115,10 @@ public sealed class PortForwardingTests
     public void Nft_accepts_the_rendered_table()
     {
         // nft --check parses and validates against the running kernel without changing anything.
-        foreach (var (forwards, nat) in new[] { (Forwards, true), (Forwards, false), (Array.Empty<PortForward>(), true), (Array.Empty<PortForward>(), false) })
+        var routed = Ipv4Subnet.Parse("203.0.113.16/28", 1, 32);
+        foreach (var (forwards, nat, range) in new[] { (Forwards, true, routed), (Forwards, false, null), (Array.Empty<PortForward>(), true, null), (Array.Empty<PortForward>(), false, routed) })
         {
-            var (code, _, stderr) = HostProgram.TryRun("nft", ["--check", "-f", "-"], PortForwarding.Render("vs-chk.0", Subnet, forwards, nat));
+            var (code, _, stderr) = HostProgram.TryRun("nft", ["--check", "-f", "-"], PortForwarding.Render("vs-chk.0", new HostRules(Subnet, forwards, nat, range)));
             code.ShouldBe(0, stderr);
         }
     }
