@@ -99,6 +99,39 @@ public sealed partial class Fleet
             .Select(c => (c.Name, Address: c.Network.Ipv4 is { } ip && IPAddress.TryParse(ip, out var a) ? a : null))
             .Where(n => n.Address is not null).Select(n => (n.Name, n.Address!)).ToList();
 
+    /// <summary>
+    /// Takes the guests' network off the host: the resolver, the agent's table, the routes and proxy entries of the routed
+    /// range and the bridge (what lxc-net's stop does). Refused while any guest exists, since each would lose its network;
+    /// the settings stay, and the next agent makes everything again. The caller stops the agent after it.
+    /// </summary>
+    public async Task<IReadOnlyList<string>> TeardownNetworkAsync(CancellationToken ct)
+    {
+        await _membership.WaitAsync(ct);
+        try
+        {
+            var names = _registry.Guests().Select(g => g.Config.Name).Concat(_registry.Broken().Select(b => b.Name)).Concat(_registry.Creating())
+                .Order(StringComparer.Ordinal).ToList();
+            if (names.Count > 0)
+                throw FleetException.Coded(FleetError.Conflict, Vserver.Api.ErrorCodes.Conflict,
+                    $"the guests' network cannot go while guests exist ({string.Join(", ", names)}): each would lose its network; destroy them first",
+                    ("guests", string.Join(',', names)));
+            lock (_namesLock)
+            {
+                _resolver?.Stop();
+                _resolver?.Dispose();
+                _resolver = null;
+            }
+            lock (_portsLock) Network.Teardown(NetworkSettings.Uplink, RoutedRange);
+            _log($"the guests' network is gone from the host (table {Network.PortTable}, resolver, bridge {Network.BridgeName}); the agent stops");
+            return [$"nftables table {Network.PortTable}", $"resolver on {_options.Subnet.Gateway}", .. RoutedRange is { } r ? [$"routes and proxy ARP entries of {r}"] : Array.Empty<string>(),
+                $"bridge {Network.BridgeName}"];
+        }
+        finally
+        {
+            _membership.Release();
+        }
+    }
+
     /// <summary>The resolver as vsctl host shows it.</summary>
     public Vserver.Api.ResolverInfo ResolverInfo()
     {

@@ -199,7 +199,9 @@ public sealed partial class Fleet
             }));
         }
 
-        // Published ports: the live table against what the configs ask for.
+        found.AddRange(NetworkOrphans());
+
+        // Published ports, outbound NAT and the routed range: the live table against what the configs and settings ask for.
         lock (_portsLock)
         {
             var want = ForwardKeys(PortForwarding.Render(Network.BridgeName, ExpectedRules(quiet: true)));
@@ -314,8 +316,23 @@ public sealed partial class Fleet
     }
 
     /// <summary>"tcp 8080 -> 10.0.0.2:80" for each DNAT rule of a table's text (rendered or as nft lists it).</summary>
+    /// <summary>What the table does, as comparable keys: each forward, the masquerade of the way out, the rule that keeps
+    /// guests in with NAT off, the routed range and the resolver's guard.</summary>
     private static HashSet<string> ForwardKeys(string table) =>
-        ForwardRule().Matches(table).Select(m => $"{m.Groups[1].Value} {m.Groups[2].Value} -> {m.Groups[3].Value}").ToHashSet(StringComparer.Ordinal);
+        ForwardRule().Matches(table).Select(m => $"{m.Groups[1].Value} {m.Groups[2].Value} -> {m.Groups[3].Value}")
+            .Concat(OutboundRule().Matches(table).Select(m => m.Groups[1].Success ? "outbound NAT (masquerade)" : "guests kept in (NAT off)"))
+            .Concat(RoutedElements().Matches(table).Select(m => $"routed range {m.Groups[1].Value}"))
+            .Concat(ResolverGuard().IsMatch(table) ? ["the resolver's guard"] : [])
+            .ToHashSet(StringComparer.Ordinal);
+
+    [GeneratedRegex(@"ip saddr [0-9./]+ oifname != ""[^""]+"" (masquerade)|ip saddr != @routed ct state new drop")]
+    private static partial Regex OutboundRule();
+
+    [GeneratedRegex(@"elements = \{ ([0-9./, ]+) \}")]
+    private static partial Regex RoutedElements();
+
+    [GeneratedRegex(@"th dport 53 drop")]
+    private static partial Regex ResolverGuard();
 
     [GeneratedRegex(@"(tcp|udp) dport (\d+) dnat (?:ip )?to ([0-9.]+:\d+)")]
     private static partial Regex ForwardRule();

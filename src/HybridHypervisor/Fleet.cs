@@ -228,6 +228,7 @@ public sealed partial class Fleet : IDisposable
         {
             Accelerator = accelerator?.Display,
             Disk = DiskViewOf(g.Config),
+            Routed = IsRouted(g.Config.Network.Ipv4),
         };
     }
 

@@ -35,4 +35,6 @@ public sealed record GuestView
     public string? Accelerator { get; init; }
     /// <summary>Guests with a disk quota: the quota and its use.</summary>
     public DiskView? Disk { get; init; }
+    /// <summary>Its address is one of the host's routed range: its own public address, reached without NAT.</summary>
+    public bool Routed { get; init; }
 }

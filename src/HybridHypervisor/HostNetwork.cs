@@ -32,6 +32,10 @@ public interface IHostNetwork
     /// missing, the range overlapping the guest subnet, another agent's range, or what the host holds), or null.</summary>
     string? RoutedProblem(Ipv4Subnet range, string uplink, Ipv4Subnet subnet);
 
+    /// <summary>Removes the table, the proxy entries of <paramref name="routed"/> on <paramref name="uplink"/>, the routes
+    /// on the bridge and the bridge itself.</summary>
+    void Teardown(string? uplink, Ipv4Subnet? routed);
+
     /// <summary>The guests' resolver for <paramref name="config"/> (not started yet), or null where there is none (a
     /// fleet of stand-ins).</summary>
     Resolver? CreateResolver(ResolverConfig config, Action<string> log);
@@ -54,6 +58,14 @@ public sealed class HostNetwork(HostBridge bridge) : IHostNetwork
     }
 
     public void RemoveProxies(string uplink, Ipv4Subnet range) => RoutedAddresses.RemoveProxies(uplink, range);
+
+    public void Teardown(string? uplink, Ipv4Subnet? routed)
+    {
+        _ports.Remove();
+        if (uplink is not null && routed is not null) RoutedAddresses.RemoveProxies(uplink, routed);
+        RoutedAddresses.Apply(Bridge, null, null, []);
+        Bridge.Delete();
+    }
     public Resolver? CreateResolver(ResolverConfig config, Action<string> log) => new(config, log);
     public string? ListForwards() => _ports.List();
 

@@ -15,6 +15,8 @@ internal static class ContractMapping
         Image = v.Config?.Image,
         Ipv4 = v.Config?.Network.Ipv4,
         Ports = v.Config?.Network.Ports is { Count: > 0 } ports ? ports : null,
+        Routed = v.Routed,
+        Dns = v.Config?.Network.Dns,
         MemoryBytes = v.Config?.Limits.MemoryBytes,
         MemoryMinBytes = v.Config is { } c && Fleet.CommitmentOf(c).Guarantee is > 0 and var min ? min : null,
         Cpus = v.Config?.Limits.Cpus,

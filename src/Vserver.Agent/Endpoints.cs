@@ -19,6 +19,13 @@ internal static class Endpoints
             fleet.SetNetwork(request);
             return HostAsync(fleet);
         });
+        v1.MapPost("/host/teardown", async (IHostApplicationLifetime lifetime, CancellationToken ct) =>
+        {
+            var removed = await fleet.TeardownNetworkAsync(ct);
+            // The answer goes out first; then the agent ends as it does on SIGTERM.
+            _ = Task.Delay(200, CancellationToken.None).ContinueWith(_ => lifetime.StopApplication(), TaskScheduler.Default);
+            return new HostTeardownReport { Removed = removed };
+        });
         v1.MapPost("/host/check", async (HostCheckRequest request, CancellationToken ct) => ContractMapping.ToReport(await fleet.CheckHostAsync(request.Repair, ct)));
         v1.MapPost("/debug/failpoints", (FailpointRequest request) =>
         {

@@ -60,6 +60,10 @@ public sealed class AgentClient : IDisposable
         SendAsync(HttpMethod.Post, "v1/host/check", JsonContent.Create(new HostCheckRequest { Repair = repair }, ApiJson.Default.HostCheckRequest),
             ApiJson.Default.HostCheckReport, ct);
 
+    /// <summary>Takes the guests' network off the host and stops the agent (refused while guests exist).</summary>
+    public Task<HostTeardownReport> TeardownHostAsync(CancellationToken ct = default) =>
+        SendAsync(HttpMethod.Post, "v1/host/teardown", null, ApiJson.Default.HostTeardownReport, ct);
+
     /// <summary>Tests: arms the agent's crash points (see <see cref="FailpointRequest"/>).</summary>
     public Task<FailpointResult> ArmFailpointAsync(int after, CancellationToken ct = default) =>
         SendAsync(HttpMethod.Post, "v1/debug/failpoints", JsonContent.Create(new FailpointRequest { After = after }, ApiJson.Default.FailpointRequest),

@@ -27,6 +27,12 @@ public sealed record GuestInfo
     public required string State { get; init; }
     public string? Image { get; init; }
     public string? Ipv4 { get; init; }
+    /// <summary>The address is one of the host's routed range: the guest's own public address, reached without NAT.</summary>
+    [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingDefault)]
+    public bool Routed { get; init; }
+    /// <summary>The name servers written into its /etc/resolv.conf: null, the host's resolver on the bridge; empty, none
+    /// (the guest keeps its own file).</summary>
+    public IReadOnlyList<string>? Dns { get; init; }
     public long? MemoryBytes { get; init; }
     /// <summary>The memory guarantee admission counts (vserver: soft limit; domain: balloon floor).</summary>
     public long? MemoryMinBytes { get; init; }
@@ -136,6 +142,12 @@ public sealed record HostInfo
     public string? Uplink { get; init; }
     /// <summary>The guests' resolver: its address, suffix, upstream and state.</summary>
     public ResolverInfo? Resolver { get; init; }
+}
+
+/// <summary>What <c>vsctl host teardown</c> took off the host.</summary>
+public sealed record HostTeardownReport
+{
+    public IReadOnlyList<string> Removed { get; init; } = [];
 }
 
 /// <summary>The resolver on the bridge that guests ask (dnsmasq, run by the agent).</summary>
@@ -445,6 +457,7 @@ public sealed record WaitResponse
 [JsonSerializable(typeof(ExecRequest))]
 [JsonSerializable(typeof(PortList))]
 [JsonSerializable(typeof(HostCheckRequest))]
+[JsonSerializable(typeof(HostTeardownReport))]
 [JsonSerializable(typeof(HostCheckReport))]
 [JsonSerializable(typeof(FailpointRequest))]
 [JsonSerializable(typeof(FailpointResult))]

@@ -19,6 +19,7 @@ internal static class HostCommand
             format,
             CreateSet(cli),
             CreateCheck(cli),
+            CreateTeardown(cli),
         };
         command.Aliases.Add("info");
         command.SetAction((parse, ct) => cli.RunAsync(parse, client => HandleAsync(client, parse.GetValue(format), cli.Out, cli.Err, ct)));
@@ -86,13 +87,28 @@ internal static class HostCommand
         return command;
     }
 
+    private static Command CreateTeardown(CliContext cli)
+    {
+        var command = new Command("teardown",
+            "Take the guests' network off this host (the agent's nftables table, routes and proxy ARP entries of routed addresses, " +
+            "the resolver, the bridge) and stop the agent; refused while any guest exists. The settings stay: the next agent makes it all again");
+        command.SetAction((parse, ct) => cli.RunAsync(parse, async client =>
+        {
+            var report = await client.TeardownHostAsync(ct);
+            foreach (var removed in report.Removed) cli.Out.WriteLine($"removed {Escaped.Text(removed)}");
+            cli.Out.WriteLine("the agent stopped; start vserverd to make the guests' network again");
+            return ExitCodes.Ok;
+        }));
+        return command;
+    }
+
     private static Command CreateCheck(CliContext cli)
     {
         var repair = new Option<bool>("--repair") { Description = "Remove what the check finds (processes killed, mounts detached, cgroups, interfaces, directories removed, rules rewritten)" };
         var format = SharedOptions.Format("text");
         var command = new Command("check",
             "List what on this host carries the agent's names but belongs to no guest in the state it is in (left by a crash or by hand): " +
-            "processes, mounts, loop devices, cgroups, interfaces, directories, published-port rules. Exit 1 if anything is found (and, with --repair, not removed)")
+            "processes, mounts, loop devices, cgroups, interfaces, directories, the agent's nftables rules, routes and proxy ARP entries of routed addresses, resolvers. Exit 1 if anything is found (and, with --repair, not removed)")
         {
             repair, format,
         };
@@ -112,7 +128,7 @@ internal static class HostCommand
         }
         if (report.Orphans.Count == 0)
             stdout.WriteLine($"nothing orphaned: {report.Guests} guest{(report.Guests == 1 ? "" : "s")} checked against processes, mounts, loop devices, " +
-                             "cgroups, interfaces, directories and published-port rules");
+                             "cgroups, interfaces, directories, nftables rules, routes and resolvers");
         else if (repair)
             TextTable.Write(stdout, ["KIND", "WHAT", "WHY", "REPAIR"],
                 report.Orphans.Select(o => (IReadOnlyList<string?>)[o.Kind, o.What, o.Why, o.Repaired ? "removed" : $"failed: {o.Error}"]).ToList());

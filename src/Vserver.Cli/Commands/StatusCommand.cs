@@ -44,13 +44,24 @@ internal static class StatusCommand
         Display.KeyValues(stdout, lines);
     }
 
+    private static string Address(GuestInfo g) => g.Ipv4 is null ? Display.None
+        : g.Routed ? $"{g.Ipv4} (routed: its own public address, reached without NAT)" : g.Ipv4;
+
+    private static string Dns(GuestInfo g) => g.Problem is not null ? Display.None : g.Dns switch
+    {
+        null => "the host's resolver on the bridge (names of guests: NAME.<suffix>)",
+        { Count: 0 } => "none written: the guest's own /etc/resolv.conf",
+        var servers => string.Join(", ", servers),
+    };
+
     private static void AddVserver(GuestInfo g, TimeProvider clock, List<(string, string)> lines)
     {
         lines.AddRange(
         [
             ("image", Display.Text(g.Image)),
-            ("ipv4", Display.Text(g.Ipv4)),
+            ("ipv4", Address(g)),
             .. PortsLine(g),
+            ("dns", Dns(g)),
             ("memory limit", Display.Bytes(g.MemoryBytes)),
             ("memory min", Guarantee(g.MemoryMinBytes, "soft limit")),
             ("cpus", Display.Number(g.Cpus)),
@@ -103,8 +114,9 @@ internal static class StatusCommand
             }),
             ("disk", g.Root == "virtiofs" ? Disk(g) : Display.Bytes(g.DiskBytes)),
             ("image", Display.Text(g.Image)),
-            ("ipv4", Display.Text(g.Ipv4)),
+            ("ipv4", Address(g)),
             .. PortsLine(g),
+            ("dns", Dns(g)),
             ("mac", Display.Text(g.Mac)),
             ("restart", Display.Text(g.Restart)),
             ("autostart", g.Problem is not null ? Display.None : g.Autostart ? "yes: started when the host boots" : "no"),

@@ -162,25 +162,33 @@ public sealed class PortForwarding(HostBridge bridge)
         Nft(["-f", "-"], $"table {Family} {Table}\ndelete table {Family} {Table}\n");
     }
 
+    /// <summary>The tables of every vserver agent on the host (vserver_BRIDGE), by name.</summary>
+    public static IReadOnlyList<string> AgentTables()
+    {
+        var (code, stdout, _) = HostProgram.TryRun("nft", ["list", "tables", Family]);
+        if (code != 0) return [];
+        // "table ip vserver_vsbr0"
+        return stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            .Select(l => l.Split(' ')).Where(w => w.Length == 3 && w[2].StartsWith("vserver_", StringComparison.Ordinal)).Select(w => w[2]).ToList();
+    }
+
+    /// <summary>Deletes an agent's table by name (one whose agent and bridge are gone).</summary>
+    public static void Delete(string table) => Nft(["-f", "-"], $"table {Family} {table}\ndelete table {Family} {table}\n");
+
     /// <summary>The routed ranges other agents' tables hold (by table name), to refuse one that overlaps them.</summary>
     public static IReadOnlyList<(string Table, string Range)> OtherAgentsRouted(string bridgeName)
     {
         var own = TableFor(bridgeName);
-        var (code, stdout, _) = HostProgram.TryRun("nft", ["list", "tables", Family]);
-        if (code != 0) return [];
         var found = new List<(string, string)>();
-        foreach (var line in stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        foreach (var table in AgentTables().Where(t => t != own))
         {
-            // "table ip vserver_vsbr0"
-            var words = line.Split(' ');
-            if (words.Length != 3 || !words[2].StartsWith("vserver_", StringComparison.Ordinal) || words[2] == own) continue;
-            var (setCode, set, _) = HostProgram.TryRun("nft", ["list", "set", Family, words[2], RoutedSet]);
+            var (setCode, set, _) = HostProgram.TryRun("nft", ["list", "set", Family, table, RoutedSet]);
             if (setCode != 0) continue;
             var at = set.IndexOf("elements = {", StringComparison.Ordinal);
             if (at < 0) continue;
             var close = set.IndexOf('}', at);
             foreach (var element in set[(at + 12)..close].Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
-                found.Add((words[2], element.Contains('/', StringComparison.Ordinal) ? element : element + "/32"));
+                found.Add((table, element.Contains('/', StringComparison.Ordinal) ? element : element + "/32"));
         }
         return found;
     }

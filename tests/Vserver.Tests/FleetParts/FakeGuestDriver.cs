@@ -187,6 +187,10 @@ internal sealed class FakeHostNetwork(string bridge) : IHostNetwork
     {
     }
 
+    public bool TornDown { get; private set; }
+
+    public void Teardown(string? uplink, Ipv4Subnet? routed) => TornDown = true;
+
     public string? RoutedProblem(Ipv4Subnet range, string uplink, Ipv4Subnet subnet) => RoutedRefusal;
 
     public Resolver? CreateResolver(ResolverConfig config, Action<string> log) => null;
