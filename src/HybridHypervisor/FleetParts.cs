@@ -30,8 +30,8 @@ public sealed class FleetParts
         var kernels = new KernelStore(options.KernelsRoot, options.RecipesRoot);
         var cgroups = CgroupHierarchy.Detect();
         var bridge = new HostBridge(options.BridgeName, options.Subnet);
-        var vservers = new VserverDriver(options, cgroups, bridge, images, log);
-        var domains = new DomainDriver(options, bridge, images, kernels, log);
+        var vservers = new VserverDriver(options, cgroups, bridge, images, _ => null, log);
+        var domains = new DomainDriver(options, bridge, images, kernels, _ => null, log);
         return new FleetParts
         {
             Vservers = vservers,
