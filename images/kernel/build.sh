@@ -36,7 +36,7 @@
 #   version       the kernel release string (`uname -r` in the guest)
 #   package       "<package> <version>" of the .deb used
 #   modules       the modules in the initramfs, in load order
-#   features      what the initramfs can do beyond booting ("hold")
+#   features      what the initramfs can do beyond booting ("hold dns routed")
 #   initrd.img    the initramfs
 #
 # The initramfs' /init understands these kernel command line parameters:
@@ -51,7 +51,17 @@
 #   vserver.debug     drop to a shell instead of powering off on failure
 #   vserver.hostname=NAME         the guest's hostname
 #   vserver.ip=A.B.C.D/PREFIX     address of eth0 (virtio-net); lo is always up
-#   vserver.gw=A.B.C.D            default route via eth0 (needs vserver.ip)
+#   vserver.gw=A.B.C.D            default route via eth0 (needs vserver.ip); with
+#                                 a /32 address (a public address the host routes
+#                                 to the guest) the gateway first gets a link route
+#                                 on eth0 and the default route says src A.B.C.D
+#   vserver.dns=A,B,...           write the root's /etc/resolv.conf: the header
+#                                 line, "nameserver A" for each (none if empty),
+#                                 then "search D1 D2" from vserver.search=D1,D2;
+#                                 an old /etc/resolv.conf (file or symlink) is
+#                                 removed first, never written through, and /etc
+#                                 may not be a symlink. Without vserver.dns the
+#                                 guest's own file is left alone
 #   vserver.hold                  after the modules, say "ready" on the virtio-serial
 #                                 port org.vserver.hold.0 and wait for "go" there
 #                                 before the hostname, network and root (a
@@ -60,7 +70,8 @@
 # It mounts /proc, /sys and /dev (devtmpfs), insmods the modules, prints
 # "vserver-initramfs: modules loaded", mounts devpts on /dev/pts and tmpfs on
 # /dev/shm, sets the hostname and network ("vserver-initramfs: network eth0
-# ..."), mounts the root on /newroot, moves /proc /sys /dev there, starts the
+# ..."), mounts the root on /newroot, writes its /etc/resolv.conf
+# ("vserver-initramfs: resolv.conf ..."), moves /proc /sys /dev there, starts the
 # guest agent /bin/vsguest (vsguest.c, compiled static here) chrooted into
 # /newroot ("vserver-initramfs: guest agent started") and execs
 # `switch_root /newroot INIT ARGS...`.
@@ -241,6 +252,8 @@ mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 exec </dev/console >/dev/console 2>&1
 
+NL='
+'
 debug=
 fail() {
     echo "vserver-initramfs: ERROR: $*"
@@ -252,7 +265,7 @@ fail() {
     exit 1
 }
 
-root= fstype=ext4 flags= mode=ro wait=10 init=/sbin/init ip= gw= hostname= hold=
+root= fstype=ext4 flags= mode=ro wait=10 init=/sbin/init ip= gw= hostname= hold= resolv= dns= search=
 set -f
 for arg in $(cat /proc/cmdline); do
     case $arg in
@@ -269,6 +282,8 @@ for arg in $(cat /proc/cmdline); do
         vserver.ip=*) ip=${arg#vserver.ip=} ;;
         vserver.gw=*) gw=${arg#vserver.gw=} ;;
         vserver.hostname=*) hostname=${arg#vserver.hostname=} ;;
+        vserver.dns=*) resolv=1 dns=${arg#vserver.dns=} ;;
+        vserver.search=*) search=${arg#vserver.search=} ;;
     esac
 done
 set +f
@@ -328,7 +343,17 @@ if [ -n "$ip" ]; then
     done
     ip addr add "$ip" dev eth0 || fail "vserver.ip=$ip: cannot add the address to eth0"
     ip link set eth0 up || fail "cannot bring up eth0"
-    if [ -n "$gw" ]; then ip route add default via "$gw" dev eth0 || fail "vserver.gw=$gw: cannot add the default route"; fi
+    if [ -n "$gw" ]; then
+        case $ip in
+            # A public address the host routes here: the gateway lies on no prefix of eth0, and the kernel refuses a
+            # default route through a gateway no route says is on-link.
+            */32)
+                ip route add "$gw" dev eth0 || fail "vserver.gw=$gw: cannot add the link route to the gateway"
+                ip route add default via "$gw" dev eth0 src "${ip%/32}" || fail "vserver.gw=$gw: cannot add the default route" ;;
+            *)
+                ip route add default via "$gw" dev eth0 || fail "vserver.gw=$gw: cannot add the default route" ;;
+        esac
+    fi
     echo "vserver-initramfs: network eth0 $ip${gw:+ via $gw}"
 elif [ -n "$gw" ]; then
     fail "vserver.gw=$gw without vserver.ip"
@@ -348,6 +373,24 @@ opts=$mode${flags:+,$flags}
 mount -t "$fstype" -o "$opts" "$root" /newroot ||
     fail "cannot mount root=$root (rootfstype=$fstype, options $opts)"
 [ -x "/newroot$init" ] || [ -L "/newroot$init" ] || fail "init $init not found on root=$root"
+# vserver.dns: the same text as a vserver's (ResolvConf.Render in src/Vserver.Isolation/Network/ResolvConf.cs). The
+# guest owns its root: an old resolv.conf, maybe a symlink (to systemd-resolved's stub, or anywhere), is removed, never
+# written through, and /etc may not be a symlink, which would resolve here, in the initramfs.
+if [ -n "$resolv" ]; then
+    conf=/newroot/etc/resolv.conf
+    [ ! -L /newroot/etc ] || fail "vserver.dns: /etc on root=$root is a symbolic link; not writing resolv.conf through it"
+    [ -d /newroot/etc ] || mkdir -m 0755 /newroot/etc || fail "vserver.dns: cannot create /etc on root=$root"
+    rm -f "$conf" || fail "vserver.dns: cannot remove the old /etc/resolv.conf on root=$root"
+    # Built whole first, so one write's status says whether all of it reached the disk.
+    text="# written by vserver at each start; create the guest with --dns none to keep your own"
+    set -f
+    for s in $(echo "$dns" | tr , ' '); do text="$text${NL}nameserver $s"; done
+    set +f
+    [ -z "$search" ] || text="$text${NL}search $(echo "$search" | tr , ' ')"
+    printf '%s\n' "$text" > "$conf" || fail "vserver.dns: cannot write /etc/resolv.conf on root=$root"
+    chmod 0644 "$conf" || fail "vserver.dns: cannot chmod /etc/resolv.conf on root=$root"
+    echo "vserver-initramfs: resolv.conf nameservers ${dns:-none}${search:+ search $search}"
+fi
 for d in dev proc sys; do
     if [ -d "/newroot/$d" ]; then mount --move "/$d" "/newroot/$d"; else umount -l "/$d"; fi
 done
@@ -382,8 +425,10 @@ for c in "$TMP"/tree/boot/config-*; do [ -f "$c" ] && cp "$c" "$OUT/"; done
 echo "$VERSION" > "$OUT/version"
 echo "$pkgline" > "$OUT/package"
 cp "$TMP/names" "$OUT/modules"
-# What this initramfs can do beyond booting; the agent reads it (hold: vserver.hold below).
-echo hold > "$OUT/features"
+# What this initramfs can do beyond booting; the agent reads it (hold: vserver.hold; dns: vserver.dns and
+# vserver.search; routed: a /32 vserver.ip with its gateway on-link). An older initramfs ignores vserver.dns and
+# fails to boot with a /32 address (its default route has no on-link gateway).
+echo hold dns routed > "$OUT/features"
 mv "$TMP/initrd.img" "$OUT/initrd.img"
 end=$(date +%s.%N)
 say "kernel $VERSION from $pkgline"

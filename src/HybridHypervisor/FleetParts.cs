@@ -34,8 +34,8 @@ public sealed class FleetParts
         var cgroups = CgroupHierarchy.Detect();
         var bridge = new HostBridge(options.BridgeName, options.Subnet);
         var resolv = new GuestResolvConf();
-        var vservers = new VserverDriver(options, cgroups, bridge, images, log);
-        var domains = new DomainDriver(options, bridge, images, kernels, log);
+        var vservers = new VserverDriver(options, cgroups, bridge, images, c => resolv.For(c), log);
+        var domains = new DomainDriver(options, bridge, images, kernels, c => resolv.For(c), log);
         return new FleetParts
         {
             Vservers = vservers,

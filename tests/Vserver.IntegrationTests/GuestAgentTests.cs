@@ -39,7 +39,9 @@ public sealed class TestDomain : IAsyncDisposable
         _sinceStart = sinceStart;
     }
 
-    public static TestDomain Boot(BuiltKernel kernel)
+    /// <param name="parameters">The vserver.* kernel parameters beyond the hostname (the network by default).</param>
+    /// <param name="prepareRootfs">Changes the busybox image's tree before it becomes the disk.</param>
+    public static TestDomain Boot(BuiltKernel kernel, string? parameters = null, Action<string>? prepareRootfs = null)
     {
         var dir = Directory.CreateTempSubdirectory("vsdomain-").FullName;
         try
@@ -48,6 +50,7 @@ public sealed class TestDomain : IAsyncDisposable
             var rootfs = Path.Combine(imageDir, "rootfs");
             Directory.CreateDirectory(rootfs);
             TestHost.Run("sh", Path.Combine(BuiltKernel.RepoDir, "images", "busybox", "build.sh"), rootfs).ShouldSucceed();
+            prepareRootfs?.Invoke(rootfs);
             var (basePath, baseSize) = BaseDisk.EnsureBase(imageDir, rootfs);
             var overlay = Path.Combine(dir, "root.qcow2");
             DomainDisk.Create(basePath, overlay, baseSize);
@@ -61,7 +64,7 @@ public sealed class TestDomain : IAsyncDisposable
                 "-serial", $"file:{Path.Combine(dir, "console.log")}",
                 "-kernel", kernel.Vmlinux, "-initrd", kernel.Initrd,
                 "-append", $"console=ttyS0 root=/dev/vda rw tsc_early_khz={TscKhz()} panic=-1 " +
-                           $"vserver.ip={GuestIp} vserver.gw={Gateway} vserver.hostname={hostname}",
+                           $"{parameters ?? $"vserver.ip={GuestIp} vserver.gw={Gateway}"} vserver.hostname={hostname}",
                 "-drive", $"id=root,file={overlay},format=qcow2,if=none", "-device", "virtio-blk-device,drive=root",
                 "-netdev", "user,id=net0,restrict=on", "-device", "virtio-net-device,netdev=net0",
                 "-chardev", $"socket,id=agent,path={Path.Combine(dir, "agent.sock")},server=on,wait=off",

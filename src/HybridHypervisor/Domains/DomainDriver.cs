@@ -17,7 +17,10 @@ namespace HybridHypervisor.Domains;
 /// is adopted by the next agent through its pid file and QMP socket). Knows nothing of HTTP or of the fleet's
 /// bookkeeping.
 /// </summary>
-public sealed class DomainDriver(FleetOptions options, HostBridge bridge, ImageStore images, KernelStore kernels, Action<string> log)
+/// <param name="resolvFor">What a guest's /etc/resolv.conf says at each boot (null: the guest keeps its own); the
+/// fleet's decision, passed to the initramfs on the kernel command line.</param>
+public sealed class DomainDriver(FleetOptions options, HostBridge bridge, ImageStore images, KernelStore kernels,
+    Func<GuestConfig, ResolvConf?> resolvFor, Action<string> log)
     : IGuestDriver
 {
     public const string QemuProgram = "qemu-system-x86_64";
@@ -136,6 +139,7 @@ public sealed class DomainDriver(FleetOptions options, HostBridge bridge, ImageS
     {
         var domain = config.Domain!;
         var kernel = kernels.Find(domain.Kernel) ?? throw kernels.MissingError(domain.Kernel);
+        var address = GuestAddress.For(System.Net.IPAddress.Parse(config.Network.Ipv4!), options.Subnet);
         return new DomainLaunch
         {
             Name = config.Name,
@@ -151,8 +155,9 @@ public sealed class DomainDriver(FleetOptions options, HostBridge bridge, ImageS
             Init = config.Command,
             Tap = paths.Tap,
             Mac = config.Network.Mac ?? GuestAllocator.Mac(options.StateRoot, config.Name),
-            Address = $"{config.Network.Ipv4}/{options.Subnet.PrefixLength}",
-            Gateway = options.Subnet.Gateway.ToString(),
+            Address = address.Cidr,
+            Gateway = address.Gateway.ToString(),
+            Resolv = resolvFor(config),
             QmpSocket = paths.QmpSocket,
             ConsoleSocket = paths.ConsoleSocket,
             ConsoleLog = paths.Console,

@@ -24,9 +24,12 @@ public sealed record DomainLaunch
     public IReadOnlyList<string>? Init { get; init; }
     public required string Tap { get; init; }
     public required string Mac { get; init; }
-    /// <summary>A.B.C.D/PREFIX, set up by the initramfs before the guest's init runs.</summary>
+    /// <summary>A.B.C.D/PREFIX, set up by the initramfs before the guest's init runs; /32 for an address outside the
+    /// guest subnet, whose gateway the initramfs then routes on-link (<see cref="Vserver.Isolation.Network.GuestAddress"/>).</summary>
     public required string Address { get; init; }
     public required string Gateway { get; init; }
+    /// <summary>What the initramfs writes as the guest's /etc/resolv.conf; null leaves the guest's own.</summary>
+    public Vserver.Isolation.Network.ResolvConf? Resolv { get; init; }
     public required string QmpSocket { get; init; }
     public required string ConsoleSocket { get; init; }
     public required string ConsoleLog { get; init; }
@@ -56,6 +59,7 @@ public static class QemuCommand
         parts.Add($"vserver.hostname={l.Name}");
         parts.Add($"vserver.ip={l.Address}");
         parts.Add($"vserver.gw={l.Gateway}");
+        if (l.Resolv is { } resolv) parts.AddRange(ResolvParameters(resolv));
         if (l.HoldSocket is not null) parts.Add("vserver.hold");
         if (l.Init is { Count: > 0 } init)
         {
@@ -65,6 +69,22 @@ public static class QemuCommand
             parts.AddRange(init.Skip(1));
         }
         return string.Join(' ', parts);
+    }
+
+    /// <summary>
+    /// vserver.dns=A,B (given even when empty: it is what says "write the file") and vserver.search=D1,D2 (the search
+    /// line's words); the initramfs writes them as <see cref="Vserver.Isolation.Network.ResolvConf.Render"/> does. The
+    /// command line splits words at spaces and has no escapes, so a word that cannot travel is refused here.
+    /// </summary>
+    public static IReadOnlyList<string> ResolvParameters(Vserver.Isolation.Network.ResolvConf resolv)
+    {
+        var servers = resolv.Servers.Select(s => s.ToString()).ToList();
+        var search = resolv.Search?.Split((char[])[' ', '\t'], StringSplitOptions.RemoveEmptyEntries) ?? [];
+        if (servers.Concat(search).FirstOrDefault(w => w.Any(c => c is ',' or '"' || char.IsWhiteSpace(c) || char.IsControl(c))) is { } bad)
+            throw new ArgumentException($"'{bad}' cannot be passed to a domain's initramfs for resolv.conf (no commas, quotes, spaces or control characters)");
+        return search.Length > 0
+            ? [$"vserver.dns={string.Join(',', servers)}", $"vserver.search={string.Join(',', search)}"]
+            : [$"vserver.dns={string.Join(',', servers)}"];
     }
 
     /// <summary>Why a command cannot be a domain's init (the kernel command line splits words at spaces and has no

@@ -12,8 +12,10 @@ namespace HybridHypervisor.Vservers;
 
 /// <summary>The vserver half of a guest's lifecycle: storage, network, cgroup and the vsinit-run init.
 /// Knows nothing of HTTP or of the fleet's bookkeeping.</summary>
+/// <param name="resolvFor">What a guest's /etc/resolv.conf says at each start (null: the guest keeps its own); the fleet's
+/// decision, asked again at every start.</param>
 public sealed class VserverDriver(FleetOptions options, ICgroupHierarchy cgroups, HostBridge bridge, Vserver.Isolation.Images.ImageStore images,
-    Action<string> log) : IGuestDriver
+    Func<GuestConfig, ResolvConf?> resolvFor, Action<string> log) : IGuestDriver
 {
     public GuestKind Kind => GuestKind.Vserver;
 
@@ -90,6 +92,7 @@ public sealed class VserverDriver(FleetOptions options, ICgroupHierarchy cgroups
                 PidFile = paths.PidFile,
                 ExitFile = paths.ExitFile,
                 Console = paths.Console,
+                Resolv = resolvFor(config),
                 Args = config.InitCommand,
             };
             // Runtime state under the run root, rewritten at every start; written as every state file is, through no link.

@@ -52,6 +52,9 @@ public sealed class VsinitSpec
     /// so a long-lived tool holds no copy of other guests' mounts (a copy would keep a stopped guest's disk quota image
     /// on its loop device).</summary>
     public IReadOnlyList<string> Detach { get; init; } = [];
+    /// <summary>Start: what the guest's /etc/resolv.conf says, written by its init as the guest's root inside its root,
+    /// through no link the guest planted; null leaves the guest's own file (or link) alone.</summary>
+    public Network.ResolvConf? Resolv { get; init; }
 
     /// <summary>Kernel interfaces that leak host state or act on the host: hidden behind /dev/null or an empty tmpfs.</summary>
     public static readonly IReadOnlyList<string> DefaultMasked =
@@ -104,6 +107,12 @@ public sealed class VsinitSpec
             Line("bind_target", target);
         }
         foreach (var dir in Detach) Line("detach", dir);
+        // The file's text line by line, so vsinit writes exactly what ResolvConf renders and knows nothing of its syntax.
+        if (Resolv?.Render() is { } resolv)
+        {
+            if (!resolv.EndsWith('\n')) throw new ArgumentException($"resolv.conf text must end with a newline: {resolv}");
+            foreach (var line in resolv[..^1].Split('\n')) Line("resolv_line", line);
+        }
         foreach (var e in Env) Line("env", e);
         foreach (var a in Args) Line("arg", a);
         Line("cwd", Cwd);

@@ -7,7 +7,8 @@ namespace Vserver.Isolation.Network;
 
 /// <summary>
 /// A vserver's network: a persistent network namespace bound to a file (like `ip netns add`, at our own path), a veth
-/// pair with eth0 inside and the host end on the bridge, the guest's address and default route. It lives from create
+/// pair with eth0 inside and the host end on the bridge, the guest's address and default route (<see cref="GuestAddress"/>:
+/// an address outside the subnet, routed to the guest by the host, is a /32 with the gateway on-link). It lives from create
 /// to destroy, so starting a vserver costs no network work and the address never changes.
 /// </summary>
 public static class GuestNetwork
@@ -22,10 +23,7 @@ public static class GuestNetwork
                 .. (mac is null ? Array.Empty<string>() : ["address", mac]), "netns", netnsPath]);
             HostProgram.Run("ip", ["link", "set", hostVeth, "master", bridge.Name, "up"]);
             HostProgram.Run("nsenter", [$"--net={netnsPath}", "ip", "-batch", "-"], stdin: string.Join('\n',
-                "link set lo up",
-                "link set eth0 up",
-                $"addr add {address}/{bridge.Subnet.PrefixLength} dev eth0",
-                $"route add default via {bridge.Subnet.Gateway}") + "\n");
+                ["link set lo up", "link set eth0 up", .. GuestAddress.For(address, bridge.Subnet).IpCommands()]) + "\n");
             // The namespace belongs to the host's user namespace, so a user-namespaced guest's root holds no
             // NET_BIND_SERVICE or NET_RAW in it: let any id bind low ports and send ICMP echo (per namespace only).
             HostProgram.Run("nsenter", [$"--net={netnsPath}", "sysctl", "-q", "-w", "net.ipv4.ip_unprivileged_port_start=0",
@@ -52,7 +50,7 @@ public static class GuestNetwork
         if (!File.Exists(netnsPath)) return null;
         var (code, stdout, _) = HostProgram.TryRun("nsenter", [$"--net={netnsPath}", "ip", "-4", "-o", "addr", "show", "dev", "eth0"]);
         if (code != 0) return null;
-        // "2: eth0    inet 10.88.0.2/24 brd 10.88.0.255 scope global eth0\ ..."
+        // "2: eth0    inet 10.88.0.2/24 brd 10.88.0.255 scope global eth0\ ..." (a routed address: "inet 198.51.100.7/32 scope global eth0")
         var words = stdout.Split(' ', StringSplitOptions.RemoveEmptyEntries);
         var inet = Array.IndexOf(words, "inet");
         return inet >= 0 && inet + 1 < words.Length ? words[inet + 1].Split('/')[0] : null;

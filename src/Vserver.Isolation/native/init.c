@@ -2,8 +2,8 @@
  * vsinit start, the guest's side: the init cloned by the monitor (monitor.c)
  * into new namespaces.  It waits for the monitor to prepare it, attaches the
  * mounts it is handed, makes /proc, /sys and /dev, pivots into the guest's
- * root, masks, drops capabilities, loads the seccomp filter and execs the
- * guest's init program.
+ * root, masks, writes /etc/resolv.conf, drops capabilities, loads the seccomp
+ * filter and execs the guest's init program.
  */
 
 #include "vsinit.h"
@@ -186,6 +186,54 @@ static void apply_readonly(const struct list *paths)
 	}
 }
 
+/* The guest owns its root, so /etc/resolv.conf may be a symlink it planted
+ * (systemd-resolved's stub, or anywhere) and /etc may be one too.  Nothing is
+ * written through a link: /etc is opened without following one, the text goes
+ * into a fresh file beside resolv.conf and is renamed over it (rename(2)
+ * replaces a link itself, never its target).  Runs after pivot_root, so no
+ * path can leave the guest's root, and as the root of the guest's user
+ * namespace, so the file is the guest root's own. */
+static void write_resolv_conf(const struct list *lines)
+{
+	static const char tmp[] = ".resolv.conf.vsinit";
+	int etc, fd, e = 0;
+	size_t i;
+
+	if (mkdir("/etc", 0755) < 0 && errno != EEXIST)
+		die(errno, "mkdir /etc for resolv.conf");
+	etc = open("/etc", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (etc < 0) {
+		struct stat st;
+
+		if (lstat("/etc", &st) == 0 && S_ISLNK(st.st_mode))
+			die(ELOOP, "write /etc/resolv.conf: /etc is a symbolic link, not followed");
+		die(errno, "open /etc for resolv.conf");
+	}
+	/* A file left by a start that died here, or anything the guest put there. */
+	if (unlinkat(etc, tmp, 0) < 0 && errno != ENOENT)
+		die(errno, "remove /etc/%s", tmp);
+	fd = openat(etc, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+	if (fd < 0)
+		die(errno, "create /etc/%s", tmp);
+	for (i = 0; i < lines->n && !e; i++)
+		if (write_all(fd, lines->v[i], strlen(lines->v[i])) < 0 || write_all(fd, "\n", 1) < 0)
+			e = errno;
+	if (!e && fchmod(fd, 0644) < 0)
+		e = errno;
+	if (close(fd) < 0 && !e)
+		e = errno;
+	if (e) {
+		unlinkat(etc, tmp, 0);
+		die(e, "write /etc/%s", tmp);
+	}
+	if (renameat(etc, tmp, etc, "resolv.conf") < 0) {
+		e = errno;
+		unlinkat(etc, tmp, 0);
+		die(e, "rename /etc/%s to /etc/resolv.conf", tmp);
+	}
+	close(etc);
+}
+
 int start_child(void *arg)
 {
 	const struct start_ctx *ctx = arg;
@@ -242,6 +290,10 @@ int start_child(void *arg)
 	apply_readonly(&s->readonly);
 	if (s->hostname && sethostname(s->hostname, strlen(s->hostname)) < 0)
 		die(errno, "sethostname %s", s->hostname);
+	/* Before dropping caps: the guest's root may have made /etc unwritable
+	 * to all but CAP_DAC_OVERRIDE. */
+	if (s->resolv.n)
+		write_resolv_conf(&s->resolv);
 	/* Before dropping caps: root without CAP_DAC_* could be refused. */
 	if (chdir(s->cwd) < 0)
 		die(errno, "chdir %s", s->cwd);

@@ -4,6 +4,12 @@
  *
  * Format: one "key value" directive per line, value = rest of the line
  * after the first space, no escaping; blank lines and '#' lines ignored.
+ *
+ * Text vsinit writes into the guest is carried a line per directive, in
+ * order: "resolv_line TEXT" (repeated) is one line of the guest's
+ * /etc/resolv.conf, TEXT may be empty; the file is those lines, each ended
+ * by a newline (VsinitSpec.Resolv, ResolvConf.Render).  No resolv_line: the
+ * guest's own /etc/resolv.conf is left as it is.
  */
 
 #include "vsinit.h"
@@ -237,6 +243,8 @@ void parse_spec(const char *path, struct spec *s)
 			list_add(&s->env, val);
 		} else if (!strcmp(key, "arg")) {
 			list_add(&s->arg, val);
+		} else if (!strcmp(key, "resolv_line")) {
+			list_add(&s->resolv, val);
 		} else if (!strcmp(key, "cwd")) {
 			if (!*val)
 				spec_error(&c, "empty value for %s", key);

@@ -92,6 +92,9 @@ struct spec {
 	/* userns-exec: paths bound over others in a private mount namespace, pairwise in order;
 	 * paths at and below which every mount is detached there afterwards. */
 	struct list bind_source, bind_target, detach;
+	/* start: the guest's /etc/resolv.conf, one entry a line, without the
+	 * newline; present = written at start, absent = the guest's own kept. */
+	struct list resolv;
 	struct sock_filter *filter;
 	unsigned short filter_len;
 	uint64_t cap_keep;

@@ -2,7 +2,10 @@ using HybridHypervisor;
 using HybridHypervisor.Domains;
 using HybridHypervisor.Model;
 using Shouldly;
+using System.Net;
 using Vserver.Api;
+using Vserver.Isolation.Images;
+using Vserver.Isolation.Network;
 using Xunit;
 
 namespace Vserver.Tests.Domains;
@@ -243,5 +246,89 @@ public sealed class DomainModelTests : IDisposable
         kernel.Vmlinux.ShouldBe(Path.Combine(dir, "vmlinux"));
         store.Find("../default").ShouldBeNull();
         Should.Throw<FleetException>(() => store.Build("Bad_Name")).Kind.ShouldBe(FleetError.Invalid);
+    }
+
+    [Fact]
+    public void Resolv_conf_goes_to_the_initramfs_as_vserver_dns_and_vserver_search_and_nothing_without_it()
+    {
+        var append = QemuCommand.KernelCommandLine(Launch(AcceleratorKind.Kvm) with
+        {
+            Resolv = new ResolvConf([IPAddress.Parse("10.88.0.1"), IPAddress.Parse("2001:db8::53")], "example.test"),
+        }).Split(' ');
+        append.ShouldContain("vserver.dns=10.88.0.1,2001:db8::53");
+        append.ShouldContain("vserver.search=example.test");
+
+        var plain = QemuCommand.KernelCommandLine(Launch(AcceleratorKind.Kvm));
+        plain.ShouldNotContain("vserver.dns");
+        plain.ShouldNotContain("vserver.search");
+        // No servers is still a file to write: vserver.dns is there, empty; no search, no vserver.search.
+        var empty = QemuCommand.KernelCommandLine(Launch(AcceleratorKind.Kvm) with { Resolv = new ResolvConf([], null) }).Split(' ');
+        empty.ShouldContain("vserver.dns=");
+        empty.ShouldNotContain(w => w.StartsWith("vserver.search", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void Several_search_domains_travel_comma_separated_and_a_word_the_command_line_cannot_carry_is_refused()
+    {
+        QemuCommand.ResolvParameters(new ResolvConf([IPAddress.Parse("10.0.0.1")], "a.example b.example"))
+            .ShouldBe(["vserver.dns=10.0.0.1", "vserver.search=a.example,b.example"]);
+        Should.Throw<ArgumentException>(() => QemuCommand.ResolvParameters(new ResolvConf([], "a,b.example")))
+            .Message.ShouldContain("'a,b.example'");
+        Should.Throw<ArgumentException>(() => QemuCommand.ResolvParameters(new ResolvConf([], "x\"y")));
+    }
+
+    /// <summary>A driver over a temp state root with a kernel "built" there: enough for <see cref="DomainDriver.LaunchFor"/>.</summary>
+    private DomainDriver Driver(Func<GuestConfig, ResolvConf?> resolvFor)
+    {
+        var options = new FleetOptions
+        {
+            StateRoot = Path.Combine(_dir, "state"), RunRoot = Path.Combine(_dir, "run"), BridgeName = "vsx",
+            Subnet = Ipv4Subnet.Parse("10.88.0.0/16"), CgroupParent = "x", VsinitPath = "/nonexistent", RecipesRoot = _dir,
+        };
+        var kernel = Directory.CreateDirectory(Path.Combine(options.KernelsRoot, "default")).FullName;
+        File.WriteAllText(Path.Combine(kernel, "vmlinux"), "elf");
+        File.WriteAllText(Path.Combine(kernel, "initrd.img"), "cpio");
+        return new DomainDriver(options, new HostBridge("vsx", options.Subnet), new ImageStore(options.ImagesRoot, _dir),
+            new KernelStore(options.KernelsRoot, _dir), resolvFor, _ => { });
+    }
+
+    private static GuestConfig Domain(string ipv4) => new()
+    {
+        Name = "web1", Kind = GuestKind.Domain, Image = "busybox", Domain = new DomainSettings(),
+        Network = new GuestNetworkConfig { Ipv4 = ipv4, Mac = "52:54:00:aa:bb:cc" },
+    };
+
+    private static readonly GuestPaths Paths = new("/state/guests/web1", "/run/guests/web1", "vv0", "x/web1");
+
+    [Fact]
+    public void A_domain_inside_the_subnet_gets_its_prefix_and_one_outside_it_a_32_with_the_same_gateway()
+    {
+        var driver = Driver(_ => null);
+        var kvm = new AcceleratorChoice(AcceleratorKind.Kvm, "test", "boot");
+
+        var inside = driver.LaunchFor(Domain("10.88.0.5"), Paths, kvm);
+        (inside.Address, inside.Gateway).ShouldBe(("10.88.0.5/16", "10.88.0.1"));
+        var routed = driver.LaunchFor(Domain("198.51.100.7"), Paths, kvm);
+        (routed.Address, routed.Gateway).ShouldBe(("198.51.100.7/32", "10.88.0.1"));
+        QemuCommand.KernelCommandLine(routed).Split(' ').ShouldContain("vserver.ip=198.51.100.7/32");
+        routed.Resolv.ShouldBeNull();
+    }
+
+    [Fact]
+    public void The_domains_resolv_conf_is_the_fleets_answer_for_that_guest()
+    {
+        var asked = new List<string>();
+        var driver = Driver(g =>
+        {
+            asked.Add(g.Name);
+            return new ResolvConf([IPAddress.Parse("10.88.0.1")], "example.test");
+        });
+
+        var launch = driver.LaunchFor(Domain("10.88.0.5"), Paths, new AcceleratorChoice(AcceleratorKind.Kvm, "test", "boot"));
+
+        asked.ShouldBe(["web1"]);
+        launch.Resolv.ShouldNotBeNull().Render().ShouldBe("# written by vserver at each start; create the guest with --dns none to keep your own\n"
+            + "nameserver 10.88.0.1\nsearch example.test\n");
+        QemuCommand.KernelCommandLine(launch).Split(' ').ShouldContain("vserver.dns=10.88.0.1");
     }
 }
