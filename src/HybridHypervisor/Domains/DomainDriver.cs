@@ -140,6 +140,10 @@ public sealed class DomainDriver(FleetOptions options, HostBridge bridge, ImageS
         var domain = config.Domain!;
         var kernel = kernels.Find(domain.Kernel) ?? throw kernels.MissingError(domain.Kernel);
         var address = GuestAddress.For(System.Net.IPAddress.Parse(config.Network.Ipv4!), options.Subnet);
+        // An initramfs from before routed addresses cannot put a /32 on eth0 with an on-link gateway: the domain would boot
+        // without a network.
+        if (!options.Subnet.Contains(System.Net.IPAddress.Parse(config.Network.Ipv4!)) && !kernel.Features.Contains("routed"))
+            throw FleetException.Conflict($"kernel '{kernel.Name}' was built before routed addresses existed and cannot give domain '{config.Name}' its address {config.Network.Ipv4}; rebuild the kernel");
         return new DomainLaunch
         {
             Name = config.Name,

@@ -44,6 +44,7 @@ public class StatusFormatTests
             state:        running
             image:        busybox
             ipv4:         10.88.0.2
+            dns:          the host's resolver on the bridge (names of guests: NAME.<suffix>)
             memory limit: 256M
             memory min:   64M (guaranteed: soft limit)
             cpus:         0.5
@@ -89,6 +90,7 @@ public class StatusFormatTests
             repair:       fix its files, or remove it with: vsctl destroy --force old
             image:        -
             ipv4:         -
+            dns:          -
             memory limit: -
             memory min:   -
             cpus:         -
@@ -151,6 +153,7 @@ public class StatusFormatTests
             disk:          2G
             image:         busybox
             ipv4:          10.88.0.3
+            dns:           the host's resolver on the bridge (names of guests: NAME.<suffix>)
             mac:           52:54:00:12:34:56
             restart:       no
             autostart:     no

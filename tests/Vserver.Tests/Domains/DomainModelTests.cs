@@ -278,7 +278,7 @@ public sealed class DomainModelTests : IDisposable
     }
 
     /// <summary>A driver over a temp state root with a kernel "built" there: enough for <see cref="DomainDriver.LaunchFor"/>.</summary>
-    private DomainDriver Driver(Func<GuestConfig, ResolvConf?> resolvFor)
+    private DomainDriver Driver(Func<GuestConfig, ResolvConf?> resolvFor, string features = "hold dns routed")
     {
         var options = new FleetOptions
         {
@@ -288,6 +288,7 @@ public sealed class DomainModelTests : IDisposable
         var kernel = Directory.CreateDirectory(Path.Combine(options.KernelsRoot, "default")).FullName;
         File.WriteAllText(Path.Combine(kernel, "vmlinux"), "elf");
         File.WriteAllText(Path.Combine(kernel, "initrd.img"), "cpio");
+        File.WriteAllText(Path.Combine(kernel, "features"), features + "\n");
         return new DomainDriver(options, new HostBridge("vsx", options.Subnet), new ImageStore(options.ImagesRoot, _dir),
             new KernelStore(options.KernelsRoot, _dir), resolvFor, _ => { });
     }
@@ -312,6 +313,10 @@ public sealed class DomainModelTests : IDisposable
         (routed.Address, routed.Gateway).ShouldBe(("198.51.100.7/32", "10.88.0.1"));
         QemuCommand.KernelCommandLine(routed).Split(' ').ShouldContain("vserver.ip=198.51.100.7/32");
         routed.Resolv.ShouldBeNull();
+
+        // A kernel built before routed addresses would boot the domain without its network: refused, saying what to do.
+        Should.Throw<FleetException>(() => Driver(_ => null, features: "hold dns").LaunchFor(Domain("198.51.100.7"), Paths, kvm))
+            .Message.ShouldBe("kernel 'default' was built before routed addresses existed and cannot give domain 'web1' its address 198.51.100.7; rebuild the kernel");
     }
 
     [Fact]
