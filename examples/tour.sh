@@ -17,6 +17,7 @@ cleanup() {
   "$vsctl" destroy tour-web --force >/dev/null 2>&1 || true
   "$vsctl" destroy tour-db --force >/dev/null 2>&1 || true
   "$vsctl" destroy tour-vm --force >/dev/null 2>&1 || true
+  "$vsctl" destroy tour-deb --force >/dev/null 2>&1 || true
   if [ -n "$started_agent" ] && [ -f "$VSERVER_RUN/agent.lock" ]; then
     pid=$(cat "$VSERVER_RUN/agent.lock")
     kill "$pid" 2>/dev/null && while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
@@ -57,6 +58,17 @@ for _ in 1 2 3 4 5 6 7 8 9 10; do
 	sleep 0.2
 done
 run "$vsctl" exec tour-web -- nc -w 2 "$db_ip" 80
+
+step "Guests reach the world: outbound NAT and the resolver on the bridge (names of guests: NAME.vserver)"
+run "$vsctl" exec tour-web -- cat /etc/resolv.conf
+run "$vsctl" exec tour-web -- nslookup tour-db.vserver
+"$vsctl" image list | grep -q '^debian ' || run "$vsctl" image build debian
+run "$vsctl" create tour-deb --image debian --memory 256M
+run "$vsctl" start tour-deb
+# The image's sources.list names the mirror this machine's own apt configuration uses.
+run "$vsctl" exec tour-deb -- cat /etc/apt/sources.list
+run "$vsctl" exec tour-deb -- apt-get update
+run "$vsctl" destroy tour-deb --force
 
 step "Writes stay in the vserver that made them"
 run "$vsctl" exec tour-web -- sh -c 'echo hello > /root/note && cat /root/note'

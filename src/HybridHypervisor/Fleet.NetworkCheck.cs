@@ -39,22 +39,53 @@ public sealed partial class Fleet
 
         int? ours;
         lock (_namesLock) ours = _resolver?.Pid;
-        foreach (var r in Resolver.FindAll())
+        foreach (var r in Resolver.FindAll().Where(r => r.Bridge == Network.BridgeName && r.Pid != ours))
+            found.Add((new HostOrphan("resolver", $"dnsmasq pid {r.Pid} ({r.PidFile})",
+                $"a second resolver on this agent's bridge (the agent's own is {(ours is { } p ? $"pid {p}" : "not running")})"), () => KillOrphan(r.Pid, r.PidFile)));
+
+        // Other agents' leftovers: a resolver or table whose bridge is gone and whose agent no longer runs. Judged twice, half
+        // a second apart, so that an agent being taken down (its bridge goes a moment before its table) is not judged midway.
+        var gone = Unowned();
+        if (gone.Count > 0)
         {
-            string? why = null;
-            if (!Directory.Exists($"/sys/class/net/{r.Bridge}")) why = $"its bridge {r.Bridge} is gone: no agent owns it";
-            else if (r.Bridge == Network.BridgeName && r.Pid != ours) why = $"a second resolver on this agent's bridge (the agent's own is {(ours is { } p ? $"pid {p}" : "not running")})";
-            if (why is null) continue;
-            var pid = r.Pid;
-            found.Add((new HostOrphan("resolver", $"dnsmasq pid {pid} ({r.PidFile})", why), () => KillOrphan(pid, r.PidFile)));
+            Thread.Sleep(500);
+            gone = gone.Intersect(Unowned()).ToList();
         }
-        foreach (var table in PortForwarding.AgentTables())
-        {
-            var bridge = table["vserver_".Length..];
-            if (Directory.Exists($"/sys/class/net/{bridge}")) continue;
-            found.Add((new HostOrphan("nftables", $"table {PortForwarding.Family} {table}", $"its bridge {bridge} is gone: no agent owns it"),
-                () => PortForwarding.Delete(table)));
-        }
+        foreach (var (kind, what, pid, pidFile) in gone)
+            found.Add(kind == "resolver"
+                ? (new HostOrphan("resolver", what, "its bridge is gone and no agent of it runs"), () => KillOrphan(pid, pidFile))
+                : (new HostOrphan("nftables", what, "its bridge is gone and no agent of it runs"), () => PortForwarding.Delete(what.Split(' ')[^1])));
         return found;
+    }
+
+    /// <summary>Resolvers and tables of bridges that do not exist and that no running vserverd serves.</summary>
+    private static List<(string Kind, string What, int Pid, string PidFile)> Unowned()
+    {
+        var agents = AgentBridges();
+        bool Unowned(string bridge) => !Directory.Exists($"/sys/class/net/{bridge}") && !agents.Contains(bridge);
+        return Resolver.FindAll().Where(r => Unowned(r.Bridge)).Select(r => ("resolver", $"dnsmasq pid {r.Pid} ({r.PidFile})", r.Pid, r.PidFile))
+            .Concat(PortForwarding.AgentTables().Where(t => Unowned(t["vserver_".Length..])).Select(t => ("nftables", $"table {PortForwarding.Family} {t}", 0, "")))
+            .ToList();
+    }
+
+    /// <summary>The bridges of the vserverd processes running on the host (VSERVER_BRIDGE in each one's environment).</summary>
+    private static HashSet<string> AgentBridges()
+    {
+        var bridges = new HashSet<string>(StringComparer.Ordinal);
+        foreach (var dir in Directory.EnumerateDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(dir), out _)) continue;
+            try
+            {
+                var cmdline = File.ReadAllText(Path.Combine(dir, "cmdline"));
+                if (!cmdline.Split('\0').Take(2).Any(a => Path.GetFileName(a) is "vserverd" or "vserverd.dll")) continue;
+                var env = File.ReadAllText(Path.Combine(dir, "environ")).Split('\0');
+                bridges.Add(env.FirstOrDefault(e => e.StartsWith("VSERVER_BRIDGE=", StringComparison.Ordinal))?["VSERVER_BRIDGE=".Length..] is { Length: > 0 } b ? b : "vsbr0");
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+            }
+        }
+        return bridges;
     }
 }

@@ -60,6 +60,9 @@ public sealed class TestHost : IAsyncDisposable
     {
         Id = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(4));
         Dir = Directory.CreateTempSubdirectory("vstest-").FullName;
+        // The guests' resolver drops root for the dnsmasq user, who must reach its files under the run root, as under
+        // /run/vserver; a temporary directory is made 0700.
+        File.SetUnixFileMode(Dir, (UnixFileMode)Convert.ToInt32("711", 8));
         Bridge = $"vst{Id}";
         CgroupParent = $"vstest-{Id}";
         // A /24 no other test (or anything else on this host) routes to.
@@ -491,6 +494,16 @@ public sealed class TestHost : IAsyncDisposable
             .Select(m => $"{m.Groups[1].Value} {m.Groups[2].Value} {m.Groups[3].Value}:{m.Groups[4].Value}").ToHashSet();
         Joined(rules.Order()).ShouldBe(Joined(guests.SelectMany(g => (g.Ports ?? []).Select(p => $"{p.Protocol} {p.HostPort} {g.Ipv4}:{p.GuestPort}")).Order()),
             $"published ports' rules\n{why}");
+        // The resolver: exactly one dnsmasq of this host's run root, the one the agent supervises.
+        var resolvers = Processes().Where(p => p.CommandLine.Contains("dnsmasq", StringComparison.Ordinal)
+                                               && p.CommandLine.Contains(Path.Combine(RunDir, "dns") + "/", StringComparison.Ordinal)).ToList();
+        var reported = (await client.HostAsync()).Resolver;
+        Joined(resolvers.Select(p => p.Pid.ToString(System.Globalization.CultureInfo.InvariantCulture)))
+            .ShouldBe(reported?.Pid?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "", $"resolvers of this host ({reported?.Problem})\n{why}");
+        // Routes of routed addresses: exactly the routed guests'.
+        var routes = Run("ip", "-4", "-o", "route", "show", "dev", Bridge, "proto", "static").Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries)
+            .Select(l => l.Split(' ')[0]).Order();
+        Joined(routes).ShouldBe(Joined(guests.Where(g => g.Routed).Select(g => g.Ipv4!).Order()), $"routes of routed addresses\n{why}");
         // Id ranges: never shared.
         var ranges = guests.Where(g => g.HostIdBase is not null).OrderBy(g => g.HostIdBase).ToList();
         for (var i = 1; i < ranges.Count; i++)
