@@ -58,7 +58,7 @@ public sealed class NetworkCrashTests(VserverTortureHost shared, ITestOutputHelp
         var host = JsonDocument.Parse(Host.Vsctl("host", "-f", "json").ShouldSucceed().Stdout).RootElement;
         var nat = host.GetProperty("nat").GetBoolean();
         var domain = host.GetProperty("resolver").GetProperty("domain").GetString();
-        var fetch = Host.Vsctl("exec", guest, "--", "wget", "-q", "-T", "3", "-O", "-", $"http://{outside.Address}/cgi-bin/from");
+        var fetch = Host.Vsctl("exec", guest, "--", "timeout", "3", "wget", "-q", "-O", "-", $"http://{outside.Address}/cgi-bin/from");
         if (nat) fetch.ShouldSucceed().Stdout.Trim().ShouldBe(outside.HostAddress, "NAT on: the outside is reached, masqueraded");
         else fetch.Code.ShouldNotBe(0, "NAT off: the guest reaches nothing beyond the bridge");
         // The resolver may be a moment from serving after the agent's restart (it is started before the API answers).
