@@ -56,7 +56,7 @@ internal static class Input
 
     /// <summary>A value that must not be empty when given (null: not given).</summary>
     public static string? NotEmpty(string option, string? text, string what) =>
-        text is null ? null : text.Trim().Length > 0 ? text.Trim() : throw new UsageException($"{option} needs a {what}");
+        text is null ? null : text.Trim().Length > 0 ? text.Trim() : throw new UsageException($"{option} needs {(what[0] is 'a' or 'e' or 'i' or 'o' or 'u' ? "an" : "a")} {what}");
 
     /// <summary>Comma-separated A.B.C.D addresses (null: not given); <paramref name="alternative"/> names the word that
     /// stands for none, for the message.</summary>
