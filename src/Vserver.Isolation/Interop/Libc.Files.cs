@@ -32,6 +32,8 @@ internal static partial class Libc
         [FieldOffset(0)] public ulong Dev;
         [FieldOffset(8)] public ulong Ino;
         [FieldOffset(24)] public uint Mode;
+        [FieldOffset(28)] public uint Uid;
+        [FieldOffset(32)] public uint Gid;
         [FieldOffset(48)] public long Size;
     }
 
