@@ -49,7 +49,7 @@ public sealed partial class Fleet
                 _resolverProblem = null;
                 _log($"resolver: dnsmasq pid {_resolver.Pid} on {_options.Subnet.Gateway}:53, guests' names under .{_resolver.Config.Domain}, upstream {UpstreamText(NetworkSettings)}");
             }
-            catch (Exception e) when (e is IOException or InvalidOperationException or UnauthorizedAccessException
+            catch (Exception e) when (e is ResolverException or IOException or UnauthorizedAccessException
                                           or Vserver.Isolation.Processes.HostProgramException)
             {
                 _resolverProblem = e.Message;
