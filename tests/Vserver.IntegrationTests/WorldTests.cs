@@ -205,7 +205,7 @@ public sealed class WorldTests(DomainHost shared) : IClassFixture<DomainHost>
             // Promoted to a domain, it keeps its address, route and proxy entry: the outside still reaches it there.
             Host.Vsctl("promote", "pub1").ShouldSucceed().Stdout.ShouldContain("pub1 is now a domain (running)");
             Host.Vsctl("status", "pub1").ShouldSucceed().Stdout.ShouldContain($"{pub} (routed: its own public address, reached without NAT)");
-            Eventually(() => outside.In("ping", "-c", "1", "-W", "2", pub).Stdout, s => s.Contains("1 packets received", StringComparison.Ordinal), "the promoted domain answering on its routed address");
+            Eventually(() => outside.In("busybox", "ping", "-c", "1", "-W", "2", pub).Stdout, s => s.Contains("1 packets received", StringComparison.Ordinal), "the promoted domain answering on its routed address");
             Fetch("pub1", $"http://{outside.Address}/cgi-bin/from").ShouldSucceed().Stdout.Trim().ShouldBe(pub, "the domain sends from its own address too");
 
             // The range cannot go while a guest holds one of its addresses; once it is gone, so are its route and entry.
