@@ -78,7 +78,9 @@ public sealed partial class Fleet
 
     /// <summary>Finds (and with <paramref name="repair"/> removes) the orphans; the caller holds the locks of
     /// <paramref name="guests"/>. Things attributed to <paramref name="untouchable"/> guests are never judged.</summary>
-    private List<HostOrphan> CheckHostLocked(IReadOnlyList<GuestRuntime> guests, HashSet<string> untouchable, bool repair)
+    /// <param name="othersToo">Also judge what other agents left (their resolvers and tables): an operator's check does,
+    /// an agent's own repair at its start does not (it cleans up after itself only).</param>
+    private List<HostOrphan> CheckHostLocked(IReadOnlyList<GuestRuntime> guests, HashSet<string> untouchable, bool repair, bool othersToo = true)
     {
         var owners = guests.ToDictionary(g => g.Config.Name, g => new Ownership(g.Config.Name, g.Config.Kind, g.IsRunning,
             g.Config.Domain?.Root == DomainRoot.Virtiofs, g.Domain?.Pid ?? g.Vserver?.Monitor.Pid), StringComparer.Ordinal);
@@ -199,7 +201,7 @@ public sealed partial class Fleet
             }));
         }
 
-        found.AddRange(NetworkOrphans());
+        found.AddRange(NetworkOrphans(othersToo));
 
         // Published ports, outbound NAT and the routed range: the live table against what the configs and settings ask for.
         lock (_portsLock)

@@ -11,7 +11,7 @@ namespace HybridHypervisor;
 /// </summary>
 public sealed partial class Fleet
 {
-    private List<(HostOrphan Orphan, Action Repair)> NetworkOrphans()
+    private List<(HostOrphan Orphan, Action Repair)> NetworkOrphans(bool othersToo)
     {
         var found = new List<(HostOrphan, Action)>();
         var rules = ExpectedRules(quiet: true);
@@ -45,7 +45,7 @@ public sealed partial class Fleet
 
         // Other agents' leftovers: a resolver or table whose bridge is gone and whose agent no longer runs. Judged twice, half
         // a second apart, so that an agent being taken down (its bridge goes a moment before its table) is not judged midway.
-        var gone = Unowned();
+        var gone = othersToo ? Unowned() : [];
         if (gone.Count > 0)
         {
             Thread.Sleep(500);

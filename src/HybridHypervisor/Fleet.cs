@@ -117,7 +117,7 @@ public sealed partial class Fleet : IDisposable
         RecoverInterruptedOperations();
         RestorePorts();
         StartResolver();
-        var orphans = CheckHostLocked(_registry.Guests(), _registry.Broken().Select(b => b.Name).ToHashSet(StringComparer.Ordinal), repair: true);
+        var orphans = CheckHostLocked(_registry.Guests(), _registry.Broken().Select(b => b.Name).ToHashSet(StringComparer.Ordinal), repair: true, othersToo: false);
         if (orphans.Count > 0) _log($"removed {orphans.Count(o => o.Repaired)} of {orphans.Count} things no guest owned (see above)");
         foreach (var runtime in restarts) _supervisor.Schedule(runtime, TimeSpan.Zero);
         FinishInterruptedStops();
