@@ -20,9 +20,11 @@ cleanup() {
   "$vsctl" destroy tour-deb --force >/dev/null 2>&1 || true
   if [ -n "$started_agent" ] && [ -f "$VSERVER_RUN/agent.lock" ]; then
     pid=$(cat "$VSERVER_RUN/agent.lock")
+    if [ -z "$bridge_existed" ]; then
+      # The guests' network (rules, resolver, bridge) goes with the agent this tour started; teardown stops the agent.
+      VSCTL_NO_AUTOSTART=1 "$vsctl" host teardown >/dev/null 2>&1 || true
+    fi
     kill "$pid" 2>/dev/null && while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
-    bridge=${VSERVER_BRIDGE:-vsbr0}
-    [ -z "$bridge_existed" ] && ip link del "$bridge" 2>/dev/null || true
     parent=${VSERVER_CGROUP_PARENT:-vserver}
     rmdir /sys/fs/cgroup/*/"$parent" /sys/fs/cgroup/"$parent" 2>/dev/null || true
   fi
