@@ -177,20 +177,7 @@ public sealed partial class Fleet
     {
         lock (_poolLock)
         {
-            var next = _poolSettings with
-            {
-                ReserveBytes = reserveBytes ?? _poolSettings.ReserveBytes,
-                Overcommit = overcommit ?? _poolSettings.Overcommit,
-                MinFreeBytes = minFreeBytes ?? _poolSettings.MinFreeBytes,
-                Ksm = ksm ?? _poolSettings.Ksm,
-            };
-            if (next.Error(HostMemory.TotalBytes) is { } error)
-                throw FleetException.Invalid(new SettingError(error.Field, error.Value, Vserver.Api.ErrorCodes.Reasons.OutOfRange, error.Message)
-                    .With("minimum", error.Minimum).With("maximum", error.Maximum));
-            Commitments held;
-            var guests = _registry.Guests();
-            lock (_fleetLock) held = Commitments.Of(guests.Select(g => CommitmentOf(g.Config)).Concat(_reserved.Values));
-            if (Admission.CheckSettings(next.For(HostMemory.TotalBytes), held) is { } refusal) throw Refused(refusal);
+            var next = CheckedPoolSettings(reserveBytes, overcommit, minFreeBytes, ksm);
             if (ksm is { } on && on != _poolSettings.Ksm)
             {
                 try
@@ -207,6 +194,30 @@ public sealed partial class Fleet
             _poolSettings = next;
         }
         return PoolInfo();
+    }
+
+    /// <summary>The pool's settings a change would make, or the refusal of it; nothing is changed (a request that also
+    /// changes the network is checked whole before either part is made).</summary>
+    public PoolSettings CheckedPoolSettings(long? reserveBytes, double? overcommit, long? minFreeBytes, bool? ksm)
+    {
+        lock (_poolLock)
+        {
+            var next = _poolSettings with
+            {
+                ReserveBytes = reserveBytes ?? _poolSettings.ReserveBytes,
+                Overcommit = overcommit ?? _poolSettings.Overcommit,
+                MinFreeBytes = minFreeBytes ?? _poolSettings.MinFreeBytes,
+                Ksm = ksm ?? _poolSettings.Ksm,
+            };
+            if (next.Error(HostMemory.TotalBytes) is { } error)
+                throw FleetException.Invalid(new SettingError(error.Field, error.Value, Vserver.Api.ErrorCodes.Reasons.OutOfRange, error.Message)
+                    .With("minimum", error.Minimum).With("maximum", error.Maximum));
+            Commitments held;
+            var guests = _registry.Guests();
+            lock (_fleetLock) held = Commitments.Of(guests.Select(g => CommitmentOf(g.Config)).Concat(_reserved.Values));
+            if (Admission.CheckSettings(next.For(HostMemory.TotalBytes), held) is { } refusal) throw Refused(refusal);
+            return next;
+        }
     }
 
     // ---- the sampler ----

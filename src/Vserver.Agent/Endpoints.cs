@@ -14,9 +14,11 @@ internal static class Endpoints
         v1.MapGet("/host", () => HostAsync(fleet));
         v1.MapPatch("/host", (HostSettingsRequest request) =>
         {
-            if (request is not { ReserveBytes: null, Overcommit: null, MinFreeBytes: null, Ksm: null })
-                fleet.SetPool(request.ReserveBytes, request.Overcommit, request.MinFreeBytes, request.Ksm);
+            var pool = request is not { ReserveBytes: null, Overcommit: null, MinFreeBytes: null, Ksm: null };
+            // The pool's part is checked before the network's is made, so a refusal of either changes nothing.
+            if (pool) fleet.CheckedPoolSettings(request.ReserveBytes, request.Overcommit, request.MinFreeBytes, request.Ksm);
             fleet.SetNetwork(request);
+            if (pool) fleet.SetPool(request.ReserveBytes, request.Overcommit, request.MinFreeBytes, request.Ksm);
             return HostAsync(fleet);
         });
         v1.MapPost("/host/teardown", async (IHostApplicationLifetime lifetime, CancellationToken ct) =>
