@@ -1,29 +1,36 @@
 #!/bin/sh
 # images/debian/build.sh ROOTFS_DIR
 #
-# Builds a Debian bookworm "minbase" vserver image with debootstrap, plus
-# iproute2, iputils-ping and procps.  The caller creates ROOTFS_DIR (empty)
-# and later uses it read-only as the shared overlayfs lower layer.
+# Builds a Debian bookworm vserver image with debootstrap: "minbase" plus
+# systemd as init (systemd-sysv, dbus), iproute2, iputils-ping, procps,
+# ca-certificates, less and an editor (vim-tiny), as LXC's and Incus's Debian
+# images are.  The caller creates ROOTFS_DIR (empty) and later uses it
+# read-only as the shared overlayfs lower layer.  The same image boots as a
+# domain (its kernel's initramfs execs /sbin/init, systemd).
 #
 # The mirror is NOT hard-coded: it is the first enabled Debian source for the
 # suite "bookworm" in this machine's apt configuration (/etc/apt/sources.list,
 # /etc/apt/sources.list.d/*.list one-line format and *.sources deb822 format).
 # Override with DEBIAN_MIRROR=URL if needed.
 #
-# Init: minbase contains no init at all (sysvinit/systemd are not
-# "required"), and a vserver needs neither: the host has already mounted
-# /proc, /sys and /dev and configures the network.  So /sbin/init is a tiny
-# POSIX shell script (written below) that brings up lo, runs /etc/rc.local if
-# it is executable, and then stays pid 1: it sleeps in `wait`, which also
-# reaps orphaned processes re-parented to it.  On SIGTERM / SIGINT / SIGPWR /
-# SIGUSR1 / SIGUSR2 it sends SIGTERM to every other process of the guest,
-# waits at most ~1 s for them, and exits with status 0 (the kernel then
-# SIGKILLs whatever is left in the pid namespace).  Nothing heavy installed.
+# INIT=shell (images/debian-shell, the smallest guests): no systemd; the
+# host has already mounted /proc, /sys and /dev and configures the network, so
+# /sbin/init is a tiny POSIX shell script (written below) that brings up lo,
+# runs /etc/rc.local if it is executable, and then stays pid 1: it sleeps in
+# `wait`, which also reaps orphaned processes re-parented to it.  On SIGTERM /
+# SIGINT / SIGPWR / SIGUSR1 / SIGUSR2 it sends SIGTERM to every other process
+# of the guest, waits at most ~1 s for them, and exits with status 0 (the
+# kernel then SIGKILLs whatever is left in the pid namespace).
 set -eu
 
 SUITE=bookworm
 VARIANT=minbase
-INCLUDE=iproute2,iputils-ping,procps
+INIT=${INIT:-systemd}
+case $INIT in
+    systemd) INCLUDE=systemd-sysv,dbus,iproute2,iputils-ping,procps,ca-certificates,less,vim-tiny ;;
+    shell) INCLUDE=iproute2,iputils-ping,procps ;;
+    *) echo "images/debian/build.sh: INIT=$INIT: use systemd or shell" >&2; exit 1 ;;
+esac
 
 die() { echo "images/debian/build.sh: $*" >&2; exit 1; }
 
@@ -129,6 +136,26 @@ rm -f "$ROOT"/var/log/bootstrap.log "$ROOT"/var/log/dpkg.log \
       "$ROOT"/var/log/alternatives.log "$ROOT"/var/log/apt/*.log \
       "$ROOT"/var/log/apt/eipp.log.xz
 rm -rf "$ROOT/debootstrap"
+
+# --- init ------------------------------------------------------------------
+if [ "$INIT" = systemd ]; then
+    # What a container does not have or must not do: the units that manage the
+    # hardware, the kernel's parameters, file systems the host mounted, and the
+    # getty on a tty1 it does not have. Masked, as LXC's Debian images do.
+    for unit in systemd-udevd.service systemd-udevd-control.socket systemd-udevd-kernel.socket \
+                systemd-udev-trigger.service systemd-udev-settle.service systemd-modules-load.service \
+                systemd-sysctl.service systemd-remount-fs.service sys-kernel-config.mount sys-kernel-debug.mount \
+                sys-kernel-tracing.mount sys-fs-fuse-connections.mount dev-hugepages.mount dev-mqueue.mount \
+                proc-sys-fs-binfmt_misc.automount systemd-firstboot.service getty@tty1.service \
+                systemd-networkd-wait-online.service; do
+        ln -sf /dev/null "$ROOT/etc/systemd/system/$unit"
+    done
+    [ -L "$ROOT/sbin/init" ] || die "systemd-sysv did not install /sbin/init"
+    # A persistent journal (journald keeps it in /run unless this exists): a guest's log outlives its restarts, and
+    # `journalctl -b -1` shows how the last stop went.
+    mkdir -p "$ROOT/var/log/journal"
+    exit 0
+fi
 
 # --- /sbin/init ------------------------------------------------------------
 # /sbin is a merged-/usr symlink in bookworm, so this lands in /usr/sbin/init.

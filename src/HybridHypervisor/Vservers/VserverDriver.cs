@@ -73,8 +73,15 @@ public sealed class VserverDriver(FleetOptions options, ICgroupHierarchy cgroups
             cgroup.Apply(ToCgroupLimits(config.Limits));
             WriteSeccompFilter(config, paths);
             WriteInitialMeminfo(config, paths);
+            // systemd as init: its own cgroup tree (delegated, the limits staying above it), /run and /run/lock on tmpfs.
+            var systemd = GuestInit.IsSystemd([upper, image.RootfsPath], config.InitCommand[0]);
+            var delegation = systemd
+                ? CgroupDelegation.Prepare(cgroups, paths.CgroupPath, config.Security.IdMap is { } owner ? (uint)owner.HostBase : 0)
+                : null;
             var spec = new VsinitSpec
             {
+                CgroupMounts = delegation?.Mounts ?? [],
+                Tmpfs = systemd ? SystemdTmpfs(config) : [],
                 Name = config.Name,
                 Hostname = config.Name,
                 Rootfs = paths.Rootfs,
@@ -82,7 +89,7 @@ public sealed class VserverDriver(FleetOptions options, ICgroupHierarchy cgroups
                 Upper = upper,
                 Work = work,
                 Netns = paths.Netns,
-                Cgroups = cgroup.ProcsFiles,
+                Cgroups = [.. cgroup.ProcsFiles, .. delegation?.ProcsFiles ?? []],
                 CapKeep = CapabilitiesFor(config),
                 NoNewPrivs = !config.Security.Privileged,
                 IdMap = config.Security.IdMap is { } map ? (map.HostBase, map.Count) : null,
@@ -105,6 +112,7 @@ public sealed class VserverDriver(FleetOptions options, ICgroupHierarchy cgroups
         catch (GuestStartException e)
         {
             cgroup.Destroy();
+            CgroupDelegation.Release(cgroups, paths.CgroupPath);
             WritableLayer.Detach(paths);
             throw new FleetException(FleetError.Failed, $"starting {config.Name} failed: {e.Message}");
         }
@@ -219,7 +227,12 @@ public sealed class VserverDriver(FleetOptions options, ICgroupHierarchy cgroups
     }
 
     /// <summary>Frees the cgroup of a guest whose init has ended (the kernel already killed the rest of its pid namespace).</summary>
-    public void ReleaseCgroup(GuestPaths paths) => cgroups.Open(paths.CgroupPath)?.Destroy();
+    public void ReleaseCgroup(GuestPaths paths)
+    {
+        cgroups.Open(paths.CgroupPath)?.Destroy();
+        CgroupDelegation.Release(cgroups, paths.CgroupPath);
+        CgroupDelegation.Release(cgroups, paths.CgroupPath);
+    }
 
     /// <summary>Reads and clears what the monitor left after init ended.</summary>
     private static GuestExit ReadExit(GuestPaths paths)
@@ -280,8 +293,14 @@ public sealed class VserverDriver(FleetOptions options, ICgroupHierarchy cgroups
         // Frozen tasks cannot act on any signal, not even SIGKILL, until thawed.
         if (running.Paused) running.Cgroup.Thaw();
         var ended = running.Monitor.Exited;
-        if (timeout > TimeSpan.Zero && running.Init?.Signal(15) == true)
-            running.ServicesDoneAtStop = await InitLeftAloneAsync(running, ended, timeout);
+        // systemd halts on SIGRTMIN+3 and ends by itself once its services stopped in order (its own shutdown, which a
+        // SIGKILL once it is alone would cut short); other inits get SIGTERM.
+        var systemd = GuestInit.RunsSystemd(running.InitPid);
+        if (timeout > TimeSpan.Zero && running.Init?.Signal(systemd ? GuestInit.SystemdHalt : 15) == true)
+        {
+            if (systemd) running.ServicesDoneAtStop = await Task.WhenAny(ended, Task.Delay(timeout)) == ended;
+            else running.ServicesDoneAtStop = await InitLeftAloneAsync(running, ended, timeout);
+        }
         Failpoints.Hit("stop.after-term");
         if (!ended.IsCompleted)
         {
@@ -416,6 +435,14 @@ public sealed class VserverDriver(FleetOptions options, ICgroupHierarchy cgroups
 
     /// <summary>Root of a user-namespaced guest keeps every capability (they reach only what its namespaces own, so a
     /// system image's init and package manager work); a privileged guest's root is the host's, so it gets less.</summary>
+    /// <summary>What systemd expects to find mounted in a container: /run and /run/lock as tmpfs (a tenth of the guest's
+    /// memory limit for /run, as systemd sizes it on a host, and 5M for the lock files).</summary>
+    private static IReadOnlyList<(string Dir, string Options)> SystemdTmpfs(GuestConfig config)
+    {
+        var run = config.Limits.MemoryBytes is { } limit ? Math.Max(limit / 10, 16L << 20) : 64L << 20;
+        return [("/run", $"mode=755,size={run}"), ("/run/lock", "mode=1777,size=5242880")];
+    }
+
     private static IReadOnlyList<int> CapabilitiesFor(GuestConfig config) =>
         config.Security.Privileged ? Capabilities.KeptFor(allowSysAdmin: false) : Capabilities.All;
 

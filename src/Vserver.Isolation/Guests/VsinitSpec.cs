@@ -69,6 +69,12 @@ public sealed class VsinitSpec
     public static readonly IReadOnlyList<string> DefaultEnv =
         ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "TERM=linux", "container=vserver"];
 
+    /// <summary>Start: cgroup file systems mounted in the guest's cgroup namespace under /sys/fs/cgroup, for an init that
+    /// keeps its own cgroup tree (systemd); empty: none (the guest sees no cgroup file system).</summary>
+    public IReadOnlyList<CgroupFsMount> CgroupMounts { get; init; } = [];
+    /// <summary>Start: tmpfs mounts on directories of the guest's root, in order ("/run", "mode=755,size=..." first).</summary>
+    public IReadOnlyList<(string Dir, string Options)> Tmpfs { get; init; } = [];
+
     public string Render()
     {
         var sb = new StringBuilder();
@@ -107,6 +113,8 @@ public sealed class VsinitSpec
             Line("bind_target", target);
         }
         foreach (var dir in Detach) Line("detach", dir);
+        foreach (var m in CgroupMounts) Line("cgroup_mount", $"{m.Type} {(m.Options.Length == 0 ? "-" : m.Options)} {m.Dir} {(m.Writable ? "rw" : "ro")}");
+        foreach (var (dir, options) in Tmpfs) Line("tmpfs", $"{dir} {options}");
         // The file's text line by line, so vsinit writes exactly what ResolvConf renders and knows nothing of its syntax.
         if (Resolv?.Render() is { } resolv)
         {
@@ -125,3 +133,7 @@ public sealed class VsinitSpec
         return sb.ToString();
     }
 }
+
+/// <summary>A cgroup file system in a guest: <paramref name="Type"/> cgroup (v1; <paramref name="Options"/> its controllers,
+/// or none,name=systemd) or cgroup2, at /sys/fs/cgroup/<paramref name="Dir"/> ("." = /sys/fs/cgroup itself).</summary>
+public sealed record CgroupFsMount(string Type, string Options, string Dir, bool Writable);

@@ -115,6 +115,87 @@ static void setup_guest_mounts(int sysfd, int meminfofd)
 	free(shm);
 }
 
+/* The guest's cgroup file systems, in its cgroup namespace (its own cgroup is
+ * the root it sees): /sys/fs/cgroup is a cgroup2 mount itself (a pure v2
+ * host), or a tmpfs holding one mount per hierarchy, read-only where the
+ * guest may only look (the controllers the host enforces its limits with) and
+ * writable where its init keeps its own tree (the named systemd hierarchy and
+ * the unified one, which the monitor made the guest's root's).  Mounted before
+ * pivot_root, in the fresh sysfs where the guest cannot have planted links. */
+static void mount_cgroups(const char *sys, const struct list *mounts)
+{
+	char *root = join(sys, "fs/cgroup");
+	size_t i;
+	int on_tmpfs = 0;
+
+	for (i = 0; i < mounts->n; i++) {
+		char type[16], opts[256], dir[64], mode[4], *at;
+		unsigned long flags = MS_NOSUID | MS_NODEV | MS_NOEXEC;
+
+		sscanf(mounts->v[i], "%15s %255s %63s %3s", type, opts, dir, mode);
+		if (!strcmp(mode, "ro"))
+			flags |= MS_RDONLY;
+		if (!strcmp(dir, ".")) {
+			do_mount("cgroup2", root, "cgroup2", flags, NULL);
+			continue;
+		}
+		if (!on_tmpfs)
+			do_mount("cgroup", root, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=755,size=64k");
+		on_tmpfs = 1;
+		at = mountpoint(root, dir, 0755);
+		do_mount("cgroup", at, type, flags, !strcmp(type, "cgroup") ? opts : NULL);
+		free(at);
+	}
+	/* The tmpfs itself read-only: the guest may not add hierarchies of its own. */
+	if (on_tmpfs)
+		do_mount(NULL, root, NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=755,size=64k");
+	free(root);
+}
+
+/* tmpfs on directories of the guest's root (/run, /run/lock for systemd), in
+ * order; each mount point must be a directory (a planted link is refused). */
+static void mount_tmpfs(const struct list *mounts)
+{
+	size_t i;
+
+	for (i = 0; i < mounts->n; i++) {
+		char *dir = xstrdup(mounts->v[i] + 1), *opts = strchr(dir, ' '), *at;
+
+		*opts++ = '\0';
+		at = mountpoint(".", dir, 0755);
+		do_mount("tmpfs", at, "tmpfs", MS_NOSUID | MS_NODEV, opts);
+		free(at);
+		free(dir);
+	}
+}
+
+/* Each start of a guest is a boot of its own: a fresh boot id (as LXC gives
+ * its containers), or systemd's journal takes every start for the same boot
+ * (the kernel's id is the host's).  The file lives on the guest's /dev tmpfs
+ * and is bound read-only over proc/sys/kernel/random/boot_id; the new procfs
+ * and the fresh tmpfs hold no link the guest planted. */
+static void new_boot_id(void)
+{
+	char id[64];
+	int fd;
+	ssize_t n;
+
+	fd = open("proc/sys/kernel/random/uuid", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		die(errno, "open proc/sys/kernel/random/uuid");
+	n = read(fd, id, sizeof id - 1);
+	if (n <= 0)
+		die(n < 0 ? errno : EIO, "read proc/sys/kernel/random/uuid");
+	close(fd);
+	fd = open("dev/.boot_id", O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0444);
+	if (fd < 0)
+		die(errno, "create dev/.boot_id");
+	if (write(fd, id, (size_t)n) != n)
+		die(errno, "write dev/.boot_id");
+	close(fd);
+	bind_readonly("dev/.boot_id", "proc/sys/kernel/random/boot_id");
+}
+
 /* pivot_root(".", ".") with the new root as cwd stacks the old root on top
  * of it; detaching that leaves the guest root alone without needing a put_old
  * directory in the guest's upper layer. */
@@ -285,6 +366,9 @@ int start_child(void *arg)
 		die(errno, "chdir into overlay on %s", s->rootfs);
 	close(fds[0]);
 	setup_guest_mounts(s->netns ? fds[1] : -1, s->meminfo ? fds[n - 1] : -1);
+	new_boot_id();
+	mount_cgroups("sys", &s->cgroup_mount);
+	mount_tmpfs(&s->tmpfs);
 	enter_root(s->rootfs);
 	apply_masks(&s->mask);
 	apply_readonly(&s->readonly);

@@ -10,6 +10,13 @@
  * /etc/resolv.conf, TEXT may be empty; the file is those lines, each ended
  * by a newline (VsinitSpec.Resolv, ResolvConf.Render).  No resolv_line: the
  * guest's own /etc/resolv.conf is left as it is.
+ *
+ * Start, for an init that manages cgroups (systemd): "cgroup_mount TYPE
+ * OPTIONS DIR rw|ro" (repeated) mounts a cgroup file system as the guest's
+ * cgroup namespace shows it: TYPE cgroup (v1, OPTIONS its controllers or
+ * none,name=systemd) or cgroup2 (OPTIONS "-"), at /sys/fs/cgroup/DIR on a
+ * tmpfs, or on /sys/fs/cgroup itself for DIR "."; "tmpfs DIR OPTIONS"
+ * (repeated) mounts a tmpfs on the directory DIR of the guest's root (/run).
  */
 
 #include "vsinit.h"
@@ -245,6 +252,18 @@ void parse_spec(const char *path, struct spec *s)
 			list_add(&s->arg, val);
 		} else if (!strcmp(key, "resolv_line")) {
 			list_add(&s->resolv, val);
+		} else if (!strcmp(key, "cgroup_mount")) {
+			char type[16], opts[256], dir[64], mode[4];
+			if (sscanf(val, "%15s %255s %63s %3s", type, opts, dir, mode) != 4
+			    || (strcmp(type, "cgroup") && strcmp(type, "cgroup2"))
+			    || (strcmp(mode, "rw") && strcmp(mode, "ro"))
+			    || strchr(dir, '/') || !strcmp(dir, ".."))
+				spec_error(&c, "cgroup_mount must be \"cgroup|cgroup2 OPTIONS DIR rw|ro\", not \"%s\"", val);
+			list_add(&s->cgroup_mount, val);
+		} else if (!strcmp(key, "tmpfs")) {
+			if (val[0] != '/' || strstr(val, "..") || !strchr(val, ' '))
+				spec_error(&c, "tmpfs must be \"/DIR OPTIONS\", not \"%s\"", val);
+			list_add(&s->tmpfs, val);
 		} else if (!strcmp(key, "cwd")) {
 			if (!*val)
 				spec_error(&c, "empty value for %s", key);

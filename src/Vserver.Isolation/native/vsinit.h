@@ -95,6 +95,10 @@ struct spec {
 	/* start: the guest's /etc/resolv.conf, one entry a line, without the
 	 * newline; present = written at start, absent = the guest's own kept. */
 	struct list resolv;
+	/* start: "TYPE OPTIONS DIR rw|ro" cgroup file systems mounted in the
+	 * guest's cgroup namespace under /sys/fs/cgroup (DIR "." = on it);
+	 * "DIR OPTIONS" tmpfs mounts on directories of the guest's root. */
+	struct list cgroup_mount, tmpfs;
 	struct sock_filter *filter;
 	unsigned short filter_len;
 	uint64_t cap_keep;
