@@ -360,7 +360,9 @@ public sealed class VserverDriver(FleetOptions options, ICgroupHierarchy cgroups
     private ExecProcess Exec(GuestConfig config, GuestPaths paths, RunningVserver running, IReadOnlyList<string> command, bool tty,
         int rows, int cols, IReadOnlyDictionary<string, string>? env, string? cwd)
     {
-        var environment = VsinitSpec.DefaultEnv.Where(e => !(tty && e.StartsWith("TERM=", StringComparison.Ordinal))).ToList();
+        // What login(1) gives root beside the defaults: who it is.
+        var environment = VsinitSpec.DefaultEnv.Where(e => !(tty && e.StartsWith("TERM=", StringComparison.Ordinal)))
+            .Concat(["USER=root", "LOGNAME=root"]).ToList();
         if (tty) environment.Add("TERM=" + (env?.GetValueOrDefault("TERM") ?? "xterm"));
         if (env is not null)
             foreach (var (k, v) in env)

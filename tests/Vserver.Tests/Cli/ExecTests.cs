@@ -3,6 +3,7 @@ using System.Net.WebSockets;
 using System.Text;
 using Shouldly;
 using Vserver.Api;
+using Vserver.Cli.Commands;
 using Xunit;
 
 namespace Vserver.Tests.Cli;
@@ -221,7 +222,8 @@ public class ExecTests
         (await cli.RunAsync(agent.SocketPath, "enter", "web1")).ShouldBe(0);
 
         var request = agent.ExecRequests.ShouldHaveSingleItem();
-        request.Command.ShouldBe(["/bin/sh", "-l"]);
+        request.Command.ShouldBe(EnterCommand.Shell);
+        request.Command[^1].ShouldContain("exec su -l root");
         request.Tty.ShouldBe(terminal);
         cli.Err.ToString().ShouldBeEmpty();
     }
