@@ -2,7 +2,7 @@
 # images/debian/build.sh ROOTFS_DIR
 #
 # Builds a Debian bookworm vserver image with debootstrap: "minbase" plus
-# systemd as init (systemd-sysv, dbus), iproute2, iputils-ping, procps,
+# systemd as init (systemd-sysv, dbus; udev for when it boots as a domain), iproute2, iputils-ping, procps,
 # ca-certificates, less and an editor (vim-tiny), as LXC's and Incus's Debian
 # images are.  The caller creates ROOTFS_DIR (empty) and later uses it
 # read-only as the shared overlayfs lower layer.  The same image boots as a
@@ -27,7 +27,7 @@ SUITE=bookworm
 VARIANT=minbase
 INIT=${INIT:-systemd}
 case $INIT in
-    systemd) INCLUDE=systemd-sysv,dbus,iproute2,iputils-ping,procps,ca-certificates,less,vim-tiny ;;
+    systemd) INCLUDE=systemd-sysv,dbus,udev,iproute2,iputils-ping,procps,ca-certificates,less,vim-tiny ;;
     shell) INCLUDE=iproute2,iputils-ping,procps ;;
     *) echo "images/debian/build.sh: INIT=$INIT: use systemd or shell" >&2; exit 1 ;;
 esac
@@ -139,17 +139,11 @@ rm -rf "$ROOT/debootstrap"
 
 # --- init ------------------------------------------------------------------
 if [ "$INIT" = systemd ]; then
-    # What a container does not have or must not do: the units that manage the
-    # hardware, the kernel's parameters, file systems the host mounted, and the
-    # getty on a tty1 it does not have. Masked, as LXC's Debian images do.
-    for unit in systemd-udevd.service systemd-udevd-control.socket systemd-udevd-kernel.socket \
-                systemd-udev-trigger.service systemd-udev-settle.service systemd-modules-load.service \
-                systemd-sysctl.service systemd-remount-fs.service sys-kernel-config.mount sys-kernel-debug.mount \
-                sys-kernel-tracing.mount sys-fs-fuse-connections.mount dev-hugepages.mount dev-mqueue.mount \
-                proc-sys-fs-binfmt_misc.automount systemd-firstboot.service getty@tty1.service \
-                systemd-networkd-wait-online.service; do
-        ln -sf /dev/null "$ROOT/etc/systemd/system/$unit"
-    done
+    # The same image boots as a vserver and as a domain, so nothing is masked: systemd's own conditions skip what a
+    # container lacks (udev wants a writable /sys, the getty a /dev/tty0, module loading CAP_SYS_MODULE). The one unit
+    # they let through is the trace file system, which a user namespace cannot mount: in a container it is skipped.
+    mkdir -p "$ROOT/etc/systemd/system/sys-kernel-tracing.mount.d"
+    printf '[Unit]\nConditionVirtualization=!container\n' > "$ROOT/etc/systemd/system/sys-kernel-tracing.mount.d/vserver.conf"
     [ -L "$ROOT/sbin/init" ] || die "systemd-sysv did not install /sbin/init"
     # A persistent journal (journald keeps it in /run unless this exists): a guest's log outlives its restarts, and
     # `journalctl -b -1` shows how the last stop went.
