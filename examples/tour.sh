@@ -65,11 +65,29 @@ step "Guests reach the world: outbound NAT and the resolver on the bridge (names
 run "$vsctl" exec tour-web -- cat /etc/resolv.conf
 run "$vsctl" exec tour-web -- nslookup tour-db.vserver
 "$vsctl" image list | grep -q '^debian ' || run "$vsctl" image build debian
-run "$vsctl" create tour-deb --image debian --memory 256M
+run "$vsctl" create tour-deb --image debian --memory 384M
 run "$vsctl" start tour-deb
+
+step "A customer's day in a Debian vserver: its own systemd, apt from the mirror, nginx as a service"
+for _ in $(seq 1 100); do
+	case $("$vsctl" exec tour-deb -- systemctl is-system-running 2>/dev/null) in running|degraded) break ;; esac
+	sleep 0.2
+done
+run "$vsctl" exec tour-deb -- systemctl is-system-running
 # The image's sources.list names the mirror this machine's own apt configuration uses.
 run "$vsctl" exec tour-deb -- cat /etc/apt/sources.list
 run "$vsctl" exec tour-deb -- apt-get update
+run "$vsctl" exec tour-deb -- env DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx
+run "$vsctl" exec tour-deb -- systemctl is-active nginx
+run "$vsctl" port add tour-deb 18080:80
+printf '$ curl -s http://127.0.0.1:18080/ | grep title\n'; curl -s -m 5 http://127.0.0.1:18080/ | grep title
+run "$vsctl" exec tour-deb -- systemctl restart nginx
+run "$vsctl" exec tour-deb -- journalctl -u nginx --no-pager -n 3
+run "$vsctl" stop tour-deb
+run "$vsctl" start tour-deb
+sleep 3
+printf '$ curl -s http://127.0.0.1:18080/ | grep title    # nginx is back after stop and start\n'; curl -s -m 5 http://127.0.0.1:18080/ | grep title
+run "$vsctl" exec tour-deb -- journalctl -b -1 --no-pager -n 3
 run "$vsctl" destroy tour-deb --force
 
 step "Writes stay in the vserver that made them"
