@@ -148,11 +148,9 @@ public sealed partial class Fleet
             if (range is not null && (next.Routed != before.Routed || next.Uplink != before.Uplink)
                 && Network.RoutedProblem(range, next.Uplink!, _options.Subnet) is { } problem)
                 throw FleetException.Invalid(new SettingError(
-                    problem.StartsWith("no interface", StringComparison.Ordinal) || problem.Contains("interface name", StringComparison.Ordinal)
-                        || problem.Contains("bridge", StringComparison.Ordinal) || problem.Contains("loopback", StringComparison.Ordinal)
-                        ? HostSettingsRequest.Fields.Uplink : HostSettingsRequest.Fields.Routed,
-                    next.Routed, problem.StartsWith("no interface", StringComparison.Ordinal) ? Reasons.NotOnHost : Reasons.Overlaps,
-                    $"cannot route {range} to guests through {next.Uplink}: {problem}").With("with", problem));
+                    problem.OfUplink ? HostSettingsRequest.Fields.Uplink : HostSettingsRequest.Fields.Routed,
+                    problem.OfUplink ? next.Uplink : next.Routed, problem.OfUplink ? Reasons.NotOnHost : Reasons.Overlaps,
+                    $"cannot route {range} to guests through {next.Uplink}: {problem.Why}").With("with", problem.Why));
             var stranded = _registry.Configs()
                 .Where(c => c.Network.Ipv4 is { } ip && IPAddress.TryParse(ip, out var a) && !_options.Subnet.Contains(a) && (range is null || !range.Contains(a)))
                 .Select(c => c.Name).Order(StringComparer.Ordinal).ToList();

@@ -30,7 +30,7 @@ public interface IHostNetwork
 
     /// <summary>Why <paramref name="range"/> on <paramref name="uplink"/> cannot be this agent's routed range (the uplink
     /// missing, the range overlapping the guest subnet, another agent's range, or what the host holds), or null.</summary>
-    string? RoutedProblem(Ipv4Subnet range, string uplink, Ipv4Subnet subnet);
+    RoutedRefusal? RoutedProblem(Ipv4Subnet range, string uplink, Ipv4Subnet subnet);
 
     /// <summary>Removes the table, the proxy entries of <paramref name="routed"/> on <paramref name="uplink"/>, the routes
     /// on the bridge and the bridge itself.</summary>
@@ -40,6 +40,10 @@ public interface IHostNetwork
     /// fleet of stand-ins).</summary>
     Resolver? CreateResolver(ResolverConfig config, Action<string> log);
 }
+
+/// <summary>Why a routed range cannot be had: <paramref name="Why"/> in words; <paramref name="OfUplink"/> when the uplink
+/// is what is wrong (it does not exist, or cannot carry the range), else the range (it overlaps something).</summary>
+public sealed record RoutedRefusal(string Why, bool OfUplink = false);
 
 public sealed class HostNetwork(HostBridge bridge) : IHostNetwork
 {
@@ -69,12 +73,12 @@ public sealed class HostNetwork(HostBridge bridge) : IHostNetwork
     public Resolver? CreateResolver(ResolverConfig config, Action<string> log) => new(config, log);
     public string? ListForwards() => _ports.List();
 
-    public string? RoutedProblem(Ipv4Subnet range, string uplink, Ipv4Subnet subnet)
+    public RoutedRefusal? RoutedProblem(Ipv4Subnet range, string uplink, Ipv4Subnet subnet)
     {
-        if (RoutedAddresses.UplinkProblem(uplink, BridgeName) is { } bad) return bad;
-        if (RoutedAddresses.Overlap(range, subnet)) return $"it overlaps the guest subnet {subnet}";
+        if (RoutedAddresses.UplinkProblem(uplink, BridgeName) is { } bad) return new RoutedRefusal(bad, OfUplink: true);
+        if (RoutedAddresses.Overlap(range, subnet)) return new RoutedRefusal($"it overlaps the guest subnet {subnet}");
         if (PortForwarding.OtherAgentsRouted(BridgeName).FirstOrDefault(o => RoutedAddresses.Overlap(range, Ipv4Subnet.Parse(o.Range, 1, 32))) is ({ } table, { } other))
-            return $"it overlaps {other}, routed by the agent whose table is ip {table}";
-        return RoutedAddresses.HostOverlap(range, uplink, BridgeName);
+            return new RoutedRefusal($"it overlaps {other}, routed by the agent whose table is ip {table}");
+        return RoutedAddresses.HostOverlap(range, uplink, BridgeName) is { } held ? new RoutedRefusal(held) : null;
     }
 }

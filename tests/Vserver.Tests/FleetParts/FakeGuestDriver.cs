@@ -174,7 +174,7 @@ internal sealed class FakeHostNetwork(string bridge) : IHostNetwork
     public bool Nat { get; private set; }
     public HostRules? Rules { get; private set; }
     /// <summary>What <see cref="RoutedProblem"/> answers (a test stands in for the host's refusals).</summary>
-    public string? RoutedRefusal { get; set; }
+    public RoutedRefusal? RoutedRefusal { get; set; }
 
     public void Apply(HostRules rules)
     {
@@ -191,7 +191,7 @@ internal sealed class FakeHostNetwork(string bridge) : IHostNetwork
 
     public void Teardown(string? uplink, Ipv4Subnet? routed) => TornDown = true;
 
-    public string? RoutedProblem(Ipv4Subnet range, string uplink, Ipv4Subnet subnet) => RoutedRefusal;
+    public RoutedRefusal? RoutedProblem(Ipv4Subnet range, string uplink, Ipv4Subnet subnet) => RoutedRefusal;
 
     public Resolver? CreateResolver(ResolverConfig config, Action<string> log) => null;
 

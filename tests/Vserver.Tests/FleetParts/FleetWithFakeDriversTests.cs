@@ -541,7 +541,7 @@ public sealed class FleetWithFakeDriversTests : IDisposable
             .Message.ShouldContain("write 203.0.113.16/28");
         Should.Throw<FleetException>(() => fleet.SetNetwork(new HostSettingsRequest { Routed = "203.0.113.16/28" }))
             .Message.ShouldContain("needs the uplink");
-        _network.RoutedRefusal = "no interface 'eth9' on this host";
+        _network.RoutedRefusal = new RoutedRefusal("no interface 'eth9' on this host", OfUplink: true);
         Should.Throw<FleetException>(() => fleet.SetNetwork(new HostSettingsRequest { Routed = "203.0.113.16/28", Uplink = "eth9" }))
             .Message.ShouldBe("cannot route 203.0.113.16/28 to guests through eth9: no interface 'eth9' on this host");
         fleet.NetworkSettings.Routed.ShouldBeNull("a refused change changes nothing");
