@@ -21,7 +21,7 @@ internal static class RequestGate
 {
     public static async Task Middleware(HttpContext context, RequestDelegate next)
     {
-        if (context.Request.ContentLength > ApiLimits.MaxRequestBodyBytes)
+        if (context.Request.ContentLength > ApiLimits.MaxRequestBodyBytes && !StreamedBody.On(context))
         {
             await ApiErrors.Write(context, StatusCodes.Status413PayloadTooLarge, ApiErrors.BodyTooLarge);
             return;

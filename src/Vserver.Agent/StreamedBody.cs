@@ -1,0 +1,20 @@
+using Microsoft.AspNetCore.Http.Features;
+
+namespace Vserver.Agent;
+
+/// <summary>
+/// Marks a route whose request body is a stream of any length (an image archive), not a JSON request: the 64 KiB cap
+/// of every other body (<see cref="Vserver.Api.ApiLimits.MaxRequestBodyBytes"/>) does not apply to it, and its
+/// handler reads the body synchronously on a thread of its own (the unpacking reads as it writes files).
+/// </summary>
+internal sealed class StreamedBody
+{
+    public static bool On(HttpContext context) => context.GetEndpoint()?.Metadata.GetMetadata<StreamedBody>() is not null;
+
+    /// <summary>Lifts the cap for this request (before its body is read) and allows synchronous reads and writes.</summary>
+    public static void Allow(HttpContext context)
+    {
+        if (context.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } size) size.MaxRequestBodySize = null;
+        if (context.Features.Get<IHttpBodyControlFeature>() is { } control) control.AllowSynchronousIO = true;
+    }
+}
