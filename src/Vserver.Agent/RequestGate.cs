@@ -28,6 +28,7 @@ internal static class RequestGate
         }
         if (NameError(context) is { } invalid)
         {
+            await StreamedBody.DrainAsync(context);
             await ApiErrors.Write(context, FleetException.Invalid(invalid));
             return;
         }
@@ -35,6 +36,7 @@ internal static class RequestGate
         {
             if (QueryError(context.Request, endpoint) is { } queryError)
             {
+                await StreamedBody.DrainAsync(context);
                 await ApiErrors.Write(context, queryError);
                 return;
             }

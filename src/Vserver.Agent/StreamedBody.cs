@@ -11,6 +11,25 @@ internal sealed class StreamedBody
 {
     public static bool On(HttpContext context) => context.GetEndpoint()?.Metadata.GetMetadata<StreamedBody>() is not null;
 
+    /// <summary>Before a refusal of a streamed route: the upload is read to its end and dropped, so the client, still
+    /// sending, gets the answer instead of a broken connection. Nothing for any other route.</summary>
+    public static async Task DrainAsync(HttpContext context)
+    {
+        if (!On(context)) return;
+        Allow(context);
+        var buffer = new byte[1 << 16];
+        try
+        {
+            while (await context.Request.Body.ReadAsync(buffer, context.RequestAborted) > 0)
+            {
+            }
+        }
+        catch (IOException)
+        {
+            // The client went away (or sent a malformed body): there is nobody to answer.
+        }
+    }
+
     /// <summary>Lifts the cap for this request (before its body is read) and allows synchronous reads and writes.</summary>
     public static void Allow(HttpContext context)
     {

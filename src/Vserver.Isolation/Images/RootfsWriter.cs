@@ -106,7 +106,7 @@ internal sealed class RootfsWriter : IDisposable
             if (entry.Kind == TarEntryKind.Directory && isDir)
             {
                 SetDirectory(parent, leaf, entry, path);
-                _layer.Add(path);
+                MarkLayer(path);
                 return;
             }
             Remove(parent, leaf, path);
@@ -141,7 +141,7 @@ internal sealed class RootfsWriter : IDisposable
                 break;
         }
         if (entry.Kind != TarEntryKind.Directory && entry.Kind != TarEntryKind.HardLink) SetTime(parent, leaf, entry.MtimeSeconds, entry.MtimeNanoseconds, path);
-        _layer.Add(path);
+        MarkLayer(path);
     }
 
     /// <summary>Sets the directories' times (every entry made inside one changed it) and the root's default owner and
@@ -260,6 +260,13 @@ internal sealed class RootfsWriter : IDisposable
         times[0] = new Libc.Timespec { Seconds = seconds, Nanoseconds = nanoseconds };
         times[1] = times[0];
         if (Libc.Utimensat(parent, leaf, times, leaf == "." ? 0 : Libc.AT_SYMLINK_NOFOLLOW) != 0) throw Failed("utimensat", path);
+    }
+
+    /// <summary>Counts <paramref name="path"/> and every directory above it as this layer's: a layer that puts a file in
+    /// a directory has that directory (as an overlay's upper layer would), even without an entry of its own for it.</summary>
+    private void MarkLayer(string path)
+    {
+        while (_layer.Add(path) && path.Length > 0) path = ArchivePath.Parent(path);
     }
 
     /// <summary><c>.wh.NAME</c>: NAME of the layers below goes (unless this layer made it).</summary>

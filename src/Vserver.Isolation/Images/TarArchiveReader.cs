@@ -69,7 +69,7 @@ public sealed class TarArchiveReader : IDisposable
             if (!ReadBlock(_header))
                 throw new ArchiveException(ArchiveReasons.Truncated, Count == 0 && pax is null && longName is null
                     ? "the archive is empty"
-                    : $"the archive ends after {Count} entries{After()} without its end marker (two zero blocks): it is truncated");
+                    : $"the archive ends after {Count} entr{(Count == 1 ? "y" : "ies")}{After()} without its end marker (two zero blocks): it is truncated");
             if (_header.AsSpan().IndexOfAnyExcept((byte)0) < 0)
             {
                 // The end: a second zero block, or (GNU tar reads it so too) the end of the stream after one.
