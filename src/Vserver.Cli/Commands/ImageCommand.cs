@@ -179,7 +179,10 @@ internal static class ImageCommand
 
     public static void WriteTable(IReadOnlyList<ImageInfo> images, TimeProvider clock, TextWriter stdout) =>
         TextTable.Write(stdout, ["NAME", "SIZE", "CREATED", "INIT", "SOURCE"],
-            images.Select(i => new[] { i.Name, ByteSize.Format(i.SizeBytes), Display.Time(i.Created, clock), Display.Text(i.Init), Source(i.Source) }));
+            images.Select(i => new[] { i.Name, ByteSize.Format(i.SizeBytes), Display.Time(i.Created, clock), Init(i.Init), Source(i.Source) }));
+
+    /// <summary>The init as the table shows it: "none" without its reason (the JSON has it).</summary>
+    private static string Init(string? init) => init is not null && init.StartsWith("none (", StringComparison.Ordinal) ? "none" : Display.Text(init);
 
     /// <summary>"recipe busybox", "tar.zst /srv/debian.tar.zst sha256:0123456789ab", "oci /srv/layout manifest sha256:...".</summary>
     internal static string Source(ImageSourceInfo? source) => source switch
