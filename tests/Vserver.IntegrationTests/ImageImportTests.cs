@@ -181,14 +181,58 @@ public sealed class ImageImportTests : IAsyncLifetime
         using var client = _host.Client();
         await using (var stream = File.OpenRead(busyboxGz))
         {
-            var e = await Should.ThrowAsync<ApiException>(() => client.ImportImageAsync("Bad_Name", stream, busyboxGz));
+            var e = await Should.ThrowAsync<ApiException>(() => client.ImportImageAsync("Bad_Name", stream, busyboxGz, ct: TestContext.Current.CancellationToken));
             e.Code.ShouldBe(ErrorCodes.InvalidValue);
         }
         await using (var stream = File.OpenRead(Path.Combine(Work, "device.tar")))
         {
-            var e = await Should.ThrowAsync<ApiException>(() => client.ImportImageAsync("t9", stream, "device.tar"));
+            var e = await Should.ThrowAsync<ApiException>(() => client.ImportImageAsync("t9", stream, "device.tar", ct: TestContext.Current.CancellationToken));
             (e.Code, e.Fields?["reason"], e.Fields?["entry"]).ShouldBe((ErrorCodes.BadArchive, "device_node", "root/mem"));
         }
         Directory.EnumerateFileSystemEntries(ImagesDir).Order().ToList().ShouldBe(entries);
+
+        // An upload that breaks off (the client dies mid-way): the import ends, its staging goes, the name is free again.
+        foreach (var file in new[] { "bb.tar.gz", "whole.tar" })
+        {
+            var bytes = File.ReadAllBytes(Path.Combine(Work, file));
+            await Should.ThrowAsync<Exception>(() => client.ImportImageAsync("cut", new BreakingStream(bytes, bytes.Length / 2), file, ct: TestContext.Current.CancellationToken));
+            var deadline = DateTime.UtcNow.AddSeconds(20);
+            while (Directory.EnumerateFileSystemEntries(ImagesDir).Count() != entries.Count && DateTime.UtcNow < deadline) await Task.Delay(100, TestContext.Current.CancellationToken);
+            Directory.EnumerateFileSystemEntries(ImagesDir).Order().ToList().ShouldBe(entries, $"an upload of {file} cut short left its staging");
+        }
+        _host.Vsctl("image", "import", busyboxGz, "--as", "cut").ShouldSucceed();
+    }
+
+    /// <summary>A client's file that fails to read after <paramref name="breakAt"/> bytes.</summary>
+    private sealed class BreakingStream(byte[] data, int breakAt) : Stream
+    {
+        private int _position;
+
+        public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
+
+        public override int Read(Span<byte> buffer)
+        {
+            if (_position >= breakAt) throw new IOException("the disk went away");
+            var n = Math.Min(buffer.Length, breakAt - _position);
+            data.AsSpan(_position, n).CopyTo(buffer);
+            _position += n;
+            return n;
+        }
+
+        public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default) =>
+            ValueTask.FromResult(Read(buffer.Span));
+
+        public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
+            Task.FromResult(Read(buffer.AsSpan(offset, count)));
+
+        public override bool CanRead => true;
+        public override bool CanSeek => false;
+        public override bool CanWrite => false;
+        public override long Length => throw new NotSupportedException();
+        public override long Position { get => _position; set => throw new NotSupportedException(); }
+        public override void Flush() { }
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+        public override void SetLength(long value) => throw new NotSupportedException();
+        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
     }
 }

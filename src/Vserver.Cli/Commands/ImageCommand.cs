@@ -148,7 +148,7 @@ internal static class ImageCommand
             await client.ExportImageAsync(name, "none", stdout, ct);
             return ExitCodes.Ok;
         }
-        var compression = Suffixes.FirstOrDefault(s => output.EndsWith(s.Suffix, StringComparison.OrdinalIgnoreCase)).Compression
+        var compression = CompressionFor(output)
             ?? throw new UsageException($"-o {Escaped.Text(output)}: give the file a suffix that says its format: {string.Join(", ", Suffixes.Select(s => s.Suffix))}");
         var partial = $"{output}.partial-{Environment.ProcessId}";
         try
@@ -176,6 +176,10 @@ internal static class ImageCommand
             File.Delete(partial);
         }
     }
+
+    /// <summary>The compression (as the export's parameter names it) a file name's suffix asks for; null for none known.</summary>
+    internal static string? CompressionFor(string file) =>
+        Suffixes.FirstOrDefault(s => file.EndsWith(s.Suffix, StringComparison.OrdinalIgnoreCase)).Compression;
 
     public static void WriteTable(IReadOnlyList<ImageInfo> images, TimeProvider clock, TextWriter stdout) =>
         TextTable.Write(stdout, ["NAME", "SIZE", "CREATED", "INIT", "SOURCE"],

@@ -5,21 +5,12 @@ public enum ArchiveCompression { None, Gzip, Xz, Zstd, Bzip2 }
 
 /// <summary>
 /// Which format an archive is, from its first bytes (never from its name: a file called .tar.gz may be anything), and
-/// which compression a file name asks for when an image is written out.
+/// the host tools that undo and do each compression.
 /// </summary>
 public static class ArchiveFormat
 {
     /// <summary>As many bytes as <see cref="Sniff"/> and <see cref="IsTarHeader"/> look at.</summary>
     public const int HeadBytes = 512;
-
-    private static readonly (string Suffix, ArchiveCompression Compression)[] Suffixes =
-    [
-        (".tar", ArchiveCompression.None),
-        (".tar.gz", ArchiveCompression.Gzip), (".tgz", ArchiveCompression.Gzip),
-        (".tar.xz", ArchiveCompression.Xz), (".txz", ArchiveCompression.Xz),
-        (".tar.zst", ArchiveCompression.Zstd), (".tzst", ArchiveCompression.Zstd),
-        (".tar.bz2", ArchiveCompression.Bzip2), (".tbz2", ArchiveCompression.Bzip2),
-    ];
 
     /// <summary>The compression of a stream that starts with <paramref name="head"/>: a compressor's magic number, or a
     /// tar header (<see cref="ArchiveCompression.None"/>); null for anything else.</summary>
@@ -57,17 +48,6 @@ public static class ArchiveFormat
         var bytes = Convert.ToHexStringLower(head[..Math.Min(8, head.Length)]);
         return known is null ? $"it starts with bytes {bytes}" : $"it looks like {known} (it starts with bytes {bytes})";
     }
-
-    /// <summary>The compression a file name's suffix asks for; null when it has none of the known ones.</summary>
-    public static ArchiveCompression? FromFileName(string name)
-    {
-        foreach (var (suffix, compression) in Suffixes.OrderByDescending(s => s.Suffix.Length))
-            if (name.EndsWith(suffix, StringComparison.OrdinalIgnoreCase)) return compression;
-        return null;
-    }
-
-    /// <summary>The suffixes <see cref="FromFileName"/> knows, for a refusal's advice.</summary>
-    public static string KnownSuffixes => string.Join(", ", Suffixes.Select(s => s.Suffix));
 
     /// <summary>The compression's name on the wire (the export's <c>compression</c> parameter).</summary>
     public static string Name(ArchiveCompression compression) => compression switch

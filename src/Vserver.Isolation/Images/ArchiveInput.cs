@@ -8,7 +8,7 @@ internal sealed class HashingStream(Stream inner, HashAlgorithmName algorithm) :
 {
     private readonly IncrementalHash _hash = IncrementalHash.CreateHash(algorithm);
 
-    public long BytesRead { get; private set; }
+    private long _read;
 
     /// <summary>The digest of what was read, as OCI spells digests ("sha256:hex").</summary>
     public string Digest()
@@ -23,17 +23,8 @@ internal sealed class HashingStream(Stream inner, HashAlgorithmName algorithm) :
     {
         var n = inner.Read(buffer);
         _hash.AppendData(buffer[..n]);
-        BytesRead += n;
+        _read += n;
         return n;
-    }
-
-    /// <summary>Reads to the end, so the digest is of the whole stream.</summary>
-    public void ReadToEnd()
-    {
-        var buffer = new byte[1 << 16];
-        while (Read(buffer) > 0)
-        {
-        }
     }
 
     protected override void Dispose(bool disposing)
@@ -46,7 +37,7 @@ internal sealed class HashingStream(Stream inner, HashAlgorithmName algorithm) :
     public override bool CanSeek => false;
     public override bool CanWrite => false;
     public override long Length => throw new NotSupportedException();
-    public override long Position { get => BytesRead; set => throw new NotSupportedException(); }
+    public override long Position { get => _read; set => throw new NotSupportedException(); }
     public override void Flush() { }
     public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
     public override void SetLength(long value) => throw new NotSupportedException();
@@ -167,7 +158,15 @@ internal sealed class ArchiveInput : IDisposable
         catch (IOException)
         {
         }
-        if (_filter is null) Drain(_raw);
+        if (_filter is not null) return;
+        try
+        {
+            Drain(_raw);
+        }
+        catch (IOException)
+        {
+            // The raw stream failed (the client went away): nothing is left to read.
+        }
     }
 
     private ArchiveException? FilterFailure()
@@ -191,31 +190,39 @@ internal sealed class ArchiveInput : IDisposable
         var open = true;
         try
         {
-            stdin.Write(head);
-        }
-        catch (IOException)
-        {
-            open = false;
-        }
-        int n;
-        while ((n = raw.Read(buffer, 0, buffer.Length)) > 0)
-        {
-            if (!open) continue;
             try
             {
-                stdin.Write(buffer, 0, n);
+                stdin.Write(head);
             }
             catch (IOException)
             {
                 open = false;
             }
+            int n;
+            // A read that fails (the client went away mid-upload) ends the feeding too; whoever waits for the feeder sees it.
+            while ((n = raw.Read(buffer, 0, buffer.Length)) > 0)
+            {
+                if (!open) continue;
+                try
+                {
+                    stdin.Write(buffer, 0, n);
+                }
+                catch (IOException)
+                {
+                    open = false;
+                }
+            }
         }
-        try
+        finally
         {
-            stdin.Dispose();
-        }
-        catch (IOException)
-        {
+            // Always closed: the decompressor then ends, and so does the reading of its output.
+            try
+            {
+                stdin.Dispose();
+            }
+            catch (IOException)
+            {
+            }
         }
     }
 

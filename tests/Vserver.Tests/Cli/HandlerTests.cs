@@ -423,6 +423,18 @@ public class HandlerTests
     }
 
     [Theory]
+    [InlineData("/srv/a.tar", "none")]
+    [InlineData("a.tar.gz", "gzip")]
+    [InlineData("a.TGZ", "gzip")]
+    [InlineData("a.tar.xz", "xz")]
+    [InlineData("a.tar.zst", "zstd")]
+    [InlineData("a.tar.bz2", "bzip2")]
+    [InlineData("a.zip", null)]
+    [InlineData("a.gz", null)]
+    public void An_image_export_compresses_by_the_file_suffix(string file, string? compression) =>
+        ImageCommand.CompressionFor(file).ShouldBe(compression);
+
+    [Theory]
     [InlineData("host")]
     [InlineData("info")]
     public async Task Host_and_its_alias_info_print_the_host(string verb)

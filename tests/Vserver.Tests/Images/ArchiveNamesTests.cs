@@ -91,16 +91,4 @@ public sealed class ArchiveNamesTests
         ArchiveFormat.Describe([]).ShouldBe("it is empty");
         ArchiveFormat.Describe([1, 2, 3]).ShouldBe("it starts with bytes 010203");
     }
-
-    [Theory]
-    [InlineData("/srv/a.tar", ArchiveCompression.None)]
-    [InlineData("a.tar.gz", ArchiveCompression.Gzip)]
-    [InlineData("a.TGZ", ArchiveCompression.Gzip)]
-    [InlineData("a.tar.xz", ArchiveCompression.Xz)]
-    [InlineData("a.tar.zst", ArchiveCompression.Zstd)]
-    [InlineData("a.tar.bz2", ArchiveCompression.Bzip2)]
-    [InlineData("a.zip", null)]
-    [InlineData("a.gz", null)]
-    public void An_export_compresses_by_the_file_suffix(string name, ArchiveCompression? compression) =>
-        ArchiveFormat.FromFileName(name).ShouldBe(compression);
 }
