@@ -30,10 +30,13 @@ internal sealed class StreamedBody
         }
     }
 
-    /// <summary>Lifts the cap for this request (before its body is read) and allows synchronous reads and writes.</summary>
+    /// <summary>Lifts the cap and the minimum data rate for this request (before its body is read) and allows
+    /// synchronous reads and writes.</summary>
     public static void Allow(HttpContext context)
     {
         if (context.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } size) size.MaxRequestBodySize = null;
+        // The body is read as fast as the files are written: a disk busy for a few seconds must not cut the upload.
+        if (context.Features.Get<Microsoft.AspNetCore.Server.Kestrel.Core.Features.IHttpMinRequestBodyDataRateFeature>() is { } rate) rate.MinDataRate = null;
         if (context.Features.Get<IHttpBodyControlFeature>() is { } control) control.AllowSynchronousIO = true;
     }
 }
