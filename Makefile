@@ -7,7 +7,7 @@ DOTNET ?= dotnet
 # Host packages: isolation tools, images, the comparison runtimes for bench/, QEMU for domains.
 PACKAGES := gcc libc6-dev make busybox-static debootstrap e2fsprogs iproute2 nftables util-linux procps curl \
             crun runc lxc hyperfine qemu-system-x86 qemu-utils \
-            kmod lz4 xz-utils zstd binutils cpio dnsmasq-base
+            kmod lz4 xz-utils zstd binutils cpio dnsmasq-base bzip2 umoci
 STAMP := .deps.stamp
 
 .PHONY: deps build test unit integration demo bench clean

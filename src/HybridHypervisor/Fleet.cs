@@ -449,9 +449,6 @@ public sealed partial class Fleet : IDisposable
         }
     }
 
-    private static Vserver.Api.ImageInfo ImageInfoOf(ImageRecord image) =>
-        new() { Name = image.Name, SizeBytes = image.SizeBytes, Created = image.Created, Digest = image.Digest };
-
     public void RemoveImage(string name)
     {
         if (Vserver.Isolation.Naming.DnsLabel.Error(name, "image") is { } invalid) throw FleetException.Invalid(invalid);
@@ -467,15 +464,6 @@ public sealed partial class Fleet : IDisposable
             throw ImageRefusal(e);
         }
     }
-
-    /// <summary>The image store's refusal with the code of its problem.</summary>
-    private static FleetException ImageRefusal(ImageException e) => e.Problem switch
-    {
-        ImageProblem.Exists => FleetException.Coded(FleetError.Conflict, Vserver.Api.ErrorCodes.ImageExists, e.Message, ("image", e.Image)),
-        ImageProblem.NotFound => FleetException.Coded(FleetError.NotFound, Vserver.Api.ErrorCodes.NotFound, e.Message, ("image", e.Image)),
-        ImageProblem.BuildFailed => new FleetException(FleetError.Failed, e.Message, e),
-        _ => FleetException.Invalid(e.Message),
-    };
 
     /// <summary>Running guests are left running: a new agent adopts them.</summary>
     public void Dispose()

@@ -133,6 +133,31 @@ internal static class Endpoints
             fleet.RemoveImage(name);
             return Results.NoContent();
         });
+        // The body is the archive itself (any length, streamed); source says where it came from, tag picks an OCI image.
+        v1.MapPost("/images/{name}/import", async (HttpContext context, string name, string? source, string? tag) =>
+        {
+            StreamedBody.Allow(context);
+            var image = await Task.Run(() => fleet.ImportImage(name, context.Request.Body, source, tag));
+            return Results.Created($"/v1/images/{image.Name}", image);
+        }).WithMetadata(new StreamedBody());
+        v1.MapGet("/images/{name}/export", async (HttpContext context, string name, string? compression) =>
+        {
+            var format = Fleet.ExportCompression(compression);
+            fleet.RequireImage(name);
+            StreamedBody.Allow(context);
+            context.Response.ContentType = "application/x-tar";
+            try
+            {
+                await Task.Run(() => fleet.ExportImage(name, context.Response.Body, format));
+            }
+            catch (Exception e) when (context.Response.HasStarted && e is not OperationCanceledException)
+            {
+                // Half an archive went out: the connection is cut, so the client sees a broken stream, never a short tar
+                // that ends cleanly.
+                Console.Error.WriteLine($"vserverd: exporting image {name} failed after the first bytes: {ApiErrors.Failure(e)}");
+                context.Abort();
+            }
+        });
     }
 
     /// <summary>The longest a client may ask the agent to wait (a stop, a promotion's boot): a day.</summary>

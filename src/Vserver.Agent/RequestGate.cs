@@ -21,13 +21,14 @@ internal static class RequestGate
 {
     public static async Task Middleware(HttpContext context, RequestDelegate next)
     {
-        if (context.Request.ContentLength > ApiLimits.MaxRequestBodyBytes)
+        if (context.Request.ContentLength > ApiLimits.MaxRequestBodyBytes && !StreamedBody.On(context))
         {
             await ApiErrors.Write(context, StatusCodes.Status413PayloadTooLarge, ApiErrors.BodyTooLarge);
             return;
         }
         if (NameError(context) is { } invalid)
         {
+            await StreamedBody.DrainAsync(context);
             await ApiErrors.Write(context, FleetException.Invalid(invalid));
             return;
         }
@@ -35,6 +36,7 @@ internal static class RequestGate
         {
             if (QueryError(context.Request, endpoint) is { } queryError)
             {
+                await StreamedBody.DrainAsync(context);
                 await ApiErrors.Write(context, queryError);
                 return;
             }

@@ -126,6 +126,29 @@ public sealed class AgentClient : IDisposable
 
     public Task RemoveImageAsync(string name, CancellationToken ct = default) => DeleteAsync($"v1/images/{Uri.EscapeDataString(name)}", ct);
 
+    /// <summary>Imports image <paramref name="name"/> from the bytes of <paramref name="archive"/> (a root file system
+    /// tarball or an OCI layout in a tar, compressed or not), streamed to the agent; <paramref name="source"/> is what
+    /// the image's record says it came from, <paramref name="tag"/> picks an OCI image by its tag.</summary>
+    public Task<ImageInfo> ImportImageAsync(string name, Stream archive, string source, string? tag = null, CancellationToken ct = default)
+    {
+        var query = $"?source={Uri.EscapeDataString(source)}{(tag is null ? "" : $"&tag={Uri.EscapeDataString(tag)}")}";
+        var content = new StreamContent(archive, 1 << 16);
+        content.Headers.ContentType = new System.Net.Http.Headers.MediaTypeHeaderValue("application/octet-stream");
+        if (archive.CanSeek) content.Headers.ContentLength = archive.Length - archive.Position;
+        return SendAsync(HttpMethod.Post, $"v1/images/{Uri.EscapeDataString(name)}/import{query}", content, ApiJson.Default.ImageInfo, ct);
+    }
+
+    /// <summary>Writes image <paramref name="name"/> as a tarball to <paramref name="destination"/>, compressed with
+    /// <paramref name="compression"/> (none, gzip, xz, zstd, bzip2). A stream the agent cuts short throws
+    /// <see cref="HttpIOException"/>.</summary>
+    public async Task ExportImageAsync(string name, string compression, Stream destination, CancellationToken ct = default)
+    {
+        using var response = await SendRawAsync(new HttpRequestMessage(HttpMethod.Get,
+            $"v1/images/{Uri.EscapeDataString(name)}/export?compression={Uri.EscapeDataString(compression)}"), ct, HttpCompletionOption.ResponseHeadersRead);
+        await using var body = await response.Content.ReadAsStreamAsync(ct);
+        await body.CopyToAsync(destination, 1 << 16, ct);
+    }
+
     public Task<IReadOnlyList<KernelInfo>> ListKernelsAsync(CancellationToken ct = default) =>
         GetAsync("v1/kernels", ApiJson.Default.IReadOnlyListKernelInfo, ct);
 
@@ -215,12 +238,13 @@ public sealed class AgentClient : IDisposable
             ?? throw new ApiException(response.StatusCode, $"the agent sent an empty answer to {method} /{path}");
     }
 
-    private async Task<HttpResponseMessage> SendRawAsync(HttpRequestMessage request, CancellationToken ct)
+    private async Task<HttpResponseMessage> SendRawAsync(HttpRequestMessage request, CancellationToken ct,
+        HttpCompletionOption completion = HttpCompletionOption.ResponseContentRead)
     {
         HttpResponseMessage response;
         try
         {
-            response = await _http.SendAsync(request, ct);
+            response = await _http.SendAsync(request, completion, ct);
         }
         catch (HttpRequestException e) when (e.InnerException is AgentUnavailableException unavailable)
         {

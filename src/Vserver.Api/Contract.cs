@@ -116,7 +116,34 @@ public sealed record ImageInfo
     public required string Name { get; init; }
     public long SizeBytes { get; init; }
     public DateTimeOffset Created { get; init; }
+    /// <summary>Over the image's files (paths, modes, link targets, contents): the same for the same tree, built or imported.</summary>
     public required string Digest { get; init; }
+    /// <summary>Where the image came from.</summary>
+    public ImageSourceInfo? Source { get; init; }
+    /// <summary>What the image's /sbin/init is: systemd, busybox, shell script, script (...), executable (...), none (...).</summary>
+    public string? Init { get; init; }
+    /// <summary>The path inside the image /sbin/init resolves to.</summary>
+    public string? InitPath { get; init; }
+    /// <summary>An import's answer only: what it skipped or changed, one line each.</summary>
+    public IReadOnlyList<string>? Notes { get; init; }
+}
+
+/// <summary>How an image came to be: built from a recipe, or imported (POST /v1/images/NAME/import).</summary>
+public sealed record ImageSourceInfo
+{
+    /// <summary>recipe or import.</summary>
+    public required string Kind { get; init; }
+    public string? Recipe { get; init; }
+    /// <summary>The file or directory imported, as the client named it.</summary>
+    public string? File { get; init; }
+    /// <summary>tar, tar.gz, tar.xz, tar.zst, tar.bz2, or oci.</summary>
+    public string? Format { get; init; }
+    /// <summary>sha256 of the bytes imported.</summary>
+    public string? ArchiveDigest { get; init; }
+    /// <summary>The OCI manifest's digest.</summary>
+    public string? ManifestDigest { get; init; }
+    /// <summary>The OCI tag the image was picked by.</summary>
+    public string? Tag { get; init; }
 }
 
 public sealed record HostInfo

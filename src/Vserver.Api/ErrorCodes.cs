@@ -47,6 +47,11 @@ public static class ErrorCodes
     /// <summary>An image of that name is built already (images are never rebuilt in place). Fields: <c>image</c>.</summary>
     public const string ImageExists = "image_exists";
 
+    /// <summary>An image import refused its archive; nothing was kept. Fields: <c>image</c>, <c>reason</c> (truncated,
+    /// corrupt, unsafe_path, device_node, unsupported, unknown_format, no_platform), and <c>entry</c> (the archive
+    /// member at fault) where one is.</summary>
+    public const string BadArchive = "bad_archive";
+
     /// <summary>A domain kernel that is not built on this host. Fields: <c>kernel</c>, <c>built</c> (those that are,
     /// comma-separated).</summary>
     public const string KernelMissing = "kernel_missing";

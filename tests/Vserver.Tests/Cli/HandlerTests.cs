@@ -352,7 +352,11 @@ public class HandlerTests
     public async Task Image_verbs_map_to_the_image_endpoints()
     {
         await using var agent = FakeAgent.Start();
-        var image = new ImageInfo { Name = "busybox", SizeBytes = 1 << 20, Created = CliHarness.Now, Digest = "sha256:abc" };
+        var image = new ImageInfo
+        {
+            Name = "busybox", SizeBytes = 1 << 20, Created = CliHarness.Now, Digest = "sha256:abc", Init = "busybox",
+            Source = new ImageSourceInfo { Kind = "recipe", Recipe = "busybox" },
+        };
         agent.Handler = r => r.Method switch
         {
             "POST" => FakeResponse.Json(image, ApiJson.Default.ImageInfo),
@@ -367,13 +371,68 @@ public class HandlerTests
 
         cli.OutLines.ShouldBe([
             "built image busybox (1M, sha256:abc)",
-            "NAME      SIZE   CREATED",
-            "busybox   1M     2025-03-01 12:00:00 +00:00 (just now)",
+            "NAME      SIZE   CREATED                                 INIT      SOURCE",
+            "busybox   1M     2025-03-01 12:00:00 +00:00 (just now)   busybox   recipe busybox",
             "removed image busybox",
         ]);
         agent.Requests.Select(r => $"{r.Method} {r.Path}").ShouldBe(["POST /v1/images", "GET /v1/images", "DELETE /v1/images/busybox"]);
         agent.Requests.First().Body.ShouldBe("""{"name":"busybox"}""");
     }
+
+    [Fact]
+    public async Task Image_import_streams_the_file_and_export_writes_the_compression_its_suffix_names()
+    {
+        await using var agent = FakeAgent.Start();
+        var dir = Directory.CreateTempSubdirectory("vsctl-image-").FullName;
+        try
+        {
+            var file = Path.Combine(dir, "root.tar.gz");
+            File.WriteAllText(file, "archive bytes");
+            var output = Path.Combine(dir, "out.tar.zst");
+            var imported = new ImageInfo
+            {
+                Name = "web", SizeBytes = 1 << 20, Created = CliHarness.Now, Digest = "sha256:abc", Init = "busybox",
+                Source = new ImageSourceInfo { Kind = "import", File = file, Format = "tar.gz", ArchiveDigest = "sha256:0123" },
+                Notes = ["skipped 1 device node under /dev (/dev/null)"],
+            };
+            agent.Handler = r => r.Method == "POST" ? FakeResponse.Json(imported, ApiJson.Default.ImageInfo, 201) : new FakeResponse(200, "tar bytes");
+            var cli = new CliHarness();
+
+            (await cli.RunAsync(agent.SocketPath, "image", "import", file, "--as", "web")).ShouldBe(0);
+            (await cli.RunAsync(agent.SocketPath, "image", "export", "web", "-o", output)).ShouldBe(0);
+            (await cli.RunAsync(agent.SocketPath, "image", "import", file)).ShouldBe(2);
+            (await cli.RunAsync(agent.SocketPath, "image", "export", "web", "-o", Path.Combine(dir, "out.zip"))).ShouldBe(2);
+
+            agent.Requests.Select(r => $"{r.Method} {r.Path}").ShouldBe([
+                $"POST /v1/images/web/import?source={Uri.EscapeDataString(file)}",
+                "GET /v1/images/web/export?compression=zstd",
+            ]);
+            agent.Requests.First().Body.ShouldBe("archive bytes");
+            File.ReadAllText(output).ShouldBe("tar bytes");
+            cli.OutLines[0].ShouldBe($"imported image web from {file} (tar.gz sha256:0123): 1M, init busybox");
+            cli.OutLines[1].ShouldBe("note: skipped 1 device node under /dev (/dev/null)");
+            cli.OutLines[2].ShouldStartWith($"exported image web to {output} (zstd, ");
+            cli.Err.ToString().ShouldContain("give the new image's name with --as NAME");
+            cli.Err.ToString().ShouldContain("give the file a suffix that says its format");
+            Directory.EnumerateFiles(dir).Select(Path.GetFileName).Order().ShouldBe(["out.tar.zst", "root.tar.gz"]);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Theory]
+    [InlineData("/srv/a.tar", "none")]
+    [InlineData("a.tar.gz", "gzip")]
+    [InlineData("a.TGZ", "gzip")]
+    [InlineData("a.tar.xz", "xz")]
+    [InlineData("a.tar.zst", "zstd")]
+    [InlineData("a.tar.bz2", "bzip2")]
+    [InlineData("a.zip", null)]
+    [InlineData("a.gz", null)]
+    public void An_image_export_compresses_by_the_file_suffix(string file, string? compression) =>
+        ImageCommand.CompressionFor(file).ShouldBe(compression);
 
     [Theory]
     [InlineData("host")]

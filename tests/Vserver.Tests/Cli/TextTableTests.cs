@@ -85,14 +85,26 @@ public class TextTableTests
     }
 
     [Fact]
-    public void Image_list_shows_size_and_creation_time()
+    public void Image_list_shows_size_creation_time_init_and_source()
     {
         var output = new StringWriter { NewLine = "\n" };
         ImageCommand.WriteTable(
-            [new ImageInfo { Name = "busybox", SizeBytes = 2_202_009, Created = CliHarness.Now.AddHours(-3), Digest = "sha256:ab" }],
+            [
+                new ImageInfo
+                {
+                    Name = "busybox", SizeBytes = 2_202_009, Created = CliHarness.Now.AddHours(-3), Digest = "sha256:ab", Init = "busybox",
+                    Source = new ImageSourceInfo { Kind = "recipe", Recipe = "busybox" },
+                },
+                new ImageInfo
+                {
+                    Name = "web", SizeBytes = 1 << 20, Created = CliHarness.Now, Digest = "sha256:cd", Init = "none (/sbin/init is missing or a dangling link)",
+                    Source = new ImageSourceInfo { Kind = "import", File = "/srv/web", Format = "oci", ManifestDigest = "sha256:0123456789abcdef0123", Tag = "v1" },
+                },
+            ],
             new FixedClock(CliHarness.Now), output);
         output.ToString().ShouldBe(
-            "NAME      SIZE   CREATED\n" +
-            "busybox   2.1M   2025-03-01 09:00:00 +00:00 (3h ago)\n");
+            "NAME      SIZE   CREATED                                 INIT      SOURCE\n" +
+            "busybox   2.1M   2025-03-01 09:00:00 +00:00 (3h ago)     busybox   recipe busybox\n" +
+            "web       1M     2025-03-01 12:00:00 +00:00 (just now)   none      oci /srv/web sha256:0123456789ab tag v1\n");
     }
 }
