@@ -69,16 +69,18 @@ public sealed class Outside : IDisposable
         }
     }
 
-    /// <summary>Runs a command inside the outside's namespace.</summary>
-    public CommandResult In(string program, params string[] args) => TestHost.Run("ip", ["netns", "exec", Namespace, program, .. args]);
+    /// <summary>Runs a command inside the outside's network namespace. nsenter, not ip netns exec: that one also makes a
+    /// mount namespace, a copy of every host mount of the moment, which would keep other tests' layers on their loop
+    /// devices for as long as the servers run.</summary>
+    public CommandResult In(string program, params string[] args) => TestHost.Run("nsenter", [$"--net=/run/netns/{Namespace}", program, .. args]);
 
     private bool Listening(int port, string protocol) =>
         In("ss", "-Hln", protocol == "tcp" ? "-t" : "-u", $"sport = :{port}").Stdout.Trim().Length > 0;
 
     private void Serve(string program, params string[] args)
     {
-        // ip netns exec execs the program: the pid is the server's own.
-        _servers.Add(Process.Start(new ProcessStartInfo("ip", ["netns", "exec", Namespace, program, .. args])
+        // nsenter execs the program: the pid is the server's own.
+        _servers.Add(Process.Start(new ProcessStartInfo("nsenter", [$"--net=/run/netns/{Namespace}", program, .. args])
         {
             UseShellExecute = false, RedirectStandardError = true, RedirectStandardOutput = true,
         })!);

@@ -76,10 +76,10 @@ public sealed class ResolverTests : IAsyncLifetime
         TestHost.Run("ip", "addr", "add", $"{HostAddress}/30", "dev", HostSide).ShouldSucceed();
         TestHost.Run("ip", "link", "set", HostSide, "up").ShouldSucceed();
         foreach (var args in new[] { new[] { "addr", "add", $"{OutsideAddress}/30", "dev", "eth0" }, ["link", "set", "eth0", "up"], ["link", "set", "lo", "up"] })
-            TestHost.Run("ip", ["netns", "exec", Namespace, "ip", .. args]).ShouldSucceed();
+            TestHost.Run("nsenter", [$"--net=/run/netns/{Namespace}", "ip", .. args]).ShouldSucceed();
 
         // The outside's resolver: in the foreground (a child of this test, ended by its pid), no pid file, every query logged.
-        var psi = new ProcessStartInfo("ip", ["netns", "exec", Namespace, "/usr/sbin/dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null",
+        var psi = new ProcessStartInfo("nsenter", [$"--net=/run/netns/{Namespace}", "/usr/sbin/dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null",
             "--pid-file=", "--log-facility=-", "--log-queries", "--no-resolv", "--no-hosts", "--bind-interfaces",
             $"--listen-address={OutsideAddress}", $"--address=/outside.test/{OutsideAnswer}", "--user=dnsmasq", "--group=nogroup"])
         {

@@ -274,14 +274,24 @@ static void apply_readonly(const struct list *paths)
  * replaces a link itself, never its target).  Runs after pivot_root, so no
  * path can leave the guest's root, and as the root of the guest's user
  * namespace, so the file is the guest root's own. */
+/* A root that cannot take the file (read-only, or its disk or quota full):
+ * the guest starts with the resolv.conf it has, as it would without one. */
+static int root_full(int e)
+{
+	return e == EROFS || e == ENOSPC || e == EDQUOT;
+}
+
 static void write_resolv_conf(const struct list *lines)
 {
 	static const char tmp[] = ".resolv.conf.vsinit";
 	int etc, fd, e = 0;
 	size_t i;
 
-	if (mkdir("/etc", 0755) < 0 && errno != EEXIST)
+	if (mkdir("/etc", 0755) < 0 && errno != EEXIST) {
+		if (root_full(errno))
+			return;
 		die(errno, "mkdir /etc for resolv.conf");
+	}
 	etc = open("/etc", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (etc < 0) {
 		struct stat st;
@@ -291,11 +301,21 @@ static void write_resolv_conf(const struct list *lines)
 		die(errno, "open /etc for resolv.conf");
 	}
 	/* A file left by a start that died here, or anything the guest put there. */
-	if (unlinkat(etc, tmp, 0) < 0 && errno != ENOENT)
+	if (unlinkat(etc, tmp, 0) < 0 && errno != ENOENT) {
+		if (root_full(errno)) {
+			close(etc);
+			return;
+		}
 		die(errno, "remove /etc/%s", tmp);
+	}
 	fd = openat(etc, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
-	if (fd < 0)
+	if (fd < 0) {
+		if (root_full(errno)) {
+			close(etc);
+			return;
+		}
 		die(errno, "create /etc/%s", tmp);
+	}
 	for (i = 0; i < lines->n && !e; i++)
 		if (write_all(fd, lines->v[i], strlen(lines->v[i])) < 0 || write_all(fd, "\n", 1) < 0)
 			e = errno;
@@ -305,11 +325,19 @@ static void write_resolv_conf(const struct list *lines)
 		e = errno;
 	if (e) {
 		unlinkat(etc, tmp, 0);
+		if (root_full(e)) {
+			close(etc);
+			return;
+		}
 		die(e, "write /etc/%s", tmp);
 	}
 	if (renameat(etc, tmp, etc, "resolv.conf") < 0) {
 		e = errno;
 		unlinkat(etc, tmp, 0);
+		if (root_full(e)) {
+			close(etc);
+			return;
+		}
 		die(e, "rename /etc/%s to /etc/resolv.conf", tmp);
 	}
 	close(etc);
