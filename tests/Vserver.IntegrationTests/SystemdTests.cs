@@ -104,6 +104,28 @@ public sealed class SystemdTests(DebianHost shared) : IClassFixture<DebianHost>
     }
 
     [Fact]
+    public void The_image_exported_and_imported_again_boots_systemd_as_the_built_one_does()
+    {
+        var file = Path.Combine(Host.Dir, "debian.tar.zst");
+        try
+        {
+            Host.Vsctl("image", "export", "debian", "-o", file).ShouldSucceed();
+            Host.Vsctl("image", "import", file, "--as", "debian-copy").ShouldSucceed();
+            Host.Vsctl("image", "list").ShouldSucceed().Stdout.ShouldMatch(@"(?m)^debian-copy\s.*systemd");
+            Host.Vsctl("create", "sdi", "--image", "debian-copy").ShouldSucceed();
+            Host.Vsctl("start", "sdi").ShouldSucceed();
+            BootedState("sdi").ShouldBe("running");
+        }
+        finally
+        {
+            Host.Vsctl("destroy", "--force", "sdi");
+            Host.Vsctl("image", "rm", "debian-copy");
+            File.Delete(file);
+        }
+        Host.ShouldHaveNoTraceOf("sdi");
+    }
+
+    [Fact]
     public void A_privileged_vserver_boots_systemd_too()
     {
         try
