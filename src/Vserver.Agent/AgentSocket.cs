@@ -74,38 +74,6 @@ internal static partial class AgentSocket
         Directory.Delete(Path.GetDirectoryName(bindPath)!);
     }
 
-    /// <summary>The gid of group <paramref name="name"/> as the system's group database (/etc/group, or whatever
-    /// nsswitch.conf adds) has it; null when there is no such group.</summary>
-    public static unsafe uint? LookupGroup(string name)
-    {
-        const int ERANGE = 34;
-        for (var size = 1024; ; size *= 2)
-        {
-            var buffer = new byte[size];
-            Group group = default;
-            Group* result = null;
-            int rc;
-            fixed (byte* b = buffer) rc = GetGrNamR(name, &group, b, (nuint)size, &result);
-            if (rc == ERANGE && size < 1 << 20) continue;
-            // getgrnam_r(3): 0, ENOENT, ESRCH, EBADF or EPERM with no result all mean "no such group".
-            if (result is null && rc is 0 or 1 or 2 or 3 or 9) return null;
-            if (rc != 0) throw new IOException($"cannot look up group {name}: {Marshal.GetPInvokeErrorMessage(rc)}");
-            return group.Gid;
-        }
-    }
-
-    [StructLayout(LayoutKind.Sequential)]
-    private struct Group
-    {
-        public nint Name;
-        public nint Password;
-        public uint Gid;
-        public nint Members;
-    }
-
-    [LibraryImport("libc", EntryPoint = "getgrnam_r", StringMarshalling = StringMarshalling.Utf8)]
-    private static unsafe partial int GetGrNamR(string name, Group* group, byte* buffer, nuint length, Group** result);
-
     [LibraryImport("libc", EntryPoint = "chown", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static partial int Chown(string path, uint owner, uint group);
 

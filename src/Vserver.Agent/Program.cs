@@ -55,7 +55,7 @@ catch (Exception e) when (e is IOException or UnauthorizedAccessException)
 SocketAccess access;
 try
 {
-    access = AgentSocket.Decide(AgentSocket.LookupGroup(AgentSocket.GroupName));
+    access = AgentSocket.Decide(Vserver.Isolation.Interop.UserDatabase.LookupGroup(AgentSocket.GroupName));
 }
 catch (IOException e)
 {

@@ -304,32 +304,10 @@ public sealed partial class Resolver
         }
     }
 
-    private static unsafe (uint Uid, uint Gid) DnsmasqIdentity()
+    private static (uint Uid, uint Gid) DnsmasqIdentity()
     {
-        const int ERANGE = 34;
-        uint? uid = null, gid = null;
-        for (var size = 1024; uid is null && size <= 1 << 20; size *= 2)
-        {
-            var buffer = new byte[size];
-            Passwd passwd = default;
-            Passwd* result = null;
-            int rc;
-            fixed (byte* b = buffer) rc = GetPwNamR(DnsmasqUser, &passwd, b, (nuint)size, &result);
-            if (rc == ERANGE) continue;
-            if (result is null) break;
-            uid = passwd.Uid;
-        }
-        for (var size = 1024; gid is null && size <= 1 << 20; size *= 2)
-        {
-            var buffer = new byte[size];
-            Group group = default;
-            Group* result = null;
-            int rc;
-            fixed (byte* b = buffer) rc = GetGrNamR(DnsmasqGroup, &group, b, (nuint)size, &result);
-            if (rc == ERANGE) continue;
-            if (result is null) break;
-            gid = group.Gid;
-        }
+        var uid = UserDatabase.LookupUser(DnsmasqUser);
+        var gid = UserDatabase.LookupGroup(DnsmasqGroup);
         if (uid is null || gid is null)
             throw new ResolverException($"dnsmasq runs as {DnsmasqUser}:{DnsmasqGroup}, and this host has no {(uid is null ? "user " + DnsmasqUser : "group " + DnsmasqGroup)}; " +
                 "installing dnsmasq-base creates the user");
@@ -357,31 +335,4 @@ public sealed partial class Resolver
 
     /// <summary>The directory as dnsmasq's arguments name it: absolute, no trailing slash, no "." or "..".</summary>
     private static string DirOf(ResolverConfig config) => Path.TrimEndingDirectorySeparator(Path.GetFullPath(config.Dir));
-
-    [StructLayout(LayoutKind.Sequential)]
-    private struct Passwd
-    {
-        public nint Name;
-        public nint Password;
-        public uint Uid;
-        public uint Gid;
-        public nint Gecos;
-        public nint Dir;
-        public nint Shell;
-    }
-
-    [StructLayout(LayoutKind.Sequential)]
-    private struct Group
-    {
-        public nint Name;
-        public nint Password;
-        public uint Gid;
-        public nint Members;
-    }
-
-    [LibraryImport("libc", EntryPoint = "getpwnam_r", StringMarshalling = StringMarshalling.Utf8)]
-    private static unsafe partial int GetPwNamR(string name, Passwd* passwd, byte* buffer, nuint length, Passwd** result);
-
-    [LibraryImport("libc", EntryPoint = "getgrnam_r", StringMarshalling = StringMarshalling.Utf8)]
-    private static unsafe partial int GetGrNamR(string name, Group* group, byte* buffer, nuint length, Group** result);
 }

@@ -56,8 +56,8 @@ public sealed class AgentDoorLogicTests
     [Fact]
     public void A_group_that_does_not_exist_looks_up_as_none()
     {
-        AgentSocket.LookupGroup("vstest-no-such-group-" + Environment.ProcessId).ShouldBeNull();
-        AgentSocket.LookupGroup("root").ShouldBe(0u);
+        Vserver.Isolation.Interop.UserDatabase.LookupGroup("vstest-no-such-group-" + Environment.ProcessId).ShouldBeNull();
+        Vserver.Isolation.Interop.UserDatabase.LookupGroup("root").ShouldBe(0u);
     }
 
     [Theory]
