@@ -86,7 +86,7 @@ public sealed class PortForwarding(HostBridge bridge)
     {
         var table = TableFor(bridgeName);
         var text = new StringBuilder();
-        text.Append(CultureInfo.InvariantCulture, $"table {Family} {table}\ndelete table {Family} {table}\n");
+        text.Append(Deletion(table));
         text.Append(CultureInfo.InvariantCulture, $"table {Family} {table} {{\n");
         text.Append(CultureInfo.InvariantCulture, $"\tset {RoutedSet} {{\n\t\ttype ipv4_addr\n\t\tflags interval\n");
         if (rules.Routed is { } routed) text.Append(CultureInfo.InvariantCulture, $"\t\telements = {{ {routed} }}\n");
@@ -159,7 +159,7 @@ public sealed class PortForwarding(HostBridge bridge)
     public void Remove()
     {
         SetRouteLocalnet(false);
-        Nft(["-f", "-"], $"table {Family} {Table}\ndelete table {Family} {Table}\n");
+        Delete(Table);
     }
 
     /// <summary>The tables of every vserver agent on the host (vserver_BRIDGE), by name.</summary>
@@ -173,7 +173,10 @@ public sealed class PortForwarding(HostBridge bridge)
     }
 
     /// <summary>Deletes an agent's table by name (one whose agent and bridge are gone).</summary>
-    public static void Delete(string table) => Nft(["-f", "-"], $"table {Family} {table}\ndelete table {Family} {table}\n");
+    public static void Delete(string table) => Nft(["-f", "-"], Deletion(table));
+
+    /// <summary>The nft lines that delete a table whether it exists or not ("table" first declares it if it does not).</summary>
+    private static string Deletion(string table) => $"table {Family} {table}\ndelete table {Family} {table}\n";
 
     /// <summary>The routed ranges other agents' tables hold (by table name), to refuse one that overlaps them.</summary>
     public static IReadOnlyList<(string Table, string Range)> OtherAgentsRouted(string bridgeName)
