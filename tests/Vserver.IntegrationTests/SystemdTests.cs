@@ -94,6 +94,10 @@ public sealed class SystemdTests(DebianHost shared) : IClassFixture<DebianHost>
 
             // A login environment for exec and enter.
             Exec("sd1", "sh", "-c", "echo $USER $HOME").Stdout.Trim().ShouldBe("root /root");
+            // A command lands inside the guest's cgroup tree, where its init is (never above the namespace's root).
+            var own = Exec("sd1", "cat", "/proc/self/cgroup").ShouldSucceed().Stdout;
+            own.ShouldNotContain("..");
+            own.ShouldContain("/init.scope");
         }
         finally
         {
@@ -140,6 +144,37 @@ public sealed class SystemdTests(DebianHost shared) : IClassFixture<DebianHost>
             Host.Vsctl("destroy", "--force", "sd2").ShouldSucceed();
         }
         Host.ShouldHaveNoTraceOf("sd2");
+    }
+
+    [Fact]
+    public void A_systemd_vserver_promoted_to_a_domain_boots_its_systemd_there_with_its_units_and_comes_back()
+    {
+        try
+        {
+            Host.Vsctl("create", "sdp", "--image", "debian", "--memory", "512M").ShouldSucceed();
+            Host.Vsctl("start", "sdp").ShouldSucceed();
+            BootedState("sdp").ShouldBe("running");
+            Exec("sdp", "sh", "-c", "printf '[Service]\\nExecStart=/bin/sleep infinity\\n[Install]\\nWantedBy=multi-user.target\\n' > /etc/systemd/system/kept.service"
+                + " && systemctl enable --now kept.service").ShouldSucceed();
+
+            Host.Vsctl("promote", "sdp").ShouldSucceed().Stdout.ShouldContain("sdp is now a domain (running)");
+            BootedState("sdp", seconds: 180).ShouldBe("running");
+            Exec("sdp", "systemd-detect-virt", "--container").Code.ShouldNotBe(0, "promoted, it is a machine of its own");
+            Exec("sdp", "systemctl", "is-active", "kept").Stdout.Trim().ShouldBe("active", "a unit enabled in the vserver starts in the domain");
+            Exec("sdp", "systemctl", "--failed", "--no-pager", "--plain", "--no-legend").Stdout.Trim().ShouldBeEmpty();
+
+            Host.Vsctl("demote", "sdp").ShouldSucceed().Stdout.ShouldContain("sdp is now a vserver (running)");
+            BootedState("sdp").ShouldBe("running");
+            Exec("sdp", "systemd-detect-virt", "--container").Code.ShouldBe(0);
+            Exec("sdp", "systemctl", "is-active", "kept").Stdout.Trim().ShouldBe("active");
+            // The domain's boot is in the vserver's journal: one journal for the guest's whole life.
+            Exec("sdp", "journalctl", "--list-boots", "--no-pager").Stdout.Trim().Split('\n').Length.ShouldBeGreaterThanOrEqualTo(3);
+        }
+        finally
+        {
+            Host.Vsctl("destroy", "--force", "sdp").ShouldSucceed();
+        }
+        Host.ShouldHaveNoTraceOf("sdp");
     }
 
     [Fact]

@@ -119,8 +119,22 @@ public sealed class VserverDriver(FleetOptions options, ICgroupHierarchy cgroups
         catch
         {
             cgroup.Destroy();
+            CgroupDelegation.Release(cgroups, paths.CgroupPath);
             WritableLayer.Detach(paths);
             throw;
+        }
+    }
+
+    /// <summary>What /proc/PID/cgroup says of a guest's init, or null when it is gone.</summary>
+    private static string? InitCgroups(int pid)
+    {
+        try
+        {
+            return File.ReadAllText($"/proc/{pid}/cgroup");
+        }
+        catch (IOException)
+        {
+            return null;
         }
     }
 
@@ -230,7 +244,6 @@ public sealed class VserverDriver(FleetOptions options, ICgroupHierarchy cgroups
     public void ReleaseCgroup(GuestPaths paths)
     {
         cgroups.Open(paths.CgroupPath)?.Destroy();
-        CgroupDelegation.Release(cgroups, paths.CgroupPath);
         CgroupDelegation.Release(cgroups, paths.CgroupPath);
     }
 
@@ -371,7 +384,7 @@ public sealed class VserverDriver(FleetOptions options, ICgroupHierarchy cgroups
         {
             Name = config.Name,
             TargetPid = running.InitPid,
-            Cgroups = running.Cgroup.ProcsFiles,
+            Cgroups = CgroupDelegation.CommandProcsFiles(cgroups, running.Cgroup, paths.CgroupPath, InitCgroups(running.InitPid)),
             CapKeep = CapabilitiesFor(config),
             NoNewPrivs = !config.Security.Privileged,
             SeccompFilter = paths.SeccompFilter,

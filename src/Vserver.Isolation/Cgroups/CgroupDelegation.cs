@@ -49,7 +49,7 @@ public sealed class CgroupDelegation
             var dir = Path.GetFileName(mount.MountPoint);
             if (mount.FileSystemType == "cgroup" && managed.Contains(mount.MountPoint))
                 list.Add(new CgroupFsMount("cgroup", string.Join(',', mount.Controllers), dir, Writable: false));
-            else if ((mount.FileSystemType == "cgroup" && mount.Controllers is ["name=systemd"]) || mount.FileSystemType == "cgroup2")
+            else if (IsDelegated(mount))
             {
                 var own = Path.Combine(mount.MountPoint, cgroupPath);
                 Directory.CreateDirectory(own);
@@ -69,10 +69,47 @@ public sealed class CgroupDelegation
     public static IReadOnlyList<string> DirsOf(ICgroupHierarchy hierarchy, string cgroupPath, string? mountInfo = null)
     {
         if (hierarchy is not CgroupV1Hierarchy) return [];
-        return CgroupMount.ParseMountInfo(mountInfo ?? File.ReadAllText("/proc/self/mountinfo"))
-            .Where(m => m.Root == "/" && m.MountPoint.StartsWith("/sys/fs/cgroup/", StringComparison.Ordinal)
-                        && ((m.FileSystemType == "cgroup" && m.Controllers is ["name=systemd"]) || m.FileSystemType == "cgroup2"))
-            .Select(m => Path.Combine(m.MountPoint, cgroupPath)).ToList();
+        return DelegatedMounts(mountInfo).Select(m => Path.Combine(m.MountPoint, cgroupPath)).ToList();
+    }
+
+    /// <summary>
+    /// The cgroup.procs files a command run in the guest (vsinit exec) joins: the guest's own cgroup in the hierarchies
+    /// whose limits the host keeps (v1 controllers), and in each hierarchy the guest's init keeps its own tree in (the
+    /// named systemd one and the unified one on v1, the unified one on v2) the cgroup its init is in, as lxc-attach
+    /// does: a delegated tree's top holds no process once systemd enabled controllers below it (EBUSY on v2), and a
+    /// command outside the tree would sit outside the guest's cgroup namespace. A guest's init outside its own cgroup
+    /// (it cannot be: the kernel keeps it below) or gone leaves the command in the guest's own cgroup.
+    /// </summary>
+    /// <param name="initCgroups">What /proc/INIT/cgroup says, read from the host's cgroup namespace.</param>
+    public static IReadOnlyList<string> CommandProcsFiles(ICgroupHierarchy hierarchy, ICgroup own, string cgroupPath, string? initCgroups,
+        string? mountInfo = null)
+    {
+        var inits = ParseProcCgroup(initCgroups ?? "");
+        if (hierarchy is CgroupV2Hierarchy v2) return [Path.Combine(v2.Root, InitCgroup(cgroupPath, inits.GetValueOrDefault("")).TrimStart('/'), "cgroup.procs")];
+        var delegated = DelegatedMounts(mountInfo).Where(m => Directory.Exists(Path.Combine(m.MountPoint, cgroupPath)))
+            .Select(m => Path.Combine(m.MountPoint, InitCgroup(cgroupPath, inits.GetValueOrDefault(m.FileSystemType == "cgroup2" ? "" : "name=systemd")).TrimStart('/'), "cgroup.procs"));
+        return [.. own.ProcsFiles, .. delegated];
+    }
+
+    /// <summary>The init's cgroup when it lies inside the guest's own (<paramref name="cgroupPath"/>, relative to the
+    /// hierarchy's root), else the guest's own. Pure.</summary>
+    public static string InitCgroup(string cgroupPath, string? initPath)
+    {
+        var own = "/" + cgroupPath.Trim('/');
+        if (initPath is null || initPath.Split('/').Any(p => p is "." or "..")) return own;
+        return initPath == own || initPath.StartsWith(own + "/", StringComparison.Ordinal) ? initPath : own;
+    }
+
+    /// <summary>/proc/PID/cgroup as hierarchy key ("" for the unified one, "name=systemd", "cpu,cpuacct", ...) to path. Pure.</summary>
+    public static IReadOnlyDictionary<string, string> ParseProcCgroup(string text)
+    {
+        var map = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var line in text.Split('\n', StringSplitOptions.RemoveEmptyEntries))
+        {
+            var parts = line.Split(':', 3);
+            if (parts.Length == 3) map[parts[1]] = parts[2];
+        }
+        return map;
     }
 
     /// <summary>Removes a guest's cgroups in the writable hierarchies with what it made below them (its processes are
@@ -82,6 +119,14 @@ public sealed class CgroupDelegation
         foreach (var dir in DirsOf(hierarchy, cgroupPath))
             if (Directory.Exists(dir)) CgroupTree.RemoveTree(CgroupFileSystem.Native, dir, TimeSpan.FromSeconds(5));
     }
+
+    /// <summary>The hierarchies of a v1 host an init keeps its own tree in: the named systemd one and the unified one.</summary>
+    private static IEnumerable<CgroupMount> DelegatedMounts(string? mountInfo) =>
+        CgroupMount.ParseMountInfo(mountInfo ?? File.ReadAllText("/proc/self/mountinfo"))
+            .Where(m => m.Root == "/" && m.MountPoint.StartsWith("/sys/fs/cgroup/", StringComparison.Ordinal) && IsDelegated(m));
+
+    private static bool IsDelegated(CgroupMount m) =>
+        (m.FileSystemType == "cgroup" && m.Controllers is ["name=systemd"]) || m.FileSystemType == "cgroup2";
 
     private static void Hand(string dir, uint owner)
     {

@@ -1,3 +1,5 @@
+using Vserver.Isolation.Images;
+
 namespace Vserver.Isolation.Guests;
 
 /// <summary>
@@ -37,16 +39,18 @@ public static class GuestInit
         return "/" + string.Join('/', done);
     }
 
-    /// <summary>Whether the init is systemd (its program is named systemd).</summary>
-    public static bool IsSystemd(IReadOnlyList<string> layers, string path) => Resolve(layers, path) is { } program && Path.GetFileName(program) == "systemd";
+    /// <summary>Whether the init is systemd, by the rule an image's init is named with (<see cref="ImageInit.Classify"/>).</summary>
+    public static bool IsSystemd(IReadOnlyList<string> layers, string path) => Resolve(layers, path) is { } program && IsSystemdProgram(program);
+
+    private static bool IsSystemdProgram(string program) => ImageInit.Classify(program, []).Kind == InitKind.Systemd;
 
     /// <summary>Whether a running init is systemd, from the program its process runs (what /proc/PID/exe names in the
-    /// guest's mount namespace).</summary>
+    /// guest's mount namespace; "(deleted)" once an upgrade replaced the file and systemd has not re-executed yet).</summary>
     public static bool RunsSystemd(int pid)
     {
         try
         {
-            return new FileInfo($"/proc/{pid}/exe").LinkTarget is { } exe && Path.GetFileName(exe) == "systemd";
+            return new FileInfo($"/proc/{pid}/exe").LinkTarget is { } exe && IsSystemdProgram(exe.EndsWith(" (deleted)", StringComparison.Ordinal) ? exe[..^" (deleted)".Length] : exe);
         }
         catch (IOException)
         {
