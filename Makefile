@@ -52,6 +52,7 @@ bench: build
 	bench/promotion/run.sh
 	bench/provision/run.sh
 	bench/load/run.sh
+	bench/systemd-boot/run.sh
 
 clean:
 	rm -rf $(BIN) $(STAMP) src/*/bin src/*/obj tests/*/bin tests/*/obj

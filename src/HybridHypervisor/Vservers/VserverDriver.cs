@@ -459,7 +459,7 @@ public sealed class VserverDriver(FleetOptions options, ICgroupHierarchy cgroups
     }
 
     private static IReadOnlyList<int> CapabilitiesFor(GuestConfig config) =>
-        config.Security.Privileged ? Capabilities.KeptFor(allowSysAdmin: false) : Capabilities.All;
+        config.Security.Privileged ? Capabilities.KeptFor(allowSysAdmin: false) : Capabilities.InUserNamespace;
 
     /// <summary>Compiled at every start, so a changed profile or override list applies on the next start; exec loads
     /// the same file, so commands run in the guest are held to the same filter as its init. sysinfo(2) goes to the
