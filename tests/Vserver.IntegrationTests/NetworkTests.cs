@@ -46,6 +46,34 @@ public sealed class NetworkTests(SharedHost shared) : IClassFixture<SharedHost>
     }
 
     [Fact]
+    public void The_gateway_keeps_its_mac_while_guests_come_and_go_so_guests_reach_it_at_once()
+    {
+        string[] guests = ["net-m1", "net-m2", "net-m3", "net-m4"];
+        try
+        {
+            foreach (var g in guests)
+            {
+                Host.Vsctl("create", g).ShouldSucceed();
+                Host.Vsctl("start", g).ShouldSucceed();
+            }
+            var bridgeMac = File.ReadAllText($"/sys/class/net/{Host.Bridge}/address").Trim();
+            File.ReadAllText($"/sys/class/net/{Host.Bridge}/addr_assign_type").Trim().ShouldBe("3", "the bridge's MAC is set, not taken from a port");
+            // The guest whose port has the lowest MAC: a bridge without its own would take that one and lose it with it.
+            var lowest = guests.OrderBy(g => File.ReadAllText($"/sys/class/net/{Host.HostVeth(g)}/address").Trim(), StringComparer.Ordinal).First();
+            var watcher = guests.First(g => g != lowest);
+            Host.Vsctl("exec", watcher, "--", "nslookup", $"{watcher}.vserver").ShouldSucceed();
+            Host.Vsctl("destroy", "--force", lowest).ShouldSucceed();
+            File.ReadAllText($"/sys/class/net/{Host.Bridge}/address").Trim().ShouldBe(bridgeMac);
+            // The gateway's resolver answers at the MAC the guest knows, at once.
+            Host.Vsctl("exec", watcher, "--", "timeout", "3", "nslookup", $"{watcher}.vserver").ShouldSucceed();
+        }
+        finally
+        {
+            foreach (var g in guests) Host.Vsctl("destroy", "--force", g);
+        }
+    }
+
+    [Fact]
     public void A_vserver_cannot_take_another_address()
     {
         Host.Vsctl("create", "net-c").ShouldSucceed();

@@ -33,7 +33,22 @@ public sealed class HostBridge(string name, Ipv4Subnet subnet)
             if (code != 0 && !stderr.Contains("File exists", StringComparison.Ordinal))
                 throw new HostProgramException($"ip addr add {gateway} dev {Name}: {stderr.Trim()}", code, stderr);
         }
+        // A bridge without an address of its own takes the lowest of its ports' and changes it as guests come and go:
+        // every guest's ARP entry for the gateway then names a MAC nobody answers to until it expires (a minute of no
+        // network after another guest was destroyed). libvirt and Docker pin it; so do we, to one derived from the name.
+        if (File.ReadAllText($"/sys/class/net/{Name}/addr_assign_type").Trim() != NetAddrSet)
+            HostProgram.Run("ip", ["link", "set", Name, "address", StableMac(Name)]);
         HostProgram.Run("ip", ["link", "set", Name, "up"]);
+    }
+
+    /// <summary>addr_assign_type of an address set by hand (NET_ADDR_SET): the kernel keeps it as ports change.</summary>
+    private const string NetAddrSet = "3";
+
+    /// <summary>A locally administered unicast MAC that is the same for a bridge name on every start.</summary>
+    public static string StableMac(string bridge)
+    {
+        var hash = System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes("vserver-bridge:" + bridge));
+        return $"02:{hash[0]:x2}:{hash[1]:x2}:{hash[2]:x2}:{hash[3]:x2}:{hash[4]:x2}";
     }
 
     public void Delete()
