@@ -7,7 +7,8 @@ DOTNET ?= dotnet
 # Host packages: isolation tools, images, the comparison runtimes for bench/, QEMU for domains.
 PACKAGES := gcc libc6-dev make busybox-static debootstrap e2fsprogs iproute2 nftables util-linux procps curl \
             crun runc lxc hyperfine qemu-system-x86 qemu-utils \
-            kmod lz4 xz-utils zstd binutils cpio dnsmasq-base bzip2 umoci
+            kmod lz4 xz-utils zstd binutils cpio dnsmasq-base bzip2 umoci \
+            clang zlib1g-dev
 STAMP := .deps.stamp
 
 .PHONY: deps build test unit integration demo bench clean
@@ -27,6 +28,7 @@ build: deps $(BIN)/vsinit
 	$(DOTNET) build Vserver.sln -c $(CONFIG) -warnaserror -nologo -v q
 	$(DOTNET) publish src/Vserver.Agent -c $(CONFIG) -o $(BIN) -nologo -v q --no-restore
 	$(DOTNET) publish src/Vserver.Cli -c $(CONFIG) -o $(BIN) -nologo -v q --no-restore
+	@rm -f $(BIN)/vsctl.dbg $(BIN)/vsctl.dll $(BIN)/vsctl.deps.json $(BIN)/vsctl.runtimeconfig.json $(BIN)/vsctl.pdb
 	@echo "built $(BIN)/vsctl $(BIN)/vserverd $(BIN)/vsinit"
 
 $(BIN)/vsinit: $(wildcard src/Vserver.Isolation/native/*.c src/Vserver.Isolation/native/*.h) | deps
