@@ -342,9 +342,10 @@ public sealed class TestHost : IAsyncDisposable
                  .Concat(_names.Keys).Distinct())
             foreach (var link in new[] { HostVeth(g), Tap(g) })
                 if (Directory.Exists($"/sys/class/net/{link}")) Run("ip", "link", "del", link);
-        Run("ip", "link", "del", Bridge);
-        // The published ports' table of this host's agent (named after its bridge); nobody else's.
+        // The published ports' table of this host's agent (named after its bridge); nobody else's. Before the bridge: a
+        // table whose bridge is gone is what another test's host check reports as an orphan of a dead agent.
         Run("nft", "delete", "table", "ip", PortsTable);
+        Run("ip", "link", "del", Bridge);
         foreach (var hierarchy in CgroupHierarchies)
         {
             var parent = Path.Combine(hierarchy, CgroupParent);
