@@ -37,7 +37,9 @@ internal static class Vsctl
             KernelCommand.Create(cli),
             HostCommand.Create(cli),
             PortCommand.Create(cli),
+            CompletionCommand.Create(cli),
         };
+        root.Subcommands.Add(CompletionCommand.CreateComplete(() => root, cli));
         root.Options.Add(cli.SocketOption);
         return root;
     }

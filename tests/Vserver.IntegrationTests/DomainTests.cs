@@ -255,7 +255,9 @@ public sealed class DomainTests(DomainHost shared) : IClassFixture<DomainHost>
         Exec("dom-crash", "true");
         var pid = Host.QemuPids("dom-crash").ShouldHaveSingleItem();
         TestHost.Run("kill", "-9", pid.ToString(System.Globalization.CultureInfo.InvariantCulture)).ShouldSucceed();
-        Eventually(() => Status("dom-crash").GetProperty("restartCount").GetInt32() >= 1, "a restart after the crash");
+        // Counted when the restart begins; running once the new QEMU is up.
+        Eventually(() => Status("dom-crash") is var s && s.GetProperty("restartCount").GetInt32() >= 1 && s.GetProperty("state").GetString() == "running",
+            "a restart after the crash");
         Status("dom-crash").GetProperty("lastExit").GetProperty("description").GetString()!.ShouldStartWith("crashed: QEMU was killed by signal 9");
         Host.QemuPids("dom-crash").ShouldHaveSingleItem().ShouldNotBe(pid);
         Exec("dom-crash", "true");

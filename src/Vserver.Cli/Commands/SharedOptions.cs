@@ -6,7 +6,7 @@ namespace Vserver.Cli.Commands;
 internal static class SharedOptions
 {
     public static Argument<string> GuestName(string description = "The guest's name") =>
-        new("NAME") { Description = description };
+        new("NAME") { Description = description, CompletionSources = { CompletionCommand.GuestNames } };
 
     public static Option<string?> Format(string textName) => new("--format", "-f")
     {
