@@ -1,4 +1,4 @@
-using Vserver.Isolation.Processes;
+using Vserver.Isolation.Interop;
 
 namespace Vserver.Isolation.Network;
 
@@ -20,24 +20,34 @@ public sealed class HostBridge(string name, Ipv4Subnet subnet)
     {
         if (Exists && !Directory.Exists($"/sys/class/net/{Name}/bridge"))
             throw new InvalidOperationException($"network interface '{Name}' exists but is not a bridge; choose another VSERVER_BRIDGE");
+        using var netlink = Netlink.Open();
         if (!Exists)
         {
-            var (code, _, stderr) = HostProgram.TryRun("ip", ["link", "add", Name, "type", "bridge"]);
-            if (code != 0 && !Exists) throw new HostProgramException($"ip link add {Name} type bridge: {stderr.Trim()}", code, stderr);
+            try
+            {
+                netlink.AddBridge(Name);
+            }
+            catch (SystemCallException) when (Exists)
+            {
+                // Another agent (or a retry) made it meanwhile.
+            }
         }
-        var gateway = $"{Subnet.Gateway}/{Subnet.PrefixLength}";
-        var addresses = HostProgram.Run("ip", ["-o", "-4", "addr", "show", "dev", Name]);
-        if (!addresses.Contains($" {gateway} ", StringComparison.Ordinal))
+        var index = netlink.LinkIndex(Name);
+        if (!netlink.Ipv4Addresses(index, Name).Any(a => Subnet.Gateway.Equals(a.Local) && a.PrefixLength == Subnet.PrefixLength))
         {
-            var (code, _, stderr) = HostProgram.TryRun("ip", ["addr", "add", gateway, "dev", Name]);
-            if (code != 0 && !stderr.Contains("File exists", StringComparison.Ordinal))
-                throw new HostProgramException($"ip addr add {gateway} dev {Name}: {stderr.Trim()}", code, stderr);
+            try
+            {
+                netlink.AddAddress(index, Name, Subnet.Gateway, Subnet.PrefixLength);
+            }
+            catch (SystemCallException e) when (e.Errno == Errno.EEXIST)
+            {
+            }
         }
-        HostProgram.Run("ip", ["link", "set", Name, "up"]);
+        netlink.SetUp(Name);
     }
 
     public void Delete()
     {
-        if (Exists) HostProgram.TryRun("ip", ["link", "del", Name]);
+        if (Exists) Netlink.TryDeleteLink(Name);
     }
 }
