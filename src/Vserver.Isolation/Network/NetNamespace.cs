@@ -17,7 +17,7 @@ public static class NetNamespace
     /// missing; another bind may already be there, from a create that was retried).</summary>
     public static void Create(string path) => OnThread(() =>
     {
-        var fd = Libc.Open(path, Libc.O_RDONLY | Libc.O_CREAT | Libc.O_EXCL | Libc.O_CLOEXEC, 0x124); // 0444
+        var fd = Libc.Open(path, Libc.O_RDONLY | Libc.O_CREAT | Libc.O_EXCL | Libc.O_CLOEXEC, 0b100_100_100);
         var created = fd >= 0;
         if (created) Libc.Close(fd);
         else if (System.Runtime.InteropServices.Marshal.GetLastPInvokeError() != Errno.EEXIST) throw SystemCallException.FromLastError($"create {path}");

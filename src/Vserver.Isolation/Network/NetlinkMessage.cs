@@ -8,7 +8,7 @@ namespace Vserver.Isolation.Network;
 internal static class Rtnl
 {
     public const ushort NLMSG_ERROR = 2, NLMSG_DONE = 3;
-    public const ushort NLM_F_REQUEST = 0x1, NLM_F_MULTI = 0x2, NLM_F_ACK = 0x4, NLM_F_DUMP_INTR = 0x10, NLM_F_DUMP = 0x300,
+    public const ushort NLM_F_REQUEST = 0x1, NLM_F_ACK = 0x4, NLM_F_DUMP_INTR = 0x10, NLM_F_DUMP = 0x300,
         NLM_F_EXCL = 0x200, NLM_F_CREATE = 0x400;
     // On an NLMSG_ERROR: the request is echoed without its payload; extended-ack attributes follow.
     public const ushort NLM_F_CAPPED = 0x100, NLM_F_ACK_TLVS = 0x200;
@@ -39,7 +39,8 @@ internal static class Rtnl
 /// attributes, each a struct rtattr (length, type) and its value padded to 4 bytes; a nested attribute's value is
 /// attributes again (IFLA_LINKINFO holds IFLA_INFO_KIND and IFLA_INFO_DATA; a veth's VETH_INFO_PEER an ifinfomsg and
 /// the peer's attributes). Lengths count the header, not the padding after the value; a nest's covers its children's
-/// padding, as iproute2 writes them. Numbers are in host order, addresses in network order.
+/// padding, as iproute2 writes them. Numbers are in host order (little-endian here: the structs are x86-64's), addresses
+/// in network order.
 /// </summary>
 internal sealed class NetlinkRequest
 {
@@ -48,17 +49,10 @@ internal sealed class NetlinkRequest
 
     public NetlinkRequest(ushort type, ushort flags)
     {
-        Type = type;
         var header = Reserve(Rtnl.HeaderLength);
         BinaryPrimitives.WriteUInt16LittleEndian(header[4..], type);
         BinaryPrimitives.WriteUInt16LittleEndian(header[6..], flags);
     }
-
-    public ushort Type { get; }
-
-    public bool IsDump => (Flags & Rtnl.NLM_F_DUMP) == Rtnl.NLM_F_DUMP;
-
-    private ushort Flags => BinaryPrimitives.ReadUInt16LittleEndian(_bytes.AsSpan(6));
 
     /// <summary>struct ifinfomsg: family, pad, type, index, flags, and which flags to change.</summary>
     public NetlinkRequest IfInfo(int index = 0, uint flags = 0, uint change = 0)
