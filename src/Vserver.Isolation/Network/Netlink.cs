@@ -122,7 +122,7 @@ public sealed class Netlink : IDisposable
     /// <summary>A persistent tap <paramref name="name"/> owned by root, with virtio-net headers, down (`ip tuntap add dev
     /// NAME mode tap vnet_hdr`). Not through netlink: the tun driver makes its devices only when named on an open
     /// /dev/net/tun (its RTM_NEWLINK answers EOPNOTSUPP); TUNSETPERSIST keeps it after the descriptor is closed. An
-    /// existing tap of that name with the same flags is taken as it is, as `ip tuntap add` does.</summary>
+    /// existing tap of that name is taken over with these flags, as by `ip tuntap add`; another kind of link is EINVAL.</summary>
     public static void AddTap(string name)
     {
         if (name.Length is 0 or >= Libc.IFNAMSIZ) throw new FormatException($"invalid interface name '{name}': 1 to 15 characters");
