@@ -1,7 +1,6 @@
 using System.Security.Cryptography;
 using System.Text;
 using Vserver.Isolation.Network;
-using Vserver.Isolation.Processes;
 
 namespace HybridHypervisor.Domains;
 
@@ -20,8 +19,9 @@ public static class DomainTap
         HostBridge.ValidateName(tap);
         try
         {
-            HostProgram.Run("ip", ["tuntap", "add", "dev", tap, "mode", "tap", "vnet_hdr"]);
-            HostProgram.Run("ip", ["link", "set", tap, "master", bridge.Name, "up"]);
+            Netlink.AddTap(tap);
+            using var netlink = Netlink.Open();
+            netlink.SetUp(tap, master: bridge.Name);
         }
         catch
         {
@@ -33,7 +33,7 @@ public static class DomainTap
     /// <summary>Removes the tap if it exists; safe to call twice.</summary>
     public static void Destroy(string tap)
     {
-        if (Exists(tap)) HostProgram.TryRun("ip", ["link", "del", tap]);
+        if (Exists(tap)) Netlink.TryDeleteLink(tap);
     }
 
     /// <summary>A locally administered unicast MAC (52:54:00 is QEMU's prefix) stable for one identity.</summary>

@@ -21,9 +21,24 @@ public sealed record GuestAddress(IPAddress Address, int PrefixLength, IPAddress
     /// <summary>A.B.C.D/PREFIX, as `ip addr add` and the initramfs' vserver.ip take it.</summary>
     public string Cidr => $"{Address}/{PrefixLength}";
 
-    /// <summary>eth0's address and routes as `ip -batch` lines, in the order the kernel needs them (the gateway's link
-    /// route before the default route through it).</summary>
-    public IReadOnlyList<string> IpCommands() => Routed
-        ? [$"addr add {Cidr} dev eth0", $"route add {Gateway} dev eth0", $"route add default via {Gateway} dev eth0 src {Address}"]
-        : [$"addr add {Cidr} dev eth0", $"route add default via {Gateway}"];
+    /// <summary>eth0's routes, in the order the kernel needs them (the gateway's link route before the default route
+    /// through it).</summary>
+    public IReadOnlyList<GuestRoute> Routes() => Routed
+        ? [new GuestRoute(Gateway, Via: null, OnEth0: true), new GuestRoute(null, Gateway, OnEth0: true, Source: Address)]
+        : [new GuestRoute(null, Gateway, OnEth0: false)];
+
+    /// <summary>eth0's address and routes as `ip -batch` lines: what <see cref="GuestNetwork.Create"/> sets through
+    /// netlink, as an operator would type it.</summary>
+    public IReadOnlyList<string> IpCommands() =>
+        [$"addr add {Cidr} dev eth0", .. Routes().Select(r => $"route add {r}")];
+}
+
+/// <summary>A route of a guest's: to <paramref name="Destination"/> (a host; null is the default route), through
+/// <paramref name="Via"/> or, when null, on-link; bound to eth0 or left to the kernel to find by the gateway;
+/// <paramref name="Source"/> the address the guest sends from.</summary>
+public sealed record GuestRoute(IPAddress? Destination, IPAddress? Via, bool OnEth0, IPAddress? Source = null)
+{
+    /// <summary>As `ip route` takes it: "default via 10.88.0.1", "10.88.0.1 dev eth0".</summary>
+    public override string ToString() =>
+        $"{Destination?.ToString() ?? "default"}{(Via is null ? "" : $" via {Via}")}{(OnEth0 ? " dev eth0" : "")}{(Source is null ? "" : $" src {Source}")}";
 }

@@ -1,4 +1,4 @@
-using Vserver.Isolation.Processes;
+using Vserver.Isolation.Interop;
 
 namespace Vserver.Isolation.Network;
 
@@ -20,25 +20,34 @@ public sealed class HostBridge(string name, Ipv4Subnet subnet)
     {
         if (Exists && !Directory.Exists($"/sys/class/net/{Name}/bridge"))
             throw new InvalidOperationException($"network interface '{Name}' exists but is not a bridge; choose another VSERVER_BRIDGE");
+        using var netlink = Netlink.Open();
         if (!Exists)
         {
-            var (code, _, stderr) = HostProgram.TryRun("ip", ["link", "add", Name, "type", "bridge"]);
-            if (code != 0 && !Exists) throw new HostProgramException($"ip link add {Name} type bridge: {stderr.Trim()}", code, stderr);
+            try
+            {
+                netlink.AddBridge(Name);
+            }
+            catch (SystemCallException) when (Exists)
+            {
+                // Another agent (or a retry) made it meanwhile.
+            }
         }
-        var gateway = $"{Subnet.Gateway}/{Subnet.PrefixLength}";
-        var addresses = HostProgram.Run("ip", ["-o", "-4", "addr", "show", "dev", Name]);
-        if (!addresses.Contains($" {gateway} ", StringComparison.Ordinal))
+        var index = netlink.LinkIndex(Name);
+        if (!netlink.Ipv4Addresses(index, Name).Any(a => Subnet.Gateway.Equals(a.Local) && a.PrefixLength == Subnet.PrefixLength))
         {
-            var (code, _, stderr) = HostProgram.TryRun("ip", ["addr", "add", gateway, "dev", Name]);
-            if (code != 0 && !stderr.Contains("File exists", StringComparison.Ordinal))
-                throw new HostProgramException($"ip addr add {gateway} dev {Name}: {stderr.Trim()}", code, stderr);
+            try
+            {
+                netlink.AddAddress(index, Name, Subnet.Gateway, Subnet.PrefixLength);
+            }
+            catch (SystemCallException e) when (e.Errno == Errno.EEXIST)
+            {
+            }
         }
         // A bridge without an address of its own takes the lowest of its ports' and changes it as guests come and go:
         // every guest's ARP entry for the gateway then names a MAC nobody answers to until it expires (a minute of no
         // network after another guest was destroyed). libvirt and Docker pin it; so do we, to one derived from the name.
-        if (File.ReadAllText($"/sys/class/net/{Name}/addr_assign_type").Trim() != NetAddrSet)
-            HostProgram.Run("ip", ["link", "set", Name, "address", StableMac(Name)]);
-        HostProgram.Run("ip", ["link", "set", Name, "up"]);
+        if (File.ReadAllText($"/sys/class/net/{Name}/addr_assign_type").Trim() != NetAddrSet) netlink.SetMac(Name, StableMac(Name));
+        netlink.SetUp(Name);
     }
 
     /// <summary>addr_assign_type of an address set by hand (NET_ADDR_SET): the kernel keeps it as ports change.</summary>
@@ -53,6 +62,6 @@ public sealed class HostBridge(string name, Ipv4Subnet subnet)
 
     public void Delete()
     {
-        if (Exists) HostProgram.TryRun("ip", ["link", "del", Name]);
+        if (Exists) Netlink.TryDeleteLink(Name);
     }
 }
