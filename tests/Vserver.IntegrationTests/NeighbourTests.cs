@@ -40,14 +40,17 @@ public sealed class NeighbourTests
     //   disk filler 1.1-1.2x, max 0.25 s / 0.9-1.7x, max 0.77 s   (~1 GiB written and synced a second)
     // By hand, with heavier load from elsewhere, the CPU burner reached 2.6x: a guest allowed one CPU of two takes it,
     // and vsctl then starts on one core instead of two. So: p50 at most 3x the baseline p50 (and never less than
-    // baseline + 150 ms), and no single exec slower than 2 s; that holds with margin on a shared machine.
+    // baseline + 300 ms, see below), and no single exec slower than 2 s; that holds with margin on a shared machine.
     // What breaks it: the same fork bomb in a guest with --pids 12000 --memory 4G and no --cpus (tried by hand, with
     // that finite limit) took the victim's exec to p50 1.6 s (~8x) and max 10 s. Milder ones do not: with --pids
     // 2000 or 4000 and no --cpus it was p50 1.2-2.8x, max 0.7-2.0 s, so the bound catches a gross failure of the
     // confinement, not every change. (Without a pids limit the 64M memory limit still stops this bomb at ~600
     // processes.)
+    // Since vsctl is native (2026-12-08) its baseline exec is ~50 ms, not ~300, so 3x shrank the bound from ~900 to
+    // ~150-200 ms, and the disk filler (no per-guest I/O limit yet: 1 GiB fsynced on the shared disk) measured p50
+    // 229 ms, +170 ms: the floor is the absolute slack that kept the old bound's meaning, 300 ms.
     private const double P50Factor = 3.0;
-    private static readonly TimeSpan P50Floor = TimeSpan.FromMilliseconds(150);
+    private static readonly TimeSpan P50Floor = TimeSpan.FromMilliseconds(300);
     private static readonly TimeSpan MaxLatency = TimeSpan.FromSeconds(2);
 
     private sealed record Window(string Name, List<double> Ms)

@@ -421,18 +421,10 @@ public sealed class VserverDriver(FleetOptions options, ICgroupHierarchy cgroups
     {
         // The writable layer's root is owned by the guest's root: the first id of its range, in a slot of the host's.
         IdMap? ids = null;
-        if (Directory.Exists(paths.Upper) && FileOwner(paths.Upper) is { } uid
+        if (Directory.Exists(paths.Upper) && Vserver.Isolation.Storage.FileOwner.Of(paths.Upper) is { } uid
             && uid >= options.IdRange.Start && uid < options.IdRange.Start + options.IdRange.Count)
             ids = new IdMap(uid - (uid - options.IdRange.Start) % HostIdRange.SlotSize, HostIdRange.SlotSize);
         return new GuestClaims(name, Ids: ids) { NetnsAddress = GuestNetwork.ReadAddress(paths.Netns) };
-    }
-
-    /// <summary>The owner of <paramref name="path"/> itself (not followed); read only for broken guests, so a stat(1)
-    /// will do.</summary>
-    private static long? FileOwner(string path)
-    {
-        var (code, stdout, _) = HostProgram.TryRun("stat", ["-c", "%u", "--", path]);
-        return code == 0 && long.TryParse(stdout.Trim(), System.Globalization.CultureInfo.InvariantCulture, out var uid) ? uid : null;
     }
 
     public void Teardown(GuestPaths paths)

@@ -62,9 +62,6 @@ public static class Vsinit
         return new ExecProcess(process, stdin.TakeWriter(), stdout.TakeReader(), stderr.TakeReader(), null);
     }
 
-    /// <summary>vsinit netns: a new network namespace, bound at <paramref name="netnsPath"/> (created if missing).</summary>
-    public static void Netns(string vsinitPath, string netnsPath) => Run(vsinitPath, "netns", netnsPath, [netnsPath]);
-
     /// <summary>vsinit mount-root: the overlay of the spec (rootfs, lower, upper, work; the image idmapped when it has
     /// an id map) attached at its rootfs in this mount namespace. The caller unmounts it.</summary>
     public static void MountRoot(string vsinitPath, string specPath) => Run(vsinitPath, "mount-root", specPath, [specPath]);

@@ -4,6 +4,10 @@ namespace Vserver.Isolation.Storage;
 
 public static class FileOwner
 {
+    /// <summary>The owner of <paramref name="path"/> itself (a final link not followed), or null when it cannot be read.</summary>
+    public static uint? Of(string path) =>
+        Libc.Fstatat(Libc.AT_FDCWD, path, out var stat, Libc.AT_SYMLINK_NOFOLLOW) == 0 ? stat.Uid : null;
+
     /// <summary>lchown(2): never follows a final symlink; null leaves that id as it is. Fails with errno and path.</summary>
     public static void Chown(string path, uint? uid, uint? gid, string? operation = null)
     {

@@ -13,8 +13,6 @@ int fail_code = 1;
 const char *guest_name;
 /* A monitor failing after clone must not leave a half-set-up guest behind. */
 pid_t monitor_child;
-/* netns: a file we created must not outlive a failed bind. */
-const char *netns_created;
 /* start: nor a notify socket a failed start bound. */
 const char *socket_bound;
 
@@ -112,8 +110,6 @@ void __attribute__((noreturn)) report_and_exit(const char *msg, int code)
 	case REPORT_STDERR:
 		n = snprintf(line, sizeof line, "vsinit: %s\n", msg);
 		(void)write_all(2, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
-		if (netns_created)
-			unlink(netns_created);
 		break;
 	}
 	_exit(code);

@@ -13,7 +13,6 @@
  *
  *   start SPEC          be a guest's monitor, clone its init (and answer its sysinfo(2)): Start, by VserverDriver.Start
  *   exec SPEC           run a command inside a running guest: Exec, by VserverDriver.Exec (vsctl exec, vsctl enter)
- *   netns PATH          create a persistent network namespace bound at PATH: Netns, by GuestNetwork.Create
  *   mount-root SPEC     attach a vserver's overlay (image idmapped to its range) at a path: MountRoot, by PromotionRoot
  *   grab-root PID PATH  attach at PATH a clone of a running vserver's root mount: GrabRoot, by PromotionRoot.Grab
  *   userns-exec SPEC    run a tool as root of a user namespace with a vserver's id map: (Spawn)UsernsExec, by PromotionRoot
@@ -28,7 +27,6 @@
  *   init.c      start: the guest's init, from clone to exec
  *   sysinfo.c   start: the monitor answering the guest's sysinfo(2) (seccomp user notification)
  *   exec.c      exec
- *   netns.c     netns
  *   rootfs.c    mount-root, grab-root, userns-exec: a vserver's root outside a vserver
  */
 
@@ -68,9 +66,9 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(cmd, "grab-root") && argc == 4)
 		return cmd_grab_root(argv[2], argv[3]);
-	if (argc != 3 || (strcmp(cmd, "start") && strcmp(cmd, "exec") && strcmp(cmd, "netns")
+	if (argc != 3 || (strcmp(cmd, "start") && strcmp(cmd, "exec")
 			  && strcmp(cmd, "mount-root") && strcmp(cmd, "userns-exec")))
-		die(0, "usage: vsinit start SPECFILE | vsinit exec SPECFILE | vsinit netns PATH"
+		die(0, "usage: vsinit start SPECFILE | vsinit exec SPECFILE"
 		       " | vsinit mount-root SPECFILE | vsinit userns-exec SPECFILE | vsinit grab-root PID PATH");
 	/* Read while /proc is still the host's. */
 	cap_last = read_cap_last_cap();
@@ -80,7 +78,5 @@ int main(int argc, char **argv)
 		return cmd_exec(argv[2]);
 	if (!strcmp(cmd, "mount-root"))
 		return cmd_mount_root(argv[2]);
-	if (!strcmp(cmd, "userns-exec"))
-		return cmd_userns_exec(argv[2]);
-	return cmd_netns(argv[2]);
+	return cmd_userns_exec(argv[2]);
 }

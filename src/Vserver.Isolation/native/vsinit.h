@@ -46,7 +46,7 @@
 /* ------------------------------------------------------------------ */
 
 enum report_style {
-	REPORT_STDERR,  /* "vsinit: MSG" on stderr (exec parent, netns) */
+	REPORT_STDERR,  /* "vsinit: MSG" on stderr (exec parent) */
 	REPORT_MONITOR, /* "error MSG" on stdout for the agent, copy on stderr */
 	REPORT_PIPE,    /* "CODE MSG" to the parent over the error pipe */
 };
@@ -58,7 +58,6 @@ extern int report_fd;
 extern int fail_code;
 extern const char *guest_name;
 extern pid_t monitor_child;
-extern const char *netns_created;
 extern const char *socket_bound;
 
 int write_all(int fd, const void *buf, size_t len);
@@ -195,7 +194,6 @@ void sysinfo_server_stop(struct sysinfo_server *srv);
 
 int cmd_start(const char *specpath);                         /* monitor.c */
 int cmd_exec(const char *specpath);                          /* exec.c */
-int cmd_netns(const char *path);                             /* netns.c */
 int cmd_mount_root(const char *specpath);                    /* rootfs.c */
 int cmd_grab_root(const char *pidtext, const char *target);  /* rootfs.c */
 int cmd_userns_exec(const char *specpath);                   /* rootfs.c */

@@ -32,8 +32,6 @@ public sealed class VsinitTests : IDisposable
     {
         var vsinit = FakeVsinit();
 
-        Vsinit.Netns(vsinit, "/run/vserver/guests/a/netns");
-        Args.ShouldBe(["netns", "/run/vserver/guests/a/netns"]);
         Vsinit.MountRoot(vsinit, "/run/vserver/guests/a/mount-root.spec");
         Args.ShouldBe(["mount-root", "/run/vserver/guests/a/mount-root.spec"]);
         Vsinit.GrabRoot(vsinit, 4242, "/var/lib/vserver/guests/a/rootfs");
@@ -59,13 +57,9 @@ public sealed class VsinitTests : IDisposable
     }
 
     [Fact]
-    public void The_path_of_netns_and_grab_root_is_the_one_they_act_on_and_a_report_without_an_errno_names_none()
+    public void The_path_of_grab_root_is_the_one_it_acts_on_and_a_report_without_an_errno_names_none()
     {
-        var vsinit = FakeVsinit("echo 'vsinit: unshare network namespace for /n: Operation not permitted (EPERM)' >&2; exit 1");
-        var netns = Should.Throw<VsinitException>(() => Vsinit.Netns(vsinit, "/n"));
-        (netns.Subcommand, netns.Path, netns.Errno).ShouldBe(("netns", "/n", (int?)1));
-
-        vsinit = FakeVsinit("echo \"vsinit: grab-root: 'x' is not a process id\" >&2; exit 1");
+        var vsinit = FakeVsinit("echo \"vsinit: grab-root: 'x' is not a process id\" >&2; exit 1");
         var grab = Should.Throw<VsinitException>(() => Vsinit.GrabRoot(vsinit, 7, "/t"));
         (grab.Subcommand, grab.Path, grab.Errno).ShouldBe(("grab-root", "/t", (int?)null));
     }
@@ -85,9 +79,9 @@ public sealed class VsinitTests : IDisposable
     [Fact]
     public void A_vsinit_that_says_nothing_fails_with_its_exit_code()
     {
-        var e = Should.Throw<VsinitException>(() => Vsinit.Netns(FakeVsinit("exit 3"), "/n"));
+        var e = Should.Throw<VsinitException>(() => Vsinit.MountRoot(FakeVsinit("exit 3"), "/n"));
 
-        e.Message.ShouldBe("vsinit netns /n: exit code 3");
+        e.Message.ShouldBe("vsinit mount-root /n: exit code 3");
         e.ExitCode.ShouldBe(3);
     }
 
