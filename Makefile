@@ -55,6 +55,7 @@ bench: build
 	bench/provision/run.sh
 	bench/load/run.sh
 	bench/systemd-boot/run.sh
+	bench/cli-latency/run.sh
 
 clean:
 	rm -rf $(BIN) $(STAMP) src/*/bin src/*/obj tests/*/bin tests/*/obj
