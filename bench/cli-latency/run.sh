@@ -76,8 +76,11 @@ cleanup() {
         [ "$g" = 0 ] || log "destroying $g guests"
         agent_guests | xargs -r -P 4 -I{} curl -s --max-time 60 --unix-socket "$SOCK" -X DELETE \
             "http://localhost/v1/guests/{}?force=true" -o /dev/null
+        # The agent's nftables table, resolver and bridge outlive it by design: teardown removes them (and stops it).
+        vsctl host teardown >/dev/null 2>&1
     fi
     bench_stop_agent
+    nft list table ip "vserver_$BRIDGE" >/dev/null 2>&1 && nft delete table ip "vserver_$BRIDGE"
     for g in /sys/fs/cgroup/*/"$CRUN_ID" /sys/fs/cgroup/"$CRUN_ID"; do [ -d "$g" ] && rmdir "$g" 2>/dev/null; done
     bench_remove_work "$BRIDGE" "$LXC_BRIDGE"
     exit "$rc"
